@@ -1,0 +1,1 @@
+"""keras-vae: variational autoencoders on Keras 3 and TensorFlow Probability."""
