@@ -1,0 +1,3 @@
+from keras_vae.models.vae import VAE
+
+__all__ = ["VAE"]

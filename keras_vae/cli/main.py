@@ -1,0 +1,136 @@
+"""The `keras-vae` command line: parses arguments and calls the library."""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad argument in one line, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _one_line(error: BaseException) -> str:
+    # Keras wraps errors raised inside a layer's call in a multi-line message;
+    # the line that says what was expected is the one worth showing.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "Expected" in line:
+            return line.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return lines[0] if lines else type(error).__name__
+
+
+def _add_data_args(parser):
+    parser.add_argument("--dataset", default="mnist", help="TFDS image dataset name.")
+    parser.add_argument(
+        "--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="keras-vae", description="Variational autoencoders on Keras 3.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="Train a VAE on an image dataset.")
+    _add_data_args(train)
+    train.add_argument("--architecture", default="mlp", help="mlp or conv.")
+    train.add_argument("--latent-dim", type=int, default=50)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--beta", type=float, default=1.0)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--binarize", default="dynamic", help="dynamic, static or none.")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-split", default="train")
+    train.add_argument("--test-split", default="test")
+    train.add_argument("--output", required=True, help="Output folder.")
+    train.add_argument("--quiet", action="store_true", help="No progress bar.")
+
+    evaluate = sub.add_parser("evaluate", help="ELBO, reconstruction and KL on a split.")
+    evaluate.add_argument("model", help="A .keras file.")
+    _add_data_args(evaluate)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true", help="End with one JSON line.")
+
+    sample = sub.add_parser("sample", help="Generate images.")
+    sample.add_argument("model", help="A .keras file.")
+    sample.add_argument("--num-samples", type=int, default=64)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--output", required=True, help="A .png grid or a .npy array.")
+    return parser
+
+
+def _train(args):
+    from keras_vae.tasks import train_model
+
+    _, metrics = train_model(
+        dataset=args.dataset,
+        architecture=args.architecture,
+        latent_dim=args.latent_dim,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        beta=args.beta,
+        seed=args.seed,
+        output=args.output,
+        learning_rate=args.learning_rate,
+        binarize=args.binarize,
+        train_split=args.train_split,
+        test_split=args.test_split,
+        data_dir=args.data_dir,
+        verbose=0 if args.quiet else "auto",
+    )
+    test = metrics["test"]
+    print(
+        f"test elbo {test['elbo']:.2f} nats (reconstruction {test['reconstruction']:.2f}, "
+        f"kl {test['kl']:.2f}); wrote {args.output}"
+    )
+
+
+def _evaluate(args):
+    from keras_vae.tasks import evaluate_model
+
+    metrics = evaluate_model(
+        args.model,
+        dataset=args.dataset,
+        split=args.split,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    for key in ("elbo", "reconstruction", "kl", "loss"):
+        print(f"{key:>15}: {metrics[key]:.4f} nats")
+    if args.json:
+        print(json.dumps(metrics))
+
+
+def _sample(args):
+    from keras_vae.tasks import load_model, sample_images
+    from keras_vae.utils import save_images
+
+    model = load_model(args.model)
+    images = sample_images(model, args.num_samples, args.seed)
+    print(f"wrote {save_images(images, args.output)}")
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"keras-vae {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Base class for Keras 3 layers that turn parameters into a distribution."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+def _validate_event_shape(event_shape):
+    if isinstance(event_shape, int):
+        event_shape = (event_shape,)
+    try:
+        event_shape = tuple(int(d) for d in event_shape)
+        valid = len(event_shape) > 0 and all(d > 0 for d in event_shape)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "Expected event_shape to be a positive integer or a non-empty tuple of "
+            f"positive integers. Received: event_shape={event_shape!r}"
+        )
+    return event_shape
+
+
+class DistributionLayer(keras.layers.Layer):
+    """A layer whose `call(params)` returns a `tfp.distributions.Distribution`.
+
+    The Keras 3 counterpart of `tfp.layers.DistributionLambda`, which is a
+    Keras 2 layer. Subclasses implement `params_size(event_shape)` (how many
+    parameters per example) and `_make_distribution(params)`, where `params`
+    arrive as `[..., params_size]`.
+
+    Parameters may come flat (`[..., params_size]`) or shaped like the event
+    with the parameters stacked on the last axis (`[..., *event_shape[:-1],
+    params_per_element * event_shape[-1]]`), which is what a convolutional
+    decoder produces.
+
+    Args:
+        event_shape: int or tuple of ints. Shape of one draw.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+    """
+
+    def __init__(self, event_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = _validate_event_shape(event_shape)
+
+    @staticmethod
+    def params_size(event_shape):
+        raise NotImplementedError
+
+    def _make_distribution(self, params):
+        raise NotImplementedError
+
+    def _split_params(self, params, num):
+        """Splits `params` into `num` tensors shaped `[..., *event_shape]`."""
+        params = tf.convert_to_tensor(params, dtype=self.compute_dtype)
+        size = self.params_size(self.event_shape)
+        num_event = len(self.event_shape)
+        stacked = self.event_shape[:-1] + (num * self.event_shape[-1],)
+        static = tuple(params.shape)
+        if static[-1:] == (size,) and static[-num_event:] != stacked:
+            batch_shape = tf.shape(params)[:-1]
+            parts = tf.split(params, num, axis=-1)
+        elif static[-num_event:] == stacked:
+            batch_shape = tf.shape(params)[:-num_event]
+            parts = tf.split(params, num, axis=-1) if num > 1 else [params]
+        else:
+            raise ValueError(
+                f"Expected {type(self).__name__} parameters shaped [..., {size}] "
+                f"or [..., {', '.join(map(str, stacked))}]. "
+                f"Received: params.shape={static}"
+            )
+        full_shape = tf.concat([batch_shape, self.event_shape], axis=0)
+        return [tf.reshape(p, full_shape) for p in parts]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:1]) + self.event_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"event_shape": self.event_shape})
+        return config
+
+    @property
+    def event_size(self):
+        return math.prod(self.event_shape)

@@ -1,0 +1,79 @@
+"""Training and evaluation steps shared by the VAE family."""
+
+import keras
+import tensorflow as tf
+
+
+class ELBOModel(keras.Model):
+    """A Keras model trained on a per-example variational bound.
+
+    Subclasses implement `compute_terms(x, y, training)`, returning a dict of
+    per-example tensors with at least `loss`, `elbo`, `reconstruction` and
+    `kl` (in nats). This class turns them into Keras's `train_step` and
+    `test_step`, with one `keras.metrics.Mean` per term, reset every epoch.
+
+    Args:
+        beta: float. Weight of the KL term in the loss. Defaults to `1.0`.
+        seed: int or `None`. Seed of the generator that draws the latent
+            samples during training. Defaults to `None`.
+        **kwargs: Base `keras.Model` keyword arguments.
+    """
+
+    metric_names = ("loss", "elbo", "reconstruction", "kl")
+
+    def __init__(self, beta=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
+            raise ValueError(
+                f"Expected beta to be a non-negative float. Received: beta={beta!r}"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
+        self.beta = float(beta)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compute_terms(self, x, y=None, training=False):
+        """Per-example objective terms for a batch (`x`, `y` as Keras unpacks them)."""
+        raise NotImplementedError
+
+    def next_seed(self):
+        """A fresh stateless seed (int32 `[2]`) for TFP's `sample`."""
+        return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def _update_metrics(self, terms, sample_weight):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name], sample_weight=sample_weight)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _weighted_mean(self, values, sample_weight):
+        if sample_weight is None:
+            return tf.reduce_mean(values)
+        weights = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
+        return tf.reduce_sum(values * weights) / tf.reduce_sum(weights)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(x, y, training=True)
+            loss = self._weighted_mean(terms["loss"], sample_weight)
+            if self.losses:
+                loss += tf.add_n(self.losses)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(terms, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        terms = self.compute_terms(x, y, training=False)
+        return self._update_metrics(terms, sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"beta": self.beta, "seed": self.seed})
+        return config

@@ -1,0 +1,58 @@
+"""Ready-to-train VAEs built from the `keras_vae.networks` architectures."""
+
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+from keras_vae.models.validation import check_positive_int
+from keras_vae.models.vae import VAE
+from keras_vae.networks import ARCHITECTURES, build_networks
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def make_likelihood(likelihood: str, event_shape):
+    """The likelihood layer called `likelihood` ("bernoulli" or "gaussian")."""
+    if likelihood == "bernoulli":
+        return IndependentBernoulli(event_shape, name="likelihood")
+    if likelihood == "gaussian":
+        return GaussianLikelihood(event_shape, scale=0.1, trainable_scale=True, name="likelihood")
+    raise ValueError(
+        f"Expected likelihood to be one of {LIKELIHOODS}. Received: likelihood={likelihood!r}"
+    )
+
+
+def build_vae(
+    architecture: str = "mlp",
+    input_shape=(28, 28, 1),
+    latent_dim: int = 50,
+    likelihood: str = "bernoulli",
+    beta: float = 1.0,
+    seed: int | None = None,
+) -> VAE:
+    """A VAE with ready-made encoder and decoder networks.
+
+    Args:
+        architecture: str. `"mlp"` (784-512-256 style) or `"conv"`
+            (stride-2 convolutions). Defaults to `"mlp"`.
+        input_shape: tuple of ints. Shape of one image. Defaults to MNIST's.
+        latent_dim: int. Number of latents. Defaults to `50`.
+        likelihood: str. `"bernoulli"` for binary data or `"gaussian"` (learned
+            shared scale) for continuous data. Defaults to `"bernoulli"`.
+        beta: float. KL weight. Defaults to `1.0`.
+        seed: int or `None`. Training sample seed.
+
+    Returns:
+        An unbuilt, uncompiled `VAE`.
+
+    Example:
+
+    >>> vae = build_vae("conv", (28, 28, 1), latent_dim=16)
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Expected architecture to be one of {ARCHITECTURES}. "
+            f"Received: architecture={architecture!r}"
+        )
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    input_shape = tuple(input_shape)
+    likelihood_layer = make_likelihood(likelihood, input_shape)
+    encoder, decoder = build_networks(architecture, input_shape, latent_dim, input_shape)
+    return VAE(encoder, decoder, latent_dim, likelihood=likelihood_layer, beta=beta, seed=seed)

@@ -1,0 +1,293 @@
+"""The variational autoencoder."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae.layers import IndependentBernoulli, IndependentNormal
+from keras_vae.models.elbo_model import ELBOModel
+from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.ops import elbo as elbo_ops
+from keras_vae.ops import random as portable_random
+from keras_vae.ops.math import reparameterize
+
+tfd = tfp.distributions
+
+
+def standard_normal(latent_dim):
+    """The N(0, I) prior over `latent_dim` latents."""
+    return tfd.Independent(
+        tfd.Normal(loc=tf.zeros([latent_dim]), scale=tf.ones([latent_dim])),
+        reinterpreted_batch_ndims=1,
+        name="StandardNormal",
+    )
+
+
+def is_diagonal_normal(distribution):
+    """Whether `distribution` is an `Independent(Normal)` with a vector event."""
+    return (
+        isinstance(distribution, tfd.Independent)
+        and isinstance(distribution.distribution, tfd.Normal)
+        and distribution.event_shape.rank == 1
+    )
+
+
+def draw_latent(distribution, num_samples, seed):
+    """`num_samples` draws of a diagonal Gaussian with the portable RNG.
+
+    `distribution` has batch shape `[]` (shared by all samples) or `[B]` (one
+    draw per row). The noise comes from `keras_vae.ops.random`, so the same
+    seed gives the same draws in Python, a SavedModel and a TFLite model.
+    """
+    loc = distribution.distribution.loc
+    scale = distribution.distribution.scale
+    latent_dim = distribution.event_shape[-1]
+    eps = portable_random.normal(tf.stack([num_samples, latent_dim]), seed)
+    return reparameterize(loc, scale, eps)
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class VAE(ELBOModel):
+    """Variational autoencoder trained with `model.fit` on the ELBO.
+
+    The encoder network maps x to features; a Dense layer and an
+    `IndependentNormal` head turn them into the approximate posterior Q(z|x).
+    The decoder network maps z to the parameters of the likelihood P(x|z).
+    Training maximises the evidence lower bound
+
+        ELBO = E_{z~Q(z|x)}[log P(x|z)] - KL(Q(z|x) || P(z)),
+
+    with one reparameterized sample z = mu(x) + sigma(x) * eps and the
+    analytic KL where TFP registers one. `fit` and `evaluate` report, per
+    example in nats, `loss` (-ELBO with the KL weighted by `beta`), `elbo`,
+    `reconstruction` and `kl`; `predict` returns reconstructions.
+
+    Args:
+        encoder: Keras layer or model. Maps x to a feature tensor.
+        decoder: Keras layer or model. Maps z `[batch, latent_dim]` to the
+            likelihood's parameters, e.g. logits `[batch, 28, 28, 1]` for
+            `IndependentBernoulli(event_shape=(28, 28, 1))`.
+        latent_dim: int. Number of latent dimensions.
+        likelihood: `keras_vae.layers.DistributionLayer` or `None`. P(x|z).
+            Defaults to `IndependentBernoulli` over the input shape.
+        prior: `tfd.Distribution` or `None`. P(z), with event shape
+            `[latent_dim]`. Defaults to a standard normal.
+        beta: float. Weight of the KL term in the loss (beta-VAE). Defaults
+            to `1.0`, the ELBO.
+        seed: int or `None`. Seed for the training samples. Defaults to `None`.
+        **kwargs: Base `keras.Model` keyword arguments.
+
+    Example:
+
+    >>> import keras_vae
+    >>> from keras_vae.networks import mlp_decoder, mlp_encoder
+    >>> vae = keras_vae.VAE(
+    ...     encoder=mlp_encoder((28, 28, 1)),
+    ...     decoder=mlp_decoder(16, (28, 28, 1)),
+    ...     latent_dim=16,
+    ... )
+    >>> vae.compile(optimizer="adam")
+    >>> history = vae.fit(x_train, epochs=1, batch_size=128)  # doctest: +SKIP
+    >>> images = vae.sample(16, seed=0)  # doctest: +SKIP
+
+    Reference:
+        Kingma & Welling, *Auto-Encoding Variational Bayes*, arXiv:1312.6114;
+        Doersch, *Tutorial on Variational Autoencoders*, arXiv:1606.05908.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        latent_dim,
+        likelihood=None,
+        prior=None,
+        beta=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(beta=beta, seed=seed, **kwargs)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        for name, value in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(value, keras.layers.Layer):
+                raise ValueError(
+                    f"Expected {name} to be a Keras layer or model. "
+                    f"Received: {name}={value!r}"
+                )
+        if likelihood is not None and not hasattr(likelihood, "params_size"):
+            raise ValueError(
+                "Expected likelihood to be a keras_vae distribution layer such as "
+                f"IndependentBernoulli. Received: likelihood={likelihood!r}"
+            )
+        if prior is not None and not (
+            is_diagonal_normal(prior) and prior.event_shape[-1] == self.latent_dim
+        ):
+            raise ValueError(
+                "Expected prior to be None or a diagonal Gaussian "
+                "(tfd.Independent(tfd.Normal)) with event shape "
+                f"[{self.latent_dim}]. Received: prior={prior!r}"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior = standard_normal(self.latent_dim) if prior is None else prior
+        self._custom_prior = prior is not None
+        self.flatten = keras.layers.Flatten(name="flatten_features")
+        self.posterior_params = keras.layers.Dense(
+            IndependentNormal.params_size(self.latent_dim), name="posterior_params"
+        )
+        self.posterior = IndependentNormal(self.latent_dim, name="posterior")
+
+    def build(self, input_shape):
+        event_shape = tuple(input_shape[1:])
+        if self.likelihood is None:
+            self.likelihood = IndependentBernoulli(event_shape, name="likelihood")
+        elif tuple(self.likelihood.event_shape) != event_shape:
+            raise ValueError(
+                f"Expected inputs shaped [batch, "
+                f"{', '.join(map(str, self.likelihood.event_shape))}] to match the "
+                f"likelihood's event_shape. Received: input_shape={tuple(input_shape)}"
+            )
+        x = tf.zeros((1,) + event_shape)
+        self.decode(self.encode(x).mean())
+        self.built = True
+
+    @property
+    def event_shape(self):
+        """Shape of one example x, known once the model is built."""
+        return None if self.likelihood is None else tuple(self.likelihood.event_shape)
+
+    def encode(self, x, training=False):
+        """The approximate posterior Q(z|x), a `tfd.Distribution` of batch `[B]`."""
+        features = self.flatten(self.encoder(x, training=training))
+        return self.posterior(self.posterior_params(features))
+
+    def decode(self, z, training=False):
+        """The likelihood P(x|z), a `tfd.Distribution` of batch `[B]`."""
+        return self.likelihood(self.decoder(z, training=training))
+
+    def call(self, x, training=False):
+        """Reconstructions: the likelihood mean at the posterior mean of z."""
+        return self.decode(self.encode(x, training=training).mean(), training).mean()
+
+    def reconstruct(self, x):
+        """Reconstructions of `x` (see `call`), as a numpy array."""
+        self._check_inputs(x)
+        return keras.ops.convert_to_numpy(self(tf.convert_to_tensor(x, tf.float32)))
+
+    def compute_terms(self, x, y=None, training=False):
+        x = tf.cast(x, self.compute_dtype)
+        posterior = self.encode(x, training=training)
+        z = posterior.sample(seed=self.next_seed())
+        return elbo_ops.elbo(
+            posterior,
+            lambda z: self.decode(z, training=training),
+            self.prior,
+            x,
+            z,
+            beta=self.beta,
+        )
+
+    def sample_latent(self, num_samples, seed):
+        """`num_samples` draws of z from the prior with the portable RNG.
+
+        Args:
+            num_samples: int or int scalar tensor.
+            seed: int or int scalar tensor.
+
+        Returns:
+            float32 tensor `[num_samples, latent_dim]`.
+        """
+        return draw_latent(self.prior, num_samples, seed)
+
+    def sample(self, num_samples, seed=None, use_mean=True):
+        """Generates data from the prior.
+
+        Args:
+            num_samples: int. How many examples.
+            seed: int or `None`. The same seed gives the same latents here, in
+                an exported SavedModel and in a TFLite model. Defaults to a
+                random seed.
+            use_mean: bool. Return the likelihood's mean (e.g. pixel
+                probabilities) rather than a draw from it. Defaults to `True`.
+
+        Returns:
+            numpy array `[num_samples, *event_shape]`.
+        """
+        num_samples = check_positive_int("num_samples", num_samples)
+        if self.likelihood is None:
+            raise ValueError(
+                "Expected a built model: call it on data or fit it first. "
+                "Received: an unbuilt VAE"
+            )
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        z = self.sample_latent(num_samples, seed)
+        likelihood = self.decode(z)
+        x = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
+        return keras.ops.convert_to_numpy(x)
+
+    def _check_inputs(self, x):
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            x = spec[0] if isinstance(spec, tuple) else spec
+        shape = self.event_shape
+        if shape is None:
+            return
+        bernoulli = isinstance(self.likelihood, IndependentBernoulli)
+        check_data("x", x, shape, unit_interval=bernoulli)
+
+    def _build_for(self, x):
+        if self.built:
+            return
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            shape = tuple(spec.shape)
+        else:
+            shape = tuple(np.shape(x))
+        if self.likelihood is not None:
+            check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
+        self.build((None,) + shape[1:])
+
+    def fit(self, x=None, y=None, **kwargs):
+        self._build_for(x)
+        self._check_inputs(x)
+        return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        self._build_for(x)
+        self._check_inputs(x)
+        return super().evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        self._build_for(x)
+        self._check_inputs(x)
+        return super().predict(x, **kwargs)
+
+    def get_config(self):
+        if self._custom_prior:
+            raise ValueError(
+                "Expected the default standard normal prior to save the model: "
+                "a custom prior is not serializable. Received: prior="
+                f"{self.prior!r}"
+            )
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "latent_dim": self.latent_dim,
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "likelihood"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

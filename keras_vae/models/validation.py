@@ -1,0 +1,73 @@
+"""Eager checks of user data, so bad input fails with one clear line."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def _shape_str(shape):
+    return "[batch, " + ", ".join(str(d) for d in shape) + "]"
+
+
+def check_data(name, data, event_shape, unit_interval=False):
+    """Checks an array or a `tf.data` element spec against `event_shape`.
+
+    Numpy arrays and eager tensors are checked in full: numeric dtype, shape
+    `[batch, *event_shape]` and, when `unit_interval`, values in [0, 1].
+    Symbolic inputs (a dataset's element spec) are checked for dtype and
+    shape only.
+
+    Args:
+        name: str. How the error messages call the data, e.g. `"x"`.
+        data: numpy array, tensor, `tf.TensorSpec` or `None` (not checked).
+        event_shape: tuple of ints. Expected shape of one example.
+        unit_interval: bool. Whether values must lie in [0, 1].
+
+    Raises:
+        ValueError: naming what was expected and what was received.
+    """
+    if data is None:
+        return
+    if isinstance(data, tf.TensorSpec):
+        dtype, shape = data.dtype, tuple(data.shape)
+        numeric = dtype.is_floating or dtype.is_integer or dtype.is_bool
+    else:
+        if not isinstance(data, (np.ndarray, tf.Tensor)):
+            try:
+                data = np.asarray(data)
+            except (TypeError, ValueError):
+                data = np.asarray(data, dtype=object)
+        dtype = data.dtype
+        shape = tuple(data.shape)
+        if isinstance(data, tf.Tensor):
+            numeric = dtype.is_floating or dtype.is_integer or dtype.is_bool
+        else:
+            numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
+    if not numeric:
+        raise ValueError(
+            f"Expected {name} to hold numbers. Received: {name}.dtype={dtype}"
+        )
+    event_shape = tuple(event_shape)
+    actual = shape[1:]
+    if len(shape) != len(event_shape) + 1 or any(
+        a is not None and a != e for a, e in zip(actual, event_shape)
+    ):
+        raise ValueError(
+            f"Expected {name} shaped {_shape_str(event_shape)}. "
+            f"Received: {name}.shape={shape}"
+        )
+    if unit_interval and not isinstance(data, tf.TensorSpec) and shape[0]:
+        low, high = float(np.min(data)), float(np.max(data))
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
+                f"Received: {name} values in [{low:g}, {high:g}]"
+            )
+
+
+def check_positive_int(name, value):
+    """Raises unless `value` is a positive Python or numpy integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(
+            f"Expected {name} to be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)

@@ -1,0 +1,82 @@
+"""The objectives: the ELBO and the importance-weighted bound.
+
+Both take distributions and a decoding function rather than a model, so the
+unconditional and the conditional VAE (and the evaluation code) share them.
+Every returned term is per example, in nats; callers average over the batch.
+"""
+
+import tensorflow as tf
+
+from keras_vae.ops.math import kl_divergence, log_mean_exp
+
+
+def elbo(posterior, decode, prior, target, z, beta=1.0):
+    """Per-example ELBO terms from one reparameterized sample.
+
+    ELBO = E_q[log p(target | z)] - KL(q(z) || p(z)) (Doersch, 2016, eq. 7),
+    estimated with the single sample `z ~ q`. The KL is analytic where TFP
+    registers a closed form and `log q(z) - log p(z)` otherwise.
+
+    Args:
+        posterior: `tfd.Distribution`. Q(z|x), batch shape `[B]`.
+        decode: callable. Maps `z` `[B, latent_dim]` to P(target|z).
+        prior: `tfd.Distribution`. P(z) (or P(z|condition)), batch-broadcastable.
+        target: float tensor `[B, ...]`. The data being modelled.
+        z: float tensor `[B, latent_dim]`. A reparameterized sample of `posterior`.
+        beta: float. Weight of the KL term in `loss`. Defaults to `1.0`.
+
+    Returns:
+        A dict of `[B]` tensors: `loss` (-reconstruction + beta * kl), `elbo`,
+        `reconstruction` (log p(target|z)) and `kl`.
+
+    Reference:
+        Doersch, *Tutorial on Variational Autoencoders*, arXiv:1606.05908.
+    """
+    reconstruction = decode(z).log_prob(target)
+    kl, _ = kl_divergence(posterior, prior, z)
+    return {
+        "loss": beta * kl - reconstruction,
+        "elbo": reconstruction - kl,
+        "reconstruction": reconstruction,
+        "kl": kl,
+    }
+
+
+def importance_log_weights(posterior, decode, prior, target, z):
+    """log p(target|z_k) + log p(z_k) - log q(z_k) for samples `z` `[K, B, d]`.
+
+    Args:
+        posterior: `tfd.Distribution`. Q(z|x), batch shape `[B]`.
+        decode: callable. Maps `z` `[N, latent_dim]` to P(target|z), batch `[N]`.
+        prior: `tfd.Distribution`. P(z), batch-broadcastable with `[K, B]`.
+        target: float tensor `[B, ...]`.
+        z: float tensor `[K, B, latent_dim]` drawn from `posterior`.
+
+    Returns:
+        A `[K, B]` tensor of log importance weights.
+    """
+    num_samples, batch = tf.shape(z)[0], tf.shape(z)[1]
+    flat_z = tf.reshape(z, [num_samples * batch, -1])
+    repeated = tf.repeat(target[tf.newaxis], num_samples, axis=0)
+    flat_target = tf.reshape(repeated, tf.concat([[-1], tf.shape(target)[1:]], 0))
+    log_likelihood = tf.reshape(decode(flat_z).log_prob(flat_target), [num_samples, batch])
+    return log_likelihood + prior.log_prob(z) - posterior.log_prob(z)
+
+
+def iwae(posterior, decode, prior, target, z):
+    """Per-example importance-weighted bound log (1/K) sum_k w_k.
+
+    With K = 1 this is the single-sample ELBO estimate; it tightens towards
+    log p(target) as K grows (Burda et al., 2016).
+
+    Args:
+        posterior, decode, prior, target, z: as in `importance_log_weights`.
+
+    Returns:
+        A `[B]` tensor.
+
+    Reference:
+        Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*,
+        arXiv:1509.00519.
+    """
+    return log_mean_exp(importance_log_weights(posterior, decode, prior, target, z), 0)

@@ -1,0 +1,59 @@
+"""Writing generated images: a PNG grid or a `.npy` array."""
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tiles images `[N, H, W, C]` with values in [0, 1] into one uint8 image.
+
+    Args:
+        images: float array `[N, H, W, C]`, `C` in {1, 3}, values in [0, 1].
+        num_rows: int or `None`. Rows of the grid. Defaults to a near-square grid.
+        padding: int. Pixels between tiles. Defaults to `2`.
+
+    Returns:
+        uint8 array `[rows * (H + padding) - padding, cols * (W + padding) -
+        padding]` (grey) or with a trailing 3 (colour).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise ValueError(
+            "Expected images shaped [N, H, W, C] with N > 0 and C in (1, 3). "
+            f"Received: images.shape={images.shape}"
+        )
+    n, h, w, c = images.shape
+    rows = num_rows or int(math.floor(math.sqrt(n)))
+    cols = int(math.ceil(n / rows))
+    grid = np.ones((rows * (h + padding) - padding, cols * (w + padding) - padding, c))
+    for i, image in enumerate(images):
+        r, col = divmod(i, cols)
+        top, left = r * (h + padding), col * (w + padding)
+        grid[top : top + h, left : left + w] = image
+    grid = np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
+    return grid[..., 0] if c == 1 else grid
+
+
+def save_images(images: np.ndarray, path: str, num_rows: int | None = None) -> str:
+    """Saves images `[N, H, W, C]` in [0, 1] as a `.npy` array or a PNG grid.
+
+    Args:
+        images: float array `[N, H, W, C]`, values in [0, 1].
+        path: str. Output file; a name ending in `.npy` keeps the raw array,
+            anything else is written as a PNG grid.
+        num_rows: int or `None`. Rows of the PNG grid.
+
+    Returns:
+        The path written.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if path.endswith(".npy"):
+        np.save(path, images)
+    else:
+        Image.fromarray(image_grid(images, num_rows)).save(path, format="PNG")
+    return path

@@ -1,0 +1,219 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae import VAE
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+from keras_vae.models.presets import build_vae
+
+tfd = tfp.distributions
+
+
+def tiny_vae(latent_dim=2, pixels=3, **kwargs):
+    encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
+    decoder = keras.Sequential([keras.Input((latent_dim,)), keras.layers.Dense(pixels)])
+    vae = VAE(encoder, decoder, latent_dim, likelihood=IndependentBernoulli(pixels), **kwargs)
+    vae.build((None, pixels))
+    return vae
+
+
+def mlp_vae(latent_dim=8, seed=0, **kwargs):
+    return build_vae("mlp", (28, 28, 1), latent_dim=latent_dim, seed=seed, **kwargs)
+
+
+def set_fixed_weights(vae, raw_scale):
+    # Posterior: loc = A x + a, raw scale = constant; decoder: logits = z W + b.
+    a_mat = np.array([[0.5, -1.0], [0.25, 0.75], [-0.5, 0.1]], "float32")
+    kernel = np.concatenate([a_mat, np.zeros((3, 2), "float32")], axis=1)
+    bias = np.array([0.1, -0.2, raw_scale, raw_scale], "float32")
+    vae.posterior_params.set_weights([kernel, bias])
+    w = np.array([[1.0, -2.0, 0.5], [0.3, 0.0, -1.0]], "float32")
+    b = np.array([0.2, 0.1, -0.3], "float32")
+    vae.decoder.layers[-1].set_weights([w, b])
+    return a_mat, np.array([0.1, -0.2], "float32"), w, b
+
+
+def test_elbo_equals_hand_computation():
+    vae = tiny_vae(beta=0.5)
+    # A near-zero posterior scale makes the one-sample estimate deterministic.
+    raw_scale = -30.0
+    a_mat, a_bias, w, b = set_fixed_weights(vae, raw_scale)
+    x = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], "float32")
+    terms = {k: v.numpy() for k, v in vae.compute_terms(tf.constant(x)).items()}
+
+    loc = x @ a_mat + a_bias
+    scale = math.log1p(math.exp(raw_scale)) + 1e-5
+    kl = 0.5 * np.sum(scale**2 + loc**2 - 1.0 - np.log(scale**2), axis=1)
+    p = 1.0 / (1.0 + np.exp(-(loc @ w + b)))
+    reconstruction = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1)
+    np.testing.assert_allclose(terms["kl"], kl, rtol=1e-5)
+    np.testing.assert_allclose(terms["reconstruction"], reconstruction, atol=1e-3)
+    np.testing.assert_allclose(terms["elbo"], reconstruction - kl, rtol=1e-4)
+    np.testing.assert_allclose(terms["loss"], 0.5 * kl - reconstruction, rtol=1e-4)
+
+
+def test_evaluate_reports_batch_means_of_the_terms():
+    vae = tiny_vae(beta=0.5)
+    set_fixed_weights(vae, raw_scale=-30.0)
+    vae.compile(optimizer="adam")
+    x = np.random.default_rng(1).integers(0, 2, (64, 3)).astype("float32")
+    terms = vae.compute_terms(tf.constant(x))
+    logs = vae.evaluate(x, batch_size=16, verbose=0, return_dict=True)
+    for name in ("loss", "elbo", "reconstruction", "kl"):
+        np.testing.assert_allclose(logs[name], terms[name].numpy().mean(), rtol=1e-4)
+
+
+def test_gradients_reach_the_encoder_through_the_sample():
+    vae = tiny_vae()
+    set_fixed_weights(vae, raw_scale=0.0)
+    x = tf.constant([[1.0, 0.0, 1.0]])
+    with tf.GradientTape() as tape:
+        reconstruction = vae.compute_terms(x)["reconstruction"]
+    kernel_grad = tape.gradient(reconstruction, vae.posterior_params.kernel).numpy()
+    # The reconstruction term depends on the posterior parameters only through
+    # z = loc + scale * eps: nonzero gradients on both halves prove it.
+    assert np.abs(kernel_grad[:, :2]).sum() > 0
+    assert np.abs(kernel_grad[:, 2:]).sum() > 0
+
+
+def test_output_shapes_and_distributions():
+    vae = mlp_vae(latent_dim=6)
+    x = np.zeros((5, 28, 28, 1), "float32")
+    posterior = vae.encode(x)
+    assert isinstance(posterior, tfd.Distribution)
+    assert posterior.batch_shape == [5] and posterior.event_shape == [6]
+    likelihood = vae.decode(tf.zeros([5, 6]))
+    assert likelihood.batch_shape == [5] and likelihood.event_shape == [28, 28, 1]
+    assert vae(x).shape == (5, 28, 28, 1)
+    assert vae.reconstruct(x).shape == (5, 28, 28, 1)
+
+
+def test_sample_is_seeded_and_in_unit_interval():
+    vae = mlp_vae(latent_dim=4)
+    vae.build((None, 28, 28, 1))
+    a, b, c = vae.sample(3, seed=7), vae.sample(3, seed=7), vae.sample(3, seed=8)
+    assert a.shape == (3, 28, 28, 1)
+    assert a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    drawn = vae.sample(3, seed=7, use_mean=False)
+    assert set(np.unique(drawn)) <= {0.0, 1.0}
+
+
+def test_sample_latent_follows_the_prior():
+    vae = mlp_vae(latent_dim=4)
+    z = vae.sample_latent(20000, seed=3).numpy()
+    assert z.shape == (20000, 4)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=0.04)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.04)
+
+
+def test_fit_on_mnist_raises_the_elbo(binary_images):
+    keras.utils.set_random_seed(0)
+    vae = mlp_vae(latent_dim=16)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    train, test = binary_images[:1500], binary_images[1500:]
+    before = vae.evaluate(test, verbose=0, return_dict=True)["elbo"]
+    history = vae.fit(train, epochs=3, batch_size=64, verbose=0)
+    after = vae.evaluate(test, verbose=0, return_dict=True)["elbo"]
+    assert history.history["elbo"][-1] > history.history["elbo"][0]
+    assert after > before + 200  # from ~-545 nats (random decoder) to ~-200
+    np.testing.assert_allclose(
+        history.history["elbo"], -np.array(history.history["loss"]), rtol=1e-6
+    )
+
+
+def test_fit_accepts_a_dataset(binary_images):
+    vae = mlp_vae(latent_dim=4)
+    vae.compile(optimizer="adam")
+    ds = tf.data.Dataset.from_tensor_slices(binary_images[:256]).batch(64)
+    history = vae.fit(ds, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "elbo", "reconstruction", "kl"}
+    assert vae.predict(ds, verbose=0).shape == (256, 28, 28, 1)
+
+
+def test_gaussian_likelihood_vae_trains(mnist_test_images):
+    images, _ = mnist_test_images
+    vae = mlp_vae(latent_dim=4, likelihood="gaussian")
+    vae.compile(optimizer="adam")
+    before = vae.evaluate(images[:512], verbose=0, return_dict=True)["elbo"]
+    vae.fit(images[:1024], epochs=2, batch_size=64, verbose=0)
+    assert vae.evaluate(images[:512], verbose=0, return_dict=True)["elbo"] > before
+    assert isinstance(vae.likelihood, GaussianLikelihood)
+
+
+def test_config_round_trip():
+    vae = mlp_vae(latent_dim=5, beta=0.25)
+    config = vae.get_config()
+    clone = VAE.from_config(config)
+    assert clone.latent_dim == 5 and clone.beta == 0.25
+    assert clone.get_config() == config
+
+
+def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):
+    vae = mlp_vae(latent_dim=4, seed=3)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = binary_images[:256]
+    vae.fit(x, epochs=1, batch_size=64, verbose=0)
+    path = str(tmp_path / "vae.keras")
+    vae.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), vae.predict(x[:8], verbose=0))
+    np.testing.assert_array_equal(loaded.sample(4, seed=1), vae.sample(4, seed=1))
+    assert int(loaded.optimizer.iterations) == int(vae.optimizer.iterations) == 4
+    # Same weights, optimizer moments and sampler state: one more identical
+    # step must give identical weights.
+    for model in (vae, loaded):
+        model.fit(x[:64], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    for a, b in zip(vae.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"latent_dim": 2.5}, "latent_dim"),
+        ({"beta": -1.0}, "beta"),
+        ({"encoder": "dense"}, "encoder"),
+        ({"likelihood": "bernoulli"}, "likelihood"),
+        ({"prior": tfd.Normal(0.0, 1.0)}, "prior"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, message):
+    args = {
+        "encoder": keras.layers.Flatten(),
+        "decoder": keras.layers.Dense(3),
+        "latent_dim": 2,
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"Expected {message}.*Received: {message}="):
+        VAE(**args)
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((4, 28, 28), "float32"), r"Expected x shaped \[batch, 28, 28, 1\]"),
+        (np.zeros((4, 32, 32, 1), "float32"), r"Expected x shaped"),
+        (np.full((4, 28, 28, 1), "a"), "Expected x to hold numbers"),
+        (np.full((4, 28, 28, 1), 255.0, "float32"), r"Expected x values in \[0, 1\]"),
+    ],
+)
+def test_bad_data(x, message):
+    vae = mlp_vae(latent_dim=2)
+    vae.compile(optimizer="adam")
+    vae.build((None, 28, 28, 1))
+    with pytest.raises(ValueError, match=message) as info:
+        vae.fit(x, epochs=1, verbose=0)
+    assert "Received:" in str(info.value)
+
+
+def test_unbuilt_model_must_match_likelihood_shape():
+    vae = mlp_vae(latent_dim=2)
+    with pytest.raises(ValueError, match="Expected x shaped"):
+        vae.fit(np.zeros((4, 14, 14, 1), "float32"), verbose=0)
