@@ -1,6 +1,7 @@
 """Training and evaluation steps shared by the VAE family."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -31,7 +32,16 @@ class ELBOModel(keras.Model):
             raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
         self.beta = float(beta)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # The sampler's state is a weight, so `.keras` files keep it and a
+        # reloaded model continues with the same noise it would have drawn.
+        initial = np.random.randint(0, 2**31 - 1) if seed is None else seed
+        self.sampler_state = self.add_weight(
+            shape=(2,),
+            dtype="int32",
+            initializer=keras.initializers.Constant([int(initial) % 2**31, 0]),
+            trainable=False,
+            name="sampler_state",
+        )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     @property
@@ -44,7 +54,9 @@ class ELBOModel(keras.Model):
 
     def next_seed(self):
         """A fresh stateless seed (int32 `[2]`) for TFP's `sample`."""
-        return tf.cast(self.seed_generator.next(), tf.int32)
+        state = tf.identity(self.sampler_state.value)
+        self.sampler_state.assign_add(tf.constant([0, 1], tf.int32))
+        return state
 
     def _update_metrics(self, terms, sample_weight):
         for name, tracker in self.trackers.items():

@@ -1,50 +1,17 @@
 """The variational autoencoder."""
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
-
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.models.elbo_model import ELBOModel
+from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import check_data, check_positive_int
 from keras_vae.ops import elbo as elbo_ops
-from keras_vae.ops import random as portable_random
-from keras_vae.ops.math import reparameterize
 
-tfd = tfp.distributions
-
-
-def standard_normal(latent_dim):
-    """The N(0, I) prior over `latent_dim` latents."""
-    return tfd.Independent(
-        tfd.Normal(loc=tf.zeros([latent_dim]), scale=tf.ones([latent_dim])),
-        reinterpreted_batch_ndims=1,
-        name="StandardNormal",
-    )
-
-
-def is_diagonal_normal(distribution):
-    """Whether `distribution` is an `Independent(Normal)` with a vector event."""
-    return (
-        isinstance(distribution, tfd.Independent)
-        and isinstance(distribution.distribution, tfd.Normal)
-        and distribution.event_shape.rank == 1
-    )
-
-
-def draw_latent(distribution, num_samples, seed):
-    """`num_samples` draws of a diagonal Gaussian with the portable RNG.
-
-    `distribution` has batch shape `[]` (shared by all samples) or `[B]` (one
-    draw per row). The noise comes from `keras_vae.ops.random`, so the same
-    seed gives the same draws in Python, a SavedModel and a TFLite model.
-    """
-    loc = distribution.distribution.loc
-    scale = distribution.distribution.scale
-    latent_dim = distribution.event_shape[-1]
-    eps = portable_random.normal(tf.stack([num_samples, latent_dim]), seed)
-    return reparameterize(loc, scale, eps)
+OBJECTIVES = ("elbo", "iwae")
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -54,7 +21,7 @@ class VAE(ELBOModel):
     The encoder network maps x to features; a Dense layer and an
     `IndependentNormal` head turn them into the approximate posterior Q(z|x).
     The decoder network maps z to the parameters of the likelihood P(x|z).
-    Training maximises the evidence lower bound
+    By default training maximises the evidence lower bound
 
         ELBO = E_{z~Q(z|x)}[log P(x|z)] - KL(Q(z|x) || P(z)),
 
@@ -75,6 +42,12 @@ class VAE(ELBOModel):
             `[latent_dim]`. Defaults to a standard normal.
         beta: float. Weight of the KL term in the loss (beta-VAE). Defaults
             to `1.0`, the ELBO.
+        objective: str. `"elbo"` or `"iwae"`, the importance-weighted bound
+            of Burda et al. (2016) with `num_samples` samples, whose loss is
+            the negated bound. Defaults to `"elbo"`.
+        num_samples: int. Latent samples per example in the objective: the
+            ELBO averages over them, the IWAE bound weights them. Defaults
+            to `1`.
         seed: int or `None`. Seed for the training samples. Defaults to `None`.
         **kwargs: Base `keras.Model` keyword arguments.
 
@@ -104,11 +77,24 @@ class VAE(ELBOModel):
         likelihood=None,
         prior=None,
         beta=1.0,
+        objective="elbo",
+        num_samples=1,
         seed=None,
         **kwargs,
     ):
         super().__init__(beta=beta, seed=seed, **kwargs)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"Expected objective to be one of {OBJECTIVES}. Received: objective={objective!r}"
+            )
+        if objective == "iwae" and self.beta != 1.0:
+            raise ValueError(
+                "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
+                f"Received: beta={beta}"
+            )
+        self.objective = objective
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(
@@ -179,14 +165,13 @@ class VAE(ELBOModel):
     def compute_terms(self, x, y=None, training=False):
         x = tf.cast(x, self.compute_dtype)
         posterior = self.encode(x, training=training)
-        z = posterior.sample(seed=self.next_seed())
-        return elbo_ops.elbo(
-            posterior,
-            lambda z: self.decode(z, training=training),
-            self.prior,
-            x,
-            z,
-            beta=self.beta,
+        decode = lambda z: self.decode(z, training=training)  # noqa: E731
+        if self.objective == "elbo" and self.num_samples == 1:
+            z = posterior.sample(seed=self.next_seed())
+            return elbo_ops.elbo(posterior, decode, self.prior, x, z, beta=self.beta)
+        z = posterior.sample(self.num_samples, seed=self.next_seed())
+        return elbo_ops.multi_sample_terms(
+            posterior, decode, self.prior, x, z, objective=self.objective, beta=self.beta
         )
 
     def sample_latent(self, num_samples, seed):
@@ -280,13 +265,16 @@ class VAE(ELBOModel):
                 "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "latent_dim": self.latent_dim,
                 "likelihood": keras.saving.serialize_keras_object(self.likelihood),
+                "objective": self.objective,
+                "num_samples": self.num_samples,
             }
         )
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        # Deserialization consumes nested dicts: work on a copy.
+        config = copy.deepcopy(config)
         for key in ("encoder", "decoder", "likelihood"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])

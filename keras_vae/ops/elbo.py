@@ -42,8 +42,8 @@ def elbo(posterior, decode, prior, target, z, beta=1.0):
     }
 
 
-def importance_log_weights(posterior, decode, prior, target, z):
-    """log p(target|z_k) + log p(z_k) - log q(z_k) for samples `z` `[K, B, d]`.
+def importance_terms(posterior, decode, prior, target, z):
+    """Log-likelihoods and log importance weights for samples `z` `[K, B, d]`.
 
     Args:
         posterior: `tfd.Distribution`. Q(z|x), batch shape `[B]`.
@@ -53,14 +53,15 @@ def importance_log_weights(posterior, decode, prior, target, z):
         z: float tensor `[K, B, latent_dim]` drawn from `posterior`.
 
     Returns:
-        A `[K, B]` tensor of log importance weights.
+        A tuple of `[K, B]` tensors: log p(target|z_k) and the log weights
+        log p(target|z_k) + log p(z_k) - log q(z_k).
     """
     num_samples, batch = tf.shape(z)[0], tf.shape(z)[1]
     flat_z = tf.reshape(z, [num_samples * batch, -1])
     repeated = tf.repeat(target[tf.newaxis], num_samples, axis=0)
     flat_target = tf.reshape(repeated, tf.concat([[-1], tf.shape(target)[1:]], 0))
     log_likelihood = tf.reshape(decode(flat_z).log_prob(flat_target), [num_samples, batch])
-    return log_likelihood + prior.log_prob(z) - posterior.log_prob(z)
+    return log_likelihood, log_likelihood + prior.log_prob(z) - posterior.log_prob(z)
 
 
 def iwae(posterior, decode, prior, target, z):
@@ -70,7 +71,7 @@ def iwae(posterior, decode, prior, target, z):
     log p(target) as K grows (Burda et al., 2016).
 
     Args:
-        posterior, decode, prior, target, z: as in `importance_log_weights`.
+        posterior, decode, prior, target, z: as in `importance_terms`.
 
     Returns:
         A `[B]` tensor.
@@ -79,4 +80,28 @@ def iwae(posterior, decode, prior, target, z):
         Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*,
         arXiv:1509.00519.
     """
-    return log_mean_exp(importance_log_weights(posterior, decode, prior, target, z), 0)
+    _, log_weights = importance_terms(posterior, decode, prior, target, z)
+    return log_mean_exp(log_weights, 0)
+
+
+def multi_sample_terms(posterior, decode, prior, target, z, objective="elbo", beta=1.0):
+    """Per-example terms from K samples `z` `[K, B, d]`.
+
+    `reconstruction` averages log p(target|z_k) over the K samples and `kl`
+    is as in `elbo`; `elbo` is their difference. `loss` is the negated
+    K-sample ELBO (with `beta`) for `objective="elbo"` and the negated
+    importance-weighted bound for `objective="iwae"`.
+
+    Returns:
+        A dict of `[B]` tensors, as `elbo` returns.
+    """
+    log_likelihood, log_weights = importance_terms(posterior, decode, prior, target, z)
+    reconstruction = tf.reduce_mean(log_likelihood, axis=0)
+    kl, _ = kl_divergence(posterior, prior, z)
+    if kl.shape.rank == 2:  # the Monte Carlo KL is per sample
+        kl = tf.reduce_mean(kl, axis=0)
+    if objective == "iwae":
+        loss = -log_mean_exp(log_weights, 0)
+    else:
+        loss = beta * kl - reconstruction
+    return {"loss": loss, "elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}

@@ -1,0 +1,73 @@
+"""Shared helpers for the benchmark scripts: data, timing, recording results."""
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
+SHARED_TFDS = REPO_ROOT.parent / "shared" / "data" / "tensorflow_datasets"
+
+
+def setup_tfds_dir():
+    """Points TFDS at the shared offline MNIST when it exists."""
+    if "TFDS_DATA_DIR" not in os.environ and SHARED_TFDS.is_dir():
+        os.environ["TFDS_DATA_DIR"] = str(SHARED_TFDS)
+
+
+def mnist_arrays(split="train"):
+    """MNIST images float32 [N, 28, 28, 1] in [0, 1] and labels."""
+    setup_tfds_dir()
+    from keras_vae import data
+
+    images, labels = data.load_images("mnist", split)
+    return images.astype("float32") / 255.0, labels
+
+
+def binarize(images, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random(images.shape) < images).astype("float32")
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def record(title, lines):
+    """Prints the figures and appends them to benchmarks/RESULTS.md."""
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
+        ).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = [
+        f"## {title}",
+        "",
+        f"- command: `{command}`",
+        f"- date: {stamp}; commit: {commit}",
+        f"- machine: {machine()}",
+        "",
+        *lines,
+        "",
+    ]
+    text = "\n".join(block)
+    print(text)
+    with open(RESULTS, "a") as f:
+        f.write(text + "\n")

@@ -1,0 +1,289 @@
+"""The conditional variational autoencoder."""
+
+import copy
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.layers import DistributionLayer, IndependentBernoulli, IndependentNormal
+from keras_vae.models.elbo_model import ELBOModel
+from keras_vae.models.priors import draw_latent, standard_normal
+from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.ops import elbo as elbo_ops
+
+PRIORS = ("standard", "learned")
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class ConditionalVAE(ELBOModel):
+    """Conditional VAE: models P(Y|X) with Q(z|Y, X), P(Y|z, X) and P(z|X).
+
+    Trained on the conditional ELBO
+
+        E_{z~Q(z|Y,X)}[log P(Y|z, X)] - KL(Q(z|Y, X) || P(z|X)),
+
+    with data as `(condition, target)` pairs, Keras's `(x, y)`: call
+    `fit(conditions, targets)` or fit a dataset of pairs. The condition joins
+    the encoder (its flattened value is concatenated with the encoder's
+    features, then a hidden layer forms Q's parameters) and the decoder (the
+    decoder network receives `[z, flattened condition]`, so it takes
+    `latent_dim + condition_size` inputs). The prior is a standard normal (as
+    in the tutorial) or a learned Gaussian whose mean and scale depend on X;
+    with both Gaussian the KL is analytic.
+
+    `predict(conditions)` returns the likelihood mean at the prior mean of z,
+    the model's single "typical" output; `generate` draws varied outputs.
+
+    Args:
+        encoder: Keras layer or model. Maps the target Y to features.
+        decoder: Keras layer or model. Maps `[z, condition]` (concatenated,
+            `latent_dim + condition_size` wide) to the likelihood's parameters.
+        latent_dim: int. Number of latent dimensions.
+        likelihood: `keras_vae.layers.DistributionLayer`. P(Y|z, X); its
+            `event_shape` is the target's shape.
+        prior: str. `"standard"` (N(0, I)) or `"learned"` (a Gaussian network
+            of the condition). Defaults to `"standard"`.
+        hidden_units: int. Width of the hidden layers that join the condition
+            to the encoder's features and form the learned prior. Defaults to
+            `256`.
+        condition_type: str or `None`. What the condition is (`"label"`,
+            `"center-column"`, `"top-half"`), kept for the CLI and the data
+            helpers. Defaults to `None`.
+        image_shape: tuple of ints or `None`. Shape of the full image for the
+            completion conditions, kept to reassemble completions.
+        beta: float. Weight of the KL term. Defaults to `1.0`.
+        seed: int or `None`. Seed for the training samples.
+        **kwargs: Base `keras.Model` keyword arguments.
+
+    Example:
+
+    >>> from keras_vae.layers import IndependentBernoulli
+    >>> from keras_vae.networks import mlp_decoder, mlp_encoder
+    >>> cvae = ConditionalVAE(
+    ...     encoder=mlp_encoder((28, 28, 1)),
+    ...     decoder=mlp_decoder(16 + 10, (28, 28, 1)),
+    ...     latent_dim=16,
+    ...     likelihood=IndependentBernoulli((28, 28, 1)),
+    ... )
+    >>> cvae.compile(optimizer="adam")
+    >>> cvae.fit(one_hot_labels, images, epochs=1)  # doctest: +SKIP
+    >>> sevens = cvae.generate(one_hot_labels[:1], num_samples=8, seed=0)  # doctest: +SKIP
+
+    Reference:
+        Sohn, Lee & Yan, *Learning Structured Output Representation using Deep
+        Conditional Generative Models*, NeurIPS 2015; Doersch, *Tutorial on
+        Variational Autoencoders*, arXiv:1606.05908, section 4.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        latent_dim,
+        likelihood,
+        prior="standard",
+        hidden_units=256,
+        condition_type=None,
+        image_shape=None,
+        beta=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(beta=beta, seed=seed, **kwargs)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.hidden_units = check_positive_int("hidden_units", hidden_units)
+        for name, value in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(value, keras.layers.Layer):
+                raise ValueError(
+                    f"Expected {name} to be a Keras layer or model. Received: {name}={value!r}"
+                )
+        if not isinstance(likelihood, DistributionLayer):
+            raise ValueError(
+                "Expected likelihood to be a keras_vae distribution layer such as "
+                f"IndependentBernoulli. Received: likelihood={likelihood!r}"
+            )
+        if prior not in PRIORS:
+            raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.prior_type = prior
+        self.condition_type = condition_type
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.condition_shape = None
+
+        self.flatten = keras.layers.Flatten(name="flatten")
+        self.concatenate = keras.layers.Concatenate(name="concatenate")
+        self.posterior_hidden = keras.layers.Dense(
+            self.hidden_units, activation="relu", name="posterior_hidden"
+        )
+        self.posterior_params = keras.layers.Dense(
+            IndependentNormal.params_size(self.latent_dim), name="posterior_params"
+        )
+        self.posterior = IndependentNormal(self.latent_dim, name="posterior")
+        self.standard_prior = standard_normal(self.latent_dim)
+        if prior == "learned":
+            self.prior_hidden = keras.layers.Dense(
+                self.hidden_units, activation="relu", name="prior_hidden"
+            )
+            self.prior_params = keras.layers.Dense(
+                IndependentNormal.params_size(self.latent_dim), name="prior_params"
+            )
+            self.prior_head = IndependentNormal(self.latent_dim, name="prior")
+
+    @property
+    def target_shape(self):
+        """Shape of one target Y (the likelihood's event shape)."""
+        return tuple(self.likelihood.event_shape)
+
+    def build(self, condition_shape):
+        self.condition_shape = tuple(condition_shape[1:])
+        condition = tf.zeros((1,) + self.condition_shape)
+        target = tf.zeros((1,) + self.target_shape)
+        self.decode(self.encode(target, condition).mean(), condition)
+        self.prior(condition)
+        self.built = True
+
+    def encode(self, target, condition, training=False):
+        """Q(z|Y, X), a `tfd.Distribution` of batch `[B]`."""
+        features = self.flatten(self.encoder(target, training=training))
+        joined = self.concatenate([features, self.flatten(condition)])
+        return self.posterior(self.posterior_params(self.posterior_hidden(joined)))
+
+    def decode(self, z, condition, training=False):
+        """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
+        inputs = self.concatenate([z, self.flatten(condition)])
+        return self.likelihood(self.decoder(inputs, training=training))
+
+    def prior(self, condition):
+        """P(z|X): a standard normal (batch `[]`) or the learned Gaussian (batch `[B]`)."""
+        if self.prior_type == "standard":
+            return self.standard_prior
+        hidden = self.prior_hidden(self.flatten(condition))
+        return self.prior_head(self.prior_params(hidden))
+
+    def call(self, condition, training=False):
+        """The likelihood mean at the prior mean of z: the typical Y for X."""
+        z = self._prior_for_batch(condition).mean()
+        return self.decode(z, condition, training=training).mean()
+
+    def _prior_for_batch(self, condition):
+        # The standard prior has batch shape []; samplers want one row per condition.
+        if self.prior_type == "standard":
+            return standard_normal(self.latent_dim, batch_shape=tf.shape(condition)[:1])
+        return self.prior(condition)
+
+    def compute_terms(self, x, y=None, training=False):
+        if y is None:
+            raise ValueError(
+                "Expected (condition, target) pairs to train a ConditionalVAE. "
+                "Received: only conditions"
+            )
+        condition = tf.cast(x, self.compute_dtype)
+        target = tf.cast(y, self.compute_dtype)
+        posterior = self.encode(target, condition, training=training)
+        z = posterior.sample(seed=self.next_seed())
+        return elbo_ops.elbo(
+            posterior,
+            lambda z: self.decode(z, condition, training=training),
+            self.prior(condition),
+            target,
+            z,
+            beta=self.beta,
+        )
+
+    def sample_latent(self, condition, num_samples, seed):
+        """`num_samples` draws of z from P(z|X) for each condition, portable RNG.
+
+        Returns:
+            float32 tensor `[B, num_samples, latent_dim]`.
+        """
+        return draw_latent(self._prior_for_batch(condition), num_samples, seed)
+
+    def generate(self, condition, num_samples=1, seed=None, use_mean=True):
+        """Draws targets Y for each condition X.
+
+        Args:
+            condition: array `[B, *condition_shape]`.
+            num_samples: int. Draws per condition. Defaults to `1`.
+            seed: int or `None`. Same seed, same latents (also in exports).
+            use_mean: bool. Return the likelihood's mean rather than a draw
+                from it. Defaults to `True`.
+
+        Returns:
+            numpy array `[B, num_samples, *target_shape]`.
+        """
+        num_samples = check_positive_int("num_samples", num_samples)
+        condition = self._checked_condition(condition)
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        z = self.sample_latent(condition, num_samples, seed)
+        batch = tf.shape(condition)[0]
+        repeated = tf.repeat(condition, num_samples, axis=0)
+        likelihood = self.decode(tf.reshape(z, [-1, self.latent_dim]), repeated)
+        y = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
+        shape = tf.concat([[batch, num_samples], self.target_shape], 0)
+        return keras.ops.convert_to_numpy(tf.reshape(y, shape))
+
+    def reconstruct(self, condition, target):
+        """The likelihood mean at the posterior mean of z, given X and Y."""
+        condition = self._checked_condition(condition)
+        check_data("target", target, self.target_shape)
+        target = tf.convert_to_tensor(target, tf.float32)
+        z = self.encode(target, condition).mean()
+        return keras.ops.convert_to_numpy(self.decode(z, condition).mean())
+
+    def _checked_condition(self, condition):
+        if not self.built:
+            self.build((None,) + tuple(np.shape(condition))[1:])
+        check_data("condition", condition, self.condition_shape)
+        return tf.convert_to_tensor(condition, tf.float32)
+
+    def _check_pairs(self, x, y):
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            if not (isinstance(spec, tuple) and len(spec) >= 2):
+                raise ValueError(
+                    "Expected a dataset of (condition, target) pairs. "
+                    f"Received: element_spec={spec}"
+                )
+            x, y = spec[0], spec[1]
+        shape = tuple(x.shape)
+        if not self.built:
+            self.build((None,) + shape[1:])
+        check_data("condition", x, self.condition_shape)
+        bernoulli = isinstance(self.likelihood, IndependentBernoulli)
+        check_data("target", y, self.target_shape, unit_interval=bernoulli)
+
+    def fit(self, x=None, y=None, **kwargs):
+        self._check_pairs(x, y)
+        return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        self._check_pairs(x, y)
+        return super().evaluate(x, y, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "latent_dim": self.latent_dim,
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
+                "prior": self.prior_type,
+                "hidden_units": self.hidden_units,
+                "condition_type": self.condition_type,
+                "image_shape": self.image_shape,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserialization consumes nested dicts: work on a copy.
+        config = copy.deepcopy(config)
+        for key in ("encoder", "decoder", "likelihood"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
