@@ -249,6 +249,11 @@ class ConditionalVAE(ELBOModel):
                     f"Received: element_spec={spec}"
                 )
             x, y = spec[0], spec[1]
+        elif y is None:
+            raise ValueError(
+                "Expected (condition, target) pairs: fit(conditions, targets) or a "
+                "dataset of pairs. Received: y=None"
+            )
         shape = tuple(x.shape)
         if not self.built:
             self.build((None,) + shape[1:])

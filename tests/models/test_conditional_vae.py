@@ -1,0 +1,189 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_vae import ConditionalVAE
+from keras_vae.layers import IndependentBernoulli
+from keras_vae.networks import mlp_decoder, mlp_encoder
+
+tfd = tfp.distributions
+
+
+def tiny_cvae(prior="standard", latent_dim=2, pixels=3, classes=2, **kwargs):
+    encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
+    decoder = keras.Sequential(
+        [keras.Input((latent_dim + classes,)), keras.layers.Dense(pixels)]
+    )
+    cvae = ConditionalVAE(
+        encoder,
+        decoder,
+        latent_dim,
+        likelihood=IndependentBernoulli(pixels),
+        prior=prior,
+        hidden_units=4,
+        **kwargs,
+    )
+    cvae.build((None, classes))
+    return cvae
+
+
+def label_cvae(latent_dim=8, prior="standard", seed=0):
+    return ConditionalVAE(
+        mlp_encoder((28, 28, 1), hidden_units=(256,)),
+        mlp_decoder(latent_dim + 10, (28, 28, 1), hidden_units=(256,)),
+        latent_dim,
+        likelihood=IndependentBernoulli((28, 28, 1)),
+        prior=prior,
+        condition_type="label",
+        seed=seed,
+    )
+
+
+def test_conditional_elbo_equals_hand_computation():
+    cvae = tiny_cvae(beta=0.5)
+    rng = np.random.default_rng(0)
+    # Posterior hidden layer: identity on [y, c] (5 -> 4 units would lose one,
+    # so use a random but known map), near-zero posterior scale.
+    h_kernel = rng.normal(size=(5, 4)).astype("float32")
+    h_bias = rng.normal(size=4).astype("float32")
+    cvae.posterior_hidden.set_weights([h_kernel, h_bias])
+    p_kernel = np.concatenate(
+        [rng.normal(size=(4, 2)), np.zeros((4, 2))], axis=1
+    ).astype("float32")
+    raw_scale = -30.0
+    p_bias = np.array([0.1, -0.1, raw_scale, raw_scale], "float32")
+    cvae.posterior_params.set_weights([p_kernel, p_bias])
+    w = rng.normal(size=(4, 3)).astype("float32")
+    b = rng.normal(size=3).astype("float32")
+    cvae.decoder.layers[-1].set_weights([w, b])
+
+    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32")
+    c = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    terms = {k: v.numpy() for k, v in cvae.compute_terms(c, y).items()}
+
+    hidden = np.maximum(np.concatenate([y, c], 1) @ h_kernel + h_bias, 0.0)
+    loc = hidden @ p_kernel[:, :2] + p_bias[:2]
+    scale = math.log1p(math.exp(raw_scale)) + 1e-5
+    kl = 0.5 * np.sum(scale**2 + loc**2 - 1.0 - np.log(scale**2), axis=1)
+    p = 1.0 / (1.0 + np.exp(-(np.concatenate([loc, c], 1) @ w + b)))
+    reconstruction = np.sum(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)
+    np.testing.assert_allclose(terms["kl"], kl, rtol=1e-5)
+    np.testing.assert_allclose(terms["reconstruction"], reconstruction, atol=1e-3)
+    np.testing.assert_allclose(terms["loss"], 0.5 * kl - reconstruction, rtol=1e-4, atol=1e-3)
+
+
+def test_learned_prior_kl_matches_tfp():
+    cvae = tiny_cvae(prior="learned")
+    rng = np.random.default_rng(1)
+    for layer in (cvae.prior_hidden, cvae.prior_params):
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    y = rng.integers(0, 2, (6, 3)).astype("float32")
+    c = np.eye(2, dtype="float32")[rng.integers(0, 2, 6)]
+    terms = cvae.compute_terms(c, y)
+    q = cvae.encode(tf.constant(y), tf.constant(c))
+    p = cvae.prior(tf.constant(c))
+    assert p.batch_shape == [6]
+    # Independent reference: KL of the two diagonal Gaussians built by hand.
+    ref = tfd.kl_divergence(
+        tfd.MultivariateNormalDiag(q.distribution.loc, q.distribution.scale),
+        tfd.MultivariateNormalDiag(p.distribution.loc, p.distribution.scale),
+    )
+    np.testing.assert_allclose(terms["kl"].numpy(), ref.numpy(), rtol=1e-5)
+    # The prior depends on the condition.
+    assert not np.allclose(p.mean().numpy()[0], p.mean().numpy()[c[:, 0] != c[0, 0]][0])
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_generate_shape_and_seed(prior):
+    cvae = tiny_cvae(prior=prior)
+    c = np.eye(2, dtype="float32")
+    a = cvae.generate(c, num_samples=5, seed=3)
+    assert a.shape == (2, 5, 3)
+    np.testing.assert_array_equal(a, cvae.generate(c, num_samples=5, seed=3))
+    assert np.abs(a - cvae.generate(c, num_samples=5, seed=4)).max() > 1e-4
+    # The k-th draw does not depend on how many conditions are in the batch.
+    np.testing.assert_allclose(cvae.generate(c[:1], num_samples=5, seed=3)[0], a[0], atol=1e-6)
+    z = cvae.sample_latent(tf.constant(c), 5, 3)
+    assert z.shape == (2, 5, 2)
+
+
+def test_training_on_mnist_labels_raises_the_conditional_elbo(mnist_test_images):
+    images, labels = mnist_test_images
+    rng = np.random.default_rng(0)
+    y = (rng.random(images.shape) < images).astype("float32")
+    c = np.eye(10, dtype="float32")[labels]
+    keras.utils.set_random_seed(0)
+    cvae = label_cvae(prior="learned")
+    cvae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = cvae.evaluate(c[1500:], y[1500:], verbose=0, return_dict=True)["elbo"]
+    cvae.fit(c[:1500], y[:1500], epochs=3, batch_size=64, verbose=0)
+    after = cvae.evaluate(c[1500:], y[1500:], verbose=0, return_dict=True)["elbo"]
+    assert after > before + 200
+
+
+def test_dataset_of_pairs_and_predict():
+    cvae = tiny_cvae()
+    cvae.compile(optimizer="adam")
+    c = np.eye(2, dtype="float32")[np.arange(32) % 2]
+    y = (np.arange(96).reshape(32, 3) % 2).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((c, y)).batch(8)
+    history = cvae.fit(ds, epochs=1, verbose=0)
+    assert set(history.history) == {"loss", "elbo", "reconstruction", "kl"}
+    assert cvae.predict(c, verbose=0).shape == (32, 3)
+    assert cvae.reconstruct(c, y).shape == (32, 3)
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_save_load_round_trip(tmp_path, prior):
+    cvae = tiny_cvae(prior=prior, condition_type="label")
+    cvae.compile(optimizer="adam")
+    c = np.eye(2, dtype="float32")[np.arange(16) % 2]
+    y = (np.arange(48).reshape(16, 3) % 2).astype("float32")
+    cvae.fit(c, y, epochs=1, batch_size=8, verbose=0)
+    path = str(tmp_path / "cvae.keras")
+    cvae.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, ConditionalVAE) and loaded.condition_type == "label"
+    np.testing.assert_allclose(loaded.predict(c, verbose=0), cvae.predict(c, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(loaded.generate(c, 3, seed=1), cvae.generate(c, 3, seed=1), atol=1e-6)
+    assert int(loaded.optimizer.iterations) == 2
+    loaded.fit(c, y, epochs=1, batch_size=8, verbose=0)
+    assert int(loaded.optimizer.iterations) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"latent_dim": -1}, "latent_dim"),
+        ({"prior": "mixture"}, "prior"),
+        ({"likelihood": None}, "likelihood"),
+        ({"decoder": 3}, "decoder"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, message):
+    args = {
+        "encoder": keras.layers.Flatten(),
+        "decoder": keras.layers.Dense(3),
+        "latent_dim": 2,
+        "likelihood": IndependentBernoulli(3),
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"Expected {message}.*Received: {message}="):
+        ConditionalVAE(**args)
+
+
+def test_bad_condition_and_target_shapes():
+    cvae = tiny_cvae()
+    cvae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"Expected condition shaped \[batch, 2\]"):
+        cvae.generate(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"Expected target shaped \[batch, 3\]"):
+        cvae.fit(np.zeros((4, 2), "float32"), np.zeros((4, 5), "float32"), verbose=0)
+    with pytest.raises(ValueError, match=r"Expected target values in \[0, 1\]"):
+        cvae.fit(np.zeros((4, 2), "float32"), np.full((4, 3), 2.0, "float32"), verbose=0)
+    with pytest.raises(ValueError, match="Expected .*pairs"):
+        cvae.fit(np.zeros((4, 2), "float32"), verbose=0)
