@@ -1,0 +1,22 @@
+"""Image data for VAEs: TFDS loading, binarization and `tf.data` pipelines."""
+
+from keras_vae.data.conditional import (
+    CONDITIONS,
+    make_conditional_dataset,
+    make_conditional_pairs,
+    merge_image,
+    split_image,
+)
+from keras_vae.data.images import binarize_static, load_images, make_dataset, scale_images
+
+__all__ = [
+    "CONDITIONS",
+    "binarize_static",
+    "load_images",
+    "make_conditional_dataset",
+    "make_conditional_pairs",
+    "make_dataset",
+    "merge_image",
+    "scale_images",
+    "split_image",
+]

@@ -1,25 +1,41 @@
 """Base class for Keras 3 layers that turn parameters into a distribution."""
 
 import math
+import numbers
+import operator
 
 import keras
 import tensorflow as tf
 
 
 def _validate_event_shape(event_shape):
-    if isinstance(event_shape, int):
-        event_shape = (event_shape,)
+    received = event_shape
     try:
-        event_shape = tuple(int(d) for d in event_shape)
+        if isinstance(event_shape, (str, bytes, bool)):
+            raise TypeError
+        if not hasattr(event_shape, "__iter__"):
+            event_shape = (event_shape,)
+        if any(isinstance(d, bool) for d in event_shape):
+            raise TypeError
+        event_shape = tuple(operator.index(d) for d in event_shape)
         valid = len(event_shape) > 0 and all(d > 0 for d in event_shape)
-    except (TypeError, ValueError):
+    except TypeError:
         valid = False
     if not valid:
         raise ValueError(
             "Expected event_shape to be a positive integer or a non-empty tuple of "
-            f"positive integers. Received: event_shape={event_shape!r}"
+            f"positive integers. Received: event_shape={received!r}"
         )
     return event_shape
+
+
+def check_positive_float(name, value, allow_zero=False):
+    """Returns `value` as a float, or raises unless it is a positive real number."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"Expected {name} to be a {kind} float. Received: {name}={value!r}")
+    return float(value)
 
 
 class DistributionLayer(keras.layers.Layer):

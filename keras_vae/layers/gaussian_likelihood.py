@@ -6,9 +6,11 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae.layers.distribution_layer import DistributionLayer
+from keras_vae.layers.distribution_layer import DistributionLayer, check_positive_float
 
 tfd = tfp.distributions
+
+_SCALE_FLOOR = 1e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -38,12 +40,13 @@ class GaussianLikelihood(DistributionLayer):
 
     def __init__(self, event_shape, scale=1.0, trainable_scale=False, **kwargs):
         super().__init__(event_shape, **kwargs)
-        if not scale > 0:
-            raise ValueError(
-                f"Expected scale to be a positive float. Received: scale={scale}"
-            )
-        self.scale = float(scale)
+        self.scale = check_positive_float("scale", scale)
         self.trainable_scale = bool(trainable_scale)
+        if self.trainable_scale and self.scale <= _SCALE_FLOOR:
+            raise ValueError(
+                f"Expected scale > {_SCALE_FLOOR} (the floor) when trainable_scale=True. "
+                f"Received: scale={scale!r}"
+            )
 
     @staticmethod
     def params_size(event_shape):
@@ -53,8 +56,10 @@ class GaussianLikelihood(DistributionLayer):
 
     def build(self, input_shape=None):
         if self.trainable_scale:
-            # Inverse softplus, so the scale starts at `self.scale`.
-            raw = math.log(math.expm1(self.scale - 1e-5)) if self.scale > 1e-5 else -20.0
+            # Inverse softplus (in a form that cannot overflow), so the scale
+            # starts at `self.scale`.
+            y = self.scale - _SCALE_FLOOR
+            raw = y + math.log(-math.expm1(-y))
             self.raw_scale = self.add_weight(
                 shape=(),
                 initializer=keras.initializers.Constant(raw),
@@ -65,7 +70,7 @@ class GaussianLikelihood(DistributionLayer):
     def call(self, params):
         (loc,) = self._split_params(params, 1)
         if self.trainable_scale:
-            scale = tf.nn.softplus(self.raw_scale) + 1e-5
+            scale = tf.nn.softplus(self.raw_scale) + _SCALE_FLOOR
         else:
             scale = tf.constant(self.scale, dtype=loc.dtype)
         return tfd.Independent(

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_vae.layers.distribution_layer import DistributionLayer
+from keras_vae.layers.distribution_layer import DistributionLayer, check_positive_float
 
 tfd = tfp.distributions
 
@@ -36,12 +36,7 @@ class IndependentNormal(DistributionLayer):
 
     def __init__(self, event_shape, scale_floor=1e-5, **kwargs):
         super().__init__(event_shape, **kwargs)
-        if not scale_floor >= 0:
-            raise ValueError(
-                "Expected scale_floor to be a non-negative float. "
-                f"Received: scale_floor={scale_floor}"
-            )
-        self.scale_floor = float(scale_floor)
+        self.scale_floor = check_positive_float("scale_floor", scale_floor, allow_zero=True)
 
     @staticmethod
     def params_size(event_shape):

@@ -1,0 +1,382 @@
+"""Image datasets for VAEs: loading from TFDS, scaling, binarization, `tf.data` pipelines."""
+
+import difflib
+import os
+import socket
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+BINARIZATIONS = ("dynamic", "static", None)
+# Where TFDS fetches prepared datasets such as MNIST.
+_DOWNLOAD_HOST = "storage.googleapis.com"
+
+
+def load_images(
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a TFDS image dataset into memory, downloading it if needed.
+
+    A dataset missing from the data folder is downloaded and prepared by TFDS
+    when the download server answers. Offline, TFDS would retry for minutes,
+    so a quick connection check comes first and a missing dataset then fails
+    at once with a `ValueError` that says how to provide it.
+
+    Args:
+        name: str. TFDS dataset name, optionally with config and version
+            (`"mnist"`, `"mnist:3.0.1"`). The dataset needs an `"image"`
+            feature of fixed shape and dtype uint8 and a `"label"` class label.
+        split: str. TFDS split, slicing allowed (`"train"`, `"test[:1000]"`,
+            `"train[:90%]"`). Defaults to `"train"`.
+        data_dir: str or `None`. TFDS data folder. Defaults to the
+            `TFDS_DATA_DIR` environment variable, else TFDS's default
+            (`~/tensorflow_datasets`).
+        download: bool. Whether to download a missing dataset. Defaults to
+            `True`.
+
+    Returns:
+        A tuple `(images, labels)`: uint8 array `[N, H, W, C]` with values in
+        0..255 and int64 array `[N]`, in the order TFDS stores the split.
+
+    Example:
+
+    >>> images, labels = load_images("mnist", "test[:100]")
+    >>> images.shape, images.dtype, labels.dtype
+    ((100, 28, 28, 1), dtype('uint8'), dtype('int64'))
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"Expected name to be a non-empty TFDS dataset name string. Received: name={name!r}"
+        )
+    if not isinstance(split, str) or not split:
+        raise ValueError(
+            f"Expected split to be a non-empty TFDS split string. Received: split={split!r}"
+        )
+    if data_dir is None:
+        data_dir = os.environ.get("TFDS_DATA_DIR") or None
+    else:
+        data_dir = os.fspath(data_dir)
+    builder = _tfds_builder(name, data_dir)
+    _check_image_features(name, builder.info.features)
+    if not builder.is_prepared() and download and _download_server_reachable():
+        builder.download_and_prepare()
+    if not builder.is_prepared():
+        folder = data_dir or tfds.core.constants.get_default_data_dir()
+        raise ValueError(
+            f"Expected TFDS dataset {name!r} to be prepared in the data folder, but it was not "
+            f"found there and could not be downloaded. Received: name={name!r}, "
+            f"data_dir={folder!r}. Set TFDS_DATA_DIR (or pass data_dir) to a folder prepared "
+            "with tfds, or run once with internet access so tfds can download it."
+        )
+    try:
+        data = builder.as_dataset(split=split, batch_size=-1)
+    except ValueError as error:
+        splits = sorted(builder.info.splits.keys())
+        raise ValueError(
+            f"Expected split to select examples of {name!r} (one of {splits}, slicing such as "
+            f"'train[:1000]' allowed). Received: split={split!r} ({_first_line(error)})"
+        ) from None
+    data = tfds.as_numpy(data)
+    return data["image"], data["label"].astype(np.int64, copy=False)
+
+
+def scale_images(images: np.ndarray) -> np.ndarray:
+    """Scales images to float32 values in [0, 1].
+
+    Integer images are read as 0..255 pixel values and divided by 255; float
+    images must already lie in [0, 1]; booleans become 0 and 1.
+
+    Args:
+        images: numeric array `[N, H, W]` or `[N, H, W, C]`, integer with
+            values in 0..255, or float with values in [0, 1].
+
+    Returns:
+        float32 array `[N, H, W, C]` in [0, 1] (a channel axis of size 1 is
+        added to `[N, H, W]` input).
+
+    Example:
+
+    >>> scale_images(np.array([[[0, 255]]], dtype="uint8"))[..., 0]
+    array([[[0., 1.]]], dtype=float32)
+    """
+    pixels = _as_pixels(images, "images", image_ranks=True)
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return pixels
+
+
+def binarize_static(images: np.ndarray, seed: int | None = 0) -> np.ndarray:
+    """Draws one fixed Bernoulli sample per pixel, with the grey value as probability.
+
+    Args:
+        images: numeric array `[N, H, W]` or `[N, H, W, C]`, accepted as in
+            `scale_images`.
+        seed: int or `None`. Seed of the draw. Defaults to `0`; `None` draws
+            fresh entropy.
+
+    Returns:
+        float32 array `[N, H, W, C]` of 0s and 1s.
+
+    Example:
+
+    >>> binarize_static(np.full((2, 28, 28), 0.5), seed=0).mean().round(1)
+    np.float32(0.5)
+    """
+    probs = scale_images(images)
+    return _bernoulli(probs, np.random.default_rng(_check_seed(seed))).astype(np.float32)
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    binarize: str | None = "dynamic",
+    batch_size: int = 128,
+    shuffle: bool = True,
+    seed: int | None = None,
+    cache: bool = True,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Builds a `tf.data` pipeline of image batches for an unconditional VAE.
+
+    The images are validated and kept in memory once (uint8 input stays uint8,
+    a quarter of the float32 size); the pipeline caches, shuffles with a
+    buffer of the whole dataset (a new order every epoch), batches, then
+    scales each batch to [0, 1] and, for `"dynamic"`, replaces it with a fresh
+    Bernoulli draw of every pixel, and prefetches. Dynamic draws use
+    stateless random ops keyed by `tf.data.Dataset.random(seed,
+    rerandomize_each_iteration=True)`, so each epoch (each new iterator, as in
+    `model.fit`) gets new draws, reproducible for a given `seed`.
+
+    Args:
+        images: numeric array `[N, H, W]` or `[N, H, W, C]`, uint8 0..255 or
+            float in [0, 1] (as in `scale_images`).
+        labels: must be `None`. Unconditional VAEs train on images alone;
+            use `make_conditional_pairs` and `make_conditional_dataset` for a
+            label-conditioned model.
+        binarize: str or `None`. `"dynamic"` (a fresh draw of each pixel
+            every time an image is used, the standard for MNIST
+            likelihoods), `"static"` (one fixed draw, made once) or `None`
+            (grey values). Defaults to `"dynamic"`.
+        batch_size: int. Images per batch. Defaults to `128`.
+        shuffle: bool. Reshuffle the whole dataset every epoch. Defaults to
+            `True`.
+        seed: int or `None`. Seed of the shuffle and of the binarization
+            draws. Defaults to `None` (not reproducible).
+        cache: bool. Cache the in-memory elements ahead of the shuffle.
+            Defaults to `True`.
+        drop_remainder: bool. Drop the last, smaller batch. Defaults to
+            `False`.
+
+    Returns:
+        A `tf.data.Dataset` yielding float32 batches `[B, H, W, C]` in [0, 1].
+
+    Example:
+
+    >>> ds = make_dataset(np.zeros((10, 28, 28), "uint8"), batch_size=4, seed=0)
+    >>> [tuple(x.shape) for x in ds]
+    [(4, 28, 28, 1), (4, 28, 28, 1), (2, 28, 28, 1)]
+    """
+    if labels is not None:
+        raise ValueError(
+            "Expected labels=None: unconditional datasets yield images only (use "
+            "make_conditional_pairs and make_conditional_dataset for a label-conditioned "
+            f"model). Received: labels with shape {np.shape(labels)}"
+        )
+    _check_pipeline_args(binarize, batch_size, seed)
+    pixels = _as_pixels(images, "images", image_ranks=True)
+    if binarize == "static":
+        draw = _bernoulli(_unit_float(pixels), np.random.default_rng(seed))
+        pixels = draw.astype(np.uint8) * np.uint8(255)
+    return _pipeline(
+        (pixels,),
+        (binarize == "dynamic",),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        cache=cache,
+        drop_remainder=drop_remainder,
+    )
+
+
+def _download_server_reachable(timeout: float = 3.0) -> bool:
+    """Whether TFDS's download host answers; offline machines fail this at once."""
+    try:
+        socket.create_connection((_DOWNLOAD_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _tfds_builder(name, data_dir):
+    """Looks up a TFDS builder, turning TFDS's lookup errors into one-line `ValueError`s."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError:
+        known = tfds.list_builders(with_community_datasets=False)
+        close = difflib.get_close_matches(name.split(":")[0].split("/")[0].lower(), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            "Expected a TFDS image dataset name such as 'mnist' (see tfds.list_builders()). "
+            f"Received: name={name!r}{hint}"
+        ) from None
+    except (ValueError, AssertionError, ImportError) as error:
+        raise ValueError(
+            "Expected a TFDS image dataset name of the form 'name[/config][:version]'. "
+            f"Received: name={name!r} ({_first_line(error)})"
+        ) from None
+
+
+def _check_image_features(name, features):
+    image = features["image"] if "image" in features else None
+    label = features["label"] if "label" in features else None
+    shape = getattr(image, "shape", None)
+    if (
+        not isinstance(image, tfds.features.Image)
+        or not isinstance(label, tfds.features.ClassLabel)
+        or image.dtype != np.uint8
+        or None in shape
+    ):
+        received = {key: repr(value).split("(")[0] for key, value in features.items()}
+        raise ValueError(
+            "Expected a TFDS image dataset name (a dataset with a fixed-shape uint8 'image' "
+            f"feature and a 'label' class label). Received: name={name!r} with features "
+            f"{received}" + (f", image shape {shape}" if image is not None else "")
+        )
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _as_pixels(array, name, image_ranks=False):
+    """Validates pixel data; returns uint8 (values 0..255) or float32 (values in [0, 1]).
+
+    With `image_ranks`, accepts `[N, H, W]` (adding a channel axis) or
+    `[N, H, W, C]`; otherwise any array `[N, ...]` of rank >= 2.
+    """
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(
+            f"Expected {name} to be a numeric (integer or float) array. "
+            f"Received: {name}.dtype={array.dtype}"
+        )
+    if image_ranks:
+        if array.ndim == 3:
+            array = array[..., np.newaxis]
+        if array.ndim != 4 or 0 in array.shape:
+            raise ValueError(
+                f"Expected {name} shaped [N, H, W] or [N, H, W, C] with every dimension "
+                f"positive. Received: {name}.shape={array.shape}"
+            )
+    elif array.ndim < 2 or 0 in array.shape:
+        raise ValueError(
+            f"Expected {name} shaped [N, ...] with rank >= 2 and every dimension positive. "
+            f"Received: {name}.shape={array.shape}"
+        )
+    low, high = array.min(), array.max()
+    if np.issubdtype(array.dtype, np.integer):
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"Expected integer {name} with pixel values in 0..255. "
+                f"Received: {name} with min={low}, max={high}"
+            )
+        return array.astype(np.uint8, copy=False)
+    if not (low >= 0.0 and high <= 1.0):
+        raise ValueError(
+            f"Expected float {name} with values in [0, 1] (pass uint8 for 0..255 pixels). "
+            f"Received: {name} with min={low}, max={high}"
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def _unit_float(pixels):
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return pixels
+
+
+def _bernoulli(probs, rng):
+    """One Bernoulli draw per entry: `uniform < p` (never 1 for p=0, always 1 for p=1)."""
+    return rng.random(probs.shape, dtype=np.float32) < probs
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
+    return seed
+
+
+def _check_pipeline_args(binarize, batch_size, seed):
+    if binarize not in BINARIZATIONS:
+        raise ValueError(
+            f"Expected binarize to be one of 'dynamic', 'static' or None. "
+            f"Received: binarize={binarize!r}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(
+            f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    if batch_size <= 0:
+        raise ValueError(
+            f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    _check_seed(seed)
+
+
+def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remainder):
+    """Cache -> shuffle -> batch -> scale and binarize per batch -> prefetch.
+
+    Args:
+        arrays: tuple of arrays `[N, ...]` from `_as_pixels` (uint8 pixels are
+            divided by 255 per batch) or float32 arrays used as they are.
+        dynamic: tuple of bools, one per array: draw a fresh Bernoulli sample
+            of that array for every batch.
+    """
+    num_examples = len(arrays[0])
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+
+    def to_unit_float(x):
+        if x.dtype == tf.uint8:
+            return tf.cast(x, tf.float32) / 255.0
+        return x
+
+    if any(dynamic):
+        # Stateless draws keyed per batch: a stateful op seeded inside the map
+        # function would restart its stream with every iterator, i.e. repeat
+        # the same draws every epoch.
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, keys))
+
+        def fn(batch, key):
+            out = []
+            for index, (x, draw) in enumerate(zip(batch, dynamic, strict=True)):
+                x = to_unit_float(x)
+                if draw:
+                    noise = tf.random.stateless_uniform(
+                        tf.shape(x), seed=tf.stack([key, tf.constant(index, tf.int64)])
+                    )
+                    x = tf.cast(noise < x, tf.float32)
+                out.append(x)
+            return tuple(out) if len(out) > 1 else out[0]
+
+    else:
+
+        def fn(*batch):
+            out = [to_unit_float(x) for x in batch]
+            return tuple(out) if len(out) > 1 else out[0]
+
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
