@@ -3,7 +3,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# The shared MNIST copy is used when present (offline machines); otherwise tfds downloads.
+# The shared MNIST copy is used when present (offline machines); otherwise tfds downloads it.
 SHARED_TFDS := $(abspath ../shared/data/tensorflow_datasets)
 export TFDS_DATA_DIR ?= $(if $(wildcard $(SHARED_TFDS)),$(SHARED_TFDS),$(HOME)/tensorflow_datasets)
 export TF_CPP_MIN_LOG_LEVEL ?= 2

@@ -1,7 +1,13 @@
 """keras-vae: variational autoencoders on Keras 3 and TensorFlow Probability."""
 
-from keras_vae import data, layers, networks, ops
-from keras_vae.models import VAE, ConditionalVAE
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probes on CPU machines) drowns the
+# progress bar; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_vae import data, layers, networks, ops  # noqa: E402
+from keras_vae.models import VAE, ConditionalVAE  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -2,10 +2,7 @@
 
 import argparse
 import json
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--binarize", default="dynamic", help="dynamic, static or none.")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--model", default="vae", help="vae or cvae.")
+    train.add_argument(
+        "--condition", default=None, help="CVAE condition: label, center-column or top-half."
+    )
+    train.add_argument("--prior", default="standard", help="CVAE prior: standard or learned.")
     train.add_argument("--train-split", default="train")
     train.add_argument("--test-split", default="test")
     train.add_argument("--output", required=True, help="Output folder.")
@@ -61,9 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="Generate images.")
     sample.add_argument("model", help="A .keras file.")
-    sample.add_argument("--num-samples", type=int, default=64)
+    sample.add_argument(
+        "--num-samples", type=int, default=64, help="Images (per class for a label CVAE)."
+    )
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
     sample.add_argument("--output", required=True, help="A .png grid or a .npy array.")
+
+    complete = sub.add_parser("complete", help="Complete partly observed images (CVAE).")
+    complete.add_argument("model", help="A .keras file of a completion CVAE.")
+    _add_data_args(complete)
+    complete.add_argument("--split", default="test[:8]", help="Images to complete.")
+    complete.add_argument("--input", default=None, help="A .npy [N, H, W, C] in [0, 1] instead.")
+    complete.add_argument("--num-completions", type=int, default=6)
+    complete.add_argument("--seed", type=int, default=0)
+    complete.add_argument(
+        "--output",
+        required=True,
+        help="A .png grid (rows: observed, completions, original) or a .npy [N, K, H, W, C].",
+    )
     return parser
 
 
@@ -81,6 +99,9 @@ def _train(args):
         output=args.output,
         learning_rate=args.learning_rate,
         binarize=args.binarize,
+        model=args.model,
+        condition=args.condition,
+        prior=args.prior,
         train_split=args.train_split,
         test_split=args.test_split,
         data_dir=args.data_dir,
@@ -115,15 +136,48 @@ def _sample(args):
     from keras_vae.utils import save_images
 
     model = load_model(args.model)
-    images = sample_images(model, args.num_samples, args.seed)
-    print(f"wrote {save_images(images, args.output)}")
+    images = sample_images(model, args.num_samples, args.seed, label=args.label)
+    rows = None
+    if args.label is None and getattr(model, "condition_type", None) == "label":
+        rows = model.condition_shape[0]
+    print(f"wrote {save_images(images, args.output, num_rows=rows)}")
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample}
+def _complete(args):
+    import numpy as np
+
+    from keras_vae import data
+    from keras_vae.tasks import complete_images, completion_grid, load_model
+    from keras_vae.utils import save_images
+
+    model = load_model(args.model)
+    if args.input is not None:
+        images = data.scale_images(np.load(args.input))
+    else:
+        images = data.scale_images(data.load_images(args.dataset, args.split, args.data_dir)[0])
+    completions = complete_images(model, images, args.num_completions, args.seed)
+    if args.output.endswith(".npy"):
+        save_images(completions, args.output)
+    else:
+        grid = completion_grid(images, completions, model.condition_type)
+        save_images(grid, args.output, num_rows=len(images))
+    print(f"wrote {args.output}")
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "sample": _sample,
+    "complete": _complete,
+}
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from absl import logging as absl_logging
+
+    # TFDS and TF log deprecation notes through absl; the CLI shows errors only.
+    absl_logging.set_verbosity(absl_logging.ERROR)
     try:
         COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as e:

@@ -25,9 +25,7 @@ class ELBOModel(keras.Model):
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-            raise ValueError(
-                f"Expected beta to be a non-negative float. Received: beta={beta!r}"
-            )
+            raise ValueError(f"Expected beta to be a non-negative float. Received: beta={beta!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
         self.beta = float(beta)
@@ -77,7 +75,7 @@ class ELBOModel(keras.Model):
             if self.losses:
                 loss += tf.add_n(self.losses)
         gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
         return self._update_metrics(terms, sample_weight)
 
     def test_step(self, data):

@@ -1,8 +1,12 @@
-"""Ready-to-train VAEs built from the `keras_vae.networks` architectures."""
+"""Ready-to-train VAEs and CVAEs built from the `keras_vae.networks` architectures."""
 
+import numpy as np
+
+from keras_vae.data import CONDITIONS, split_image
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
-from keras_vae.models.validation import check_positive_int
+from keras_vae.models.conditional_vae import ConditionalVAE
 from keras_vae.models.vae import VAE
+from keras_vae.models.validation import check_positive_int
 from keras_vae.networks import ARCHITECTURES, build_networks
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -56,3 +60,74 @@ def build_vae(
     likelihood_layer = make_likelihood(likelihood, input_shape)
     encoder, decoder = build_networks(architecture, input_shape, latent_dim, input_shape)
     return VAE(encoder, decoder, latent_dim, likelihood=likelihood_layer, beta=beta, seed=seed)
+
+
+def build_cvae(
+    architecture: str = "mlp",
+    condition: str = "label",
+    image_shape=(28, 28, 1),
+    latent_dim: int = 32,
+    num_classes: int = 10,
+    prior: str = "standard",
+    likelihood: str = "bernoulli",
+    beta: float = 1.0,
+    seed: int | None = None,
+) -> ConditionalVAE:
+    """A ConditionalVAE for class-conditional generation or image completion.
+
+    Args:
+        architecture: str. `"mlp"` or `"conv"`; the completion conditions
+            model flat pixel vectors and take `"mlp"` only. Defaults to `"mlp"`.
+        condition: str. `"label"` (one-hot class -> image), `"center-column"`
+            or `"top-half"` (observed pixels -> missing pixels).
+        image_shape: tuple of ints. Shape of one image. Defaults to MNIST's.
+        latent_dim: int. Number of latents. Defaults to `32`.
+        num_classes: int. Classes of the `"label"` condition. Defaults to `10`.
+        prior: str. `"standard"` or `"learned"` P(z|X). Defaults to `"standard"`.
+        likelihood: str. `"bernoulli"` or `"gaussian"`. Defaults to `"bernoulli"`.
+        beta: float. KL weight. Defaults to `1.0`.
+        seed: int or `None`. Training sample seed.
+
+    Returns:
+        An unbuilt, uncompiled `ConditionalVAE`.
+
+    Example:
+
+    >>> cvae = build_cvae("mlp", "top-half", latent_dim=16)
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(
+            f"Expected condition to be one of {CONDITIONS}. Received: condition={condition!r}"
+        )
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Expected architecture to be one of {ARCHITECTURES}. "
+            f"Received: architecture={architecture!r}"
+        )
+    latent_dim = check_positive_int("latent_dim", latent_dim)
+    image_shape = tuple(image_shape)
+    if condition == "label":
+        condition_size = check_positive_int("num_classes", num_classes)
+        target_shape = image_shape
+    else:
+        if architecture != "mlp":
+            raise ValueError(
+                f"Expected architecture='mlp' for condition={condition!r}: completion "
+                f"targets are flat pixel vectors. Received: architecture={architecture!r}"
+            )
+        observed, missing = split_image(np.zeros((1,) + image_shape, "float32"), condition)
+        condition_size, target_shape = observed.shape[1], missing.shape[1:]
+    encoder, decoder = build_networks(
+        architecture, target_shape, latent_dim + condition_size, target_shape
+    )
+    return ConditionalVAE(
+        encoder,
+        decoder,
+        latent_dim,
+        likelihood=make_likelihood(likelihood, target_shape),
+        prior=prior,
+        condition_type=condition,
+        image_shape=image_shape,
+        beta=beta,
+        seed=seed,
+    )

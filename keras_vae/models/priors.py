@@ -48,5 +48,7 @@ def draw_latent(distribution, num_samples, seed):
     scale = distribution.distribution.scale * tf.ones_like(loc)
     latent_dim = distribution.event_shape[-1]
     batch_shape = tf.shape(loc)[:-1]
-    eps = portable_random.normal(tf.concat([batch_shape, [tf.cast(num_samples, tf.int32), latent_dim]], 0), seed)
+    eps = portable_random.normal(
+        tf.concat([batch_shape, [tf.cast(num_samples, tf.int32), latent_dim]], 0), seed
+    )
     return reparameterize(loc[..., tf.newaxis, :], scale[..., tf.newaxis, :], eps)

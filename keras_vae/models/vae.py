@@ -5,6 +5,7 @@ import copy
 import keras
 import numpy as np
 import tensorflow as tf
+
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
@@ -98,8 +99,7 @@ class VAE(ELBOModel):
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(
-                    f"Expected {name} to be a Keras layer or model. "
-                    f"Received: {name}={value!r}"
+                    f"Expected {name} to be a Keras layer or model. Received: {name}={value!r}"
                 )
         if likelihood is not None and not hasattr(likelihood, "params_size"):
             raise ValueError(
@@ -203,8 +203,7 @@ class VAE(ELBOModel):
         num_samples = check_positive_int("num_samples", num_samples)
         if self.likelihood is None:
             raise ValueError(
-                "Expected a built model: call it on data or fit it first. "
-                "Received: an unbuilt VAE"
+                "Expected a built model: call it on data or fit it first. Received: an unbuilt VAE"
             )
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))

@@ -43,17 +43,14 @@ def check_data(name, data, event_shape, unit_interval=False):
         else:
             numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
     if not numeric:
-        raise ValueError(
-            f"Expected {name} to hold numbers. Received: {name}.dtype={dtype}"
-        )
+        raise ValueError(f"Expected {name} to hold numbers. Received: {name}.dtype={dtype}")
     event_shape = tuple(event_shape)
     actual = shape[1:]
     if len(shape) != len(event_shape) + 1 or any(
-        a is not None and a != e for a, e in zip(actual, event_shape)
+        a is not None and a != e for a, e in zip(actual, event_shape, strict=False)
     ):
         raise ValueError(
-            f"Expected {name} shaped {_shape_str(event_shape)}. "
-            f"Received: {name}.shape={shape}"
+            f"Expected {name} shaped {_shape_str(event_shape)}. Received: {name}.shape={shape}"
         )
     if unit_interval and not isinstance(data, tf.TensorSpec) and shape[0]:
         low, high = float(np.min(data)), float(np.max(data))
@@ -67,7 +64,5 @@ def check_data(name, data, event_shape, unit_interval=False):
 def check_positive_int(name, value):
     """Raises unless `value` is a positive Python or numpy integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(
-            f"Expected {name} to be a positive integer. Received: {name}={value!r}"
-        )
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
     return int(value)

@@ -95,4 +95,3 @@ def kl_divergence(q, p, z=None):
                 f"p={type(p).__name__}, z=None"
             ) from None
         return q.log_prob(z) - p.log_prob(z), False
-

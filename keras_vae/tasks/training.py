@@ -4,21 +4,42 @@ import json
 import os
 
 import keras
-import numpy as np
 
 from keras_vae import data
-from keras_vae.models.presets import build_vae
+from keras_vae.models.presets import build_cvae, build_vae
+from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.images import save_images
 
 BINARIZATIONS = ("dynamic", "static", "none")
+MODELS = ("vae", "cvae")
 
 
-def _history_to_lists(history):
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
 
 
-def _to_float_dict(logs):
-    return {k: float(v) for k, v in logs.items()}
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+
+
+def make_datasets(model_kind, condition, images, labels, binarize, batch_size, seed, shuffle):
+    """The tf.data pipeline of x batches (VAE) or (condition, target) pairs (CVAE)."""
+    if model_kind == "vae":
+        return data.make_dataset(
+            images, binarize=binarize, batch_size=batch_size, shuffle=shuffle, seed=seed
+        )
+    conditions, targets = data.make_conditional_pairs(images, labels, condition)
+    return data.make_conditional_dataset(
+        conditions,
+        targets,
+        binarize=binarize,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        binarize_condition=condition != "label",
+    )
 
 
 def train_model(
@@ -32,16 +53,21 @@ def train_model(
     output: str | None = None,
     learning_rate: float = 1e-3,
     binarize: str = "dynamic",
+    model: str = "vae",
+    condition: str | None = None,
+    prior: str = "standard",
     train_split: str = "train",
     test_split: str = "test",
     data_dir: str | None = None,
     verbose: int | str = "auto",
 ):
-    """Trains a VAE on a TFDS image dataset and writes its artifacts.
+    """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
     Writes, under `output`: `model.keras`, `metrics.json` (the per-epoch
-    history and the final train and test metrics), `samples.png` (a grid of
-    64 generated images) and TensorBoard logs in `logs/`.
+    history and the final train and test metrics), `samples.png` (generated
+    images: a grid from the prior, one row per class for a label CVAE, or
+    rows of [observed part, completions, original] for a completion CVAE) and
+    TensorBoard logs in `logs/`.
 
     Args:
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
@@ -55,6 +81,10 @@ def train_model(
         learning_rate: float. Adam's learning rate. Defaults to `1e-3`.
         binarize: str. `"dynamic"`, `"static"` or `"none"` (Gaussian
             likelihood on grey values). Defaults to `"dynamic"`.
+        model: str. `"vae"` or `"cvae"`. Defaults to `"vae"`.
+        condition: str or `None`. For a CVAE: `"label"`, `"center-column"`
+            or `"top-half"`.
+        prior: str. CVAE prior P(z|X): `"standard"` or `"learned"`.
         train_split: str. TFDS split to train on, e.g. `"train[:1000]"`.
         test_split: str. TFDS split for the final test metrics.
         data_dir: str or `None`. TFDS data folder (else `TFDS_DATA_DIR`).
@@ -63,45 +93,65 @@ def train_model(
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
     """
-    if binarize not in BINARIZATIONS:
+    _check_choice("binarize", binarize, BINARIZATIONS)
+    _check_choice("model", model, MODELS)
+    if model == "cvae":
+        _check_choice("condition", condition, data.CONDITIONS)
+    elif condition is not None:
         raise ValueError(
-            f"Expected binarize to be one of {BINARIZATIONS}. Received: binarize={binarize!r}"
+            f"Expected condition=None for model='vae' (use model='cvae'). "
+            f"Received: condition={condition!r}"
         )
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+    _check_positive("epochs", epochs)
+    _check_positive("batch_size", batch_size)
     binarize_mode = None if binarize == "none" else binarize
-    train_images, _ = data.load_images(dataset, train_split, data_dir=data_dir)
-    test_images, _ = data.load_images(dataset, test_split, data_dir=data_dir)
-    train_ds = data.make_dataset(
-        train_images, binarize=binarize_mode, batch_size=batch_size, seed=seed
+    likelihood = "gaussian" if binarize_mode is None else "bernoulli"
+    train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
+    test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
+    image_shape = train_images.shape[1:]
+    train_ds = make_datasets(
+        model, condition, train_images, train_labels, binarize_mode, batch_size, seed, True
     )
-    test_ds = data.make_dataset(
-        test_images, binarize=binarize_mode, batch_size=batch_size, shuffle=False, seed=seed + 1
+    test_ds = make_datasets(
+        model, condition, test_images, test_labels, binarize_mode, batch_size, seed + 1, False
     )
 
     keras.utils.set_random_seed(seed)
-    likelihood = "gaussian" if binarize_mode is None else "bernoulli"
-    model = build_vae(
-        architecture,
-        train_images.shape[1:],
-        latent_dim=latent_dim,
-        likelihood=likelihood,
-        beta=beta,
-        seed=seed,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    if model == "vae":
+        vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
+    else:
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+        vae = build_cvae(
+            architecture,
+            condition,
+            image_shape,
+            latent_dim,
+            num_classes,
+            prior,
+            likelihood,
+            beta,
+            seed,
+        )
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate))
 
     callbacks = []
     if output is not None:
         os.makedirs(output, exist_ok=True)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs")))
-    history = model.fit(
-        train_ds, epochs=epochs, validation_data=test_ds, callbacks=callbacks, verbose=verbose
+    history = vae.fit(
+        train_ds,
+        epochs=epochs,
+        validation_data=test_ds,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles
     )
     metrics = {
         "config": {
             "dataset": dataset,
+            "model": model,
+            "condition": condition,
+            "prior": prior if model == "cvae" else None,
             "architecture": architecture,
             "latent_dim": latent_dim,
             "epochs": epochs,
@@ -113,18 +163,28 @@ def train_model(
             "train_split": train_split,
             "test_split": test_split,
         },
-        "history": _history_to_lists(history),
-        "train": _to_float_dict(model.evaluate(train_ds, verbose=0, return_dict=True)),
-        "test": _to_float_dict(model.evaluate(test_ds, verbose=0, return_dict=True)),
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "train": _evaluate(vae, train_ds),
+        "test": _evaluate(vae, test_ds),
     }
     if output is not None:
-        model.save(os.path.join(output, "model.keras"))
+        vae.save(os.path.join(output, "model.keras"))
         with open(os.path.join(output, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
-        save_images(sample_images(model, 64, seed), os.path.join(output, "samples.png"))
-    return model, metrics
+        _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
+    return vae, metrics
 
 
-def sample_images(model, num_samples: int, seed: int) -> np.ndarray:
-    """`num_samples` generated images `[N, H, W, C]` clipped to [0, 1]."""
-    return np.clip(model.sample(num_samples, seed=seed), 0.0, 1.0)
+def _evaluate(model, dataset):
+    logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in logs.items()}
+
+
+def _save_preview(model, condition, test_images, seed, path):
+    if condition in (None, "label"):
+        images = sample_images(model, 8 if condition else 64, seed)
+        save_images(images, path, num_rows=10 if condition else None)
+        return
+    originals = data.scale_images(test_images[:8])
+    completions = complete_images(model, originals, 6, seed)
+    save_images(completion_grid(originals, completions, condition), path, num_rows=8)
