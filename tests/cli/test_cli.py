@@ -1,0 +1,153 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_vae.cli.main import main
+
+SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory, tfds_data_dir):
+    out = tmp_path_factory.mktemp("vae")
+    code = main(
+        ["train", "--dataset", "mnist", "--architecture", "mlp", "--latent-dim", "4",
+         "--epochs", "2", "--batch-size", "100", "--seed", "1", "--output", str(out), *SMALL]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cvae_runs(tmp_path_factory, tfds_data_dir):
+    runs = {}
+    for condition in ("label", "top-half"):
+        out = tmp_path_factory.mktemp(condition)
+        code = main(
+            ["train", "--model", "cvae", "--condition", condition, "--latent-dim", "4",
+             "--epochs", "1", "--prior", "learned", "--output", str(out), *SMALL]
+        )  # fmt: skip
+        assert code == 0
+        runs[condition] = out
+    return runs
+
+
+def test_train_writes_artifacts(vae_run):
+    assert {"model.keras", "metrics.json", "samples.png", "logs"} <= set(os.listdir(vae_run))
+    metrics = json.loads((vae_run / "metrics.json").read_text())
+    assert len(metrics["history"]["elbo"]) == 2
+    assert metrics["history"]["elbo"][1] > metrics["history"]["elbo"][0]
+    for split in ("train", "test"):
+        m = metrics[split]
+        assert m["elbo"] == pytest.approx(m["reconstruction"] - m["kl"], rel=1e-4)
+    assert os.listdir(vae_run / "logs" / "train")  # TensorBoard event files
+    assert Image.open(vae_run / "samples.png").size[0] > 28 * 7
+
+
+def test_evaluate_json_matches_training_metrics(vae_run, capsys):
+    code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:300]", "--json"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(last)
+    assert set(result) >= {"elbo", "reconstruction", "kl"}
+    test = json.loads((vae_run / "metrics.json").read_text())["test"]
+    # Same model and split; only the binarization draw differs.
+    assert result["elbo"] == pytest.approx(test["elbo"], abs=3.0)
+
+
+def test_sample_png_and_npy(vae_run, tmp_path):
+    model = str(vae_run / "model.keras")
+    assert main(["sample", model, "--num-samples", "6", "--seed", "3", "--output",
+                 str(tmp_path / "a.npy")]) == 0  # fmt: skip
+    assert main(["sample", model, "--num-samples", "6", "--seed", "3", "--output",
+                 str(tmp_path / "b.npy")]) == 0  # fmt: skip
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (6, 28, 28, 1) and a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert main(["sample", model, "--num-samples", "9", "--output", str(tmp_path / "g.png")]) == 0
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert grid.shape == (3 * 28 + 2 * 2, 3 * 28 + 2 * 2)
+
+
+def test_cvae_label_sampling(cvae_runs, tmp_path):
+    model = str(cvae_runs["label"] / "model.keras")
+    assert main(["sample", model, "--label", "7", "--num-samples", "5", "--output",
+                 str(tmp_path / "7.npy")]) == 0  # fmt: skip
+    assert np.load(tmp_path / "7.npy").shape == (5, 28, 28, 1)
+    assert main(["sample", model, "--num-samples", "3", "--output", str(tmp_path / "r.npy")]) == 0
+    per_class = np.load(tmp_path / "r.npy")
+    assert per_class.shape == (30, 28, 28, 1)
+    assert main(["sample", model, "--num-samples", "3", "--output", str(tmp_path / "r.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "r.png")).shape[0] == 10 * 28 + 9 * 2
+
+
+def test_cvae_completion(cvae_runs, tmp_path):
+    model = str(cvae_runs["top-half"] / "model.keras")
+    out = tmp_path / "c.npy"
+    assert main(["complete", model, "--split", "test[:3]", "--num-completions", "4",
+                 "--output", str(out)]) == 0  # fmt: skip
+    completions = np.load(out)
+    assert completions.shape == (3, 4, 28, 28, 1)
+    # Completions differ below the observed half and agree above it.
+    assert np.abs(completions[:, 0, 14:] - completions[:, 1, 14:]).max() > 1e-3
+    np.testing.assert_array_equal(completions[:, 0, :14], completions[:, 1, :14])
+    assert main(["complete", model, "--split", "test[:3]", "--output", str(tmp_path / "c.png")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--architecture", "rnn", "--output", "x"], "Expected architecture"),
+        (["train", "--dataset", "no_such_dataset", "--output", "x"], "Received: name="),
+        (["train", "--latent-dim", "0", "--output", "x"], "Expected latent_dim"),
+        (["train", "--beta", "-1", "--output", "x"], "Expected beta"),
+        (["train", "--model", "cvae", "--condition", "left", "--output", "x"], "condition"),
+        (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
+        (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
+    ],
+)
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
+    argv = [a if a != "x" else str(tmp_path / "out") for a in argv]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_label_on_unconditional_model_and_out_of_range(vae_run, cvae_runs, capsys, tmp_path):
+    assert main(["sample", str(vae_run / "model.keras"), "--label", "3", "--output",
+                 str(tmp_path / "x.png")]) != 0  # fmt: skip
+    assert "Expected a label-conditioned ConditionalVAE" in capsys.readouterr().err
+    assert main(["sample", str(cvae_runs["label"] / "model.keras"), "--label", "10",
+                 "--output", str(tmp_path / "x.png")]) != 0  # fmt: skip
+    assert "Received: label=10" in capsys.readouterr().err
+    assert main(["complete", str(cvae_runs["label"] / "model.keras"), "--output",
+                 str(tmp_path / "x.png")]) != 0  # fmt: skip
+    assert "trained for completion" in capsys.readouterr().err
+
+
+def test_entry_point_exit_codes(vae_run, tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "keras_vae.cli.main", "sample", str(vae_run / "model.keras"),
+         "--num-samples", "2", "--output", str(tmp_path / "s.png")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_vae.cli.main", "sample", str(vae_run / "model.keras"),
+         "--num-samples", "-3", "--output", str(tmp_path / "s.png")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines()[-1].startswith("keras-vae sample: error: Expected")
+    assert "Traceback" not in bad.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "keras_vae.cli.main", "train", "--epochs", "two"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert usage.returncode == 2 and "invalid int value" in usage.stderr.strip().splitlines()[-1]
