@@ -23,10 +23,10 @@ def setup_tfds_dir():
 def mnist_arrays(split="train"):
     """MNIST images float32 [N, 28, 28, 1] in [0, 1] and labels."""
     setup_tfds_dir()
-    from keras_vae import data
+    import tensorflow_datasets as tfds
 
-    images, labels = data.load_images("mnist", split)
-    return images.astype("float32") / 255.0, labels
+    data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
+    return data["image"].astype("float32") / 255.0, data["label"]
 
 
 def binarize(images, seed=0):
@@ -49,7 +49,8 @@ def machine():
 
 def record(title, lines):
     """Prints the figures and appends them to benchmarks/RESULTS.md."""
-    command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
+    module = os.path.splitext(os.path.relpath(sys.argv[0], REPO_ROOT))[0].replace(os.sep, ".")
+    command = " ".join(["python -m", module] + sys.argv[1:])
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
