@@ -6,9 +6,18 @@ import os
 # progress bar; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_vae import data, layers, networks, ops  # noqa: E402
+from keras_vae import data, evaluation, layers, networks, ops  # noqa: E402
 from keras_vae.models import VAE, ConditionalVAE  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "ConditionalVAE", "data", "layers", "networks", "ops", "__version__"]
+__all__ = [
+    "VAE",
+    "ConditionalVAE",
+    "data",
+    "evaluation",
+    "layers",
+    "networks",
+    "ops",
+    "__version__",
+]

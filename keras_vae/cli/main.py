@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--importance-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Also estimate log p(x) with K importance samples (adds nll).",
+    )
     evaluate.add_argument("--json", action="store_true", help="End with one JSON line.")
 
     sample = sub.add_parser("sample", help="Generate images.")
@@ -124,9 +131,15 @@ def _evaluate(args):
         batch_size=args.batch_size,
         seed=args.seed,
         data_dir=args.data_dir,
+        importance_samples=args.importance_samples,
+        verbose=0 if args.json else 1,
     )
-    for key in ("elbo", "reconstruction", "kl", "loss"):
-        print(f"{key:>15}: {metrics[key]:.4f} nats")
+    for key in ("elbo", "reconstruction", "kl", "loss", "nll"):
+        if key in metrics:
+            print(f"{key:>15}: {metrics[key]:.4f} nats")
+    if "bits_per_dim" in metrics:
+        print(f"   bits_per_dim: {metrics['bits_per_dim']:.4f}")
+        print(f"   active_units: {metrics['active_units']} of {len(metrics['kl_per_dim'])}")
     if args.json:
         print(json.dumps(metrics))
 

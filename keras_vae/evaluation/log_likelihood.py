@@ -21,11 +21,14 @@ _CHUNK_FLOATS = 64 * 2**20 // 4
 _ACTIVE_VARIANCE = 0.01
 # The noise counters of one batch, num_samples * batch * latent_dim, are int32.
 _MAX_COUNTERS = 2**31
+# Draws per batch from which compiling the noise generator with XLA pays off.
+_XLA_MIN_DRAWS = 2**20
+_EMPTY_MESSAGE = "Expected data to hold at least one example. Received: num_examples=0"
 
 
 def log_likelihood(
-    model,
-    data,
+    model: VAE | ConditionalVAE,
+    data: np.ndarray | tf.Tensor | tf.data.Dataset | tuple,
     num_samples: int = 5000,
     batch_size: int = 100,
     chunk_size: int | None = None,
@@ -79,6 +82,12 @@ def log_likelihood(
         `num_examples` and `per_example` (float64 numpy array `[N]` of the
         log p(x) estimates).
 
+    Raises:
+        ValueError: for a model that is not a `VAE` or `ConditionalVAE`, data
+            (or a dataset's element spec) not shaped like the model's inputs,
+            no examples, non-positive `num_samples`, `batch_size` or
+            `chunk_size`, or values outside [0, 1] for a Bernoulli likelihood.
+
     Example:
 
     >>> from keras_vae.models.presets import build_vae
@@ -117,24 +126,35 @@ def log_likelihood(
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_FLOATS // (batch_size * tiled_size))
     chunk_size = min(chunk_size, num_samples)
-    estimate = _batch_estimator(model, conditional, num_samples, chunk_size)
-    bernoulli = isinstance(model.likelihood, IndependentBernoulli)
+    estimate = _batch_estimator(model, conditional, num_samples, chunk_size, batch_size)
+    bernoulli_name = None
+    if isinstance(model.likelihood, IndependentBernoulli):
+        bernoulli_name = "targets" if conditional else "data"
+    results = _run(estimate, batches, seed, num_batches, verbose, bernoulli_name)
+    per_example, reconstruction, kl_per_dim, posterior_means = (
+        np.concatenate(parts) for parts in zip(*results, strict=True)
+    )
+    return _summarize(
+        per_example, reconstruction, kl_per_dim, posterior_means, num_samples, event_size
+    )
 
+
+def _run(estimate, batches, seed, num_batches, verbose, bernoulli_name):
+    """Runs `estimate` on every batch, with a progress bar; returns its numpy outputs."""
     progbar = None
     if verbose:
         progbar = keras.utils.Progbar(
             num_batches, verbose=verbose, stateful_metrics=["log_likelihood"], unit_name="batch"
         )
-    results, binary, total = [], True, 0.0
+    results, binary, total, count = [], True, 0.0, 0
     for index, (target, condition) in enumerate(batches):
-        if bernoulli:
-            binary &= _check_unit_interval("targets" if conditional else "data", target)
+        if bernoulli_name is not None:
+            binary &= _check_unit_interval(bernoulli_name, target)
         outputs = estimate(target, condition, _batch_seed(seed, index))
         results.append([values.numpy().astype("float64") for values in outputs])
         if progbar is not None:
-            total += float(np.sum(results[-1][0]))
-            running = total / sum(len(result[0]) for result in results)
-            progbar.update(index + 1, [("log_likelihood", running)])
+            total, count = total + float(np.sum(results[-1][0])), count + len(results[-1][0])
+            progbar.update(index + 1, [("log_likelihood", total / count)])
     if not results:
         raise ValueError(_EMPTY_MESSAGE)
     if progbar is not None and num_batches is None:
@@ -144,17 +164,9 @@ def log_likelihood(
             "The data are not binary, so the Bernoulli likelihood's log p(x) is a "
             "cross-entropy, not a log-likelihood. Binarize the data to compare with "
             "published results.",
-            stacklevel=2,
+            stacklevel=3,
         )
-    per_example, reconstruction, kl_per_dim, posterior_means = (
-        np.concatenate(parts) for parts in zip(*results, strict=True)
-    )
-    return _summarize(
-        per_example, reconstruction, kl_per_dim, posterior_means, num_samples, event_size
-    )
-
-
-_EMPTY_MESSAGE = "Expected data to hold at least one example. Received: 0 examples"
+    return results
 
 
 def _batch_seed(seed, index):
@@ -280,20 +292,24 @@ def _check_unit_interval(name, values):
     return bool(tf.reduce_all((values == 0) | (values == 1)))
 
 
-@tf.function(jit_compile=True)
 def _draw(loc, scale, seed, counter_offset, num):
-    """`num` reparameterized draws `[num, B, d]`; XLA fuses the generator's integer ops."""
+    """`num` reparameterized draws `[num, B, d]` of the portable generator."""
     shape = tf.concat([[num], tf.shape(loc)], 0)
     return reparameterize(loc, scale, portable_random.normal(shape, seed, counter_offset))
 
 
-# One traced estimator per model and (num_samples, chunk_size), so calls with other
+# XLA fuses the generator's integer ops, about 5x faster than running them op by
+# op, but compiles for about a second per shape.
+_compiled_draw = tf.function(_draw, jit_compile=True)
+
+
+# One traced estimator per model, (num_samples, chunk_size) and draw, so calls with other
 # seeds or data do not retrace. Keys are weak and the estimators hold the model
 # weakly, so a deleted model frees its entry.
 _ESTIMATORS = weakref.WeakKeyDictionary()
 
 
-def _batch_estimator(model, conditional, num_samples, chunk_size):
+def _batch_estimator(model, conditional, num_samples, chunk_size, batch_size):
     """A `tf.function` from a batch to its per-example terms.
 
     It maps `(target, condition, seed)` to `[B]` tensors log p(x) and
@@ -301,16 +317,25 @@ def _batch_estimator(model, conditional, num_samples, chunk_size):
     `[B, latent_dim]` posterior means.
     """
     cache = _ESTIMATORS.setdefault(model, {})
-    key = (num_samples, chunk_size)
+    compiled = num_samples * batch_size * model.latent_dim >= _XLA_MIN_DRAWS
+    key = (num_samples, chunk_size, compiled)
     if key not in cache:
-        cache[key] = _make_batch_estimator(weakref.ref(model), conditional, *key)
+        specs = (
+            tf.TensorSpec((None,) + tuple(model.likelihood.event_shape), tf.float32),
+            tf.TensorSpec((None,) + tuple(model.condition_shape), tf.float32)
+            if conditional
+            else None,
+        )
+        cache[key] = _make_batch_estimator(weakref.ref(model), specs, *key)
     return cache[key]
 
 
-def _make_batch_estimator(model_ref, conditional, num_samples, chunk_size):
+def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
+    target_spec, condition_spec = specs
+    draw = _compiled_draw if compiled else _draw
+    conditional = condition_spec is not None
     num_full, remainder = divmod(num_samples, chunk_size)
 
-    @tf.function
     def estimate(target, condition, seed):
         model = model_ref()
         if conditional:
@@ -328,7 +353,7 @@ def _make_batch_estimator(model_ref, conditional, num_samples, chunk_size):
         def chunk_terms(start, num):
             # Sample k of example b uses counters k * B * d + b * d + j: no overlap
             # between samples, and the same numbers whatever the chunking.
-            z = _draw(loc, scale, seed, start * counters_per_sample, num)
+            z = draw(loc, scale, seed, start * counters_per_sample, num)
             if conditional:
                 tiled = tf.tile(condition, [num] + [1] * (condition.shape.rank - 1))
                 decode = lambda z: model.decode(z, tiled)  # noqa: E731
@@ -356,7 +381,21 @@ def _make_batch_estimator(model_ref, conditional, num_samples, chunk_size):
         log_num = tf.constant(math.log(num_samples), tf.float64)
         return log_sum - log_num, total / num_samples, kl_per_dim, loc
 
-    return estimate
+    # Input signatures give one trace for every batch size, the last partial one included.
+    seed_spec = tf.TensorSpec((), tf.int32)
+    if conditional:
+
+        @tf.function(input_signature=[target_spec, condition_spec, seed_spec])
+        def estimate_pair(target, condition, seed):
+            return estimate(target, condition, seed)
+
+        return estimate_pair
+
+    @tf.function(input_signature=[target_spec, seed_spec])
+    def estimate_single(target, seed):
+        return estimate(target, None, seed)
+
+    return lambda target, condition, seed: estimate_single(target, seed)
 
 
 def _summarize(per_example, reconstruction, kl_per_dim, posterior_means, num_samples, size):

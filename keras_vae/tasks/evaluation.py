@@ -3,7 +3,11 @@
 import keras
 
 from keras_vae import data
+from keras_vae.evaluation import log_likelihood
 from keras_vae.layers import IndependentBernoulli
+from keras_vae.models import ConditionalVAE
+from keras_vae.models.validation import check_positive_int
+from keras_vae.tasks.training import make_datasets
 
 
 def load_model(path: str):
@@ -20,8 +24,9 @@ def load_model(path: str):
 
 
 def default_binarization(model) -> str | None:
-    """`"dynamic"` for a Bernoulli likelihood, `None` (grey values) otherwise."""
-    return "dynamic" if isinstance(model.likelihood, IndependentBernoulli) else None
+    """How to score a model: one fixed Bernoulli draw (`"static"`) for a binary
+    likelihood, so every metric sees the same pixels; grey values otherwise."""
+    return "static" if isinstance(model.likelihood, IndependentBernoulli) else None
 
 
 def evaluate_model(
@@ -31,11 +36,14 @@ def evaluate_model(
     batch_size: int = 500,
     seed: int = 0,
     data_dir: str | None = None,
+    importance_samples: int | None = None,
+    verbose: int = 0,
 ) -> dict:
     """Per-example `elbo`, `reconstruction`, `kl` and `loss` on a dataset split.
 
-    Binary-likelihood models are scored on a dynamically binarized copy of
-    the split (one fixed draw per pixel, from `seed`), as they were trained.
+    Binary-likelihood models are scored on one fixed Bernoulli draw of the
+    split's grey values (from `seed`), so every metric sees the same pixels.
+    A `ConditionalVAE` is scored on the pairs of its `condition_type`.
 
     Args:
         model: a `VAE`, or a path to its `.keras` file.
@@ -44,18 +52,37 @@ def evaluate_model(
         batch_size: int. Defaults to `500`.
         seed: int. Seed of the binarization. Defaults to `0`.
         data_dir: str or `None`. TFDS data folder.
+        importance_samples: int or `None`. When given, also the
+            importance-weighted estimate of log p(x) with this many samples
+            (`keras_vae.evaluation.log_likelihood`): adds `nll` (positive
+            nats), `log_likelihood`, `bits_per_dim`, `active_units` and
+            `kl_per_dim`.
+        verbose: int. Progress bar for the importance-weighted estimate.
 
     Returns:
-        A dict of floats in nats per example.
+        A dict of floats (and `kl_per_dim`, a list) in nats per example.
     """
+    if importance_samples is not None:
+        check_positive_int("importance_samples", importance_samples)
     if isinstance(model, str):
         model = load_model(model)
-    images, _ = data.load_images(dataset, split, data_dir=data_dir)
-    ds = data.make_dataset(
-        images,
-        binarize=default_binarization(model),
-        batch_size=batch_size,
-        shuffle=False,
-        seed=seed,
+    images, labels = data.load_images(dataset, split, data_dir=data_dir)
+    kind = "cvae" if isinstance(model, ConditionalVAE) else "vae"
+    condition = getattr(model, "condition_type", None)
+    if kind == "cvae" and condition not in data.CONDITIONS:
+        raise ValueError(
+            f"Expected a ConditionalVAE with a condition_type in {data.CONDITIONS} to evaluate "
+            f"on an image dataset. Received: condition_type={condition!r}"
+        )
+    ds = make_datasets(
+        kind, condition, images, labels, default_binarization(model), batch_size, seed, False
     )
-    return {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
+    metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
+    if importance_samples is not None:
+        estimate = log_likelihood(
+            model, ds, num_samples=importance_samples, seed=seed, verbose=verbose
+        )
+        for key in ("log_likelihood", "nll", "bits_per_dim", "active_units", "kl_per_dim"):
+            metrics[key] = estimate[key]
+        metrics["importance_samples"] = importance_samples
+    return metrics

@@ -151,3 +151,19 @@ def test_entry_point_exit_codes(vae_run, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert usage.returncode == 2 and "invalid int value" in usage.stderr.strip().splitlines()[-1]
+
+
+def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
+    code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:100]",
+                 "--importance-samples", "20", "--json"])  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["nll"] > 0 and result["nll"] == pytest.approx(-result["log_likelihood"])
+    # The importance-weighted estimate is a tighter bound than the ELBO.
+    assert -result["nll"] > result["elbo"] - 1.0
+    code = main(["evaluate", str(cvae_runs["top-half"] / "model.keras"), "--split", "test[:100]",
+                 "--importance-samples", "5", "--json"])  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nll"] > 0
+    assert main(["evaluate", str(vae_run / "model.keras"), "--importance-samples", "0"]) != 0
+    assert "Received: importance_samples=0" in capsys.readouterr().err

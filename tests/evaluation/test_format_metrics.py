@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from keras_vae.evaluation import format_metrics
+
+
+def test_log_likelihood_metrics():
+    metrics = {
+        "log_likelihood": -86.2149,
+        "nll": 86.2149,
+        "bits_per_dim": 0.158632,
+        "elbo": -90.371,
+        "reconstruction": -65.126,
+        "kl": 25.245,
+        "kl_per_dim": [1.0, 0.0, 2.5],
+        "active_units": 2,
+        "num_samples": 5000,
+        "num_examples": 10000,
+        "per_example": np.zeros(10000),
+    }
+    assert format_metrics(metrics) == (
+        "Log-likelihood: -86.21 nats (importance-weighted, K=5000, 10000 examples)\n"
+        "NLL: 86.21 nats (0.1586 bits/dim)\n"
+        "ELBO: -90.37 nats (reconstruction -65.13, KL 25.25)\n"
+        "Active units: 2 of 3"
+    )
+
+
+def test_evaluate_metrics_and_other_scalars():
+    metrics = {"loss": 95.5, "elbo": -95.5, "reconstruction": -70.25, "kl": 25.25}
+    assert format_metrics(metrics) == (
+        "ELBO: -95.50 nats (reconstruction -70.25, KL 25.25)\nloss: 95.5"
+    )
+    assert format_metrics({"kl": 3.0, "active_units": 0}) == "Active units: 0\nkl: 3"
+
+
+def test_not_a_dict():
+    with pytest.raises(
+        ValueError, match="Expected metrics to be a dict. Received: metrics of type list"
+    ):
+        format_metrics([1.0])

@@ -1,0 +1,431 @@
+"""`log_likelihood` against linear-Gaussian models, whose log p(x) is closed form.
+
+With x = W z + b + sigma * eps, z ~ N(0, I), the marginal is
+p(x) = N(b, W W^T + sigma^2 I) and the posterior is Gaussian with covariance
+S = (I + W^T W / sigma^2)^-1 and mean S W^T (x - b) / sigma^2. W has
+orthogonal columns, so S is diagonal and a VAE's diagonal posterior can be
+set to the exact one.
+"""
+
+import functools
+import importlib
+import math
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.stats import multivariate_normal
+
+from keras_vae import VAE, ConditionalVAE
+from keras_vae.evaluation import log_likelihood
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+
+SIGMA = 0.5
+# Orthogonal columns: W^T W = diag(1.5, 0.8).
+W = np.array([[1.0, 0.4], [-0.5, 0.8], [0.5, 0.0]])
+B = np.array([0.3, -0.2, 0.1])
+DATA_DIM, LATENT_DIM = W.shape
+# Condition weights of the conditional model: y = W z + V c + b + sigma * eps.
+V = np.array([[0.7, -0.3], [0.2, 0.5], [-0.4, 0.1]])
+CONDITION_DIM = V.shape[1]
+
+
+def inverse_softplus(y):
+    return np.log(np.expm1(y))
+
+
+def raw_scale(scale):
+    """The head's raw parameter giving `scale` after `softplus(raw) + 1e-5`."""
+    return inverse_softplus(np.asarray(scale, "float64") - 1e-5)
+
+
+def exact_posterior(prior_scale=1.0):
+    """`(M, s)`: with the prior N(0, s_p^2 I) the posterior is N((x - b) @ M, diag(s^2))."""
+    covariance = np.linalg.inv(np.eye(LATENT_DIM) / prior_scale**2 + W.T @ W / SIGMA**2)
+    np.testing.assert_allclose(covariance, np.diag(np.diag(covariance)), atol=1e-12)
+    return W @ covariance / SIGMA**2, np.sqrt(np.diag(covariance))
+
+
+def exact_log_likelihood(x, mean=B, latent_covariance=None):
+    latent_covariance = np.eye(LATENT_DIM) if latent_covariance is None else latent_covariance
+    covariance = W @ latent_covariance @ W.T + SIGMA**2 * np.eye(DATA_DIM)
+    return multivariate_normal(mean=mean, cov=covariance).logpdf(x)
+
+
+def closed_form_elbo(x, loc_matrix, loc_bias, scale):
+    """ELBO of the diagonal posterior N(x @ loc_matrix + loc_bias, diag(scale^2)).
+
+    E_q log N(x; W z + b, sigma^2 I) = log N(x; W m + b, sigma^2 I)
+    - tr(W S W^T) / (2 sigma^2), and the KL to N(0, I) is the usual sum.
+    """
+    m = x @ loc_matrix + loc_bias
+    log_normal = multivariate_normal(mean=np.zeros(DATA_DIM), cov=SIGMA**2 * np.eye(DATA_DIM))
+    trace = np.sum((W * scale) ** 2)
+    reconstruction = log_normal.logpdf(x - m @ W.T - B) - 0.5 * trace / SIGMA**2
+    kl = 0.5 * np.sum(scale**2 + m**2 - 1.0 - np.log(scale**2), axis=-1)
+    return reconstruction - kl, reconstruction, kl
+
+
+def linear_vae(loc_matrix, loc_bias, scale, decoder_kernel=W.T, decoder_bias=B):
+    """A VAE with x = z @ decoder_kernel + b and Q(z|x) = N(x @ loc_matrix + loc_bias, s^2)."""
+    latent_dim = loc_matrix.shape[1]
+    vae = VAE(
+        encoder=keras.layers.Identity(),
+        decoder=keras.layers.Dense(DATA_DIM),
+        latent_dim=latent_dim,
+        likelihood=GaussianLikelihood(DATA_DIM, scale=SIGMA),
+    )
+    vae.build((None, DATA_DIM))
+    vae.decoder.set_weights([decoder_kernel, decoder_bias])
+    kernel = np.concatenate([loc_matrix, np.zeros_like(loc_matrix)], axis=1)
+    bias = np.concatenate([loc_bias, raw_scale(np.broadcast_to(scale, (latent_dim,)))])
+    vae.posterior_params.set_weights([kernel, bias])
+    return vae
+
+
+# Shared across tests (they only read the models), so their traced estimators are reused.
+@functools.cache
+def exact_vae():
+    matrix, scale = exact_posterior()
+    return linear_vae(matrix, -B @ matrix, scale), (matrix, -B @ matrix, scale)
+
+
+@functools.cache
+def approximate_vae():
+    """A posterior with a shrunken, shifted mean and a wider scale than the exact one."""
+    matrix, scale = exact_posterior()
+    params = (0.9 * matrix, -0.9 * B @ matrix + 0.05, 1.2 * scale)
+    return linear_vae(*params), params
+
+
+def sample_data(num, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((num, LATENT_DIM))
+    return (z @ W.T + B + SIGMA * rng.standard_normal((num, DATA_DIM))).astype("float32")
+
+
+def replicate_estimates(vae, x, num_samples, copies):
+    """`[len(x), copies]` independent estimates: each row of x repeated `copies` times."""
+    data = np.repeat(x, copies, axis=0)
+    metrics = log_likelihood(vae, data, num_samples, batch_size=len(data), verbose=0)
+    return metrics["per_example"].reshape(len(x), copies)
+
+
+def test_exact_posterior_gives_exact_log_likelihood_for_any_k():
+    vae, _ = exact_vae()
+    x = sample_data(20)
+    expected = exact_log_likelihood(x)
+    for num_samples in (1, 7, 100):
+        metrics = log_likelihood(vae, x, num_samples, batch_size=8, verbose=0)
+        np.testing.assert_allclose(metrics["per_example"], expected, atol=2e-4)
+        assert metrics["log_likelihood"] == pytest.approx(np.mean(expected), abs=1e-4)
+
+
+def test_estimate_converges_to_exact_log_likelihood():
+    vae, _ = approximate_vae()
+    x = sample_data(50)
+    expected = exact_log_likelihood(x)
+    error_1 = np.abs(log_likelihood(vae, x, 1, verbose=0)["per_example"] - expected)
+    error_1000 = np.abs(log_likelihood(vae, x, 1000, verbose=0)["per_example"] - expected)
+    # Importance-sampling error shrinks like 1/sqrt(K): about 0.35 nats at K = 1.
+    assert np.mean(error_1000) < 0.02
+    assert np.max(error_1000) < 0.08
+    assert np.mean(error_1000) < 0.1 * np.mean(error_1)
+
+
+@pytest.mark.parametrize("num_samples", [1, 10])
+def test_estimate_is_a_lower_bound_in_expectation(num_samples):
+    vae, _ = approximate_vae()
+    x = sample_data(4)
+    estimates = replicate_estimates(vae, x, num_samples, copies=500)
+    gap = np.mean(estimates, axis=1) - exact_log_likelihood(x)
+    standard_error = np.std(estimates, axis=1) / math.sqrt(estimates.shape[1])
+    assert np.all(gap <= 3 * standard_error)
+    assert np.mean(gap) < 0
+
+
+def test_single_sample_estimate_is_the_elbo_in_expectation():
+    vae, params = approximate_vae()
+    x = sample_data(4)
+    estimates = replicate_estimates(vae, x, 1, copies=1000)
+    elbo, _, _ = closed_form_elbo(x.astype("float64"), *params)
+    standard_error = np.std(estimates, axis=1) / math.sqrt(estimates.shape[1])
+    assert np.all(np.abs(np.mean(estimates, axis=1) - elbo) < 4 * standard_error)
+
+
+def test_estimate_does_not_decrease_with_k():
+    vae, _ = approximate_vae()
+    x = sample_data(4)
+    means = [np.mean(replicate_estimates(vae, x, k, copies=300)) for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2] < np.mean(exact_log_likelihood(x))
+
+
+def test_elbo_terms_match_the_closed_form():
+    vae, params = approximate_vae()
+    x = sample_data(40)
+    metrics = log_likelihood(vae, x, 2000, batch_size=16, verbose=0)
+    elbo, reconstruction, kl = closed_form_elbo(x.astype("float64"), *params)
+    assert metrics["kl"] == pytest.approx(np.mean(kl), rel=1e-5)
+    assert metrics["reconstruction"] == pytest.approx(np.mean(reconstruction), abs=0.02)
+    assert metrics["elbo"] == pytest.approx(np.mean(elbo), abs=0.02)
+    assert metrics["elbo"] < metrics["log_likelihood"]
+    assert metrics["nll"] == -metrics["log_likelihood"]
+    assert metrics["bits_per_dim"] == pytest.approx(metrics["nll"] / (DATA_DIM * math.log(2)))
+    assert (metrics["num_samples"], metrics["num_examples"]) == (2000, 40)
+
+
+def test_chunking_and_input_type_do_not_change_the_result():
+    vae, _ = approximate_vae()
+    x = sample_data(45)
+    reference = log_likelihood(vae, x, 50, batch_size=20, seed=3, verbose=0)
+    for result in (
+        log_likelihood(vae, x, 50, batch_size=20, chunk_size=7, seed=3, verbose=0),
+        log_likelihood(vae, x, 50, batch_size=20, chunk_size=50, seed=3, verbose=0),
+        log_likelihood(
+            vae, tf.data.Dataset.from_tensor_slices(x).batch(13), 50, 20, seed=3, verbose=0
+        ),
+        log_likelihood(
+            vae,
+            tf.data.Dataset.from_tensor_slices((x, np.arange(45))).batch(9),
+            50,
+            20,
+            seed=3,
+            verbose=0,
+        ),
+    ):
+        np.testing.assert_allclose(result["per_example"], reference["per_example"], rtol=1e-6)
+        assert result["elbo"] == pytest.approx(reference["elbo"], rel=1e-6)
+
+
+def test_xla_compiled_noise_gives_the_same_result(monkeypatch):
+    # Large evaluations compile the noise generator with XLA; force it on a small one.
+    module = importlib.import_module("keras_vae.evaluation.log_likelihood")
+    vae, _ = approximate_vae()
+    x = sample_data(40)
+    plain = log_likelihood(vae, x, 30, batch_size=20, chunk_size=10, seed=3, verbose=0)
+    monkeypatch.setattr(module, "_XLA_MIN_DRAWS", 0)
+    compiled = log_likelihood(vae, x, 30, batch_size=20, chunk_size=10, seed=3, verbose=0)
+    np.testing.assert_allclose(compiled["per_example"], plain["per_example"], rtol=1e-6)
+
+
+def test_same_seed_same_result_and_other_seed_other_result():
+    vae, _ = approximate_vae()
+    x = sample_data(10)
+    first = log_likelihood(vae, x, 20, seed=5, verbose=0)["per_example"]
+    again = log_likelihood(vae, x, 20, seed=5, verbose=0)["per_example"]
+    other = log_likelihood(vae, x, 20, seed=6, verbose=0)["per_example"]
+    np.testing.assert_array_equal(first, again)
+    assert np.all(first != other)
+    # Every example and every batch draws its own noise, even for identical data.
+    repeated = log_likelihood(vae, np.repeat(x[:1], 40, axis=0), 1, batch_size=20, verbose=0)
+    assert len(np.unique(repeated["per_example"])) == 40
+
+
+def test_active_units_and_kl_per_dim():
+    # Latent 0 follows x, latent 1 barely (Var_x E[z_1] about 1e-4), latent 2 ignores x.
+    loc_matrix = np.zeros((DATA_DIM, 3))
+    loc_matrix[0, 0], loc_matrix[0, 1] = 1.0, 0.01
+    loc_bias = np.array([0.0, 0.2, 0.0])
+    scale = np.array([0.5, 0.5, 1.0])
+    decoder_kernel = np.concatenate([W.T, np.ones((1, DATA_DIM))])
+    vae = linear_vae(loc_matrix, loc_bias, scale, decoder_kernel=decoder_kernel)
+    x = sample_data(200)
+    metrics = log_likelihood(vae, x, 5, batch_size=64, verbose=0)
+
+    loc = x.astype("float64") @ loc_matrix + loc_bias
+    kl = 0.5 * (scale**2 + loc**2 - 1.0 - np.log(scale**2))
+    np.testing.assert_allclose(metrics["kl_per_dim"], np.mean(kl, axis=0), rtol=1e-4, atol=1e-6)
+    assert metrics["kl_per_dim"][2] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["kl"] == pytest.approx(sum(metrics["kl_per_dim"]), rel=1e-6)
+    assert metrics["active_units"] == 1
+
+
+def test_progress_bar(capsys):
+    vae, _ = exact_vae()
+    log_likelihood(vae, sample_data(10), 5, batch_size=4, verbose=1)
+    assert "log_likelihood" in capsys.readouterr().out
+
+
+# The conditional model y = W z + V c + b + sigma * eps with the prior
+# N(c @ P + p0, s_p^2 I) (P = 0, p0 = 0, s_p = 1 for the standard prior). Its
+# hidden ReLU layers pass their inputs u through as relu(u) and relu(-u), so the
+# heads are linear in u and Q(z|y, c) can be set to the exact posterior.
+
+PRIOR_MATRIX = np.array([[0.5, -0.3], [0.2, 0.4]])
+PRIOR_BIAS = np.array([0.1, -0.2])
+PRIOR_SCALE = 0.8
+HIDDEN_UNITS = 2 * (DATA_DIM + CONDITION_DIM)
+
+
+def prior_params(prior):
+    if prior == "standard":
+        return np.zeros((CONDITION_DIM, LATENT_DIM)), np.zeros(LATENT_DIM), 1.0
+    return PRIOR_MATRIX, PRIOR_BIAS, PRIOR_SCALE
+
+
+def relu_pass_through(num_inputs):
+    """Weights of a ReLU Dense layer whose units are relu(u), relu(-u), then zeros."""
+    kernel = np.zeros((num_inputs, HIDDEN_UNITS))
+    kernel[:, :num_inputs] = np.eye(num_inputs)
+    kernel[:, num_inputs : 2 * num_inputs] = -np.eye(num_inputs)
+    return [kernel, np.zeros(HIDDEN_UNITS)]
+
+
+def linear_head(matrix, bias, scale):
+    """Weights of a head after `relu_pass_through`: loc = u @ matrix + bias, fixed scale."""
+    num_inputs = len(matrix)
+    kernel = np.zeros((HIDDEN_UNITS, 2 * LATENT_DIM))
+    kernel[:num_inputs, :LATENT_DIM] = matrix
+    kernel[num_inputs : 2 * num_inputs, :LATENT_DIM] = -matrix
+    return [kernel, np.concatenate([bias, raw_scale(np.broadcast_to(scale, (LATENT_DIM,)))])]
+
+
+def linear_cvae(prior, scale_factor=1.0):
+    cvae = ConditionalVAE(
+        encoder=keras.layers.Identity(),
+        decoder=keras.layers.Dense(DATA_DIM),
+        latent_dim=LATENT_DIM,
+        likelihood=GaussianLikelihood(DATA_DIM, scale=SIGMA),
+        prior=prior,
+        hidden_units=HIDDEN_UNITS,
+    )
+    cvae.build((None, CONDITION_DIM))
+    cvae.decoder.set_weights([np.concatenate([W.T, V.T]), B])
+    prior_matrix, prior_bias, prior_scale = prior_params(prior)
+    if prior == "learned":
+        cvae.prior_hidden.set_weights(relu_pass_through(CONDITION_DIM))
+        cvae.prior_params.set_weights(linear_head(prior_matrix, prior_bias, prior_scale))
+    # Exact posterior mean: (y - c V^T - b) @ M + (c @ P + p0) @ S / s_p^2.
+    matrix, scale = exact_posterior(prior_scale)
+    shrink = scale**2 / prior_scale**2
+    loc_matrix = np.concatenate([matrix, -V.T @ matrix + prior_matrix * shrink])
+    loc_bias = -B @ matrix + prior_bias * shrink
+    cvae.posterior_hidden.set_weights(relu_pass_through(DATA_DIM + CONDITION_DIM))
+    cvae.posterior_params.set_weights(linear_head(loc_matrix, loc_bias, scale_factor * scale))
+    return cvae
+
+
+def conditional_data(num, seed=0):
+    rng = np.random.default_rng(seed)
+    conditions = rng.standard_normal((num, CONDITION_DIM)).astype("float32")
+    targets = sample_data(num, seed + 1) + conditions @ V.T
+    return conditions, targets.astype("float32")
+
+
+def exact_conditional_log_likelihood(conditions, targets, prior):
+    prior_matrix, prior_bias, prior_scale = prior_params(prior)
+    conditions, targets = conditions.astype("float64"), targets.astype("float64")
+    means = (conditions @ prior_matrix + prior_bias) @ W.T + conditions @ V.T + B
+    latent_covariance = prior_scale**2 * np.eye(LATENT_DIM)
+    return np.array(
+        [
+            exact_log_likelihood(y, mean, latent_covariance)
+            for y, mean in zip(targets, means, strict=True)
+        ]
+    )
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_conditional_exact_posterior_gives_exact_log_likelihood(prior):
+    cvae = linear_cvae(prior)
+    conditions, targets = conditional_data(30)
+    expected = exact_conditional_log_likelihood(conditions, targets, prior)
+    metrics = log_likelihood(cvae, (conditions, targets), 1, batch_size=8, verbose=0)
+    np.testing.assert_allclose(metrics["per_example"], expected, atol=2e-4)
+    dataset = tf.data.Dataset.from_tensor_slices((conditions, targets)).batch(7)
+    metrics = log_likelihood(cvae, dataset, 10, batch_size=8, verbose=0)
+    np.testing.assert_allclose(metrics["per_example"], expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_conditional_estimate_lies_between_elbo_and_log_likelihood(prior):
+    cvae = linear_cvae(prior, scale_factor=1.5)
+    conditions, targets = conditional_data(40)
+    expected = exact_conditional_log_likelihood(conditions, targets, prior)
+    metrics = log_likelihood(cvae, (conditions, targets), 500, batch_size=16, verbose=0)
+    assert metrics["per_example"].shape == (40,)
+    assert np.all(np.isfinite(metrics["per_example"]))
+    assert metrics["elbo"] + 0.05 < metrics["log_likelihood"]
+    assert metrics["log_likelihood"] == pytest.approx(np.mean(expected), abs=0.01)
+
+
+# Bad input.
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"num_samples": 0},
+            "Expected num_samples to be a positive integer. Received: num_samples=0",
+        ),
+        ({"num_samples": 2.5}, "Received: num_samples=2.5"),
+        ({"batch_size": 0}, "Received: batch_size=0"),
+        ({"chunk_size": -1}, "Received: chunk_size=-1"),
+        ({"seed": -1}, "Received: seed=-1"),
+        ({"verbose": 3}, "Received: verbose=3"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    vae, _ = exact_vae()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        log_likelihood(vae, sample_data(4), **kwargs)
+
+
+def test_model_without_encoder():
+    model = keras.Sequential([keras.Input((DATA_DIM,)), keras.layers.Dense(DATA_DIM)])
+    with pytest.raises(ValueError, match="Expected model to be a keras_vae VAE"):
+        log_likelihood(model, sample_data(4))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            np.zeros((5, 4), "float32"),
+            "Expected data shaped [batch, 3]. Received: data.shape=(5, 4)",
+        ),
+        (
+            tf.data.Dataset.from_tensor_slices(np.zeros((5, 4), "float32")).batch(2),
+            "Expected data.element_spec shaped [batch, 3]. "
+            "Received: data.element_spec.shape=(None, 4)",
+        ),
+        (
+            tf.data.Dataset.from_tensor_slices(np.zeros((5, 3), "float32")),
+            "Received: data.element_spec.shape=(3,)",
+        ),
+        (np.zeros((0, 3), "float32"), "Expected data to hold at least one example"),
+    ],
+)
+def test_data_of_the_wrong_shape(data, message):
+    vae, _ = exact_vae()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        log_likelihood(vae, data, 2)
+
+
+def test_conditional_data_of_the_wrong_form():
+    cvae = linear_cvae("standard")
+    conditions, targets = conditional_data(4)
+    with pytest.raises(ValueError, match=r"Expected data to be a \(conditions, targets\) pair"):
+        log_likelihood(cvae, targets, 2)
+    with pytest.raises(ValueError, match=re.escape("Received: targets.shape=(4, 2)")):
+        log_likelihood(cvae, (conditions, conditions), 2)
+    with pytest.raises(ValueError, match="Expected as many conditions as targets"):
+        log_likelihood(cvae, (conditions[:3], targets), 2)
+    with pytest.raises(ValueError, match="Expected a dataset of \\(condition, target\\) pairs"):
+        log_likelihood(cvae, tf.data.Dataset.from_tensor_slices(targets).batch(2), 2)
+
+
+def test_bernoulli_data_outside_the_unit_interval_and_grey_values():
+    vae = VAE(
+        encoder=keras.layers.Identity(),
+        decoder=keras.layers.Dense(DATA_DIM),
+        latent_dim=LATENT_DIM,
+        likelihood=IndependentBernoulli(DATA_DIM),
+    )
+    with pytest.raises(ValueError, match=re.escape("Received: data values in [0, 2]")):
+        log_likelihood(vae, np.array([[0.0, 1.0, 2.0]], "float32"), 2, verbose=0)
+    with pytest.warns(UserWarning, match="not binary"):
+        log_likelihood(vae, np.array([[0.0, 1.0, 0.5]], "float32"), 2, verbose=0)
