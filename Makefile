@@ -21,8 +21,9 @@ install: $(BIN)/keras-vae
 
 demo: install
 	$(BIN)/keras-vae train --dataset mnist --architecture mlp --latent-dim 50 --epochs 3 --output $(DEMO_DIR)
-	$(BIN)/keras-vae export $(DEMO_DIR)/model.keras --saved-model saved_models/mnist-mlp --tflite $(DEMO_DIR)/decoder.tflite
-	$(BIN)/keras-vae sample $(DEMO_DIR)/model.keras --num-samples 64 --seed 0 --output $(DEMO_DIR)/samples.png
+	$(BIN)/keras-vae export $(DEMO_DIR)/model.keras --saved-model saved_models/mnist-mlp --tflite $(DEMO_DIR)/model.tflite
+	$(BIN)/keras-vae sample $(DEMO_DIR)/model.keras --num-samples 64 --seed 0 --output $(DEMO_DIR)/samples_seed0.png
+	$(BIN)/python export/litert_sampler.py $(DEMO_DIR)/model.tflite --num-samples 64 --seed 0 --output $(DEMO_DIR)/litert_samples_seed0.png
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="A .png grid (rows: observed, completions, original) or a .npy [N, K, H, W, C].",
     )
+    export = sub.add_parser("export", help="Export to a SavedModel (TF Serving) and TFLite.")
+    export.add_argument("model", help="A .keras file.")
+    export.add_argument("--saved-model", default=None, metavar="BASE_DIR",
+                        help="TF Serving model folder; writes BASE_DIR/<version>/.")  # fmt: skip
+    export.add_argument("--tflite", default=None, metavar="FILE", help="A .tflite file.")
+    export.add_argument("--quantize", default=None, help="float16, dynamic or int8 (TFLite).")
+    export.add_argument("--version", type=int, default=None, help="SavedModel version.")
+    export.add_argument("--allow-untrained", action="store_true",
+                        help="Export a model whose optimizer never stepped.")  # fmt: skip
     return parser
 
 
@@ -177,7 +186,27 @@ def _complete(args):
     print(f"wrote {args.output}")
 
 
+def _export(args):
+    from keras_vae.export import export_model, format_report
+
+    report = export_model(
+        args.model,
+        saved_model_base=args.saved_model,
+        tflite_path=args.tflite,
+        quantize=args.quantize,
+        version=args.version,
+        allow_untrained=args.allow_untrained,
+    )
+    print(format_report(report))
+    if not report["ok"]:
+        raise ValueError(
+            "Expected the exported files to reproduce the Keras model within tolerance. "
+            "Received: differences above tolerance (see the report above)"
+        )
+
+
 COMMANDS = {
+    "export": _export,
     "train": _train,
     "evaluate": _evaluate,
     "sample": _sample,

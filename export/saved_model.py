@@ -1,0 +1,125 @@
+"""SavedModel export in TF Serving's layout: `base_dir/<version>/`."""
+
+import os
+import shutil
+import uuid
+
+import tensorflow as tf
+from keras_vae.export.serving_module import ServingModule
+from keras_vae.export.validation import check_exportable, check_version
+
+SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
+
+
+def next_version(base_dir: str) -> int:
+    """One more than the largest numeric subfolder of `base_dir`, or 1 if none.
+
+    Args:
+        base_dir: str. A TF Serving `model_base_path`.
+
+    Returns:
+        The version number a new export would get.
+
+    Example:
+
+    >>> next_version("/tmp/no-such-folder")
+    1
+    """
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [
+        int(name)
+        for name in os.listdir(base_dir)
+        if name.isdigit() and name.isascii() and os.path.isdir(os.path.join(base_dir, name))
+    ]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(
+    model, base_dir: str, version: int | None = None, allow_untrained: bool = False
+) -> str:
+    """Exports a VAE or ConditionalVAE as a SavedModel for TF Serving.
+
+    Writes `base_dir/<version>/` (`saved_model.pb`, `variables/`), the layout
+    TF Serving's `--model_base_path=base_dir` loads. The SavedModel is
+    written to a hidden temporary folder inside `base_dir` (ignored by TF
+    Serving, whose versions are numeric folder names) and renamed into place,
+    so a failed export leaves no version folder behind; an existing version is
+    never overwritten.
+
+    Signatures (names of inputs and outputs are stable; `L` is
+    `model.latent_dim`, `S` the data shape, `C` the condition shape of a
+    ConditionalVAE):
+
+    - `serving_default` (decode): `z` float32 `[B, L]` (+ `condition` float32
+      `[B, *C]`) -> `image` float32 `[B, *S]`, the likelihood mean.
+    - `sample`: `seed` int32 scalar, `num_samples` int32 scalar (+
+      `condition` `[B, *C]`) -> `image` `[N, *S]` and `z` `[N, L]`, with
+      `N = num_samples` (VAE) or `B * num_samples` (CVAE; row
+      `b * num_samples + k` is draw `k` for condition `b`). The same z as
+      `model.sample(num_samples, seed)` / `model.generate(condition,
+      num_samples, seed)`; seeds outside int32 are not accepted, use their
+      low 32 bits as the Python methods do. Fails at run time unless
+      `1 <= num_samples <= 4096`.
+    - `encode`: `x` `[B, *S]` (CVAE: `target` and `condition`) -> `loc`,
+      `scale` `[B, L]` of the posterior.
+    - `reconstruct`: same inputs -> `image` `[B, *S]`.
+
+    Args:
+        model: a built, trained `VAE` or `ConditionalVAE`.
+        base_dir: str or path. The model's folder; created if missing. Must
+            not be a file.
+        version: int or `None`. The version folder; defaults to one more than
+            the largest numeric subfolder (1 for a new folder).
+        allow_untrained: bool. Export a built model whose optimizer never
+            stepped (see `check_exportable`). Defaults to `False`.
+
+    Returns:
+        The path of the version folder written.
+
+    Raises:
+        ValueError: for an unbuilt or untrained model, a `base_dir` that is a
+            file, a bad or existing `version`.
+
+    Example:
+
+    >>> path = export_saved_model(vae, "saved_models/mnist-mlp")  # doctest: +SKIP
+    >>> path  # doctest: +SKIP
+    'saved_models/mnist-mlp/1'
+    """
+    check_exportable(model, allow_untrained)
+    version = check_version(version)
+    base_dir = os.fspath(base_dir)
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(
+            f"Expected base_dir to be a folder or a new path. Received: base_dir={base_dir!r} "
+            "(an existing file)"
+        )
+    if version is None:
+        version = next_version(base_dir)
+    target = os.path.join(base_dir, str(version))
+    _check_new(target, version)
+    module = ServingModule(model)
+    created_base = not os.path.isdir(base_dir)
+    os.makedirs(base_dir, exist_ok=True)
+    # Not a `tempfile.mkdtemp` folder: that is mode 0700, which a TF Serving
+    # process running as another user could not read once renamed.
+    temporary = os.path.join(base_dir, f".tmp-export-{version}-{uuid.uuid4().hex}")
+    try:
+        tf.saved_model.save(module, temporary, signatures=module.signatures(SIGNATURES))
+        _check_new(target, version)
+        os.rename(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if created_base and not os.listdir(base_dir):
+            os.rmdir(base_dir)
+        raise
+    return target
+
+
+def _check_new(target, version):
+    if os.path.exists(target):
+        raise ValueError(
+            f"Expected a new version: exports never overwrite. Received: version={version} "
+            f"({target} exists)"
+        )

@@ -1,0 +1,192 @@
+"""The `tf.Module` that the SavedModel and TFLite exports are made from."""
+
+import tensorflow as tf
+
+from keras_vae.models import ConditionalVAE
+
+MAX_NUM_SAMPLES = 4096
+SEED_DTYPE = tf.int32
+
+
+class ServingModule(tf.Module):
+    """The serving functions of a VAE or ConditionalVAE, with fixed signatures.
+
+    Every function returns a dict, so output names are part of the signature.
+    With `latent_dim` L, data shape `S` (`model.event_shape` of a VAE,
+    `model.target_shape` of a CVAE) and condition shape `C`:
+
+    - `decode(z[, condition])`: `z` float32 `[B, L]` (and `condition` float32
+      `[B, *C]`) -> `{"image": float32 [B, *S]}`, the likelihood mean.
+    - `sample(seed, num_samples[, condition])`: `seed` and `num_samples` int32
+      scalars -> `{"image": [N, *S], "z": [N, L]}` with `N = num_samples`, or
+      `N = B * num_samples` for a CVAE, where row `b * num_samples + k` is
+      draw `k` for condition `b`. z comes from the portable RNG through
+      `model.sample_latent`, so it equals `model.sample(num_samples, seed)`'s
+      (or `model.generate(condition, num_samples, seed)`'s) latents. Fails
+      at run time unless `1 <= num_samples <= MAX_NUM_SAMPLES`.
+    - `encode(x)` / `encode(target, condition)`: -> `{"loc", "scale"}` of
+      Q(z|x), each `[B, L]`.
+    - `reconstruct(x)` / `reconstruct(target, condition)`: -> `{"image"}`,
+      the likelihood mean at the posterior mean.
+
+    The model is held in the functions' closures, not as an attribute, and
+    the module tracks the plain `tf.Variable`s the functions read. Tracking
+    Keras 3's variable wrappers instead (through the model) leaves the TFLite
+    converter unable to freeze them: the `.tflite` keeps uninitialised
+    resource variables and returns NaN. It also keeps the optimizer's slots
+    out of the SavedModel.
+
+    Args:
+        model: a built `VAE` or `ConditionalVAE`.
+        functions: sequence of str. The functions to build, among `decode`,
+            `sample`, `encode` and `reconstruct`. Defaults to all four.
+
+    Example:
+
+    >>> module = ServingModule(vae)  # doctest: +SKIP
+    >>> tf.saved_model.save(module, path, signatures=module.signatures())  # doctest: +SKIP
+    """
+
+    def __init__(self, model, functions=("decode", "sample", "encode", "reconstruct")):
+        super().__init__(name="keras_vae_serving")
+        self.conditional = isinstance(model, ConditionalVAE)
+        self.latent_dim = int(model.latent_dim)
+        self.condition_shape = tuple(model.condition_shape) if self.conditional else None
+        self.data_shape = tuple(model.target_shape if self.conditional else model.event_shape)
+        make = _conditional_functions if self.conditional else _functions
+        available = make(model, self.latent_dim, self.data_shape, self.condition_shape)
+        functions = {name: available[name] for name in functions}
+        for name, function in functions.items():
+            setattr(self, name, function)
+        self.function_names = tuple(functions)
+        variables = {}
+        for function in functions.values():
+            for variable in function.get_concrete_function().variables:
+                variables[id(variable)] = variable
+        self.model_variables = list(variables.values())
+
+    def signatures(self, names=("serving_default", "sample", "encode", "reconstruct")):
+        """Concrete functions keyed by signature name; `serving_default` is `decode`."""
+        functions = {}
+        for name in names:
+            function = getattr(self, "decode" if name == "serving_default" else name)
+            functions[name] = function.get_concrete_function()
+        return functions
+
+
+def _check_num_samples(num_samples):
+    """`num_samples`, run only after the check that it is in [1, MAX_NUM_SAMPLES]."""
+    valid = tf.logical_and(num_samples >= 1, num_samples <= MAX_NUM_SAMPLES)
+    check = tf.debugging.Assert(
+        valid,
+        [
+            f"Expected num_samples to be an integer in [1, {MAX_NUM_SAMPLES}]. "
+            "Received: num_samples=",
+            num_samples,
+        ],
+    )
+    # An explicit dependency, so no latent is allocated for a bad request.
+    with tf.control_dependencies([check]):
+        return tf.identity(num_samples)
+
+
+def _checked(tensor, name, event_shape):
+    """`tensor`, checked at run time to be shaped `[batch, *event_shape]`.
+
+    The signature declares the shape, but neither a loaded signature function
+    nor TF Serving enforces it before the graph runs, and Grappler simplifies
+    the graph as if it held: a wrong condition would fail deep inside a Tile
+    or MatMul. `EnsureShape` fails first, with "Shape of tensor condition
+    [2,9] is not compatible with expected shape [?,10]". TFLite drops it.
+    """
+    return tf.ensure_shape(tensor, [None, *event_shape], name=f"check_{name}")
+
+
+def _check_same_batch(z, condition):
+    batch_z, batch_condition = tf.shape(z)[0], tf.shape(condition)[0]
+    check = tf.debugging.Assert(
+        tf.equal(batch_z, batch_condition),
+        [
+            "Expected z and condition with the same batch size. Received: z batch=",
+            batch_z,
+            "condition batch=",
+            batch_condition,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(z)
+
+
+def _scalar_specs():
+    return [
+        tf.TensorSpec([], SEED_DTYPE, name="seed"),
+        tf.TensorSpec([], tf.int32, name="num_samples"),
+    ]
+
+
+def _functions(model, latent_dim, data_shape, condition_shape):
+    del condition_shape
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    x_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="x")
+
+    def decode(z):
+        return {"image": model.decode(_checked(z, "z", (latent_dim,))).mean()}
+
+    def sample(seed, num_samples):
+        num_samples = _check_num_samples(num_samples)
+        z = model.sample_latent(num_samples, seed)
+        return {"image": model.decode(z).mean(), "z": z}
+
+    def encode(x):
+        posterior = model.encode(_checked(x, "x", data_shape)).distribution
+        return {"loc": posterior.loc, "scale": posterior.scale}
+
+    def reconstruct(x):
+        x = _checked(x, "x", data_shape)
+        return {"image": model.decode(model.encode(x).mean()).mean()}
+
+    return {
+        "decode": tf.function(decode, input_signature=[z_spec]),
+        "sample": tf.function(sample, input_signature=_scalar_specs()),
+        "encode": tf.function(encode, input_signature=[x_spec]),
+        "reconstruct": tf.function(reconstruct, input_signature=[x_spec]),
+    }
+
+
+def _conditional_functions(model, latent_dim, data_shape, condition_shape):
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    target_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="target")
+    condition_spec = tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")
+
+    def check_condition(condition):
+        return _checked(condition, "condition", condition_shape)
+
+    def decode(z, condition):
+        z, condition = _checked(z, "z", (latent_dim,)), check_condition(condition)
+        z = _check_same_batch(z, condition)
+        return {"image": model.decode(z, condition).mean()}
+
+    def sample(seed, num_samples, condition):
+        num_samples = _check_num_samples(num_samples)
+        condition = check_condition(condition)
+        z = tf.reshape(model.sample_latent(condition, num_samples, seed), [-1, latent_dim])
+        # Row b * num_samples + k is draw k for condition b, as in `generate`.
+        repeated = tf.repeat(condition, num_samples, axis=0)
+        return {"image": model.decode(z, repeated).mean(), "z": z}
+
+    def encode(target, condition):
+        target, condition = _checked(target, "target", data_shape), check_condition(condition)
+        posterior = model.encode(target, condition).distribution
+        return {"loc": posterior.loc, "scale": posterior.scale}
+
+    def reconstruct(target, condition):
+        target, condition = _checked(target, "target", data_shape), check_condition(condition)
+        z = model.encode(target, condition).mean()
+        return {"image": model.decode(z, condition).mean()}
+
+    return {
+        "decode": tf.function(decode, input_signature=[z_spec, condition_spec]),
+        "sample": tf.function(sample, input_signature=[*_scalar_specs(), condition_spec]),
+        "encode": tf.function(encode, input_signature=[target_spec, condition_spec]),
+        "reconstruct": tf.function(reconstruct, input_signature=[target_spec, condition_spec]),
+    }

@@ -1,0 +1,349 @@
+"""TFLite export with `decode` and `sample` signatures, builtin ops only."""
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as litert_schema
+from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
+from keras_vae.export.validation import check_exportable, check_quantize
+from tensorflow.lite.python import convert as lite_convert
+from tensorflow.lite.python import schema_py_generated as schema_fb
+from tensorflow.lite.tools import flatbuffer_utils
+
+import keras_vae
+
+METADATA_NAME = "keras_vae"
+TFLITE_SIGNATURES = ("decode", "sample")
+CALIBRATION_BATCHES = 16
+CALIBRATION_BATCH_SIZE = 32
+
+_BUILTIN_NAMES = {
+    code: name for name, code in vars(litert_schema.BuiltinOperator).items() if name.isupper()
+}
+
+
+def export_tflite(
+    model,
+    path: str,
+    quantize: str | None = None,
+    allow_untrained: bool = False,
+    representative_conditions=None,
+) -> str:
+    """Exports a VAE or ConditionalVAE's decoder and sampler as a `.tflite` file.
+
+    The model has two signatures, with the names and shapes of the
+    SavedModel's (see `export_saved_model`): `decode` (`z` [+ `condition`] ->
+    `image`) and `sample` (`seed` int32, `num_samples` int32 [+ `condition`]
+    -> `image`, `z`). Signature runners resize inputs, so batch sizes and
+    `num_samples` are free at run time. TFLite drops TensorFlow's run-time
+    asserts, so the file itself does not bound `num_samples`: the runtime
+    (`litert_sampler.Sampler`) checks `1 <= num_samples <= 4096`.
+
+    Conversion goes through a SavedModel in a temporary folder, with
+    `supported_ops` restricted to TFLite builtins (plus the int8 builtins for
+    `"int8"`): the file runs on a stock TFLite / LiteRT runtime, with no Flex
+    or custom op. A JSON record named `keras_vae` in the model's metadata
+    holds the latent size, shapes, condition type, quantization and the
+    `num_samples` cap. The file is written to a temporary name beside `path`
+    and renamed over it, so readers never see a partial file.
+
+    Quantization (`quantize`):
+
+    - `None`: float32. `sample(seed)` equals `model.sample(seed)` to float
+      rounding (about 1e-6).
+    - `"float16"`: float16 constants, float32 compute. Every float constant
+      is stored in half precision, the sampler's (such as 2*pi) included,
+      so z differs from the float32 draw by up to about 1e-2.
+    - `"dynamic"`: int8 weights, float activations (dynamic range).
+    - `"int8"`: full integer quantization of the decoder with float32 inputs
+      and outputs, calibrated on latents drawn from the prior with the
+      portable RNG (the `sample` and `decode` signatures see the same
+      calibration latents, so they get the same quantization). The sampler's
+      ops (the integer hash, Box-Muller and, for a learned prior, the prior
+      network) stay in int32/float32: an int8 uniform would have 256 levels.
+      So z is exact and only the decoder is quantized.
+
+    Args:
+        model: a built, trained `VAE` or `ConditionalVAE`.
+        path: str or path. Output file, ending in `.tflite`; an existing file
+            is replaced.
+        quantize: `None`, `"float16"`, `"dynamic"` or `"int8"`. Defaults to
+            `None`.
+        allow_untrained: bool. Export a built model whose optimizer never
+            stepped. Defaults to `False`.
+        representative_conditions: array `[M, *condition_shape]` or `None`.
+            Conditions to calibrate a ConditionalVAE's int8 decoder with.
+            Defaults to every one-hot label for `condition_type="label"`;
+            required for other conditions.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for an unknown `quantize`, a bad `path`, an unbuilt or
+            untrained model, or missing calibration conditions.
+
+    Example:
+
+    >>> export_tflite(vae, "runs/mnist-mlp/model.tflite", quantize="int8")  # doctest: +SKIP
+    'runs/mnist-mlp/model.tflite'
+    """
+    check_quantize(quantize)
+    path = os.fspath(path)
+    if not path.endswith(".tflite") or os.path.isdir(path):
+        raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
+    check_exportable(model, allow_untrained)
+    module = ServingModule(model, functions=TFLITE_SIGNATURES)
+    calibration = None
+    if quantize == "int8":
+        calibration = _calibration_data(model, module, representative_conditions)
+    content = _convert(module, quantize, calibration)
+    non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
+    if non_builtin:
+        raise RuntimeError(f"Expected builtin TFLite ops only. Received: ops={non_builtin}")
+    content = _with_metadata(content, _metadata(model, module, quantize))
+    _write_atomically(path, content)
+    return path
+
+
+def tflite_ops(path_or_bytes) -> set[str]:
+    """Names of the operators of a TFLite model, over all its subgraphs.
+
+    Builtin operators are named as in TFLite's schema (`"FULLY_CONNECTED"`);
+    custom operators, Flex (TensorFlow) ops included, as `"CUSTOM:<code>"`,
+    e.g. `"CUSTOM:FlexSoftplus"`.
+
+    Args:
+        path_or_bytes: str or path of a `.tflite` file, or its bytes.
+
+    Returns:
+        A set of operator names.
+
+    Example:
+
+    >>> "CUSTOM:FlexCos" in tflite_ops("model.tflite")  # doctest: +SKIP
+    False
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        content = bytes(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            content = f.read()
+    model = litert_schema.Model.GetRootAs(content, 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    names = set()
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for i in range(subgraph.OperatorsLength()):
+            code = codes[subgraph.Operators(i).OpcodeIndex()]
+            # Codes above 127 live in the wider field; older files use the deprecated one.
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == litert_schema.BuiltinOperator.CUSTOM:
+                custom = code.CustomCode()
+                names.add(f"CUSTOM:{custom.decode() if custom else ''}")
+            else:
+                names.add(_BUILTIN_NAMES.get(builtin, f"UNKNOWN:{builtin}"))
+    return names
+
+
+def _convert(module, quantize, calibration):
+    folder = tempfile.mkdtemp(prefix="keras_vae_tflite_")
+    try:
+        saved_model = os.path.join(folder, "saved_model")
+        tf.saved_model.save(module, saved_model, signatures=module.signatures(TFLITE_SIGNATURES))
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model, signature_keys=list(TFLITE_SIGNATURES)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize != "int8":
+            return converter.convert()
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        converter.representative_dataset = lambda: iter(calibration)
+        # Calibrate, then quantize with the sampler's ops left out: the public
+        # path would quantize the RNG's float stage too. This is what
+        # `tf.lite.experimental.QuantizationDebugger` does for denylisted
+        # nodes, without its single-signature debug run.
+        converter._experimental_calibrate_only = True
+        with warnings.catch_warnings():
+            # The calibrator runs TF's own (deprecated) interpreter internally.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            calibrated = converter.convert()
+        return _quantize_int8(calibrated)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _quantize_int8(calibrated):
+    """Full-integer quantization of a calibrated model, the sampler left in float.
+
+    The sampler is every op `z` depends on in the `sample` signature (the RNG
+    and, for a learned prior, the prior network): its output tensors are
+    denylisted by name. The quantizer may still quantize ops that keep their
+    input's scale (such as SPLIT) from their consumers; their types are then
+    denylisted as well, and the result is checked.
+    """
+    nodes = _sampler_tensors(calibrated)
+    quantized = lite_convert.mlir_quantize(calibrated, denylisted_nodes=nodes)
+    op_types = _quantized_sampler_ops(quantized)
+    if op_types:
+        quantized = lite_convert.mlir_quantize(
+            calibrated, denylisted_nodes=nodes, denylisted_ops=sorted(op_types)
+        )
+        remaining = _quantized_sampler_ops(quantized)
+        if remaining:
+            raise RuntimeError(
+                "Expected the int8 model's sampler to stay in float. Received: int8 ops "
+                f"{sorted(remaining)} in the sampler"
+            )
+    return quantized
+
+
+def _sampler_ops(model):
+    """(subgraph, op) pairs of the ops `z` depends on in the `sample` signature."""
+    for signature in model.signatureDefs:
+        if signature.signatureKey.decode() != "sample":
+            continue
+        subgraph = model.subgraphs[signature.subgraphIndex]
+        producers = {index: op for op in subgraph.operators for index in op.outputs}
+        pending = [o.tensorIndex for o in signature.outputs if o.name.decode() == "z"]
+        seen = set()
+        while pending:
+            index = pending.pop()
+            if index in seen or index not in producers:
+                continue
+            seen.add(index)
+            op = producers[index]
+            pending.extend(i for i in op.inputs if i >= 0)
+            yield subgraph, op
+
+
+def _sampler_tensors(content):
+    """Names of the sampler's tensors, z included (see `_quantize_int8`)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    names = []
+    for subgraph, op in _sampler_ops(model):
+        names.extend(subgraph.tensors[i].name.decode() for i in op.outputs)
+    return names
+
+
+def _quantized_sampler_ops(content):
+    """Types of the sampler's ops that compute in int8 (QUANTIZE aside)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    types = set()
+    for subgraph, op in _sampler_ops(model):
+        code = model.operatorCodes[op.opcodeIndex]
+        name = _BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        int8 = any(subgraph.tensors[i].type == schema_fb.TensorType.INT8 for i in op.outputs)
+        if int8 and name != "QUANTIZE":
+            types.add(name)
+    return types
+
+
+def _calibration_data(model, module, conditions):
+    """(signature, inputs) pairs for the int8 calibration, from the prior."""
+    data = []
+    if not module.conditional:
+        for seed in range(CALIBRATION_BATCHES):
+            num_samples = CALIBRATION_BATCH_SIZE
+            z = model.sample_latent(num_samples, seed).numpy()
+            data.append(("decode", {"z": z}))
+            data.append(("sample", {"seed": np.int32(seed), "num_samples": np.int32(num_samples)}))
+        return data
+    conditions = _representative_conditions(model, module, conditions)
+    per_batch = max(1, CALIBRATION_BATCH_SIZE // 4)
+    for seed in range(CALIBRATION_BATCHES):
+        start = (seed * per_batch) % len(conditions)
+        condition = np.take(conditions, range(start, start + per_batch), axis=0, mode="wrap")
+        num_samples = 4
+        z = model.sample_latent(tf.constant(condition), num_samples, seed).numpy()
+        z = z.reshape(-1, module.latent_dim)
+        repeated = np.repeat(condition, num_samples, axis=0)
+        data.append(("decode", {"z": z, "condition": repeated}))
+        data.append(
+            (
+                "sample",
+                {
+                    "seed": np.int32(seed),
+                    "num_samples": np.int32(num_samples),
+                    "condition": condition,
+                },
+            )
+        )
+    return data
+
+
+def _representative_conditions(model, module, conditions):
+    shape = module.condition_shape
+    if conditions is None:
+        if model.condition_type != "label" or len(shape) != 1:
+            raise ValueError(
+                "Expected representative_conditions for the int8 export of a ConditionalVAE "
+                f"whose conditions are not labels. Received: condition_type="
+                f"{model.condition_type!r}"
+            )
+        return np.eye(shape[0], dtype=np.float32)
+    conditions = np.asarray(conditions, dtype=np.float32)
+    if conditions.shape[1:] != shape or len(conditions) == 0:
+        raise ValueError(
+            f"Expected representative_conditions shaped [M, {', '.join(map(str, shape))}] "
+            f"with M > 0. Received: representative_conditions.shape={conditions.shape}"
+        )
+    return conditions
+
+
+def _metadata(model, module, quantize):
+    return {
+        "format": "keras_vae",
+        "keras_vae_version": keras_vae.__version__,
+        "model": type(model).__name__,
+        "latent_dim": module.latent_dim,
+        "data_shape": list(module.data_shape),
+        "condition_shape": None if module.condition_shape is None else list(module.condition_shape),
+        "condition_type": getattr(model, "condition_type", None),
+        "quantize": quantize,
+        "seed_dtype": "int32",
+        "max_num_samples": MAX_NUM_SAMPLES,
+        "signatures": list(TFLITE_SIGNATURES),
+    }
+
+
+def _with_metadata(content, record):
+    """`content` with `record` as JSON in the model metadata named `keras_vae`."""
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    buffer = schema_fb.BufferT()
+    buffer.data = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema_fb.MetadataT()
+    entry.name = METADATA_NAME.encode()
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != entry.name] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _write_atomically(path, content):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(temporary, "xb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

@@ -1,0 +1,196 @@
+"""Checks that exported files reproduce the Keras model."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from keras_vae.export.litert_sampler import Sampler
+from keras_vae.export.serving_module import MAX_NUM_SAMPLES
+
+from keras_vae.models import ConditionalVAE
+
+# Largest accepted difference from the Keras model, on the likelihood mean
+# (e.g. pixel probabilities): the max for float32, the mean for quantized files.
+TOLERANCES = {None: 1e-4, "float16": 1e-3, "dynamic": 0.02, "int8": 0.05}
+
+
+def verify_export(
+    model,
+    saved_model_dir: str | None = None,
+    tflite_path: str | None = None,
+    seed: int = 0,
+    num_samples: int = 4,
+    condition=None,
+) -> dict:
+    """Loads what an export wrote and compares it with the Keras model.
+
+    The SavedModel is loaded in this process with `tf.saved_model.load` and
+    called through its signatures; the TFLite file through
+    `litert_sampler.Sampler` (LiteRT's signature runners). For each, with the
+    same seed: `decode` of the latents `model.sample_latent` draws against
+    `model.decode(z).mean()`, `sample` against `model.sample` (CVAE:
+    `model.generate`) and the latents it returns against
+    `model.sample_latent`; for a VAE's SavedModel also `reconstruct` of the
+    sampled images against `model(x)`.
+
+    A file passes (`"ok"`) when its largest image difference is within
+    `TOLERANCES[None]` (float32 files, the SavedModel included) or, for a
+    quantized TFLite file, its mean difference is within `TOLERANCES[quantize]`.
+
+    Args:
+        model: the `VAE` or `ConditionalVAE` that was exported.
+        saved_model_dir: str or `None`. A version folder (`base/<version>`).
+        tflite_path: str or `None`. A `.tflite` file.
+        seed: int. Seed of the compared draws. Defaults to `0`.
+        num_samples: int. Draws (per condition) compared. Defaults to `4`.
+        condition: array `[B, *condition_shape]` or `None`. Conditions for a
+            ConditionalVAE; defaults to the first (up to 4) one-hot labels for
+            label conditions, else uniform noise in [0, 1].
+
+    Returns:
+        A dict with `seed`, `num_samples`, `ok` (all files pass) and, per
+        file checked, `"saved_model"` / `"tflite"`: `path`, `size_bytes`,
+        `{decode,sample,latent}_max_abs_diff`, `{decode,sample}_mean_abs_diff`,
+        `tolerance`, `ok` (and `quantize` for TFLite).
+
+    Example:
+
+    >>> report = verify_export(vae, tflite_path="model.tflite")  # doctest: +SKIP
+    >>> report["tflite"]["sample_max_abs_diff"] < 1e-5  # doctest: +SKIP
+    True
+    """
+    if saved_model_dir is None and tflite_path is None:
+        raise ValueError("Expected saved_model_dir or tflite_path to verify. Received: neither")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise ValueError(
+            f"Expected num_samples to be an integer. Received: num_samples={num_samples!r}"
+        )
+    if not 1 <= num_samples <= MAX_NUM_SAMPLES:
+        raise ValueError(
+            f"Expected num_samples in [1, {MAX_NUM_SAMPLES}]. Received: num_samples={num_samples}"
+        )
+    reference = _reference(model, seed, num_samples, condition)
+    report = {"seed": seed, "num_samples": num_samples}
+    if saved_model_dir is not None:
+        report["saved_model"] = _check_saved_model(model, saved_model_dir, reference)
+    if tflite_path is not None:
+        report["tflite"] = _check_tflite(tflite_path, reference)
+    report["ok"] = all(report[key]["ok"] for key in ("saved_model", "tflite") if key in report)
+    return report
+
+
+def _reference(model, seed, num_samples, condition):
+    """What the Keras model gives: latents, decoded latents and samples."""
+    if not isinstance(model, ConditionalVAE):
+        z = model.sample_latent(num_samples, seed).numpy()
+        return {
+            "seed": seed,
+            "num_samples": num_samples,
+            "condition": None,
+            "z": z,
+            "decode_inputs": {"z": z},
+            "decoded": model.decode(tf.constant(z)).mean().numpy(),
+            "samples": model.sample(num_samples, seed=seed),
+            "model": model,
+        }
+    if condition is None:
+        condition = _default_condition(model)
+    condition = np.asarray(condition, np.float32)
+    z = model.sample_latent(tf.constant(condition), num_samples, seed).numpy()
+    z = z.reshape(-1, model.latent_dim)
+    repeated = np.repeat(condition, num_samples, axis=0)
+    samples = model.generate(condition, num_samples, seed=seed)
+    return {
+        "seed": seed,
+        "num_samples": num_samples,
+        "condition": condition,
+        "z": z,
+        "decode_inputs": {"z": z, "condition": repeated},
+        "decoded": model.decode(tf.constant(z), tf.constant(repeated)).mean().numpy(),
+        "samples": samples.reshape((-1,) + samples.shape[2:]),
+        "model": model,
+    }
+
+
+def _default_condition(model):
+    shape = tuple(model.condition_shape)
+    if model.condition_type == "label" and len(shape) == 1:
+        return np.eye(shape[0], dtype=np.float32)[: min(4, shape[0])]
+    return np.random.default_rng(0).random((2,) + shape).astype(np.float32)
+
+
+def _differences(decoded, samples, z, reference):
+    return {
+        "decode_max_abs_diff": _max_diff(decoded, reference["decoded"]),
+        "decode_mean_abs_diff": float(np.mean(np.abs(decoded - reference["decoded"]))),
+        "sample_max_abs_diff": _max_diff(samples, reference["samples"]),
+        "sample_mean_abs_diff": float(np.mean(np.abs(samples - reference["samples"]))),
+        "latent_max_abs_diff": _max_diff(z, reference["z"]),
+    }
+
+
+def _max_diff(actual, expected):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise ValueError(
+            f"Expected exported outputs shaped {expected.shape}. Received: shape={actual.shape}"
+        )
+    return float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+
+
+def _check_saved_model(model, path, reference):
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ValueError(
+            f"Expected a SavedModel version folder (with saved_model.pb). Received: "
+            f"saved_model_dir={path!r}"
+        )
+    signatures = tf.saved_model.load(path).signatures
+    inputs = {k: tf.constant(v) for k, v in reference["decode_inputs"].items()}
+    decoded = signatures["serving_default"](**inputs)["image"].numpy()
+    sample_inputs = {
+        "seed": tf.constant(reference["seed"], tf.int32),
+        "num_samples": tf.constant(reference["num_samples"], tf.int32),
+    }
+    if reference["condition"] is not None:
+        sample_inputs["condition"] = tf.constant(reference["condition"])
+    outputs = signatures["sample"](**sample_inputs)
+    result = {"path": path, "size_bytes": _folder_size(path)}
+    result.update(_differences(decoded, outputs["image"].numpy(), outputs["z"].numpy(), reference))
+    worst = max(result["decode_max_abs_diff"], result["sample_max_abs_diff"])
+    if reference["condition"] is None:
+        x = np.clip(reference["samples"], 0.0, 1.0).astype(np.float32)
+        reconstructed = signatures["reconstruct"](x=tf.constant(x))["image"].numpy()
+        expected = reference["model"](tf.constant(x)).numpy()
+        result["reconstruct_max_abs_diff"] = _max_diff(reconstructed, expected)
+        worst = max(worst, result["reconstruct_max_abs_diff"])
+    result["tolerance"] = TOLERANCES[None]
+    result["ok"] = worst <= TOLERANCES[None]
+    return result
+
+
+def _check_tflite(path, reference):
+    sampler = Sampler(path)
+    decoded = sampler.decode(**reference["decode_inputs"])
+    samples, z = sampler.sample(
+        reference["seed"], reference["num_samples"], reference["condition"], return_latent=True
+    )
+    result = {"path": os.fspath(path), "size_bytes": os.path.getsize(path)}
+    result["quantize"] = sampler.quantize
+    result.update(_differences(decoded, samples, z, reference))
+    tolerance = TOLERANCES.get(sampler.quantize, TOLERANCES[None])
+    if sampler.quantize is None:
+        worst = max(result["decode_max_abs_diff"], result["sample_max_abs_diff"])
+    else:
+        worst = max(result["decode_mean_abs_diff"], result["sample_mean_abs_diff"])
+    result["tolerance"] = tolerance
+    result["ok"] = worst <= tolerance
+    return result
+
+
+def _folder_size(path):
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
+    )

@@ -1,0 +1,206 @@
+"""The standalone LiteRT sampler: library, command line, and a TensorFlow-free venv."""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from export_helpers import LATENT_DIM, NUM_CLASSES, one_hot, reference_normal
+from keras_vae.export import MAX_NUM_SAMPLES, litert_sampler
+from keras_vae.export.litert_sampler import Sampler
+from PIL import Image
+
+SCRIPT = Path(litert_sampler.__file__)
+
+
+@pytest.fixture(scope="module")
+def sampler(vae_tflite):
+    return Sampler(vae_tflite[None])
+
+
+@pytest.fixture(scope="module")
+def label_sampler(cvae_tflite):
+    return Sampler(cvae_tflite[None])
+
+
+def test_imports_only_stdlib_numpy_and_litert():
+    tree = ast.parse(SCRIPT.read_text())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names)
+    assert third_party == {"numpy", "ai_edge_litert", "PIL"}
+
+
+def test_sample_matches_keras_and_reference(vae, sampler):
+    images, z = sampler.sample(12, 5, return_latent=True)
+    np.testing.assert_allclose(z, reference_normal((5, LATENT_DIM), 12), atol=1e-5)
+    np.testing.assert_allclose(images, vae.sample(5, seed=12), atol=1e-5, rtol=0)
+    assert sampler.max_num_samples == MAX_NUM_SAMPLES
+
+
+@pytest.mark.parametrize("seed, same_as", [(2**32 + 5, 5), (-1, 2**32 - 1), (np.int64(7), 7)])
+def test_seed_uses_the_low_32_bits_like_model_sample(vae, sampler, seed, same_as):
+    np.testing.assert_array_equal(sampler.sample(seed, 3), sampler.sample(same_as, 3))
+    np.testing.assert_allclose(sampler.sample(seed, 3), vae.sample(3, seed=seed), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "seed", [1.5, "3", None, True, np.float32(2.0), np.array([1, 2])], ids=repr
+)
+def test_wrong_seed_type(sampler, seed):
+    with pytest.raises(ValueError, match=r"^Expected seed to be an integer\. Received: seed="):
+        sampler.sample(seed, 2)
+
+
+@pytest.mark.parametrize("num_samples", [0, -1, MAX_NUM_SAMPLES + 1, 2.0, "4", True])
+def test_bad_num_samples(sampler, num_samples):
+    with pytest.raises(ValueError, match=r"^Expected num_samples to be an integer"):
+        sampler.sample(0, num_samples)
+
+
+def test_decode_checks_shapes(vae, sampler):
+    z = np.random.default_rng(0).normal(size=(3, LATENT_DIM))
+    np.testing.assert_allclose(
+        sampler.decode(z), vae.decode(z.astype("float32")).mean().numpy(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match=rf"^Expected z shaped \[batch, {LATENT_DIM}\]"):
+        sampler.decode(np.zeros((3, LATENT_DIM + 1)))
+    with pytest.raises(ValueError, match=r"^Expected condition=None"):
+        sampler.decode(z, condition=one_hot([1, 2, 3]))
+
+
+def test_conditions(cvae, label_sampler):
+    condition = one_hot([3, 8])
+    images = label_sampler.sample(1, 2, condition)
+    np.testing.assert_allclose(
+        images, cvae.generate(condition, 2, seed=1).reshape(4, 28, 28, 1), atol=1e-5
+    )
+    np.testing.assert_array_equal(label_sampler.label_condition(3), one_hot([3]))
+    with pytest.raises(ValueError, match=r"^Expected a condition shaped \[batch, 10\]\. "):
+        label_sampler.sample(0, 2, one_hot([1])[:, :9])
+    with pytest.raises(ValueError, match=r"Received: condition=None$"):
+        label_sampler.sample(0, 2)
+    with pytest.raises(ValueError, match=r"^Expected z and condition with the same batch"):
+        label_sampler.decode(np.zeros((3, LATENT_DIM)), one_hot([1, 2]))
+    with pytest.raises(ValueError, match=r"^Expected label in \[0, 9\]\. Received: label=10$"):
+        label_sampler.label_condition(NUM_CLASSES)
+
+
+def test_not_a_tflite_file(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"PK\x03\x04 this is a zip, not a flatbuffer")
+    with pytest.raises(ValueError, match=r"^Expected a TFLite model file \(\.tflite\)"):
+        Sampler(path)
+    with pytest.raises(ValueError, match=r"^Expected a readable TFLite model file"):
+        Sampler(tmp_path / "missing.tflite")
+
+
+def test_command_line_in_process(vae, vae_tflite, tmp_path, capsys):
+    npy = tmp_path / "samples.npy"
+    argv = [vae_tflite[None], "--seed", "4", "--num-samples", "6", "--output", str(npy)]
+    assert litert_sampler.main(argv) == 0
+    np.testing.assert_allclose(np.load(npy), np.clip(vae.sample(6, seed=4), 0, 1), atol=1e-5)
+    png = tmp_path / "grid.png"
+    argv = [vae_tflite[None], "--seed", "4", "--num-samples", "6", "--output", str(png)]
+    assert litert_sampler.main(argv) == 0
+    # 6 tiles: 2 rows of 3, 28 pixels each with 2 between.
+    assert Image.open(png).size == (3 * 30 - 2, 2 * 30 - 2)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--label", "3"], "Expected a conditional model for a label"),
+        (["--num-samples", "0"], "Expected num_samples to be an integer in [1, 4096]"),
+        (["--output", "x.jpg"], "Expected --output to end with .png or .npy"),
+    ],
+)
+def test_command_line_errors_are_one_line(vae_tflite, tmp_path, capsys, extra, message):
+    argv = [vae_tflite[None], "--output", str(tmp_path / "out.npy"), *extra]
+    assert litert_sampler.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("litert_sampler: error: Expected") and message in err
+    assert err.count("\n") == 1
+
+
+def test_command_line_label_checks(label_sampler, cvae_tflite, tmp_path, capsys):
+    out = str(tmp_path / "out.npy")
+    assert litert_sampler.main([cvae_tflite[None], "--output", out]) == 1
+    assert "Expected --label for a conditional model" in capsys.readouterr().err
+    assert litert_sampler.main([cvae_tflite[None], "--output", out, "--label", "12"]) == 1
+    assert "Expected label in [0, 9]. Received: label=12" in capsys.readouterr().err
+
+
+# --- a virtualenv without TensorFlow ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def litert_venv(tmp_path_factory):
+    """A plain venv (no system site-packages) with numpy, ai-edge-litert and Pillow."""
+    folder = tmp_path_factory.mktemp("litert-venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
+    python = folder / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "numpy", "ai-edge-litert", "pillow"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"pip could not install the LiteRT runtime: {install.stderr[-500:]}")
+    return python
+
+
+def test_runs_in_a_venv_without_tensorflow(
+    vae, cvae, vae_tflite, cvae_tflite, litert_venv, tmp_path
+):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    probe = subprocess.run(
+        [str(litert_venv), "-c", "import tensorflow"], capture_output=True, text=True, env=env
+    )
+    assert probe.returncode != 0 and "No module named 'tensorflow'" in probe.stderr
+    # A copy outside the repository: the script must need nothing beside it.
+    script = shutil.copy(SCRIPT, tmp_path / "litert_sampler.py")
+
+    def run(*args):
+        return subprocess.run(
+            [str(litert_venv), script, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    npy = tmp_path / "samples.npy"
+    proc = run(vae_tflite[None], "--seed", 9, "--num-samples", 5, "--output", npy)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(npy), np.clip(vae.sample(5, seed=9), 0, 1), atol=1e-5)
+
+    sevens = tmp_path / "sevens.npy"
+    proc = run(cvae_tflite[None], "--seed", 2, "--num-samples", 3, "--label", 7, "--output", sevens)
+    assert proc.returncode == 0, proc.stderr
+    expected = cvae.generate(one_hot([7]), 3, seed=2)[0]
+    np.testing.assert_allclose(np.load(sevens), np.clip(expected, 0, 1), atol=1e-5)
+
+    png = tmp_path / "grid.png"
+    proc = run(vae_tflite["int8"], "--seed", 9, "--num-samples", 4, "--output", png)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(png).size == (58, 58)
+
+    not_a_model = tmp_path / "notes.tflite"
+    not_a_model.write_text("hello")
+    proc = run(not_a_model, "--output", tmp_path / "x.npy")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("litert_sampler: error: Expected a TFLite model file")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

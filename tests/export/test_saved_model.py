@@ -1,0 +1,386 @@
+"""SavedModel export: TF Serving layout, atomicity, signatures, parity."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot, reference_normal
+from keras_vae.export import MAX_NUM_SAMPLES, export_saved_model, next_version
+
+from keras_vae.models.presets import build_vae
+
+SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
+CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# Inputs of the fresh-process check.
+X = binary_images(3, seed=5)
+Z = np.random.default_rng(2).normal(size=(3, LATENT_DIM)).astype("float32")
+CONDITION = one_hot([2, 7, 9])
+DECODE_CONDITION = one_hot([2, 7])
+
+
+class Background:
+    """A child process started now and read later, so children run side by side."""
+
+    def __init__(self, args):
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV
+        )
+        self._result = None
+
+    def result(self):
+        if self._result is None:
+            stdout, stderr = self.process.communicate(timeout=300)
+            self._result = (self.process.returncode, stdout, stderr)
+        return self._result
+
+
+@pytest.fixture(scope="module")
+def children(vae_saved_model, cvae_saved_model):
+    """saved_model_cli on both exports and the fresh-process load, in the background."""
+    inputs = {"x": X, "z": Z, "condition": CONDITION, "decode_condition": DECODE_CONDITION}
+    started = {
+        "cli_vae": Background([str(SAVED_MODEL_CLI), "show", "--all", "--dir", vae_saved_model]),
+        "cli_cvae": Background([str(SAVED_MODEL_CLI), "show", "--all", "--dir", cvae_saved_model]),
+        "fresh": Background(
+            [
+                sys.executable,
+                "-c",
+                FRESH_PROCESS,
+                vae_saved_model,
+                cvae_saved_model,
+                json.dumps({k: v.tolist() for k, v in inputs.items()}),
+            ]
+        ),
+    }
+    yield started
+    for child in started.values():
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+
+
+# --- layout and atomicity -------------------------------------------------------
+
+
+def test_versions_count_up_and_never_overwrite(vae, tmp_path):
+    base = tmp_path / "mnist"
+    first = export_saved_model(vae, base)
+    second = export_saved_model(vae, base)
+    assert (first, second) == (str(base / "1"), str(base / "2"))
+    for version in (first, second):
+        assert os.path.isfile(os.path.join(version, "saved_model.pb"))
+        assert os.path.isdir(os.path.join(version, "variables"))
+    before = sorted(os.listdir(base / "2"))
+    message = r"^Expected a new version: exports never overwrite\. Received: version=2"
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(vae, base, version=2)
+    assert sorted(os.listdir(base / "2")) == before
+    assert export_saved_model(vae, base, version=7) == str(base / "7")
+    # Nothing else: no temporary folder left behind.
+    assert sorted(os.listdir(base)) == ["1", "2", "7"]
+    assert next_version(str(base)) == 8
+
+
+def test_next_version_ignores_files_and_other_names(tmp_path):
+    for name in ("3", "10", "tmp", ".tmp-export-99-x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "42").write_text("a file, not a version")
+    assert next_version(str(tmp_path)) == 11
+    assert next_version(str(tmp_path / "missing")) == 1
+
+
+@pytest.mark.parametrize("version", [0, -1, "2", 1.0, True])
+def test_bad_version(vae, tmp_path, version):
+    with pytest.raises(ValueError, match=r"^Expected version to be a positive integer"):
+        export_saved_model(vae, tmp_path, version=version)
+    assert os.listdir(tmp_path) == []
+
+
+def test_base_dir_that_is_a_file(vae, tmp_path):
+    path = tmp_path / "model"
+    path.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"^Expected base_dir to be a folder.*an existing file"):
+        export_saved_model(vae, path)
+    assert path.read_text() == "not a folder"
+
+
+def test_failure_mid_export_leaves_nothing(vae, tmp_path, monkeypatch):
+    save = tf.saved_model.save
+
+    def save_then_fail(obj, export_dir, *args, **kwargs):
+        save(obj, export_dir, *args, **kwargs)  # a complete write, then a failure
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", save_then_fail)
+    existing = tmp_path / "existing"
+    (existing / "1").mkdir(parents=True)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(vae, existing)
+    assert os.listdir(existing) == ["1"]
+    fresh = tmp_path / "fresh"
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(vae, fresh)
+    assert not fresh.exists()
+
+
+def test_unbuilt_model(tmp_path):
+    model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM)
+    with pytest.raises(ValueError, match=r"^Expected a built model.*Received: an unbuilt VAE$"):
+        export_saved_model(model, tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_untrained_model_needs_allow_untrained(tmp_path):
+    model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM)
+    model.build((None, 28, 28, 1))
+    with pytest.raises(ValueError, match=r"^Expected a trained model.*with no optimizer$"):
+        export_saved_model(model, tmp_path)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"an optimizer that never stepped$"):
+        export_saved_model(model, tmp_path)
+    assert os.listdir(tmp_path) == []
+    assert export_saved_model(model, tmp_path, allow_untrained=True) == str(tmp_path / "1")
+
+
+def test_not_a_keras_vae_model(tmp_path):
+    with pytest.raises(ValueError, match=r"^Expected a keras_vae VAE or ConditionalVAE"):
+        export_saved_model(object(), tmp_path)
+
+
+# --- signatures -------------------------------------------------------------------
+
+
+def _cli_signatures(child):
+    """{signature: {"inputs"/"outputs": {name: (dtype, shape)}}} from saved_model_cli."""
+    returncode, stdout, stderr = child.result()
+    assert returncode == 0, stderr[-3000:]
+    signatures = {}
+    pattern = r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))"
+    for block in stdout.split("signature_def['")[1:]:
+        name = block.split("'", 1)[0]
+        entry = {"inputs": {}, "outputs": {}}
+        for kind, key, dtype, shape in re.findall(pattern, block):
+            entry[kind][key] = (dtype, shape)
+        signatures[name] = entry
+    return signatures
+
+
+def test_saved_model_cli_lists_vae_signatures(children):
+    z = ("DT_FLOAT", f"(-1, {LATENT_DIM})")
+    image = ("DT_FLOAT", "(-1, 28, 28, 1)")
+    scalar = ("DT_INT32", "()")
+    signatures = _cli_signatures(children["cli_vae"])
+    signatures.pop("__saved_model_init_op")
+    assert signatures == {
+        "serving_default": {"inputs": {"z": z}, "outputs": {"image": image}},
+        "sample": {
+            "inputs": {"seed": scalar, "num_samples": scalar},
+            "outputs": {"image": image, "z": z},
+        },
+        "encode": {"inputs": {"x": image}, "outputs": {"loc": z, "scale": z}},
+        "reconstruct": {"inputs": {"x": image}, "outputs": {"image": image}},
+    }
+
+
+def test_saved_model_cli_lists_cvae_signatures(children):
+    z = ("DT_FLOAT", f"(-1, {LATENT_DIM})")
+    image = ("DT_FLOAT", "(-1, 28, 28, 1)")
+    condition = ("DT_FLOAT", f"(-1, {NUM_CLASSES})")
+    scalar = ("DT_INT32", "()")
+    signatures = _cli_signatures(children["cli_cvae"])
+    signatures.pop("__saved_model_init_op")
+    assert signatures == {
+        "serving_default": {
+            "inputs": {"z": z, "condition": condition},
+            "outputs": {"image": image},
+        },
+        "sample": {
+            "inputs": {"seed": scalar, "num_samples": scalar, "condition": condition},
+            "outputs": {"image": image, "z": z},
+        },
+        "encode": {
+            "inputs": {"target": image, "condition": condition},
+            "outputs": {"loc": z, "scale": z},
+        },
+        "reconstruct": {
+            "inputs": {"target": image, "condition": condition},
+            "outputs": {"image": image},
+        },
+    }
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, tensorflow as tf
+
+    inputs = {k: np.asarray(v, np.float32) for k, v in json.loads(sys.argv[3]).items()}
+    out = {}
+    for kind, path in (("vae", sys.argv[1]), ("cvae", sys.argv[2])):
+        signatures = tf.saved_model.load(path).signatures
+        conditional = kind == "cvae"
+        condition = {"condition": tf.constant(inputs["condition"])} if conditional else {}
+        x = {("target" if conditional else "x"): tf.constant(inputs["x"])}
+        z = tf.constant(inputs["z"][:2] if conditional else inputs["z"])
+        decode_condition = (
+            {"condition": tf.constant(inputs["decode_condition"])} if conditional else {}
+        )
+        calls = {
+            "serving_default": signatures["serving_default"](z=z, **decode_condition),
+            "sample": signatures["sample"](
+                seed=tf.constant(3), num_samples=tf.constant(5), **condition
+            ),
+            "encode": signatures["encode"](**x, **condition),
+            "reconstruct": signatures["reconstruct"](**x, **condition),
+        }
+        out[kind] = {
+            name: {key: value.numpy().tolist() for key, value in result.items()}
+            for name, result in calls.items()
+        }
+        errors = []
+        for bad in (-1, 0, 5000):
+            try:
+                signatures["sample"](seed=tf.constant(0), num_samples=tf.constant(bad), **condition)
+                errors.append("no error")
+            except tf.errors.InvalidArgumentError as e:
+                errors.append(e.message)
+        out[kind]["errors"] = errors
+    print(json.dumps(out))
+    """
+)
+
+
+def test_fresh_process_calls_every_signature(vae, cvae, children):
+    # The child imports neither keras_vae nor keras: the SavedModels stand alone.
+    returncode, stdout, stderr = children["fresh"].result()
+    assert returncode == 0, stderr[-3000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
+    x, z, condition, conditions = X, Z, CONDITION, DECODE_CONDITION
+
+    def close(actual, expected, atol=1e-6):
+        np.testing.assert_allclose(np.asarray(actual, np.float32), expected, atol=atol, rtol=0)
+
+    got = out["vae"]
+    close(got["serving_default"]["image"], vae.decode(z).mean())
+    close(got["sample"]["image"], vae.sample(5, seed=3))
+    close(got["sample"]["z"], reference_normal((5, LATENT_DIM), 3), atol=1e-5)
+    posterior = vae.encode(x).distribution
+    close(got["encode"]["loc"], posterior.loc)
+    close(got["encode"]["scale"], posterior.scale)
+    close(got["reconstruct"]["image"], vae(x))
+
+    got = out["cvae"]
+    close(got["serving_default"]["image"], cvae.decode(z[:2], conditions).mean())
+    generated = cvae.generate(condition, 5, seed=3)
+    close(got["sample"]["image"], generated.reshape(15, 28, 28, 1))
+    posterior = cvae.encode(x, condition).distribution
+    close(got["encode"]["loc"], posterior.loc)
+    close(got["encode"]["scale"], posterior.scale)
+    close(got["reconstruct"]["image"], cvae.reconstruct(condition, x))
+
+    for kind in ("vae", "cvae"):
+        errors = out[kind]["errors"]
+        for bad, message in zip((-1, 0, 5000), errors, strict=True):
+            assert f"Expected num_samples to be an integer in [1, {MAX_NUM_SAMPLES}]" in message
+            assert "Received: num_samples=" in message and f"[{bad}]" in message
+
+
+# --- parity and run-time checks in process ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vae_signatures(vae_saved_model):
+    return tf.saved_model.load(vae_saved_model).signatures
+
+
+@pytest.fixture(scope="module")
+def cvae_signatures(cvae_saved_model):
+    return tf.saved_model.load(cvae_saved_model).signatures
+
+
+@pytest.mark.parametrize("seed", [0, 1, -5, 2**31 - 1])
+def test_sample_matches_python_and_reference(vae, vae_signatures, seed):
+    out = vae_signatures["sample"](seed=tf.constant(seed), num_samples=tf.constant(6))
+    assert out["image"].shape == (6, 28, 28, 1) and out["z"].shape == (6, LATENT_DIM)
+    np.testing.assert_allclose(out["z"], reference_normal((6, LATENT_DIM), seed), atol=1e-5)
+    np.testing.assert_allclose(out["image"], vae.sample(6, seed=seed), atol=1e-6, rtol=0)
+
+
+def test_different_seeds_give_different_images(vae_signatures):
+    a, b = (
+        vae_signatures["sample"](seed=tf.constant(s), num_samples=tf.constant(4))["image"]
+        for s in (0, 1)
+    )
+    assert np.abs(a.numpy() - b.numpy()).max() > 1e-3
+
+
+def test_cvae_sample_rows_are_condition_major(cvae, cvae_signatures):
+    condition = one_hot([1, 4, 8])
+    out = cvae_signatures["sample"](
+        seed=tf.constant(11), num_samples=tf.constant(2), condition=tf.constant(condition)
+    )
+    generated = cvae.generate(condition, 2, seed=11)
+    latents = cvae.sample_latent(tf.constant(condition), 2, 11).numpy()
+    for b in range(3):
+        for k in range(2):
+            np.testing.assert_allclose(out["image"][b * 2 + k], generated[b, k], atol=1e-6)
+            np.testing.assert_allclose(out["z"][b * 2 + k], latents[b, k], atol=1e-6)
+
+
+@pytest.mark.parametrize("num_samples", [-3, 0, MAX_NUM_SAMPLES + 1, 2**31 - 1])
+def test_num_samples_out_of_range_fails_at_run_time(vae_signatures, num_samples):
+    message = rf"Expected num_samples to be an integer in \[1, {MAX_NUM_SAMPLES}\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        vae_signatures["sample"](seed=tf.constant(0), num_samples=tf.constant(num_samples))
+
+
+def test_num_samples_cap_is_accepted(vae_signatures):
+    out = vae_signatures["sample"](seed=tf.constant(0), num_samples=tf.constant(MAX_NUM_SAMPLES))
+    assert out["image"].shape[0] == MAX_NUM_SAMPLES
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [one_hot([1, 2])[:, :9], np.zeros((2, NUM_CLASSES, 1), "float32"), np.zeros([2], "float32")],
+    ids=["too_few_classes", "extra_axis", "no_class_axis"],
+)
+def test_condition_of_wrong_shape_is_rejected(cvae_signatures, condition):
+    message = (
+        r"Shape of tensor condition \[[0-9,]+\] is not compatible with expected shape \[\?,10\]"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        cvae_signatures["sample"](
+            seed=tf.constant(0), num_samples=tf.constant(2), condition=tf.constant(condition)
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        cvae_signatures["serving_default"](
+            z=tf.zeros([2, LATENT_DIM]), condition=tf.constant(condition)
+        )
+
+
+def test_latent_of_wrong_shape_is_rejected(vae_signatures):
+    message = (
+        rf"Shape of tensor z \[2,5\] is not compatible with expected shape \[\?,{LATENT_DIM}\]"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        vae_signatures["serving_default"](z=tf.zeros([2, LATENT_DIM + 1]))
+
+
+def test_wrong_seed_dtype_is_rejected(vae_signatures):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a int32 tensor"):
+        vae_signatures["sample"](seed=tf.constant(1.5), num_samples=tf.constant(2))
+
+
+def test_cvae_decode_batch_mismatch_fails(cvae_signatures):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+        cvae_signatures["serving_default"](
+            z=tf.zeros([3, LATENT_DIM]), condition=tf.constant(one_hot([1, 2]))
+        )
