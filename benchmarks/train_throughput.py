@@ -49,7 +49,7 @@ class PlainVAE(keras.Model):
             )
             loss = tf.reduce_mean(kl - reconstruction)
         grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=False))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
 

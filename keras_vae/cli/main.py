@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="Train a VAE on an image dataset.")
     _add_data_args(train)
     train.add_argument("--architecture", default="mlp", help="mlp or conv.")
-    train.add_argument("--latent-dim", type=int, default=50)
+    train.add_argument(
+        "--latent-dim", type=int, default=None, help="Latents (default: 50 VAE, 8 CVAE)."
+    )
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--beta", type=float, default=1.0)

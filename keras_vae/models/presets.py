@@ -66,7 +66,7 @@ def build_cvae(
     architecture: str = "mlp",
     condition: str = "label",
     image_shape=(28, 28, 1),
-    latent_dim: int = 32,
+    latent_dim: int = 8,
     num_classes: int = 10,
     prior: str = "standard",
     likelihood: str = "bernoulli",
@@ -81,7 +81,8 @@ def build_cvae(
         condition: str. `"label"` (one-hot class -> image), `"center-column"`
             or `"top-half"` (observed pixels -> missing pixels).
         image_shape: tuple of ints. Shape of one image. Defaults to MNIST's.
-        latent_dim: int. Number of latents. Defaults to `32`.
+        latent_dim: int. Number of latents. Defaults to `8`: the condition
+            carries the class or the visible pixels, the latents the rest.
         num_classes: int. Classes of the `"label"` condition. Defaults to `10`.
         prior: str. `"standard"` or `"learned"` P(z|X). Defaults to `"standard"`.
         likelihood: str. `"bernoulli"` or `"gaussian"`. Defaults to `"bernoulli"`.

@@ -12,6 +12,7 @@ from keras_vae.utils.images import save_images
 
 BINARIZATIONS = ("dynamic", "static", "none")
 MODELS = ("vae", "cvae")
+DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
 
 
 def _check_choice(name, value, choices):
@@ -45,7 +46,7 @@ def make_datasets(model_kind, condition, images, labels, binarize, batch_size, s
 def train_model(
     dataset: str = "mnist",
     architecture: str = "mlp",
-    latent_dim: int = 50,
+    latent_dim: int | None = None,
     epochs: int = 10,
     batch_size: int = 128,
     beta: float = 1.0,
@@ -72,7 +73,10 @@ def train_model(
     Args:
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
         architecture: str. `"mlp"` or `"conv"`. Defaults to `"mlp"`.
-        latent_dim: int. Number of latents. Defaults to `50`.
+        latent_dim: int or `None`. Number of latents. Defaults to `50` for a
+            VAE and `8` for a CVAE, whose condition carries the class and
+            whose few latents then hold the style, which keeps samples true to
+            the requested class.
         epochs: int. Passes over the training split. Defaults to `10`.
         batch_size: int. Defaults to `128`.
         beta: float. KL weight. Defaults to `1.0`.
@@ -102,6 +106,8 @@ def train_model(
             f"Expected condition=None for model='vae' (use model='cvae'). "
             f"Received: condition={condition!r}"
         )
+    if latent_dim is None:
+        latent_dim = DEFAULT_LATENT_DIMS[model]
     _check_positive("epochs", epochs)
     _check_positive("batch_size", batch_size)
     binarize_mode = None if binarize == "none" else binarize
