@@ -40,8 +40,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
-from keras_vae.export import Sampler, export_saved_model, export_tflite  # noqa: E402
 
+from keras_vae.export import Sampler, export_saved_model, export_tflite  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.tasks import load_model  # noqa: E402
 

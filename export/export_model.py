@@ -58,6 +58,11 @@ def export_model(
     if saved_model_base is None and tflite_path is None:
         raise ValueError("Expected saved_model_base or tflite_path (or both). Received: neither")
     check_quantize(quantize)
+    if quantize is not None and tflite_path is None:
+        raise ValueError(
+            f"Expected tflite_path with quantize (it applies to the TFLite file). "
+            f"Received: quantize={quantize!r} and no tflite_path"
+        )
     check_version(version)
     if tflite_path is not None and not os.fspath(tflite_path).endswith(".tflite"):
         raise ValueError(f"Expected path to a .tflite file. Received: path={tflite_path!r}")

@@ -5,6 +5,7 @@ import shutil
 import uuid
 
 import tensorflow as tf
+
 from keras_vae.export.serving_module import ServingModule
 from keras_vae.export.validation import check_exportable, check_version
 

@@ -33,8 +33,10 @@ class ServingModule(tf.Module):
     the module tracks the plain `tf.Variable`s the functions read. Tracking
     Keras 3's variable wrappers instead (through the model) leaves the TFLite
     converter unable to freeze them: the `.tflite` keeps uninitialised
-    resource variables and returns NaN. It also keeps the optimizer's slots
-    out of the SavedModel.
+    resource variables and returns NaN. Holding only those variables also
+    keeps the optimizer's slots out of the SavedModel. Float inputs are
+    checked at run time against their declared shapes (`tf.ensure_shape`),
+    since neither TF Serving nor a loaded signature does it first.
 
     Args:
         model: a built `VAE` or `ConditionalVAE`.

@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
+
 from keras_vae.export.litert_sampler import Sampler
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES
-
 from keras_vae.models import ConditionalVAE
 
 # Largest accepted difference from the Keras model, on the likelihood mean

@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     absl_logging.set_verbosity(absl_logging.ERROR)
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"keras-vae {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0

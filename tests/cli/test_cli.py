@@ -96,7 +96,9 @@ def test_cvae_completion(cvae_runs, tmp_path):
     # Completions differ below the observed half and agree above it.
     assert np.abs(completions[:, 0, 14:] - completions[:, 1, 14:]).max() > 1e-3
     np.testing.assert_array_equal(completions[:, 0, :14], completions[:, 1, :14])
-    assert main(["complete", model, "--split", "test[:3]", "--output", str(tmp_path / "c.png")]) == 0
+    assert (
+        main(["complete", model, "--split", "test[:3]", "--output", str(tmp_path / "c.png")]) == 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from export_helpers import (  # noqa: E402
     binary_images,
     one_hot,
 )
-from keras_vae.export import export_saved_model, export_tflite  # noqa: E402
 
 from keras_vae import ConditionalVAE  # noqa: E402
+from keras_vae.export import export_saved_model, export_tflite  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.networks import mlp_decoder, mlp_encoder  # noqa: E402

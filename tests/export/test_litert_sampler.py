@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_helpers import LATENT_DIM, NUM_CLASSES, one_hot, reference_normal
+from PIL import Image
+
 from keras_vae.export import MAX_NUM_SAMPLES, litert_sampler
 from keras_vae.export.litert_sampler import Sampler
-from PIL import Image
 
 SCRIPT = Path(litert_sampler.__file__)
 

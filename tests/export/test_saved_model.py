@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot, reference_normal
-from keras_vae.export import MAX_NUM_SAMPLES, export_saved_model, next_version
 
+from keras_vae.export import MAX_NUM_SAMPLES, export_saved_model, next_version
 from keras_vae.models.presets import build_vae
 
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"

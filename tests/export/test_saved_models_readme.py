@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras_vae.export import export_saved_model
 
+from keras_vae.export import export_saved_model
 from keras_vae.models.presets import build_vae
 
 README = Path(__file__).resolve().parents[2] / "saved_models" / "README.md"

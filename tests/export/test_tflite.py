@@ -15,8 +15,8 @@ from export_helpers import (
     one_hot,
     reference_normal,
 )
-from keras_vae.export import Sampler, export_tflite, tflite, tflite_ops
 
+from keras_vae.export import Sampler, export_tflite, tflite, tflite_ops
 from keras_vae.models.presets import build_vae
 
 BUILTIN_OPS = {name for name in vars(litert_schema.BuiltinOperator) if name.isupper()} - {

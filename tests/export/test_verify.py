@@ -4,8 +4,8 @@ import os
 
 import pytest
 from export_helpers import LATENT_DIM
-from keras_vae.export import TOLERANCES, export_model, format_report, verify_export
 
+from keras_vae.export import TOLERANCES, export_model, format_report, verify_export
 from keras_vae.models.presets import build_vae
 
 
@@ -77,6 +77,7 @@ def test_export_model_from_a_keras_file(vae, tmp_path):
         ({"tflite_path": "m.tflite", "quantize": "int3"}, r"^Expected quantize to be one of"),
         ({"tflite_path": "m.onnx"}, r"^Expected path to a \.tflite file"),
         ({"saved_model_base": "s", "version": 0}, r"^Expected version to be a positive integer"),
+        ({"saved_model_base": "s", "quantize": "int8"}, r"^Expected tflite_path with quantize"),
     ],
 )
 def test_export_model_checks_arguments_before_writing(vae, tmp_path, kwargs, message):

@@ -15,9 +15,7 @@ tfd = tfp.distributions
 
 def tiny_cvae(prior="standard", latent_dim=2, pixels=3, classes=2, **kwargs):
     encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
-    decoder = keras.Sequential(
-        [keras.Input((latent_dim + classes,)), keras.layers.Dense(pixels)]
-    )
+    decoder = keras.Sequential([keras.Input((latent_dim + classes,)), keras.layers.Dense(pixels)])
     cvae = ConditionalVAE(
         encoder,
         decoder,
@@ -51,9 +49,7 @@ def test_conditional_elbo_equals_hand_computation():
     h_kernel = rng.normal(size=(5, 4)).astype("float32")
     h_bias = rng.normal(size=4).astype("float32")
     cvae.posterior_hidden.set_weights([h_kernel, h_bias])
-    p_kernel = np.concatenate(
-        [rng.normal(size=(4, 2)), np.zeros((4, 2))], axis=1
-    ).astype("float32")
+    p_kernel = np.concatenate([rng.normal(size=(4, 2)), np.zeros((4, 2))], axis=1).astype("float32")
     raw_scale = -30.0
     p_bias = np.array([0.1, -0.1, raw_scale, raw_scale], "float32")
     cvae.posterior_params.set_weights([p_kernel, p_bias])
@@ -149,7 +145,9 @@ def test_save_load_round_trip(tmp_path, prior):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, ConditionalVAE) and loaded.condition_type == "label"
     np.testing.assert_allclose(loaded.predict(c, verbose=0), cvae.predict(c, verbose=0), atol=1e-6)
-    np.testing.assert_allclose(loaded.generate(c, 3, seed=1), cvae.generate(c, 3, seed=1), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.generate(c, 3, seed=1), cvae.generate(c, 3, seed=1), atol=1e-6
+    )
     assert int(loaded.optimizer.iterations) == 2
     loaded.fit(c, y, epochs=1, batch_size=8, verbose=0)
     assert int(loaded.optimizer.iterations) == 4

@@ -169,7 +169,7 @@ def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):
     # step must give identical weights.
     for model in (vae, loaded):
         model.fit(x[:64], epochs=1, batch_size=64, shuffle=False, verbose=0)
-    for a, b in zip(vae.get_weights(), loaded.get_weights()):
+    for a, b in zip(vae.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
