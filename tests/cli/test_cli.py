@@ -169,3 +169,32 @@ def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nll"] > 0
     assert main(["evaluate", str(vae_run / "model.keras"), "--importance-samples", "0"]) != 0
     assert "Received: importance_samples=0" in capsys.readouterr().err
+
+
+def test_export_then_litert_sample_matches_cli_sample(vae_run, tmp_path, capsys):
+    from keras_vae.export.litert_sampler import Sampler
+
+    model = str(vae_run / "model.keras")
+    tflite = tmp_path / "model.tflite"
+    code = main(["export", model, "--saved-model", str(tmp_path / "serving"), "--tflite",
+                 str(tflite)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = capsys.readouterr().out
+    assert "all exports match" in report
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+    assert main(["sample", model, "--num-samples", "5", "--seed", "11", "--output",
+                 str(tmp_path / "cli.npy")]) == 0  # fmt: skip
+    on_device = Sampler(str(tflite)).sample(11, 5)
+    np.testing.assert_allclose(on_device, np.load(tmp_path / "cli.npy"), atol=1e-5)
+    assert np.abs(Sampler(str(tflite)).sample(12, 5) - on_device).max() > 1e-3
+    # A second export without --version goes to version 2; an existing one is refused.
+    assert main(["export", model, "--saved-model", str(tmp_path / "serving")]) == 0
+    assert (tmp_path / "serving" / "2").is_dir()
+    assert main(["export", model, "--saved-model", str(tmp_path / "serving"),
+                 "--version", "1"]) != 0  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Expected" in err
+    assert main(["export", model, "--tflite", str(tmp_path / "m.tflite"),
+                 "--quantize", "int4"]) != 0  # fmt: skip
+    assert "quantize" in capsys.readouterr().err
+    assert not (tmp_path / "m.tflite").exists()
