@@ -23,10 +23,10 @@ def setup_tfds_dir():
 def mnist_arrays(split="train"):
     """MNIST images float32 [N, 28, 28, 1] in [0, 1] and labels."""
     setup_tfds_dir()
-    import tensorflow_datasets as tfds
+    from keras_vae import data
 
-    data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
-    return data["image"].astype("float32") / 255.0, data["label"]
+    images, labels = data.load_images("mnist", split)
+    return data.scale_images(images), labels
 
 
 def binarize(images, seed=0):

@@ -165,6 +165,7 @@ def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):
     np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), vae.predict(x[:8], verbose=0))
     np.testing.assert_array_equal(loaded.sample(4, seed=1), vae.sample(4, seed=1))
     assert int(loaded.optimizer.iterations) == int(vae.optimizer.iterations) == 4
+    assert loaded.steps_per_execution == vae.steps_per_execution == 8
     # Same weights, optimizer moments and sampler state: one more identical
     # step must give identical weights.
     for model in (vae, loaded):
