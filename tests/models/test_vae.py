@@ -218,3 +218,20 @@ def test_unbuilt_model_must_match_likelihood_shape():
     vae = mlp_vae(latent_dim=2)
     with pytest.raises(ValueError, match="Expected x shaped"):
         vae.fit(np.zeros((4, 14, 14, 1), "float32"), verbose=0)
+
+
+def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
+    keras.utils.set_random_seed(0)
+    vae = mlp_vae(latent_dim=4, objective="iwae", num_samples=5)
+    vae.compile(optimizer="adam")
+    x = binary_images[:512]
+    vae.fit(x, epochs=2, batch_size=64, verbose=0)
+    terms = vae.compute_terms(tf.constant(x))
+    bound = -terms["loss"].numpy()
+    # The K=5 bound is at least the ELBO on average (Burda et al., theorem 1).
+    assert bound.mean() >= terms["elbo"].numpy().mean()
+    assert VAE.from_config(vae.get_config()).objective == "iwae"
+    with pytest.raises(ValueError, match="Expected objective"):
+        mlp_vae(objective="vimco")
+    with pytest.raises(ValueError, match="Expected beta=1.0 with objective='iwae'"):
+        mlp_vae(objective="iwae", beta=0.5)
