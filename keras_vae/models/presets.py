@@ -30,6 +30,8 @@ def build_vae(
     likelihood: str = "bernoulli",
     beta: float = 1.0,
     seed: int | None = None,
+    objective: str = "elbo",
+    num_samples: int = 1,
 ) -> VAE:
     """A VAE with ready-made encoder and decoder networks.
 
@@ -42,6 +44,8 @@ def build_vae(
             shared scale) for continuous data. Defaults to `"bernoulli"`.
         beta: float. KL weight. Defaults to `1.0`.
         seed: int or `None`. Training sample seed.
+        objective: str. `"elbo"` or `"iwae"`. Defaults to `"elbo"`.
+        num_samples: int. Latent samples per example in the objective.
 
     Returns:
         An unbuilt, uncompiled `VAE`.
@@ -59,7 +63,16 @@ def build_vae(
     input_shape = tuple(input_shape)
     likelihood_layer = make_likelihood(likelihood, input_shape)
     encoder, decoder = build_networks(architecture, input_shape, latent_dim, input_shape)
-    return VAE(encoder, decoder, latent_dim, likelihood=likelihood_layer, beta=beta, seed=seed)
+    return VAE(
+        encoder,
+        decoder,
+        latent_dim,
+        likelihood=likelihood_layer,
+        beta=beta,
+        objective=objective,
+        num_samples=num_samples,
+        seed=seed,
+    )
 
 
 def build_cvae(
