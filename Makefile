@@ -1,6 +1,6 @@
 # Two entry points: `make demo` (train -> export -> sample on MNIST) and `make test`.
 # Both create the virtual environment they need.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # The shared MNIST copy is used when present (offline machines); otherwise tfds downloads it.
