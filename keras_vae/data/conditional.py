@@ -7,6 +7,7 @@ from keras_vae.data.images import (
     _as_pixels,
     _bernoulli,
     _check_pipeline_args,
+    _check_positive_int,
     _pipeline,
     _unit_float,
     scale_images,
@@ -58,14 +59,7 @@ def make_conditional_pairs(
     images = scale_images(images)
     if condition != "label":
         return split_image(images, condition)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(
-            f"Expected num_classes to be a positive integer. Received: num_classes={num_classes!r}"
-        )
-    if num_classes <= 0:
-        raise ValueError(
-            f"Expected num_classes to be a positive integer. Received: num_classes={num_classes!r}"
-        )
+    _check_positive_int("num_classes", num_classes)
     labels = _check_labels(labels, len(images), num_classes)
     return np.eye(num_classes, dtype=np.float32)[labels], images
 

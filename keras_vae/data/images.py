@@ -314,20 +314,18 @@ def _check_seed(seed):
     return seed
 
 
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+
+
 def _check_pipeline_args(binarize, batch_size, seed):
     if binarize not in BINARIZATIONS:
         raise ValueError(
             f"Expected binarize to be one of 'dynamic', 'static' or None. "
             f"Received: binarize={binarize!r}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(
-            f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
-        )
-    if batch_size <= 0:
-        raise ValueError(
-            f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
-        )
+    _check_positive_int("batch_size", batch_size)
     _check_seed(seed)
 
 

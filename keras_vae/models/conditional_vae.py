@@ -1,7 +1,5 @@
 """The conditional variational autoencoder."""
 
-import copy
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -273,10 +271,7 @@ class ConditionalVAE(ELBOModel):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "latent_dim": self.latent_dim,
-                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
                 "prior": self.prior_type,
                 "hidden_units": self.hidden_units,
                 "condition_type": self.condition_type,
@@ -284,11 +279,3 @@ class ConditionalVAE(ELBOModel):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        # Deserialization consumes nested dicts: work on a copy.
-        config = copy.deepcopy(config)
-        for key in ("encoder", "decoder", "likelihood"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

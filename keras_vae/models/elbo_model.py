@@ -1,5 +1,7 @@
 """Training and evaluation steps shared by the VAE family."""
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,6 +23,8 @@ class ELBOModel(keras.Model):
     """
 
     metric_names = ("loss", "elbo", "reconstruction", "kl")
+    # Constructor arguments that are Keras objects, (de)serialized as such.
+    nested_keys = ("encoder", "decoder", "likelihood")
 
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -112,4 +116,15 @@ class ELBOModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({"beta": self.beta, "seed": self.seed})
+        for key in self.nested_keys:
+            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserialization consumes nested dicts: work on a copy.
+        config = copy.deepcopy(config)
+        for key in cls.nested_keys:
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -1,7 +1,5 @@
 """The variational autoencoder."""
 
-import copy
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -260,21 +258,9 @@ class VAE(ELBOModel):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "latent_dim": self.latent_dim,
-                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
                 "objective": self.objective,
                 "num_samples": self.num_samples,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        # Deserialization consumes nested dicts: work on a copy.
-        config = copy.deepcopy(config)
-        for key in ("encoder", "decoder", "likelihood"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
