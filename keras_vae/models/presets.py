@@ -6,7 +6,7 @@ from keras_vae.data import CONDITIONS, split_image
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
 from keras_vae.models.conditional_vae import ConditionalVAE
 from keras_vae.models.vae import VAE
-from keras_vae.models.validation import check_positive_int
+from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.networks import ARCHITECTURES, build_networks
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -14,13 +14,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 def make_likelihood(likelihood: str, event_shape):
     """The likelihood layer called `likelihood` ("bernoulli" or "gaussian")."""
+    check_choice("likelihood", likelihood, LIKELIHOODS)
     if likelihood == "bernoulli":
         return IndependentBernoulli(event_shape, name="likelihood")
-    if likelihood == "gaussian":
-        return GaussianLikelihood(event_shape, scale=0.1, trainable_scale=True, name="likelihood")
-    raise ValueError(
-        f"Expected likelihood to be one of {LIKELIHOODS}. Received: likelihood={likelihood!r}"
-    )
+    return GaussianLikelihood(event_shape, scale=0.1, trainable_scale=True, name="likelihood")
 
 
 def build_vae(
@@ -54,11 +51,7 @@ def build_vae(
 
     >>> vae = build_vae("conv", (28, 28, 1), latent_dim=16)
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"Expected architecture to be one of {ARCHITECTURES}. "
-            f"Received: architecture={architecture!r}"
-        )
+    check_choice("architecture", architecture, ARCHITECTURES)
     latent_dim = check_positive_int("latent_dim", latent_dim)
     input_shape = tuple(input_shape)
     likelihood_layer = make_likelihood(likelihood, input_shape)
@@ -109,15 +102,8 @@ def build_cvae(
 
     >>> cvae = build_cvae("mlp", "top-half", latent_dim=16)
     """
-    if condition not in CONDITIONS:
-        raise ValueError(
-            f"Expected condition to be one of {CONDITIONS}. Received: condition={condition!r}"
-        )
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"Expected architecture to be one of {ARCHITECTURES}. "
-            f"Received: architecture={architecture!r}"
-        )
+    check_choice("condition", condition, CONDITIONS)
+    check_choice("architecture", architecture, ARCHITECTURES)
     latent_dim = check_positive_int("latent_dim", latent_dim)
     image_shape = tuple(image_shape)
     if condition == "label":

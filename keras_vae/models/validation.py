@@ -66,3 +66,10 @@ def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
     return int(value)
+
+
+def check_choice(name, value, choices):
+    """Raises unless `value` is one of `choices`, listing them."""
+    if value not in choices:
+        raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
+    return value

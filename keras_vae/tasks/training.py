@@ -7,22 +7,13 @@ import keras
 
 from keras_vae import data
 from keras_vae.models.presets import build_cvae, build_vae
+from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.images import save_images
 
 BINARIZATIONS = ("dynamic", "static", "none")
 MODELS = ("vae", "cvae")
 DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
 
 
 def make_datasets(model_kind, condition, images, labels, binarize, batch_size, seed, shuffle):
@@ -97,10 +88,10 @@ def train_model(
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
     """
-    _check_choice("binarize", binarize, BINARIZATIONS)
-    _check_choice("model", model, MODELS)
+    check_choice("binarize", binarize, BINARIZATIONS)
+    check_choice("model", model, MODELS)
     if model == "cvae":
-        _check_choice("condition", condition, data.CONDITIONS)
+        check_choice("condition", condition, data.CONDITIONS)
     elif condition is not None:
         raise ValueError(
             f"Expected condition=None for model='vae' (use model='cvae'). "
@@ -108,8 +99,8 @@ def train_model(
         )
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
-    _check_positive("epochs", epochs)
-    _check_positive("batch_size", batch_size)
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
     binarize_mode = None if binarize == "none" else binarize
     likelihood = "gaussian" if binarize_mode is None else "bernoulli"
     train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
