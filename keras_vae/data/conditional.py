@@ -8,6 +8,7 @@ from keras_vae.data.images import (
     _bernoulli,
     _check_pipeline_args,
     _check_positive_int,
+    _numeric_array,
     _pipeline,
     _unit_float,
     scale_images,
@@ -91,13 +92,7 @@ def split_image(images: np.ndarray, condition: str) -> tuple[np.ndarray, np.ndar
     ((2, 28), (2, 756))
     """
     _check_condition(condition, _PIXEL_CONDITIONS)
-    images = np.asarray(images)
-    if images.dtype == bool:
-        images = images.astype(np.float32)
-    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
-        raise ValueError(
-            f"Expected images to be a numeric array. Received: images.dtype={images.dtype}"
-        )
+    images = _numeric_array(images, "images")
     if images.ndim not in (3, 4) or 0 in images.shape:
         raise ValueError(
             "Expected images shaped [N, H, W] or [N, H, W, C] with every dimension positive. "
@@ -313,16 +308,7 @@ def _check_labels(labels, num_examples, num_classes):
 
 
 def _as_condition(condition_array):
-    array = np.asarray(condition_array)
-    if not (
-        array.dtype == bool
-        or np.issubdtype(array.dtype, np.integer)
-        or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise ValueError(
-            "Expected condition_array to be a numeric array. "
-            f"Received: condition_array.dtype={array.dtype}"
-        )
+    array = _numeric_array(condition_array, "condition_array")
     if array.ndim < 2 or 0 in array.shape:
         raise ValueError(
             "Expected condition_array shaped [N, ...] with rank >= 2 and every dimension "

@@ -254,12 +254,8 @@ def _first_line(error):
     return lines[0] if lines else type(error).__name__
 
 
-def _as_pixels(array, name, image_ranks=False):
-    """Validates pixel data; returns uint8 (values 0..255) or float32 (values in [0, 1]).
-
-    With `image_ranks`, accepts `[N, H, W]` (adding a channel axis) or
-    `[N, H, W, C]`; otherwise any array `[N, ...]` of rank >= 2.
-    """
+def _numeric_array(array, name):
+    """`array` as numpy, booleans as float32; raises unless integer or float."""
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.float32)
@@ -268,6 +264,16 @@ def _as_pixels(array, name, image_ranks=False):
             f"Expected {name} to be a numeric (integer or float) array. "
             f"Received: {name}.dtype={array.dtype}"
         )
+    return array
+
+
+def _as_pixels(array, name, image_ranks=False):
+    """Validates pixel data; returns uint8 (values 0..255) or float32 (values in [0, 1]).
+
+    With `image_ranks`, accepts `[N, H, W]` (adding a channel axis) or
+    `[N, H, W, C]`; otherwise any array `[N, ...]` of rank >= 2.
+    """
+    array = _numeric_array(array, name)
     if image_ranks:
         if array.ndim == 3:
             array = array[..., np.newaxis]
