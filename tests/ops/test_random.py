@@ -16,40 +16,16 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from rng_reference import MASK32, ref_mix, ref_to_unit, ref_word
 from scipy import stats
 
 from keras_vae.ops import random
 
-MASK32 = 0xFFFFFFFF
-PI_WORDS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822, 0x299F31D0)
 LATENT_DIM = 8
 SEEDS = [0, 1, 42, -1, -(2**31), 2**31 - 1, 2**32 + 5, 987654321]
 
 
 # --- numpy reference ---------------------------------------------------------
-
-
-def ref_mix(x):
-    x = np.asarray(x, np.uint64) & MASK32
-    x ^= x >> np.uint64(16)
-    x = (x * np.uint64(0x7FEB352D)) & MASK32
-    x ^= x >> np.uint64(15)
-    x = (x * np.uint64(0x846CA68B)) & MASK32
-    x ^= x >> np.uint64(16)
-    return x
-
-
-def ref_word(seed, counter, stream):
-    """word_j(c); `seed` and `counter` broadcast, Python ints or arrays."""
-    s = np.asarray(seed, np.int64).astype(np.uint64) & MASK32
-    c = np.asarray(counter, np.int64).astype(np.uint64) & MASK32
-    inner = ref_mix(s ^ np.uint64(PI_WORDS[2 * stream]))
-    outer = ref_mix(s ^ np.uint64(PI_WORDS[2 * stream + 1]))
-    return ref_mix(ref_mix(c ^ inner) ^ outer)
-
-
-def ref_to_unit(word):
-    return (2 * (word >> np.uint64(9)) + 1).astype(np.float32) * np.float32(2.0**-24)
 
 
 def ref_uniform(size, seed, counter_offset=0):
