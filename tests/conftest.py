@@ -3,6 +3,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -45,3 +46,11 @@ def binary_images(mnist_test_images):
     images, _ = mnist_test_images
     rng = np.random.default_rng(0)
     return (rng.random(images.shape) < images).astype("float32")
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Runs a test under the `mixed_bfloat16` dtype policy."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")

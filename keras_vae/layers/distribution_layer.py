@@ -57,6 +57,9 @@ class DistributionLayer(keras.layers.Layer):
     """
 
     def __init__(self, event_shape, **kwargs):
+        # Distributions are built in float32 even under a mixed-precision
+        # policy: log-probabilities summed over hundreds of pixels need it.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.event_shape = _validate_event_shape(event_shape)
 
@@ -69,7 +72,7 @@ class DistributionLayer(keras.layers.Layer):
 
     def _split_params(self, params, num):
         """Splits `params` into `num` tensors shaped `[..., *event_shape]`."""
-        params = tf.convert_to_tensor(params, dtype=self.compute_dtype)
+        params = tf.cast(tf.convert_to_tensor(params), self.compute_dtype)
         size = self.params_size(self.event_shape)
         num_event = len(self.event_shape)
         stacked = self.event_shape[:-1] + (num * self.event_shape[-1],)

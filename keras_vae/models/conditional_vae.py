@@ -179,9 +179,9 @@ class ConditionalVAE(ELBOModel):
                 "Received: only conditions"
             )
         condition = tf.cast(x, self.compute_dtype)
-        target = tf.cast(y, self.compute_dtype)
+        target = tf.cast(y, self.likelihood.compute_dtype)
         posterior = self.encode(target, condition, training=training)
-        z = posterior.sample(seed=self.next_seed())
+        z = self.sample_posterior(posterior)
         return elbo_ops.elbo(
             posterior,
             lambda z: self.decode(z, condition, training=training),

@@ -6,6 +6,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.models.priors import is_diagonal_normal
+from keras_vae.ops.math import reparameterize
+
 
 class ELBOModel(keras.Model):
     """A Keras model trained on a per-example variational bound.
@@ -81,10 +84,36 @@ class ELBOModel(keras.Model):
         raise NotImplementedError
 
     def next_seed(self):
-        """A fresh stateless seed (int32 `[2]`) for TFP's `sample`."""
+        """A fresh stateless seed (int32 `[2]`), advancing `sampler_state`."""
         state = tf.identity(self.sampler_state.value)
         self.sampler_state.assign_add(tf.constant([0, 1], tf.int32))
         return state
+
+    def sample_posterior(self, posterior, num_samples=None):
+        """Reparameterized training draws z = loc + scale * eps of Q(z|x).
+
+        The noise is `tf.random.stateless_normal` with the Philox algorithm
+        named explicitly, seeded by `next_seed()`. TFP's seeded `sample` and
+        the default `alg="auto_select"` cost about 2 ms per call under XLA on
+        CPU, which made an XLA-compiled MNIST step about 30% slower.
+        Posteriors that are not diagonal Gaussians use TFP's `sample`.
+
+        Args:
+            posterior: `tfd.Distribution` of batch shape `[B]`.
+            num_samples: int or `None`. `None` draws `[B, d]`; an int draws
+                `[num_samples, B, d]`.
+        """
+        seed = self.next_seed()
+        if not is_diagonal_normal(posterior):
+            shape = () if num_samples is None else num_samples
+            return posterior.sample(shape, seed=seed)
+        loc = posterior.distribution.loc
+        scale = posterior.distribution.scale
+        shape = tf.shape(loc)
+        if num_samples is not None:
+            shape = tf.concat([[num_samples], shape], 0)
+        eps = tf.random.stateless_normal(shape, seed, dtype=loc.dtype, alg="philox")
+        return reparameterize(loc, scale, eps)
 
     def _update_metrics(self, terms, sample_weight):
         for name, tracker in self.trackers.items():

@@ -161,13 +161,13 @@ class VAE(ELBOModel):
         return keras.ops.convert_to_numpy(self(tf.convert_to_tensor(x, tf.float32)))
 
     def compute_terms(self, x, y=None, training=False):
-        x = tf.cast(x, self.compute_dtype)
+        x = tf.cast(x, self.likelihood.compute_dtype)
         posterior = self.encode(x, training=training)
         decode = lambda z: self.decode(z, training=training)  # noqa: E731
         if self.objective == "elbo" and self.num_samples == 1:
-            z = posterior.sample(seed=self.next_seed())
+            z = self.sample_posterior(posterior)
             return elbo_ops.elbo(posterior, decode, self.prior, x, z, beta=self.beta)
-        z = posterior.sample(self.num_samples, seed=self.next_seed())
+        z = self.sample_posterior(posterior, self.num_samples)
         return elbo_ops.multi_sample_terms(
             posterior, decode, self.prior, x, z, objective=self.objective, beta=self.beta
         )

@@ -121,6 +121,23 @@ def test_training_on_mnist_labels_raises_the_conditional_elbo(mnist_test_images)
     assert after > before + 200
 
 
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_mixed_bfloat16_training_keeps_the_objective_in_float32(
+    mixed_bfloat16, prior, mnist_test_images
+):
+    images, labels = mnist_test_images
+    y = (images[:512] > 0.5).astype("float32")
+    c = np.eye(10, dtype="float32")[labels[:512]]
+    cvae = label_cvae(prior=prior)
+    cvae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = cvae.fit(c, y, epochs=2, batch_size=64, verbose=0)
+    assert cvae.decoder.compute_dtype == "bfloat16"
+    terms = cvae.compute_terms(tf.constant(c[:8]), tf.constant(y[:8]))
+    assert all(value.dtype == tf.float32 for value in terms.values())
+    assert history.history["elbo"][1] > history.history["elbo"][0]
+    assert cvae.generate(c[:2], num_samples=3, seed=0).shape == (2, 3, 28, 28, 1)
+
+
 def test_dataset_of_pairs_and_predict():
     cvae = tiny_cvae()
     cvae.compile(optimizer="adam")

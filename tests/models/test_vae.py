@@ -235,3 +235,56 @@ def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
         mlp_vae(objective="vimco")
     with pytest.raises(ValueError, match="Expected beta=1.0 with objective='iwae'"):
         mlp_vae(objective="iwae", beta=0.5)
+
+
+def test_training_draws_are_seeded_reparameterized_philox_normals():
+    vae = mlp_vae(latent_dim=3, seed=11)
+    posterior = vae.encode(np.random.default_rng(0).random((4, 28, 28, 1), "float32"))
+    state = vae.sampler_state.numpy().copy()
+    z = vae.sample_posterior(posterior).numpy()
+    eps = tf.random.stateless_normal([4, 3], state, alg="philox").numpy()
+    loc, scale = posterior.distribution.loc.numpy(), posterior.distribution.scale.numpy()
+    np.testing.assert_allclose(z, loc + scale * eps, rtol=1e-6)
+    # The state advanced, so the next draw differs; K samples stack in front.
+    assert np.abs(vae.sample_posterior(posterior).numpy() - z).max() > 1e-3
+    assert vae.sample_posterior(posterior, 5).shape == (5, 4, 3)
+
+
+def test_xla_compiled_training_matches_the_elbo_it_reports(binary_images):
+    keras.utils.set_random_seed(0)
+    vae = mlp_vae(latent_dim=8)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    history = vae.fit(binary_images[:1024], epochs=2, batch_size=128, verbose=0)
+    assert history.history["elbo"][1] > history.history["elbo"][0]
+    np.testing.assert_allclose(
+        history.history["elbo"],
+        np.array(history.history["reconstruction"]) - history.history["kl"],
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_mixed_bfloat16_keeps_the_objective_in_float32(mixed_bfloat16, architecture, binary_images):
+    x = binary_images[:256]
+    vae = build_vae(architecture, (28, 28, 1), latent_dim=8, seed=0)
+    vae.build((None, 28, 28, 1))
+    assert vae.decoder.compute_dtype == "bfloat16"
+    assert vae.likelihood.compute_dtype == vae.posterior.compute_dtype == "float32"
+    keras.mixed_precision.set_global_policy("float32")
+    reference = build_vae(architecture, (28, 28, 1), latent_dim=8, seed=0)
+    reference.build((None, 28, 28, 1))
+    reference.set_weights(vae.get_weights())  # the sampler state too: same noise
+
+    terms = vae.compute_terms(tf.constant(x))
+    assert all(value.dtype == tf.float32 for value in terms.values())
+    expected = reference.compute_terms(tf.constant(x))
+    # Same weights and noise; bfloat16 matmuls keep about 3 significant digits.
+    np.testing.assert_allclose(
+        terms["reconstruction"].numpy().mean(),
+        expected["reconstruction"].numpy().mean(),
+        rtol=2e-2,
+    )
+    vae.compile(optimizer="adam")
+    history = vae.fit(x, epochs=2, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert history.history["elbo"][1] > history.history["elbo"][0]
