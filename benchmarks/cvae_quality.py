@@ -95,6 +95,80 @@ def fit_regressor(train_images, epochs):
     return net
 
 
+def label_part(classifier, train_raw, train_labels, test_x, test_labels, epochs):
+    """Class-conditional generation with each prior: table lines."""
+    rows = []
+    for prior, latent_dim in (("standard", 4), ("learned", 8)):
+        cvae, seconds = fit_cvae("label", train_raw, train_labels, epochs, prior, latent_dim)
+        generated = cvae.generate(np.eye(10, dtype="float32"), num_samples=100, seed=0)
+        predicted = classify(classifier, generated.reshape(-1, 28, 28, 1)).reshape(10, 100)
+        per_class = (predicted == np.arange(10)[:, None]).mean(axis=1)
+        diversity = np.mean([mean_pairwise_distance(generated[k]) for k in range(10)])
+        rows.append(
+            f"| {prior}, latent {latent_dim} | {seconds / 60:.1f} | "
+            + " | ".join(f"{p:.2f}" for p in per_class)
+            + f" | **{per_class.mean():.3f}** | {diversity:.2f} |"
+        )
+    real_diversity = np.mean(
+        [mean_pairwise_distance(test_x[test_labels == k][:100]) for k in range(10)]
+    )
+    return [
+        f"Class-conditional CVAE (MLP, {epochs} epochs): share of 100 generated digits per "
+        "class that the classifier labels with the requested class, and within-class "
+        "diversity (mean pairwise L2 distance between the samples of one class; real test "
+        f"digits: {real_diversity:.2f}):",
+        "",
+        "| prior | minutes | " + " | ".join(str(k) for k in range(10)) + " | all | diversity |",
+        "| --- | ---: |" + " ---: |" * 12,
+        *rows,
+        "",
+    ]
+
+
+def completion_part(classifier, train_raw, train_labels, test_x, test_labels, args):
+    """Top-half completion, CVAE at each temperature against the regressor."""
+    cvae, seconds = fit_cvae(
+        "top-half", train_raw, train_labels, args.epochs, "learned", latent_dim=4
+    )
+    regressor = fit_regressor(train_raw, args.epochs)
+    n = args.completion_images
+    originals, truth = test_x[:n], test_labels[:n]
+    rows = []
+    for temperature in args.temperatures:
+        completions = complete_images(
+            cvae, originals, args.completions, seed=0, temperature=temperature
+        )
+        logits = classifier.predict(completions.reshape(-1, 28, 28, 1), batch_size=500, verbose=0)
+        probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits)).reshape(n, -1, 10)
+        agreement = float((probs.argmax(-1) == truth[:, None]).mean())
+        # The classifier's verdict on the set of completions of one input: the
+        # argmax of its class probabilities averaged over the completions.
+        vote = float((probs.mean(axis=1).argmax(-1) == truth).mean())
+        variance = float(completions[:, :, 14:].var(axis=1).mean())
+        rows.append(
+            f"| CVAE, temperature {temperature:g} | {agreement:.3f} | {vote:.3f} | {variance:.4f} |"
+        )
+    binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
+    observed, _ = data.split_image(binary, "top-half")
+    missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(regressor.predict(observed, verbose=0)))
+    regressed = data.merge_image(observed, missing, "top-half", (28, 28, 1))
+    regressor_agreement = float((classify(classifier, regressed) == truth).mean())
+    return [
+        f"Completion from the top half (MLP CVAE, learned prior, latent 4, {args.epochs} "
+        f"epochs, {seconds / 60:.1f} min; {n} test images, {args.completions} completions "
+        f"each; the regressor is the same decoder network trained for {args.epochs} epochs). "
+        "Temperature scales the spread of P(z | top half) (`complete --temperature`):",
+        "",
+        "| completer | classifier agrees with true label, per completion | over the set of "
+        "completions (mean class probability) | per-pixel variance across completions "
+        "(bottom half) |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+        f"| deterministic regressor | {regressor_agreement:.3f} | {regressor_agreement:.3f} | "
+        "0 (one output per input) |",
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="CVAE and regressor epochs.")
@@ -102,6 +176,10 @@ def main():
     parser.add_argument("--classifier", default="runs/mnist_classifier.keras")
     parser.add_argument("--completion-images", type=int, default=1000)
     parser.add_argument("--completions", type=int, default=10)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5])
+    parser.add_argument(
+        "--parts", nargs="+", default=["label", "completion"], choices=["label", "completion"]
+    )
     args = parser.parse_args()
     setup_tfds_dir()
     train_raw, train_labels = data.load_images("mnist", "train")
@@ -111,70 +189,15 @@ def main():
     classifier, accuracy = train_classifier(
         train_x, train_labels, test_x, test_labels, args.classifier_epochs, args.classifier
     )
-
-    # Class-conditional generation, with each prior.
-    label_rows = []
-    for prior, latent_dim in (("standard", 4), ("learned", 8)):
-        cvae, seconds = fit_cvae("label", train_raw, train_labels, args.epochs, prior, latent_dim)
-        generated = cvae.generate(np.eye(10, dtype="float32"), num_samples=100, seed=0)
-        predicted = classify(classifier, generated.reshape(-1, 28, 28, 1)).reshape(10, 100)
-        per_class = (predicted == np.arange(10)[:, None]).mean(axis=1)
-        diversity = np.mean([mean_pairwise_distance(generated[k]) for k in range(10)])
-        label_rows.append(
-            f"| {prior}, latent {latent_dim} | {seconds / 60:.1f} | "
-            + " | ".join(f"{p:.2f}" for p in per_class)
-            + f" | **{per_class.mean():.3f}** | {diversity:.2f} |"
-        )
-    real_diversity = np.mean(
-        [mean_pairwise_distance(test_x[test_labels == k][:100]) for k in range(10)]
-    )
-
-    # Completion from the top half.
-    half_cvae, half_seconds = fit_cvae(
-        "top-half", train_raw, train_labels, args.epochs, "learned", latent_dim=4
-    )
-    regressor = fit_regressor(train_raw, args.epochs)
-    n = args.completion_images
-    originals, truth = test_x[:n], test_labels[:n]
-    completions = complete_images(half_cvae, originals, args.completions, seed=0)
-    logits = classifier.predict(completions.reshape(-1, 28, 28, 1), batch_size=500, verbose=0)
-    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits)).reshape(n, -1, 10)
-    cvae_agreement = float((probs.argmax(-1) == truth[:, None]).mean())
-    # The classifier's verdict on the set of completions of one input: the
-    # argmax of its class probabilities averaged over the completions.
-    cvae_vote = float((probs.mean(axis=1).argmax(-1) == truth).mean())
-    binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
-    observed, _ = data.split_image(binary, "top-half")
-    missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(regressor.predict(observed, verbose=0)))
-    regressed = data.merge_image(observed, missing, "top-half", (28, 28, 1))
-    regressor_agreement = float((classify(classifier, regressed) == truth).mean())
-    cvae_variance = float(completions[:, :, 14:].var(axis=1).mean())
-
     lines = [
         f"Classifier (small convnet, {args.classifier_epochs} epochs): test accuracy "
         f"{accuracy:.4f}.",
         "",
-        f"Class-conditional CVAE (MLP, {args.epochs} epochs): share of 100 generated digits per "
-        "class that the classifier labels with the requested class, and within-class "
-        "diversity (mean pairwise L2 distance between the samples of one class; real test "
-        f"digits: {real_diversity:.2f}):",
-        "",
-        "| prior | minutes | " + " | ".join(str(k) for k in range(10)) + " | all | diversity |",
-        "| --- | ---: |" + " ---: |" * 12,
-        *label_rows,
-        "",
-        f"Completion from the top half (MLP CVAE, learned prior, latent 4, {args.epochs} epochs, "
-        f"{half_seconds / 60:.1f} min; {n} test images, {args.completions} completions each; "
-        f"the regressor is the same decoder network trained for {args.epochs} epochs):",
-        "",
-        "| completer | classifier agrees with true label, per completion | over the set of "
-        "completions (mean class probability) | per-pixel variance across completions "
-        "(bottom half) |",
-        "| --- | ---: | ---: | ---: |",
-        f"| CVAE | {cvae_agreement:.3f} | {cvae_vote:.3f} | {cvae_variance:.4f} |",
-        f"| deterministic regressor | {regressor_agreement:.3f} | {regressor_agreement:.3f} | "
-        "0 (one output per input) |",
     ]
+    if "label" in args.parts:
+        lines += label_part(classifier, train_raw, train_labels, test_x, test_labels, args.epochs)
+    if "completion" in args.parts:
+        lines += completion_part(classifier, train_raw, train_labels, test_x, test_labels, args)
     record("Conditional VAE on MNIST: generation and completion", lines)
 
 

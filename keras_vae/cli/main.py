@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
+    sample.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="Scale of the prior's spread: below 1, more typical images; 0, the mean.",
+    )
     sample.add_argument("--output", required=True, help="A .png grid or a .npy array.")
 
     complete = sub.add_parser("complete", help="Complete partly observed images (CVAE).")
@@ -86,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--input", default=None, help="A .npy [N, H, W, C] in [0, 1] instead.")
     complete.add_argument("--num-completions", type=int, default=6)
     complete.add_argument("--seed", type=int, default=0)
+    complete.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="Scale of the prior's spread: below 1, more typical completions; 0, the mean.",
+    )
     complete.add_argument(
         "--output",
         required=True,
@@ -160,7 +172,9 @@ def _sample(args):
     from keras_vae.utils import save_images
 
     model = load_model(args.model)
-    images = sample_images(model, args.num_samples, args.seed, label=args.label)
+    images = sample_images(
+        model, args.num_samples, args.seed, label=args.label, temperature=args.temperature
+    )
     rows = None
     if args.label is None and getattr(model, "condition_type", None) == "label":
         rows = model.condition_shape[0]
@@ -179,7 +193,9 @@ def _complete(args):
         images = data.scale_images(np.load(args.input))
     else:
         images = data.scale_images(data.load_images(args.dataset, args.split, args.data_dir)[0])
-    completions = complete_images(model, images, args.num_completions, args.seed)
+    completions = complete_images(
+        model, images, args.num_completions, args.seed, temperature=args.temperature
+    )
     if args.output.endswith(".npy"):
         save_images(completions, args.output)
     else:

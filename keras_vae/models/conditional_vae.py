@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_vae.layers import DistributionLayer, IndependentBernoulli, IndependentNormal
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.models.validation import check_data, check_positive_int, check_temperature
 from keras_vae.ops import elbo as elbo_ops
 
 PRIORS = ("standard", "learned")
@@ -191,15 +191,15 @@ class ConditionalVAE(ELBOModel):
             beta=self.beta,
         )
 
-    def sample_latent(self, condition, num_samples, seed):
+    def sample_latent(self, condition, num_samples, seed, temperature=1.0):
         """`num_samples` draws of z from P(z|X) for each condition, portable RNG.
 
         Returns:
             float32 tensor `[B, num_samples, latent_dim]`.
         """
-        return draw_latent(self._prior_for_batch(condition), num_samples, seed)
+        return draw_latent(self._prior_for_batch(condition), num_samples, seed, temperature)
 
-    def generate(self, condition, num_samples=1, seed=None, use_mean=True):
+    def generate(self, condition, num_samples=1, seed=None, use_mean=True, temperature=1.0):
         """Draws targets Y for each condition X.
 
         Args:
@@ -208,15 +208,20 @@ class ConditionalVAE(ELBOModel):
             seed: int or `None`. Same seed, same latents (also in exports).
             use_mean: bool. Return the likelihood's mean rather than a draw
                 from it. Defaults to `True`.
+            temperature: float. Draws z with the scale of P(z|X) multiplied
+                by it: below 1, fewer but more typical variations; `0`
+                decodes the prior mean. Exported models sample at `1.0`.
+                Defaults to `1.0`.
 
         Returns:
             numpy array `[B, num_samples, *target_shape]`.
         """
         num_samples = check_positive_int("num_samples", num_samples)
+        temperature = check_temperature(temperature)
         condition = self._checked_condition(condition)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        z = self.sample_latent(condition, num_samples, seed)
+        z = self.sample_latent(condition, num_samples, seed, temperature)
         batch = tf.shape(condition)[0]
         repeated = tf.repeat(condition, num_samples, axis=0)
         likelihood = self.decode(tf.reshape(z, [-1, self.latent_dim]), repeated)

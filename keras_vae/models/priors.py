@@ -28,24 +28,28 @@ def is_diagonal_normal(distribution):
     )
 
 
-def draw_latent(distribution, num_samples, seed):
+def draw_latent(distribution, num_samples, seed, temperature=1.0):
     """`num_samples` draws of a diagonal Gaussian with the portable RNG.
 
     The noise comes from `keras_vae.ops.random`, so the same seed gives the
-    same draws in Python, in a SavedModel and in a TFLite model.
+    same draws in Python, in a SavedModel and in a TFLite model. A
+    `temperature` below 1 draws from the Gaussian with its scale multiplied
+    by `temperature`: z = loc + temperature * scale * eps, the same eps for
+    every temperature, and `temperature=0` gives the mean.
 
     Args:
         distribution: `tfd.Independent(tfd.Normal)` with batch shape `[]`
             (one distribution for all samples) or `[B]` (one per condition).
         num_samples: int or int scalar tensor. Draws per distribution.
         seed: int or int scalar tensor.
+        temperature: float. Multiplies the scale. Defaults to `1.0`.
 
     Returns:
         float32 tensor `[num_samples, latent_dim]`, or `[B, num_samples,
         latent_dim]` for a batch of distributions.
     """
     loc = distribution.distribution.loc
-    scale = distribution.distribution.scale * tf.ones_like(loc)
+    scale = temperature * distribution.distribution.scale * tf.ones_like(loc)
     latent_dim = distribution.event_shape[-1]
     batch_shape = tf.shape(loc)[:-1]
     eps = portable_random.normal(

@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.models.validation import check_data, check_positive_int, check_temperature
 from keras_vae.ops import elbo as elbo_ops
 
 OBJECTIVES = ("elbo", "iwae")
@@ -172,19 +172,21 @@ class VAE(ELBOModel):
             posterior, decode, self.prior, x, z, objective=self.objective, beta=self.beta
         )
 
-    def sample_latent(self, num_samples, seed):
+    def sample_latent(self, num_samples, seed, temperature=1.0):
         """`num_samples` draws of z from the prior with the portable RNG.
 
         Args:
             num_samples: int or int scalar tensor.
             seed: int or int scalar tensor.
+            temperature: float. Scales the prior's standard deviation (see
+                `keras_vae.models.priors.draw_latent`). Defaults to `1.0`.
 
         Returns:
             float32 tensor `[num_samples, latent_dim]`.
         """
-        return draw_latent(self.prior, num_samples, seed)
+        return draw_latent(self.prior, num_samples, seed, temperature)
 
-    def sample(self, num_samples, seed=None, use_mean=True):
+    def sample(self, num_samples, seed=None, use_mean=True, temperature=1.0):
         """Generates data from the prior.
 
         Args:
@@ -194,18 +196,23 @@ class VAE(ELBOModel):
                 random seed.
             use_mean: bool. Return the likelihood's mean (e.g. pixel
                 probabilities) rather than a draw from it. Defaults to `True`.
+            temperature: float in [0, 1] (or above). Draws z with the prior's
+                scale multiplied by it: lower values trade variety for
+                typical-looking samples; `0` decodes the prior mean. Exported
+                models sample at `1.0`. Defaults to `1.0`.
 
         Returns:
             numpy array `[num_samples, *event_shape]`.
         """
         num_samples = check_positive_int("num_samples", num_samples)
+        temperature = check_temperature(temperature)
         if self.likelihood is None:
             raise ValueError(
                 "Expected a built model: call it on data or fit it first. Received: an unbuilt VAE"
             )
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        z = self.sample_latent(num_samples, seed)
+        z = self.sample_latent(num_samples, seed, temperature)
         likelihood = self.decode(z)
         x = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
         return keras.ops.convert_to_numpy(x)

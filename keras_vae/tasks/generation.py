@@ -18,7 +18,9 @@ def _num_classes(model) -> int:
     return int(model.condition_shape[0])
 
 
-def sample_images(model, num_samples: int, seed: int, label: int | None = None) -> np.ndarray:
+def sample_images(
+    model, num_samples: int, seed: int, label: int | None = None, temperature: float = 1.0
+) -> np.ndarray:
     """Generated images `[N, H, W, C]`, clipped to [0, 1].
 
     - A `VAE` draws `num_samples` images from the prior.
@@ -31,6 +33,7 @@ def sample_images(model, num_samples: int, seed: int, label: int | None = None) 
         num_samples: int. Images (per class, for a CVAE without `label`).
         seed: int. Same seed, same images (also in exported models).
         label: int or `None`. Class to generate, for a label CVAE.
+        temperature: float. Scale of the prior's spread (see `VAE.sample`).
 
     Returns:
         float32 array `[N, H, W, C]`.
@@ -39,7 +42,7 @@ def sample_images(model, num_samples: int, seed: int, label: int | None = None) 
     if isinstance(model, VAE):
         if label is not None:
             _num_classes(model)
-        return np.clip(model.sample(num_samples, seed=seed), 0.0, 1.0)
+        return np.clip(model.sample(num_samples, seed=seed, temperature=temperature), 0.0, 1.0)
     num_classes = _num_classes(model)
     if label is None:
         labels = np.arange(num_classes)
@@ -54,12 +57,16 @@ def sample_images(model, num_samples: int, seed: int, label: int | None = None) 
             )
         labels = np.array([label])
     condition = np.eye(num_classes, dtype="float32")[labels]
-    images = model.generate(condition, num_samples, seed=seed)
+    images = model.generate(condition, num_samples, seed=seed, temperature=temperature)
     return np.clip(images.reshape((-1,) + images.shape[2:]), 0.0, 1.0)
 
 
 def complete_images(
-    model: ConditionalVAE, images: np.ndarray, num_completions: int, seed: int
+    model: ConditionalVAE,
+    images: np.ndarray,
+    num_completions: int,
+    seed: int,
+    temperature: float = 1.0,
 ) -> np.ndarray:
     """Several completions of each partly observed image.
 
@@ -74,6 +81,9 @@ def complete_images(
         images: array `[N, H, W, C]` in [0, 1] (the missing part is ignored).
         num_completions: int. Completions per image.
         seed: int. Same seed, same completions.
+        temperature: float. Scale of the spread of P(z|observed): below 1,
+            completions closer to the most typical one; `0`, one completion
+            repeated. Defaults to `1.0`.
 
     Returns:
         float32 array `[N, num_completions, H, W, C]` in [0, 1].
@@ -92,7 +102,7 @@ def complete_images(
     if isinstance(model.likelihood, IndependentBernoulli):
         images = (np.random.default_rng(seed).random(images.shape) < images).astype("float32")
     observed, _ = split_image(images, kind)
-    missing = model.generate(observed, num_completions, seed=seed)
+    missing = model.generate(observed, num_completions, seed=seed, temperature=temperature)
     n = len(images)
     repeated = np.repeat(observed, num_completions, axis=0)
     full = merge_image(repeated, missing.reshape(n * num_completions, -1), kind, image_shape)

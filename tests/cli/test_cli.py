@@ -99,6 +99,23 @@ def test_cvae_completion(cvae_runs, tmp_path):
     assert (
         main(["complete", model, "--split", "test[:3]", "--output", str(tmp_path / "c.png")]) == 0
     )
+    # Temperature 0: every completion is the one at the prior mean.
+    cold = tmp_path / "cold.npy"
+    assert main(["complete", model, "--split", "test[:3]", "--num-completions", "2",
+                 "--temperature", "0", "--output", str(cold)]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.load(cold)[:, 0], np.load(cold)[:, 1])
+
+
+def test_sample_temperature(vae_run, tmp_path, capsys):
+    model = str(vae_run / "model.keras")
+    assert main(["sample", model, "--num-samples", "3", "--temperature", "0", "--output",
+                 str(tmp_path / "t.npy")]) == 0  # fmt: skip
+    images = np.load(tmp_path / "t.npy")
+    np.testing.assert_array_equal(images[0], images[2])
+    assert main(["sample", model, "--temperature", "-1", "--output", str(tmp_path / "x.png")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Received: temperature=-1.0" in err
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,23 @@ def test_generate_shape_and_seed(prior):
     assert z.shape == (2, 5, 2)
 
 
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_temperature_scales_the_spread_of_the_prior_draws(prior):
+    cvae = tiny_cvae(prior=prior)
+    c = tf.constant(np.eye(2, dtype="float32"))
+    mean = cvae._prior_for_batch(c).mean().numpy()[:, None]
+    z1 = cvae.sample_latent(c, 4, seed=5).numpy()
+    z_half = cvae.sample_latent(c, 4, seed=5, temperature=0.5).numpy()
+    np.testing.assert_allclose(z_half - mean, 0.5 * (z1 - mean), atol=1e-6)
+    # Temperature 0 decodes the prior mean: every draw is `predict`'s output.
+    cold = cvae.generate(c.numpy(), num_samples=3, seed=5, temperature=0.0)
+    np.testing.assert_allclose(
+        cold, np.repeat(cvae.predict(c, verbose=0)[:, None], 3, 1), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="Expected temperature to be a finite number >= 0"):
+        cvae.generate(c.numpy(), temperature=-1.0)
+
+
 def test_training_on_mnist_labels_raises_the_conditional_elbo(mnist_test_images):
     images, labels = mnist_test_images
     rng = np.random.default_rng(0)

@@ -112,6 +112,19 @@ def test_sample_latent_follows_the_prior():
     np.testing.assert_allclose(z.std(axis=0), 1.0, atol=0.04)
 
 
+def test_temperature_scales_the_prior_draws_and_zero_decodes_the_mean():
+    vae = mlp_vae(latent_dim=4)
+    vae.build((None, 28, 28, 1))
+    z1 = vae.sample_latent(6, seed=2).numpy()
+    np.testing.assert_allclose(vae.sample_latent(6, seed=2, temperature=0.3), 0.3 * z1, atol=1e-6)
+    cold = vae.sample(3, seed=2, temperature=0)
+    expected = vae.decode(tf.zeros([1, 4])).mean().numpy()
+    np.testing.assert_allclose(cold, np.repeat(expected, 3, axis=0), atol=1e-6)
+    for bad in (-0.5, float("nan"), "1"):
+        with pytest.raises(ValueError, match="Received: temperature="):
+            vae.sample(2, seed=0, temperature=bad)
+
+
 def test_fit_on_mnist_raises_the_elbo(binary_images):
     keras.utils.set_random_seed(0)
     vae = mlp_vae(latent_dim=16)
