@@ -2,6 +2,7 @@
 
 import os
 
+from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import export_saved_model
 from keras_vae.export.tflite import export_tflite
 from keras_vae.export.validation import check_quantize, check_version
@@ -79,7 +80,7 @@ def export_model(
     if tflite_path is not None:
         export_tflite(model, tflite_path, quantize=quantize, allow_untrained=allow_untrained)
     report = verify_export(
-        model,
+        float32_model(model),  # what the exports hold, for mixed-precision models
         saved_model_dir=saved_model_dir,
         tflite_path=tflite_path,
         seed=seed,

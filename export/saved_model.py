@@ -6,6 +6,7 @@ import uuid
 
 import tensorflow as tf
 
+from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
 from keras_vae.export.validation import check_exportable, check_version
 
@@ -67,7 +68,9 @@ def export_saved_model(
     - `reconstruct`: same inputs -> `image` `[B, *S]`.
 
     Args:
-        model: a built, trained `VAE` or `ConditionalVAE`.
+        model: a built, trained `VAE` or `ConditionalVAE`. A model built
+            under a mixed-precision policy is exported as its float32 copy
+            (`keras_vae.export.precision.float32_model`).
         base_dir: str or path. The model's folder; created if missing. Must
             not be a file.
         version: int or `None`. The version folder; defaults to one more than
@@ -89,6 +92,7 @@ def export_saved_model(
     'saved_models/mnist-mlp/1'
     """
     check_exportable(model, allow_untrained)
+    model = float32_model(model)
     version = check_version(version)
     base_dir = os.fspath(base_dir)
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):

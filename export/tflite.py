@@ -15,6 +15,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 import keras_vae
+from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
 from keras_vae.export.validation import check_exportable, check_quantize
 
@@ -72,7 +73,9 @@ def export_tflite(
       near a quarter of the float32 one.
 
     Args:
-        model: a built, trained `VAE` or `ConditionalVAE`.
+        model: a built, trained `VAE` or `ConditionalVAE`. A model built
+            under a mixed-precision policy is exported as its float32 copy
+            (`keras_vae.export.precision.float32_model`).
         path: str or path. Output file, ending in `.tflite`; an existing file
             is replaced.
         quantize: `None`, `"float16"`, `"dynamic"` or `"int8"`. Defaults to
@@ -101,6 +104,7 @@ def export_tflite(
     if not path.endswith(".tflite") or os.path.isdir(path):
         raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
     check_exportable(model, allow_untrained)
+    model = float32_model(model)
     module = ServingModule(model, functions=TFLITE_SIGNATURES)
     calibration = None
     if quantize == "int8":
