@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-split", default="test")
     train.add_argument("--output", required=True, help="Output folder.")
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
+    train.add_argument(
+        "--jit-compile", action="store_true", help="Compile the training step with XLA."
+    )
 
     evaluate = sub.add_parser("evaluate", help="ELBO, reconstruction and KL on a split.")
     evaluate.add_argument("model", help="A .keras file.")
@@ -136,6 +139,7 @@ def _train(args):
         test_split=args.test_split,
         data_dir=args.data_dir,
         verbose=0 if args.quiet else "auto",
+        jit_compile=args.jit_compile,
     )
     test = metrics["test"]
     print(

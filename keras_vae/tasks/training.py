@@ -52,6 +52,7 @@ def train_model(
     test_split: str = "test",
     data_dir: str | None = None,
     verbose: int | str = "auto",
+    jit_compile: bool = False,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -84,6 +85,9 @@ def train_model(
         test_split: str. TFDS split for the final test metrics.
         data_dir: str or `None`. TFDS data folder (else `TFDS_DATA_DIR`).
         verbose: Keras verbosity for `fit`. Defaults to `"auto"`.
+        jit_compile: bool. Compile the training step with XLA, which was
+            faster for MLPs and slower for convolutions on our CPU (see
+            `benchmarks/RESULTS.md`). Defaults to `False`.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -129,7 +133,11 @@ def train_model(
             beta,
             seed,
         )
-    vae.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    if not isinstance(jit_compile, bool):
+        raise ValueError(
+            f"Expected jit_compile to be True or False. Received: jit_compile={jit_compile!r}"
+        )
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
 
     callbacks = []
     if output is not None:
@@ -159,6 +167,7 @@ def train_model(
             "binarize": binarize,
             "train_split": train_split,
             "test_split": test_split,
+            "jit_compile": jit_compile,
         },
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "train": _evaluate(vae, train_ds),

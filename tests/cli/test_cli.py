@@ -60,6 +60,15 @@ def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     assert result["elbo"] == pytest.approx(test["elbo"], abs=3.0)
 
 
+def test_train_with_xla(tmp_path, tfds_data_dir):
+    out = tmp_path / "xla"
+    assert main(["train", "--latent-dim", "4", "--epochs", "2", "--jit-compile", "--output",
+                 str(out), *SMALL]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["jit_compile"] is True
+    assert metrics["history"]["elbo"][1] > metrics["history"]["elbo"][0]
+
+
 def test_sample_png_and_npy(vae_run, tmp_path):
     model = str(vae_run / "model.keras")
     assert main(["sample", model, "--num-samples", "6", "--seed", "3", "--output",
