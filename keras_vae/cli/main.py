@@ -149,6 +149,7 @@ def _train(args):
 
 
 def _evaluate(args):
+    from keras_vae.evaluation import format_metrics
     from keras_vae.tasks import evaluate_model
 
     metrics = evaluate_model(
@@ -161,12 +162,7 @@ def _evaluate(args):
         importance_samples=args.importance_samples,
         verbose=0 if args.json else 1,
     )
-    for key in ("elbo", "reconstruction", "kl", "loss", "nll"):
-        if key in metrics:
-            print(f"{key:>15}: {metrics[key]:.4f} nats")
-    if "bits_per_dim" in metrics:
-        print(f"   bits_per_dim: {metrics['bits_per_dim']:.4f}")
-        print(f"   active_units: {metrics['active_units']} of {len(metrics['kl_per_dim'])}")
+    print(format_metrics(metrics))
     if args.json:
         print(json.dumps(metrics))
 

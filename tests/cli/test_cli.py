@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from keras_vae.cli.main import main
+from keras_vae.evaluation import format_metrics
 
 SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
 
@@ -185,8 +186,11 @@ def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
     code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:100]",
                  "--importance-samples", "20", "--json"])  # fmt: skip
     assert code == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
     assert result["nll"] > 0 and result["nll"] == pytest.approx(-result["log_likelihood"])
+    # The human-readable lines are `format_metrics` of the same result.
+    assert "\n".join(out[:-1]).endswith(format_metrics(result))
     # The importance-weighted estimate is a tighter bound than the ELBO.
     assert -result["nll"] > result["elbo"] - 1.0
     code = main(["evaluate", str(cvae_runs["top-half"] / "model.keras"), "--split", "test[:100]",
