@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.layers import DistributionLayer, IndependentBernoulli, IndependentNormal
+from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int, check_temperature
+from keras_vae.models.validation import check_data, check_positive_int
 from keras_vae.ops import elbo as elbo_ops
 
 PRIORS = ("standard", "learned")
@@ -217,7 +218,7 @@ class ConditionalVAE(ELBOModel):
             numpy array `[B, num_samples, *target_shape]`.
         """
         num_samples = check_positive_int("num_samples", num_samples)
-        temperature = check_temperature(temperature)
+        temperature = check_positive_float("temperature", temperature, allow_zero=True)
         condition = self._checked_condition(condition)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.priors import is_diagonal_normal
 from keras_vae.ops.math import reparameterize
 
@@ -31,11 +32,9 @@ class ELBOModel(keras.Model):
 
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-            raise ValueError(f"Expected beta to be a non-negative float. Received: beta={beta!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
-        self.beta = float(beta)
+        self.beta = check_positive_float("beta", beta, allow_zero=True)
         self.seed = seed
         # The sampler's state is a weight, so `.keras` files keep it and a
         # reloaded model continues with the same noise it would have drawn.

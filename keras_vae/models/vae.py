@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
+from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int, check_temperature
+from keras_vae.models.validation import check_data, check_positive_int
 from keras_vae.ops import elbo as elbo_ops
 
 OBJECTIVES = ("elbo", "iwae")
@@ -205,7 +206,7 @@ class VAE(ELBOModel):
             numpy array `[num_samples, *event_shape]`.
         """
         num_samples = check_positive_int("num_samples", num_samples)
-        temperature = check_temperature(temperature)
+        temperature = check_positive_float("temperature", temperature, allow_zero=True)
         if self.likelihood is None:
             raise ValueError(
                 "Expected a built model: call it on data or fit it first. Received: an unbuilt VAE"

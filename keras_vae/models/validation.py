@@ -73,17 +73,3 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
     return value
-
-
-def check_temperature(value):
-    """Raises unless `value` is a finite non-negative number; returns a float."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(
-            f"Expected temperature to be a finite number >= 0. Received: temperature={value!r}"
-        )
-    return float(value)

@@ -120,7 +120,7 @@ def test_temperature_scales_the_spread_of_the_prior_draws(prior):
     np.testing.assert_allclose(
         cold, np.repeat(cvae.predict(c, verbose=0)[:, None], 3, 1), atol=1e-6
     )
-    with pytest.raises(ValueError, match="Expected temperature to be a finite number >= 0"):
+    with pytest.raises(ValueError, match="Expected temperature to be a non-negative float"):
         cvae.generate(c.numpy(), temperature=-1.0)
 
 
