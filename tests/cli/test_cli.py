@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -67,6 +68,7 @@ def test_train_with_xla(tmp_path, tfds_data_dir):
                  str(out), *SMALL]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["jit_compile"] is True
+    assert keras.saving.load_model(out / "model.keras").jit_compile is True
     assert metrics["history"]["elbo"][1] > metrics["history"]["elbo"][0]
 
 
