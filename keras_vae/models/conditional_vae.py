@@ -31,6 +31,16 @@ class ConditionalVAE(ELBOModel):
     in the tutorial) or a learned Gaussian whose mean and scale depend on X;
     with both Gaussian the KL is analytic.
 
+    At test time z comes from the prior P(z|X), but the ELBO trains the
+    decoder only on draws of Q(z|Y, X). `gsnn_weight` > 0 adds Sohn et al.'s
+    Gaussian stochastic neural network term, the reconstruction of Y from
+    z ~ P(z|X), so the decoder also learns from the draws it will see when
+    generating (their "hybrid" objective):
+
+        loss = (1 - gsnn_weight) * (-ELBO) - gsnn_weight * log P(Y|z~P(z|X), X).
+
+    The reported `elbo`, `reconstruction` and `kl` stay the conditional ELBO.
+
     `predict(conditions)` returns the likelihood mean at the prior mean of z,
     the model's single "typical" output; `generate` draws varied outputs.
 
@@ -52,6 +62,9 @@ class ConditionalVAE(ELBOModel):
         image_shape: tuple of ints or `None`. Shape of the full image for the
             completion conditions, kept to reassemble completions.
         beta: float. Weight of the KL term. Defaults to `1.0`.
+        gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
+            draws in the loss (the hybrid objective above). Defaults to
+            `0.0`, the conditional ELBO alone.
         seed: int or `None`. Seed for the training samples.
         **kwargs: Base `keras.Model` keyword arguments.
 
@@ -86,11 +99,18 @@ class ConditionalVAE(ELBOModel):
         condition_type=None,
         image_shape=None,
         beta=1.0,
+        gsnn_weight=0.0,
         seed=None,
         **kwargs,
     ):
         super().__init__(beta=beta, seed=seed, **kwargs)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.gsnn_weight = check_positive_float("gsnn_weight", gsnn_weight, allow_zero=True)
+        if self.gsnn_weight >= 1.0:
+            raise ValueError(
+                "Expected gsnn_weight to be in [0, 1) (1 would drop the ELBO and "
+                f"leave the encoder untrained). Received: gsnn_weight={gsnn_weight}"
+            )
         self.hidden_units = check_positive_int("hidden_units", hidden_units)
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
@@ -183,14 +203,14 @@ class ConditionalVAE(ELBOModel):
         target = tf.cast(y, self.likelihood.compute_dtype)
         posterior = self.encode(target, condition, training=training)
         z = self.sample_posterior(posterior)
-        return elbo_ops.elbo(
-            posterior,
-            lambda z: self.decode(z, condition, training=training),
-            self.prior(condition),
-            target,
-            z,
-            beta=self.beta,
-        )
+        decode = lambda z: self.decode(z, condition, training=training)  # noqa: E731
+        terms = elbo_ops.elbo(posterior, decode, self.prior(condition), target, z, beta=self.beta)
+        if self.gsnn_weight > 0:
+            prior_z = self.sample_posterior(self._prior_for_batch(condition))
+            terms["loss"] = elbo_ops.hybrid_loss(
+                terms["loss"], decode(prior_z).log_prob(target), self.gsnn_weight
+            )
+        return terms
 
     def sample_latent(self, condition, num_samples, seed, temperature=1.0):
         """`num_samples` draws of z from P(z|X) for each condition, portable RNG.
@@ -280,6 +300,7 @@ class ConditionalVAE(ELBOModel):
                 "latent_dim": self.latent_dim,
                 "prior": self.prior_type,
                 "hidden_units": self.hidden_units,
+                "gsnn_weight": self.gsnn_weight,
                 "condition_type": self.condition_type,
                 "image_shape": self.image_shape,
             }

@@ -105,3 +105,28 @@ def multi_sample_terms(posterior, decode, prior, target, z, objective="elbo", be
     else:
         loss = beta * kl - reconstruction
     return {"loss": loss, "elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
+
+
+def hybrid_loss(elbo_loss, prior_reconstruction, gsnn_weight):
+    """Per-example loss of the CVAE's hybrid objective (Sohn et al., 2015, eq. 6).
+
+    Mixes the negated conditional ELBO with the negated log-likelihood of the
+    target under a decoder fed a draw of the prior P(z|X) (the Gaussian
+    stochastic neural network, GSNN), the draws the model sees when it
+    generates:
+
+        (1 - gsnn_weight) * elbo_loss - gsnn_weight * prior_reconstruction.
+
+    Args:
+        elbo_loss: `[B]` tensor. The CVAE loss, -ELBO (with any KL weight).
+        prior_reconstruction: `[B]` tensor. log P(Y|z, X) with z ~ P(z|X).
+        gsnn_weight: float in [0, 1). Weight of the GSNN term.
+
+    Returns:
+        A `[B]` tensor.
+
+    Reference:
+        Sohn, Lee & Yan, *Learning Structured Output Representation using Deep
+        Conditional Generative Models*, NeurIPS 2015 (the hybrid objective).
+    """
+    return (1.0 - gsnn_weight) * elbo_loss - gsnn_weight * prior_reconstruction

@@ -93,6 +93,66 @@ def test_learned_prior_kl_matches_tfp():
     assert not np.allclose(p.mean().numpy()[0], p.mean().numpy()[c[:, 0] != c[0, 0]][0])
 
 
+def test_hybrid_loss_equals_hand_computation():
+    # Near-zero posterior and prior scales make both draws their means, so the
+    # hybrid loss (Sohn et al., 2015) can be computed by hand; beta=0 keeps the
+    # (then huge) KL out of the loss.
+    weight = 0.3
+    cvae = tiny_cvae(prior="learned", gsnn_weight=weight, beta=0.0)
+    rng = np.random.default_rng(2)
+    raw_scale = -30.0
+    for hidden, params in (
+        (cvae.posterior_hidden, cvae.posterior_params),
+        (cvae.prior_hidden, cvae.prior_params),
+    ):
+        hidden.set_weights([rng.normal(size=w.shape).astype("float32") for w in hidden.get_weights()])
+        kernel = rng.normal(size=params.get_weights()[0].shape).astype("float32")
+        kernel[:, 2:] = 0.0
+        params.set_weights([kernel, np.array([0.2, -0.3, raw_scale, raw_scale], "float32")])
+    w = rng.normal(size=(4, 3)).astype("float32")
+    b = rng.normal(size=3).astype("float32")
+    cvae.decoder.layers[-1].set_weights([w, b])
+    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32")
+    c = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    terms = {k: v.numpy() for k, v in cvae.compute_terms(c, y).items()}
+
+    def mean(hidden, params, inputs):
+        h = np.maximum(inputs @ hidden.get_weights()[0] + hidden.get_weights()[1], 0.0)
+        return h @ params.get_weights()[0][:, :2] + params.get_weights()[1][:2]
+
+    def log_likelihood(z):
+        p = 1.0 / (1.0 + np.exp(-(np.concatenate([z, c], 1) @ w + b)))
+        return np.sum(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)
+
+    from_posterior = log_likelihood(
+        mean(cvae.posterior_hidden, cvae.posterior_params, np.concatenate([y, c], 1))
+    )
+    from_prior = log_likelihood(mean(cvae.prior_hidden, cvae.prior_params, c))
+    assert np.abs(from_posterior - from_prior).min() > 0.1  # the two terms are told apart
+    np.testing.assert_allclose(terms["reconstruction"], from_posterior, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        terms["loss"], -(1 - weight) * from_posterior - weight * from_prior, rtol=1e-4, atol=1e-3
+    )
+
+
+def test_hybrid_loss_trains_the_decoder_on_prior_draws():
+    # With the standard prior, only the GSNN term feeds prior draws to the
+    # decoder: its gradient differs from the ELBO's, and the weight is saved.
+    c = np.eye(2, dtype="float32")[np.arange(8) % 2]
+    y = (np.arange(24).reshape(8, 3) % 2).astype("float32")
+    gradients = {}
+    for weight in (0.0, 0.5):
+        keras.utils.set_random_seed(0)
+        cvae = tiny_cvae(gsnn_weight=weight, seed=0)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(cvae.compute_terms(c, y, training=True)["loss"])
+        gradients[weight] = tape.gradient(loss, cvae.decoder.trainable_variables)[0].numpy()
+    assert np.abs(gradients[0.5] - gradients[0.0]).max() > 1e-3
+    config = cvae.get_config()
+    assert config["gsnn_weight"] == 0.5
+    assert ConditionalVAE.from_config(config).gsnn_weight == 0.5
+
+
 @pytest.mark.parametrize("prior", ["standard", "learned"])
 def test_generate_shape_and_seed(prior):
     cvae = tiny_cvae(prior=prior)
@@ -194,6 +254,8 @@ def test_save_load_round_trip(tmp_path, prior):
         ({"prior": "mixture"}, "prior"),
         ({"likelihood": None}, "likelihood"),
         ({"decoder": 3}, "decoder"),
+        ({"gsnn_weight": 1.0}, "gsnn_weight"),
+        ({"gsnn_weight": -0.1}, "gsnn_weight"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
