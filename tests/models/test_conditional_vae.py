@@ -105,7 +105,8 @@ def test_hybrid_loss_equals_hand_computation():
         (cvae.posterior_hidden, cvae.posterior_params),
         (cvae.prior_hidden, cvae.prior_params),
     ):
-        hidden.set_weights([rng.normal(size=w.shape).astype("float32") for w in hidden.get_weights()])
+        shapes = [w.shape for w in hidden.get_weights()]
+        hidden.set_weights([rng.normal(size=shape).astype("float32") for shape in shapes])
         kernel = rng.normal(size=params.get_weights()[0].shape).astype("float32")
         kernel[:, 2:] = 0.0
         params.set_weights([kernel, np.array([0.2, -0.3, raw_scale, raw_scale], "float32")])
