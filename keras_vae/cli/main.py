@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--condition", default=None, help="CVAE condition: label, center-column or top-half."
     )
     train.add_argument("--prior", default="standard", help="CVAE prior: standard or learned.")
+    train.add_argument(
+        "--gsnn-weight",
+        type=float,
+        default=0.0,
+        help="CVAE: weight in [0, 1) of the reconstruction from prior draws in the loss.",
+    )
     train.add_argument("--train-split", default="train")
     train.add_argument("--test-split", default="test")
     train.add_argument("--output", required=True, help="Output folder.")
@@ -135,6 +141,7 @@ def _train(args):
         model=args.model,
         condition=args.condition,
         prior=args.prior,
+        gsnn_weight=args.gsnn_weight,
         train_split=args.train_split,
         test_split=args.test_split,
         data_dir=args.data_dir,

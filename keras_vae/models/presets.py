@@ -78,6 +78,7 @@ def build_cvae(
     likelihood: str = "bernoulli",
     beta: float = 1.0,
     seed: int | None = None,
+    gsnn_weight: float = 0.0,
 ) -> ConditionalVAE:
     """A ConditionalVAE for class-conditional generation or image completion.
 
@@ -94,6 +95,9 @@ def build_cvae(
         likelihood: str. `"bernoulli"` or `"gaussian"`. Defaults to `"bernoulli"`.
         beta: float. KL weight. Defaults to `1.0`.
         seed: int or `None`. Training sample seed.
+        gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
+            draws in the loss (Sohn et al.'s hybrid objective, see
+            `ConditionalVAE`). Defaults to `0.0`.
 
     Returns:
         An unbuilt, uncompiled `ConditionalVAE`.
@@ -129,5 +133,6 @@ def build_cvae(
         condition_type=condition,
         image_shape=image_shape,
         beta=beta,
+        gsnn_weight=gsnn_weight,
         seed=seed,
     )

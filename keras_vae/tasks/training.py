@@ -53,6 +53,7 @@ def train_model(
     data_dir: str | None = None,
     verbose: int | str = "auto",
     jit_compile: bool = False,
+    gsnn_weight: float = 0.0,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -88,6 +89,9 @@ def train_model(
         jit_compile: bool. Compile the training step with XLA, which was
             faster for MLPs and slower for convolutions on our CPU (see
             `benchmarks/RESULTS.md`). Defaults to `False`.
+        gsnn_weight: float in [0, 1). For a CVAE, the weight of the
+            reconstruction from prior draws in the loss (Sohn et al.'s hybrid
+            objective). Defaults to `0.0`.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -100,6 +104,11 @@ def train_model(
         raise ValueError(
             f"Expected condition=None for model='vae' (use model='cvae'). "
             f"Received: condition={condition!r}"
+        )
+    elif gsnn_weight != 0.0:
+        raise ValueError(
+            f"Expected gsnn_weight=0.0 for model='vae' (it weights a CVAE loss term). "
+            f"Received: gsnn_weight={gsnn_weight!r}"
         )
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
@@ -132,6 +141,7 @@ def train_model(
             likelihood,
             beta,
             seed,
+            gsnn_weight,
         )
     if not isinstance(jit_compile, bool):
         raise ValueError(
@@ -157,6 +167,7 @@ def train_model(
             "model": model,
             "condition": condition,
             "prior": prior if model == "cvae" else None,
+            "gsnn_weight": gsnn_weight if model == "cvae" else None,
             "architecture": architecture,
             "latent_dim": latent_dim,
             "epochs": epochs,

@@ -28,11 +28,12 @@ def vae_run(tmp_path_factory, tfds_data_dir):
 @pytest.fixture(scope="module")
 def cvae_runs(tmp_path_factory, tfds_data_dir):
     runs = {}
-    for condition in ("label", "top-half"):
+    for condition, gsnn_weight in (("label", "0"), ("top-half", "0.1")):
         out = tmp_path_factory.mktemp(condition)
         code = main(
             ["train", "--model", "cvae", "--condition", condition, "--latent-dim", "4",
-             "--epochs", "1", "--prior", "learned", "--output", str(out), *SMALL]
+             "--epochs", "1", "--prior", "learned", "--gsnn-weight", gsnn_weight,
+             "--output", str(out), *SMALL]
         )  # fmt: skip
         assert code == 0
         runs[condition] = out
@@ -100,6 +101,9 @@ def test_cvae_label_sampling(cvae_runs, tmp_path):
 
 def test_cvae_completion(cvae_runs, tmp_path):
     model = str(cvae_runs["top-half"] / "model.keras")
+    assert keras.saving.load_model(model).gsnn_weight == 0.1
+    metrics = json.loads((cvae_runs["top-half"] / "metrics.json").read_text())
+    assert metrics["config"]["gsnn_weight"] == 0.1
     out = tmp_path / "c.npy"
     assert main(["complete", model, "--split", "test[:3]", "--num-completions", "4",
                  "--output", str(out)]) == 0  # fmt: skip
@@ -138,10 +142,13 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["train", "--latent-dim", "0", "--output", "x"], "Expected latent_dim"),
         (["train", "--beta", "-1", "--output", "x"], "Expected beta"),
         (["train", "--model", "cvae", "--condition", "left", "--output", "x"], "condition"),
+        (["train", "--gsnn-weight", "0.5", "--output", "x"], "Received: gsnn_weight=0.5"),
+        (["train", "--model", "cvae", "--condition", "label", "--gsnn-weight", "1",
+          "--train-split", "train[:100]", "--output", "x"], "Received: gsnn_weight=1.0"),
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
     argv = [a if a != "x" else str(tmp_path / "out") for a in argv]
     assert main(argv) != 0
