@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="Output folder.")
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
     train.add_argument(
-        "--jit-compile", action="store_true", help="Compile the training step with XLA."
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Compile the training step with XLA (default: on for MLPs, off for convolutions).",
     )
 
     evaluate = sub.add_parser("evaluate", help="ELBO, reconstruction and KL on a split.")
@@ -146,7 +149,7 @@ def _train(args):
         test_split=args.test_split,
         data_dir=args.data_dir,
         verbose=0 if args.quiet else "auto",
-        jit_compile=args.jit_compile,
+        jit_compile="auto" if args.jit_compile is None else args.jit_compile,
     )
     test = metrics["test"]
     print(

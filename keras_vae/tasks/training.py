@@ -52,7 +52,7 @@ def train_model(
     test_split: str = "test",
     data_dir: str | None = None,
     verbose: int | str = "auto",
-    jit_compile: bool = False,
+    jit_compile: bool | str = "auto",
     gsnn_weight: float = 0.0,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
@@ -86,9 +86,10 @@ def train_model(
         test_split: str. TFDS split for the final test metrics.
         data_dir: str or `None`. TFDS data folder (else `TFDS_DATA_DIR`).
         verbose: Keras verbosity for `fit`. Defaults to `"auto"`.
-        jit_compile: bool. Compile the training step with XLA, which was
-            faster for MLPs and slower for convolutions on our CPU (see
-            `benchmarks/RESULTS.md`). Defaults to `False`.
+        jit_compile: `"auto"`, `True` or `False`. Compile the training step
+            with XLA. `"auto"` uses XLA on CPU unless the model has
+            convolutions, which ran slower under XLA on our CPU (see
+            `ELBOModel.compile`). Defaults to `"auto"`.
         gsnn_weight: float in [0, 1). For a CVAE, the weight of the
             reconstruction from prior draws in the loss (Sohn et al.'s hybrid
             objective). Defaults to `0.0`.
@@ -143,10 +144,6 @@ def train_model(
             seed,
             gsnn_weight,
         )
-    if not isinstance(jit_compile, bool):
-        raise ValueError(
-            f"Expected jit_compile to be True or False. Received: jit_compile={jit_compile!r}"
-        )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
 
     callbacks = []
@@ -178,7 +175,7 @@ def train_model(
             "binarize": binarize,
             "train_split": train_split,
             "test_split": test_split,
-            "jit_compile": jit_compile,
+            "jit_compile": vae.jit_compile,
         },
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "train": _evaluate(vae, train_ds),

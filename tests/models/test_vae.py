@@ -3,12 +3,14 @@ import math
 import keras
 import numpy as np
 import pytest
+import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae import VAE
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
 from keras_vae.models.presets import build_vae
+from keras_vae.models.priors import standard_normal
 
 tfd = tfp.distributions
 
@@ -274,6 +276,58 @@ def test_xla_compiled_training_matches_the_elbo_it_reports(binary_images):
         np.array(history.history["reconstruction"]) - history.history["kl"],
         rtol=1e-5,
     )
+
+
+def test_xla_and_graph_training_take_the_same_steps(binary_images):
+    # `compile`'s default picks XLA for MLPs on CPU: it must train the same
+    # model. XLA draws other normals from the same Philox seed, so the
+    # posterior is made deterministic (scale ~1e-5); plain SGD, because Adam
+    # turns rounding noise in near-zero gradients into full-size steps.
+    initial, losses, trained = None, {}, {}
+    for jit_compile in (True, False):
+        vae = mlp_vae(latent_dim=8, seed=3)
+        vae.build((None, 28, 28, 1))
+        if initial is None:
+            kernel, bias = vae.posterior_params.get_weights()
+            kernel[:, 8:], bias[8:] = 0.0, -30.0
+            vae.posterior_params.set_weights([kernel, bias])
+            initial = vae.get_weights()
+        vae.set_weights(initial)
+        vae.compile(
+            optimizer=keras.optimizers.SGD(1e-3), jit_compile=jit_compile, steps_per_execution=1
+        )
+        assert vae.jit_compile is jit_compile
+        history = vae.fit(binary_images[:512], batch_size=128, shuffle=False, verbose=0)
+        losses[jit_compile] = history.history["loss"][0]
+        trained[jit_compile] = vae.get_weights()
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+    for xla, graph in zip(trained[True], trained[False], strict=True):
+        np.testing.assert_allclose(xla, graph, rtol=1e-3, atol=1e-4)
+    assert max(np.abs(g - s).max() for g, s in zip(trained[False], initial, strict=True)) > 0.1
+
+
+def test_xla_training_draws_are_standard_normal():
+    vae = mlp_vae(latent_dim=2, seed=5)
+    posterior = standard_normal(2, batch_shape=[20000])
+    draw = tf.function(lambda: vae.sample_posterior(posterior), jit_compile=True)
+    eps = np.concatenate([draw().numpy().ravel(), draw().numpy().ravel()])
+    assert scipy.stats.kstest(eps, "norm").pvalue > 1e-3
+    assert abs(eps.mean()) < 0.02 and abs(eps.std() - 1.0) < 0.02
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a CPU-only rule")
+def test_auto_jit_compile_uses_xla_on_cpu_for_models_without_convolutions():
+    chosen = {}
+    for architecture in ("mlp", "conv"):
+        vae = build_vae(architecture, (28, 28, 1), latent_dim=4)
+        vae.compile()
+        chosen[architecture] = vae.jit_compile
+    assert chosen == {"mlp": True, "conv": False}
+    vae = mlp_vae()
+    vae.compile(jit_compile=False)
+    assert vae.jit_compile is False
+    with pytest.raises(ValueError, match="Expected jit_compile.*Received: jit_compile='yes'"):
+        mlp_vae().compile(jit_compile="yes")
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
