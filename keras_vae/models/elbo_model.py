@@ -30,7 +30,7 @@ def resolve_jit_compile(model, jit_compile="auto"):
 
     Keras's `"auto"` never uses XLA on a machine without an accelerator. For
     the VAE family on CPU, XLA made the fully connected MNIST VAE's training
-    step about 1.5x faster and the convolutional one about 0.8x as fast, so
+    step about 1.25x faster and the convolutional one about 0.7x as fast, so
     on CPU `"auto"` becomes `True` unless the model holds a convolution. With
     an accelerator, `"auto"` is left to Keras.
 
@@ -102,7 +102,7 @@ class ELBOModel(keras.Model):
           pass `steps_per_execution=1` for per-batch callbacks.
         - `jit_compile="auto"` compiles the step with XLA on CPU when the
           model has no convolution layer (see `resolve_jit_compile`): about
-          1.5x faster for the MNIST MLP, while convolutions ran slower under
+          1.25x faster for the MNIST MLP, while convolutions ran slower under
           XLA. Keras's own `"auto"` never uses XLA on CPU.
 
         Args:
