@@ -41,6 +41,25 @@ def label_cvae(latent_dim=8, prior="standard", seed=0):
     )
 
 
+# Two (target, condition) pairs for the hand computations on `tiny_cvae`.
+HAND_Y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32")
+HAND_C = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+
+
+def set_random_decoder(cvae, rng):
+    """Random weights for `tiny_cvae`'s linear decoder; returns them."""
+    w = rng.normal(size=(4, 3)).astype("float32")
+    b = rng.normal(size=3).astype("float32")
+    cvae.decoder.layers[-1].set_weights([w, b])
+    return w, b
+
+
+def bernoulli_log_likelihood(z, w, b):
+    """log P(HAND_Y | z, HAND_C) under the linear decoder `w`, `b`, in numpy."""
+    p = 1.0 / (1.0 + np.exp(-(np.concatenate([z, HAND_C], 1) @ w + b)))
+    return np.sum(HAND_Y * np.log(p) + (1 - HAND_Y) * np.log(1 - p), axis=1)
+
+
 def test_conditional_elbo_equals_hand_computation():
     cvae = tiny_cvae(beta=0.5)
     rng = np.random.default_rng(0)
@@ -53,20 +72,14 @@ def test_conditional_elbo_equals_hand_computation():
     raw_scale = -30.0
     p_bias = np.array([0.1, -0.1, raw_scale, raw_scale], "float32")
     cvae.posterior_params.set_weights([p_kernel, p_bias])
-    w = rng.normal(size=(4, 3)).astype("float32")
-    b = rng.normal(size=3).astype("float32")
-    cvae.decoder.layers[-1].set_weights([w, b])
+    w, b = set_random_decoder(cvae, rng)
+    terms = {k: v.numpy() for k, v in cvae.compute_terms(HAND_C, HAND_Y).items()}
 
-    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32")
-    c = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
-    terms = {k: v.numpy() for k, v in cvae.compute_terms(c, y).items()}
-
-    hidden = np.maximum(np.concatenate([y, c], 1) @ h_kernel + h_bias, 0.0)
+    hidden = np.maximum(np.concatenate([HAND_Y, HAND_C], 1) @ h_kernel + h_bias, 0.0)
     loc = hidden @ p_kernel[:, :2] + p_bias[:2]
     scale = math.log1p(math.exp(raw_scale)) + 1e-5
     kl = 0.5 * np.sum(scale**2 + loc**2 - 1.0 - np.log(scale**2), axis=1)
-    p = 1.0 / (1.0 + np.exp(-(np.concatenate([loc, c], 1) @ w + b)))
-    reconstruction = np.sum(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)
+    reconstruction = bernoulli_log_likelihood(loc, w, b)
     np.testing.assert_allclose(terms["kl"], kl, rtol=1e-5)
     np.testing.assert_allclose(terms["reconstruction"], reconstruction, atol=1e-3)
     np.testing.assert_allclose(terms["loss"], 0.5 * kl - reconstruction, rtol=1e-4, atol=1e-3)
@@ -110,25 +123,19 @@ def test_hybrid_loss_equals_hand_computation():
         kernel = rng.normal(size=params.get_weights()[0].shape).astype("float32")
         kernel[:, 2:] = 0.0
         params.set_weights([kernel, np.array([0.2, -0.3, raw_scale, raw_scale], "float32")])
-    w = rng.normal(size=(4, 3)).astype("float32")
-    b = rng.normal(size=3).astype("float32")
-    cvae.decoder.layers[-1].set_weights([w, b])
-    y = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], "float32")
-    c = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
-    terms = {k: v.numpy() for k, v in cvae.compute_terms(c, y).items()}
+    w, b = set_random_decoder(cvae, rng)
+    terms = {k: v.numpy() for k, v in cvae.compute_terms(HAND_C, HAND_Y).items()}
 
     def mean(hidden, params, inputs):
         h = np.maximum(inputs @ hidden.get_weights()[0] + hidden.get_weights()[1], 0.0)
         return h @ params.get_weights()[0][:, :2] + params.get_weights()[1][:2]
 
-    def log_likelihood(z):
-        p = 1.0 / (1.0 + np.exp(-(np.concatenate([z, c], 1) @ w + b)))
-        return np.sum(y * np.log(p) + (1 - y) * np.log(1 - p), axis=1)
-
-    from_posterior = log_likelihood(
-        mean(cvae.posterior_hidden, cvae.posterior_params, np.concatenate([y, c], 1))
+    from_posterior = bernoulli_log_likelihood(
+        mean(cvae.posterior_hidden, cvae.posterior_params, np.concatenate([HAND_Y, HAND_C], 1)),
+        w,
+        b,
     )
-    from_prior = log_likelihood(mean(cvae.prior_hidden, cvae.prior_params, c))
+    from_prior = bernoulli_log_likelihood(mean(cvae.prior_hidden, cvae.prior_params, HAND_C), w, b)
     assert np.abs(from_posterior - from_prior).min() > 0.1  # the two terms are told apart
     np.testing.assert_allclose(terms["reconstruction"], from_posterior, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(
