@@ -5,7 +5,8 @@
    classifier; reports the share labelled with the requested class and the
    within-class diversity (mean pairwise L2 distance between samples of one
    class, against the same figure for real test digits).
-3. Completion from the top half: a CVAE and a deterministic regressor of the
+3. Completion from the top half (and, with `--completion-conditions`, from the
+   centre column, the tutorial's split): a CVAE and a deterministic regressor of the
    same size (the CVAE's decoder network, fed the observed pixels only, trained
    with the same Bernoulli likelihood on the same pairs) complete test images;
    reports the classifier's agreement with the true label (per completion, and
@@ -90,10 +91,10 @@ def fit_cvae(
     return cvae, time.perf_counter() - start
 
 
-def fit_regressor(train_images, epochs):
+def fit_regressor(train_images, epochs, condition="top-half"):
     """Observed -> missing pixels, deterministic, same network as the CVAE decoder."""
     keras.utils.set_random_seed(0)
-    c, t = data.make_conditional_pairs(train_images, None, "top-half")
+    c, t = data.make_conditional_pairs(train_images, None, condition)
     net = mlp_decoder(c.shape[1], t.shape[1:])
     net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(True))
     ds = data.make_conditional_dataset(c, t, seed=0)
@@ -143,20 +144,20 @@ def paired_difference(a, b):
     return d.mean(), 1.96 * d.std(ddof=1) / np.sqrt(len(d))
 
 
-def completion_part(classifier, train_raw, train_labels, test_x, test_labels, args):
-    """Top-half completion: CVAEs at each temperature against the regressor."""
+def completion_part(classifier, train_raw, train_labels, test_x, test_labels, args, condition):
+    """Completion from `condition`: CVAEs at each temperature against the regressor."""
     n = args.completion_images
     originals, truth = test_x[:n], test_labels[:n]
     binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
-    observed, _ = data.split_image(binary, "top-half")
-    regressor = fit_regressor(train_raw, args.epochs)
+    observed, _ = data.split_image(binary, condition)
+    regressor = fit_regressor(train_raw, args.epochs, condition)
     missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(regressor.predict(observed, verbose=0)))
-    regressed = data.merge_image(observed, missing, "top-half", (28, 28, 1))
+    regressed = data.merge_image(observed, missing, condition, (28, 28, 1))
     regressor_correct = classify(classifier, regressed) == truth
     rows, minutes = [], []
     for weight in args.gsnn_weights:
         cvae, seconds = fit_cvae(
-            "top-half",
+            condition,
             train_raw,
             train_labels,
             args.epochs,
@@ -178,15 +179,18 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             # the argmax of its class probabilities averaged over the completions.
             vote = probs.mean(axis=1).argmax(-1) == truth
             gap, half_width = paired_difference(vote, regressor_correct)
-            variance = float(completions[:, :, 14:].var(axis=1).mean())
+            _, generated = data.split_image(completions.reshape(-1, 28, 28, 1), condition)
+            generated = generated.reshape(n, args.completions, -1)
+            variance = float(generated.var(axis=1).mean())
             rows.append(
                 f"| CVAE, gsnn_weight {weight:g}, temperature {temperature:g} | "
                 f"{agreement.mean():.3f} | {vote.mean():.3f} | {gap:+.3f} ± {half_width:.3f} | "
-                f"{variance:.4f} | {pixel_entropy(completions[:, :, 14:]):.3f} |"
+                f"{variance:.4f} | {pixel_entropy(generated):.3f} |"
             )
     return [
-        f"Completion from the top half (MLP CVAE, learned prior, latent 4, {args.epochs} "
-        f"epochs, {' / '.join(minutes)} min per gsnn_weight; the first {n} test images, "
+        f"Completion from the {condition.replace('-', ' ')} (MLP CVAE, learned prior, "
+        f"latent 4, {args.epochs} epochs, {' / '.join(minutes)} min per gsnn_weight; "
+        f"the first {n} test images, "
         f"{args.completions} completions each; the regressor is the same decoder network, "
         f"fed the observed pixels only, trained for {args.epochs} epochs). Temperature "
         "scales the spread of P(z | top half) (`complete --temperature`); `gsnn_weight` "
@@ -198,7 +202,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
         "sharp binary image; lower is sharper).",
         "",
         "| completer | classifier agrees with true label, per completion | vote | vote minus "
-        "regressor | per-pixel variance across completions (bottom half) | pixel entropy |",
+        "regressor | per-pixel variance across completions (missing part) | pixel entropy |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         f"| deterministic regressor | {regressor_correct.mean():.3f} | "
@@ -221,6 +225,13 @@ def main():
     parser.add_argument(
         "--parts", nargs="+", default=["label", "completion"], choices=["label", "completion"]
     )
+    parser.add_argument(
+        "--completion-conditions",
+        nargs="+",
+        default=["top-half"],
+        choices=["top-half", "center-column"],
+        help="Which part is observed in the completion part.",
+    )
     args = parser.parse_args()
     setup_tfds_dir()
     train_raw, train_labels = data.load_images("mnist", "train")
@@ -238,7 +249,11 @@ def main():
     if "label" in args.parts:
         lines += label_part(classifier, train_raw, train_labels, test_x, test_labels, args.epochs)
     if "completion" in args.parts:
-        lines += completion_part(classifier, train_raw, train_labels, test_x, test_labels, args)
+        for condition in args.completion_conditions:
+            lines += completion_part(
+                classifier, train_raw, train_labels, test_x, test_labels, args, condition
+            )
+            lines.append("")
     record("Conditional VAE on MNIST: generation and completion", lines)
 
 
