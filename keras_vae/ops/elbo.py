@@ -108,7 +108,7 @@ def multi_sample_terms(posterior, decode, prior, target, z, objective="elbo", be
 
 
 def hybrid_loss(elbo_loss, prior_reconstruction, gsnn_weight):
-    """Per-example loss of the CVAE's hybrid objective (Sohn et al., 2015, eq. 6).
+    """Per-example loss of the CVAE's hybrid objective (Sohn et al., 2015).
 
     Mixes the negated conditional ELBO with the negated log-likelihood of the
     target under a decoder fed a draw of the prior P(z|X) (the Gaussian
