@@ -81,6 +81,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/likelihood")
     parser.add_argument("--reuse", action="store_true", help="Load saved models if present.")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue the saved model of the most stages below --stages, if any.",
+    )
     args = parser.parse_args()
     setup_tfds_dir()
     train_images, _ = data.load_images("mnist", "train")
@@ -93,22 +98,42 @@ def main():
         stages = args.stages[min(index, len(args.stages) - 1)]
         rates = paper_schedule(stages)
         path = os.path.join(args.output, f"{run}-{stages}stages.keras")
-        minutes = None
+        minutes, resumed = None, 0
         if args.reuse and os.path.exists(path):
             model = keras.saving.load_model(path)
         else:
-            keras.utils.set_random_seed(args.seed)
-            model = build(run, args.seed)
-            model.compile(
-                optimizer=keras.optimizers.Adam(rates[0], epsilon=1e-4),
-                jit_compile="auto" if args.jit_compile is None else args.jit_compile,
-            )
-            train = data.make_dataset(
-                train_images, binarize="dynamic", batch_size=args.batch_size, seed=args.seed
+            earlier = [
+                s for s in range(stages - 1, 0, -1)
+                if os.path.exists(os.path.join(args.output, f"{run}-{s}stages.keras"))
+            ]  # fmt: skip
+            if args.resume and earlier:
+                # The .keras file holds the optimizer and sampler state too.
+                model = keras.saving.load_model(
+                    os.path.join(args.output, f"{run}-{earlier[0]}stages.keras")
+                )
+                resumed = len(paper_schedule(earlier[0]))
+            else:
+                keras.utils.set_random_seed(args.seed)
+                model = build(run, args.seed)
+                model.compile(
+                    optimizer=keras.optimizers.Adam(rates[0], epsilon=1e-4),
+                    jit_compile="auto" if args.jit_compile is None else args.jit_compile,
+                )
+            train = data.make_dataset(  # a resumed run draws other epochs than the first
+                train_images,
+                binarize="dynamic",
+                batch_size=args.batch_size,
+                seed=args.seed + resumed,
             )
             schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _, r=rates: r[epoch])
             start = time.perf_counter()
-            model.fit(train, epochs=len(rates), callbacks=[schedule], verbose=2)
+            model.fit(
+                train,
+                initial_epoch=resumed,
+                epochs=len(rates),
+                callbacks=[schedule],
+                verbose=2,
+            )
             minutes = (time.perf_counter() - start) / 60
             model.save(path)
         start = time.perf_counter()
@@ -122,7 +147,9 @@ def main():
         objective = "ELBO" if spec["objective"] == "elbo" else f"IWAE, K={spec['num_samples']}"
         rows.append(
             f"| {run} | {objective} | {len(rates)} ({stages} stages) | "
-            f"{'reused' if minutes is None else f'{minutes:.1f}'} | {result['nll']:.2f} | "
+            f"{'reused' if minutes is None else f'{minutes:.1f}'}"
+            f"{f' (epochs {resumed + 1}-{len(rates)}, resumed)' if resumed else ''} | "
+            f"{result['nll']:.2f} | "
             f"{-result['elbo']:.2f} | {result['active_units']} of 50 | "
             f"{paper} | {gap} | {eval_minutes:.1f} |"
         )
