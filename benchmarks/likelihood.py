@@ -11,7 +11,9 @@ The schedule is the paper's, truncated: stage i lasts 3^i epochs at learning
 rate 1e-3 * 10^(-i/7), Adam with epsilon 1e-4; `--stages 8` is the paper's full
 3280 epochs ("3^8 passes"). The paper's batch size is 20; the default here is
 100, which runs several times faster on a CPU. Models are saved under
-`--output` and, with `--reuse`, reloaded instead of retrained.
+`--output` and, with `--reuse`, reloaded instead of retrained; `--resume`
+continues the saved model of the most stages below `--stages` (with its
+optimizer state) instead of starting over.
 
     python -m benchmarks.likelihood --runs vae iwae5 iwae50 --stages 4 3 3
 """
