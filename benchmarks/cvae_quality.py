@@ -193,7 +193,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
         f"the first {n} test images, "
         f"{args.completions} completions each; the regressor is the same decoder network, "
         f"fed the observed pixels only, trained for {args.epochs} epochs). Temperature "
-        "scales the spread of P(z | top half) (`complete --temperature`); `gsnn_weight` "
+        "scales the spread of P(z | observed part) (`complete --temperature`); `gsnn_weight` "
         "mixes Sohn et al.'s reconstruction from prior draws into the loss "
         "(`train --gsnn-weight`). Vote: the argmax of the classifier's class "
         "probabilities averaged over an input's completions; its difference from the "
