@@ -2,6 +2,7 @@
 
 import numbers
 
+from keras_vae.layers import PixelCNNBernoulli
 from keras_vae.models import VAE, ConditionalVAE
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -30,6 +31,13 @@ def check_exportable(model, allow_untrained: bool = False) -> None:
         raise ValueError(
             "Expected a built model: fit it or call it on data first. "
             f"Received: an unbuilt {type(model).__name__}"
+        )
+    if isinstance(model.likelihood, PixelCNNBernoulli):
+        raise ValueError(
+            "Expected a likelihood with a closed-form mean (IndependentBernoulli or "
+            "GaussianLikelihood): the exported signatures return it, and an "
+            "autoregressive likelihood draws pixel by pixel. Received: "
+            "likelihood=PixelCNNBernoulli"
         )
     if allow_untrained:
         return

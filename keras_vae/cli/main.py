@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--beta", type=float, default=1.0)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--binarize", default="dynamic", help="dynamic, static or none.")
+    train.add_argument(
+        "--likelihood",
+        default=None,
+        help="bernoulli, pixelcnn (autoregressive, VAE only, not exportable) or gaussian "
+        "(default: bernoulli for binarized data, gaussian with --binarize none).",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--model", default="vae", help="vae or cvae.")
     train.add_argument(
@@ -145,6 +151,7 @@ def _train(args):
         condition=args.condition,
         prior=args.prior,
         gsnn_weight=args.gsnn_weight,
+        likelihood=args.likelihood,
         train_split=args.train_split,
         test_split=args.test_split,
         data_dir=args.data_dir,

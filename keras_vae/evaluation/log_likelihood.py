@@ -8,7 +8,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.layers import IndependentBernoulli
 from keras_vae.models import VAE, ConditionalVAE
 from keras_vae.models.validation import check_data, check_positive_int
 from keras_vae.ops import random as portable_random
@@ -128,7 +127,7 @@ def log_likelihood(
     chunk_size = min(chunk_size, num_samples)
     estimate = _batch_estimator(model, conditional, num_samples, chunk_size, batch_size)
     bernoulli_name = None
-    if isinstance(model.likelihood, IndependentBernoulli):
+    if model.likelihood.binary:
         bernoulli_name = "targets" if conditional else "data"
     results = _run(estimate, batches, seed, num_batches, verbose, bernoulli_name)
     per_example, reconstruction, kl_per_dim, posterior_means = (

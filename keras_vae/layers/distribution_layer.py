@@ -56,6 +56,10 @@ class DistributionLayer(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
     """
 
+    # Whether the layer models binary data: inputs are then checked to lie in
+    # [0, 1] and scored on one fixed binarization.
+    binary = False
+
     def __init__(self, event_shape, **kwargs):
         # Distributions are built in float32 even under a mixed-precision
         # policy: log-probabilities summed over hundreds of pixels need it.

@@ -32,6 +32,8 @@ class IndependentBernoulli(DistributionLayer):
     TensorShape([2])
     """
 
+    binary = True
+
     @staticmethod
     def params_size(event_shape):
         """Number of parameters: one logit per element."""

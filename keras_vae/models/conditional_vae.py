@@ -4,7 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.layers import DistributionLayer, IndependentBernoulli, IndependentNormal
+from keras_vae.layers import (
+    DistributionLayer,
+    IndependentNormal,
+    PixelCNNBernoulli,
+)
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, standard_normal
@@ -121,6 +125,12 @@ class ConditionalVAE(ELBOModel):
             raise ValueError(
                 "Expected likelihood to be a keras_vae distribution layer such as "
                 f"IndependentBernoulli. Received: likelihood={likelihood!r}"
+            )
+        if isinstance(likelihood, PixelCNNBernoulli):
+            raise ValueError(
+                "Expected a likelihood with a closed-form mean for a ConditionalVAE "
+                "(IndependentBernoulli or GaussianLikelihood); PixelCNNBernoulli is "
+                f"supported by VAE only. Received: likelihood={likelihood!r}"
             )
         if prior not in PRIORS:
             raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
@@ -282,7 +292,7 @@ class ConditionalVAE(ELBOModel):
         if not self.built:
             self.build((None,) + shape[1:])
         check_data("condition", x, self.condition_shape)
-        bernoulli = isinstance(self.likelihood, IndependentBernoulli)
+        bernoulli = self.likelihood.binary
         check_data("target", y, self.target_shape, unit_interval=bernoulli)
 
     def fit(self, x=None, y=None, **kwargs):

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.layers.distribution_layer import check_positive_float
+from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.priors import is_diagonal_normal
 from keras_vae.ops.math import reparameterize
 
@@ -22,6 +23,7 @@ CONVOLUTIONS = (
     keras.layers.DepthwiseConv2D,
     keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
+    PixelCNNBernoulli,  # masked convolutions
 )
 
 

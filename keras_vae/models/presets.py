@@ -3,20 +3,22 @@
 import numpy as np
 
 from keras_vae.data import CONDITIONS, split_image
-from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli, PixelCNNBernoulli
 from keras_vae.models.conditional_vae import ConditionalVAE
 from keras_vae.models.vae import VAE
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.networks import ARCHITECTURES, build_networks
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "pixelcnn")
 
 
 def make_likelihood(likelihood: str, event_shape):
-    """The likelihood layer called `likelihood` ("bernoulli" or "gaussian")."""
+    """The likelihood layer called `likelihood` (one of `LIKELIHOODS`)."""
     check_choice("likelihood", likelihood, LIKELIHOODS)
     if likelihood == "bernoulli":
         return IndependentBernoulli(event_shape, name="likelihood")
+    if likelihood == "pixelcnn":
+        return PixelCNNBernoulli(event_shape, name="likelihood")
     return GaussianLikelihood(event_shape, scale=0.1, trainable_scale=True, name="likelihood")
 
 
@@ -37,8 +39,11 @@ def build_vae(
             (stride-2 convolutions). Defaults to `"mlp"`.
         input_shape: tuple of ints. Shape of one image. Defaults to MNIST's.
         latent_dim: int. Number of latents. Defaults to `50`.
-        likelihood: str. `"bernoulli"` for binary data or `"gaussian"` (learned
-            shared scale) for continuous data. Defaults to `"bernoulli"`.
+        likelihood: str. `"bernoulli"` for binary data, `"pixelcnn"` for
+            binary images with an autoregressive `PixelCNNBernoulli` on top of
+            the decoder (better log-likelihoods, slower sampling, not
+            exportable), or `"gaussian"` (learned shared scale) for
+            continuous data. Defaults to `"bernoulli"`.
         beta: float. KL weight. Defaults to `1.0`.
         seed: int or `None`. Training sample seed.
         objective: str. `"elbo"` or `"iwae"`. Defaults to `"elbo"`.
@@ -55,7 +60,8 @@ def build_vae(
     latent_dim = check_positive_int("latent_dim", latent_dim)
     input_shape = tuple(input_shape)
     likelihood_layer = make_likelihood(likelihood, input_shape)
-    encoder, decoder = build_networks(architecture, input_shape, latent_dim, input_shape)
+    params_shape = getattr(likelihood_layer, "params_shape", input_shape)
+    encoder, decoder = build_networks(architecture, input_shape, latent_dim, params_shape)
     return VAE(
         encoder,
         decoder,
@@ -92,7 +98,8 @@ def build_cvae(
             carries the class or the visible pixels, the latents the rest.
         num_classes: int. Classes of the `"label"` condition. Defaults to `10`.
         prior: str. `"standard"` or `"learned"` P(z|X). Defaults to `"standard"`.
-        likelihood: str. `"bernoulli"` or `"gaussian"`. Defaults to `"bernoulli"`.
+        likelihood: str. `"bernoulli"` or `"gaussian"` (`"pixelcnn"` is for
+            `build_vae` only). Defaults to `"bernoulli"`.
         beta: float. KL weight. Defaults to `1.0`.
         seed: int or `None`. Training sample seed.
         gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
@@ -108,6 +115,7 @@ def build_cvae(
     """
     check_choice("condition", condition, CONDITIONS)
     check_choice("architecture", architecture, ARCHITECTURES)
+    check_choice("likelihood", likelihood, ("bernoulli", "gaussian"))
     latent_dim = check_positive_int("latent_dim", latent_dim)
     image_shape = tuple(image_shape)
     if condition == "label":

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.layers.distribution_layer import check_positive_float
+from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulliDistribution
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import check_data, check_positive_int
@@ -153,8 +154,15 @@ class VAE(ELBOModel):
         return self.likelihood(self.decoder(z, training=training))
 
     def call(self, x, training=False):
-        """Reconstructions: the likelihood mean at the posterior mean of z."""
-        return self.decode(self.encode(x, training=training).mean(), training).mean()
+        """Reconstructions: the likelihood mean at the posterior mean of z.
+
+        An autoregressive likelihood (`PixelCNNBernoulli`) has no closed-form
+        mean; it gives p(x_i = 1 | x_<i, z) at the input's own pixels.
+        """
+        likelihood = self.decode(self.encode(x, training=training).mean(), training)
+        if isinstance(likelihood, PixelCNNBernoulliDistribution):
+            return likelihood.conditional_probs(x)
+        return likelihood.mean()
 
     def reconstruct(self, x):
         """Reconstructions of `x` (see `call`), as a numpy array."""
@@ -196,7 +204,9 @@ class VAE(ELBOModel):
                 an exported SavedModel and in a TFLite model. Defaults to a
                 random seed.
             use_mean: bool. Return the likelihood's mean (e.g. pixel
-                probabilities) rather than a draw from it. Defaults to `True`.
+                probabilities) rather than a draw from it. An autoregressive
+                likelihood, which has no closed-form mean, returns
+                p(x_i = 1 | x_<i, z) along a draw instead. Defaults to `True`.
             temperature: float in [0, 1] (or above). Draws z with the prior's
                 scale multiplied by it: lower values trade variety for
                 typical-looking samples; `0` decodes the prior mean. Exported
@@ -215,7 +225,11 @@ class VAE(ELBOModel):
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature)
         likelihood = self.decode(z)
-        x = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
+        if isinstance(likelihood, PixelCNNBernoulliDistribution):
+            x = likelihood.sample(seed=[seed, 1])
+            x = likelihood.conditional_probs(x) if use_mean else x
+        else:
+            x = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
         return keras.ops.convert_to_numpy(x)
 
     def _check_inputs(self, x):
@@ -225,7 +239,7 @@ class VAE(ELBOModel):
         shape = self.event_shape
         if shape is None:
             return
-        bernoulli = isinstance(self.likelihood, IndependentBernoulli)
+        bernoulli = self.likelihood.binary
         check_data("x", x, shape, unit_interval=bernoulli)
 
     def _build_for(self, x):

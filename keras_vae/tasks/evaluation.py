@@ -4,7 +4,6 @@ import keras
 
 from keras_vae import data
 from keras_vae.evaluation import log_likelihood
-from keras_vae.layers import IndependentBernoulli
 from keras_vae.models import ConditionalVAE
 from keras_vae.models.validation import check_positive_int
 from keras_vae.tasks.training import make_datasets
@@ -26,7 +25,7 @@ def load_model(path: str):
 def default_binarization(model) -> str | None:
     """How to score a model: one fixed Bernoulli draw (`"static"`) for a binary
     likelihood, so every metric sees the same pixels; grey values otherwise."""
-    return "static" if isinstance(model.likelihood, IndependentBernoulli) else None
+    return "static" if model.likelihood.binary else None
 
 
 def evaluate_model(

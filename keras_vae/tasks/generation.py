@@ -3,7 +3,6 @@
 import numpy as np
 
 from keras_vae.data import merge_image, split_image
-from keras_vae.layers import IndependentBernoulli
 from keras_vae.models import VAE, ConditionalVAE
 from keras_vae.models.validation import check_data, check_positive_int
 
@@ -99,7 +98,7 @@ def complete_images(
     image_shape = tuple(model.image_shape)
     images = np.asarray(images, dtype="float32")
     check_data("images", images, image_shape, unit_interval=True)
-    if isinstance(model.likelihood, IndependentBernoulli):
+    if model.likelihood.binary:
         images = (np.random.default_rng(seed).random(images.shape) < images).astype("float32")
     observed, _ = split_image(images, kind)
     missing = model.generate(observed, num_completions, seed=seed, temperature=temperature)

@@ -6,7 +6,7 @@ import os
 import keras
 
 from keras_vae import data
-from keras_vae.models.presets import build_cvae, build_vae
+from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.images import save_images
@@ -54,6 +54,7 @@ def train_model(
     verbose: int | str = "auto",
     jit_compile: bool | str = "auto",
     gsnn_weight: float = 0.0,
+    likelihood: str | None = None,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -93,6 +94,11 @@ def train_model(
         gsnn_weight: float in [0, 1). For a CVAE, the weight of the
             reconstruction from prior draws in the loss (Sohn et al.'s hybrid
             objective). Defaults to `0.0`.
+        likelihood: str or `None`. P(x|z): `"bernoulli"` (binarized data),
+            `"pixelcnn"` (binarized data, VAE only: an autoregressive
+            `PixelCNNBernoulli` on the decoder, for better log-likelihoods;
+            such a model is not exportable) or `"gaussian"` (`binarize="none"`).
+            Defaults to `None`: Bernoulli for binarized data, Gaussian otherwise.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -116,7 +122,19 @@ def train_model(
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     binarize_mode = None if binarize == "none" else binarize
-    likelihood = "gaussian" if binarize_mode is None else "bernoulli"
+    if likelihood is None:
+        likelihood = "gaussian" if binarize_mode is None else "bernoulli"
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    if (likelihood == "gaussian") != (binarize_mode is None):
+        expected = "binarize='none'" if likelihood == "gaussian" else "binarized data"
+        raise ValueError(
+            f"Expected {expected} for likelihood={likelihood!r}. Received: binarize={binarize!r}"
+        )
+    if likelihood == "pixelcnn" and model != "vae":
+        raise ValueError(
+            "Expected model='vae' for likelihood='pixelcnn' (CVAEs take factorized "
+            f"likelihoods). Received: model={model!r}"
+        )
     train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
     test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
     image_shape = train_images.shape[1:]
@@ -173,6 +191,7 @@ def train_model(
             "seed": seed,
             "learning_rate": learning_rate,
             "binarize": binarize,
+            "likelihood": likelihood,
             "train_split": train_split,
             "test_split": test_split,
             "jit_compile": vae.jit_compile,

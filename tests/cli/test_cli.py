@@ -145,6 +145,13 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["train", "--gsnn-weight", "0.5", "--output", "x"], "Received: gsnn_weight=0.5"),
         (["train", "--model", "cvae", "--condition", "label", "--gsnn-weight", "1",
           "--train-split", "train[:100]", "--output", "x"], "Received: gsnn_weight=1.0"),
+        (["train", "--likelihood", "laplace", "--output", "x"], "Received: likelihood='laplace'"),
+        (["train", "--likelihood", "pixelcnn", "--binarize", "none", "--output", "x"],
+         "Expected binarized data for likelihood='pixelcnn'"),
+        (["train", "--likelihood", "gaussian", "--output", "x"],
+         "Expected binarize='none' for likelihood='gaussian'"),
+        (["train", "--model", "cvae", "--condition", "label", "--likelihood", "pixelcnn",
+          "--output", "x"], "Received: model='cvae'"),
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
     ],
@@ -236,4 +243,28 @@ def test_export_then_litert_sample_matches_cli_sample(vae_run, tmp_path, capsys)
     assert main(["export", model, "--tflite", str(tmp_path / "m.tflite"),
                  "--quantize", "int4"]) != 0  # fmt: skip
     assert "quantize" in capsys.readouterr().err
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_pixelcnn_vae_trains_samples_evaluates_and_is_not_exported(tmp_path, capsys, tfds_data_dir):
+    out = tmp_path / "pixelcnn"
+    assert main(["train", "--architecture", "conv", "--likelihood", "pixelcnn", "--latent-dim",
+                 "4", "--epochs", "1", "--output", str(out), "--train-split", "train[:300]",
+                 "--test-split", "test[:100]", "--quiet"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["likelihood"] == "pixelcnn"
+    assert metrics["config"]["jit_compile"] is False
+    model = str(out / "model.keras")
+    assert main(["sample", model, "--num-samples", "2", "--seed", "3", "--output",
+                 str(tmp_path / "s.npy")]) == 0  # fmt: skip
+    images = np.load(tmp_path / "s.npy")
+    assert images.shape == (2, 28, 28, 1) and 0 < images.min() <= images.max() < 1
+    capsys.readouterr()
+    assert main(["evaluate", model, "--split", "test[:20]", "--importance-samples", "4",
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["nll"] <= -result["elbo"] + 1e-3  # the K-sample bound is tighter
+    assert main(["export", model, "--tflite", str(tmp_path / "m.tflite")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Received: likelihood=PixelCNNBernoulli" in err
     assert not (tmp_path / "m.tflite").exists()
