@@ -4,11 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.layers import (
-    DistributionLayer,
-    IndependentNormal,
-    PixelCNNBernoulli,
-)
+from keras_vae.layers import DistributionLayer, IndependentNormal, PixelCNNBernoulli
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.priors import draw_latent, standard_normal
