@@ -15,12 +15,16 @@ rate 1e-3 * 10^(-i/7), Adam with epsilon 1e-4; `--stages 8` is the paper's full
 100, which runs several times faster on a CPU. Models are saved under
 `--output` and, with `--reuse`, reloaded instead of retrained; `--resume`
 continues the saved model of the most stages below `--stages` (with its
-optimizer state) instead of starting over.
+optimizer state) instead of starting over, or the run's checkpoint, written
+every `--checkpoint-every` epochs, when that one is further along. Every
+schedule is a prefix of the longer ones, so a long run (the paper's 3280
+epochs) can be carried over several sittings.
 
     python -m benchmarks.likelihood --runs vae iwae5 iwae50 --stages 4 3 3
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -69,6 +73,47 @@ def paper_schedule(stages):
     return rates
 
 
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model (optimizer included) and its epoch count every `every` epochs.
+
+    The `.keras` file is written beside its final name, then renamed, so a
+    run stopped mid-write leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, path, every):
+        super().__init__()
+        self.path, self.every = path, every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        partial = self.path + ".partial.keras"
+        self.model.save(partial)
+        with open(partial + ".json", "w") as f:
+            json.dump({"epochs": epoch + 1}, f)
+        os.replace(partial + ".json", self.path + ".json")  # epochs first: never ahead
+        os.replace(partial, self.path)
+
+
+def latest_start(output, run, stages, rates):
+    """(path, epochs done) of the furthest saved state below `len(rates)` epochs, or None."""
+    found = []
+    for s in range(stages - 1, 0, -1):
+        path = os.path.join(output, f"{run}-{s}stages.keras")
+        if os.path.exists(path):
+            found.append((len(paper_schedule(s)), path))
+    checkpoint = os.path.join(output, f"{run}-checkpoint.keras")
+    if os.path.exists(checkpoint) and os.path.exists(checkpoint + ".json"):
+        with open(checkpoint + ".json") as f:
+            epochs = json.load(f)["epochs"]
+        if epochs < len(rates):
+            found.append((epochs, checkpoint))
+    if not found:
+        return None
+    epochs, path = max(found)
+    return path, epochs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["vae", "iwae5", "iwae50"], choices=RUNS)
@@ -90,7 +135,14 @@ def main():
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="Continue the saved model of the most stages below --stages, if any.",
+        help="Continue the furthest saved state below --stages (a stage's model or the "
+        "run's checkpoint), if any.",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=25,
+        help="Save the run's checkpoint every N epochs (for --resume).",
     )
     args = parser.parse_args()
     setup_tfds_dir()
@@ -108,16 +160,12 @@ def main():
         if args.reuse and os.path.exists(path):
             model = keras.saving.load_model(path)
         else:
-            earlier = [
-                s for s in range(stages - 1, 0, -1)
-                if os.path.exists(os.path.join(args.output, f"{run}-{s}stages.keras"))
-            ]  # fmt: skip
-            if args.resume and earlier:
+            saved = latest_start(args.output, run, stages, rates) if args.resume else None
+            if saved is not None:
                 # The .keras file holds the optimizer and sampler state too.
-                model = keras.saving.load_model(
-                    os.path.join(args.output, f"{run}-{earlier[0]}stages.keras")
-                )
-                resumed = len(paper_schedule(earlier[0]))
+                model = keras.saving.load_model(saved[0])
+                resumed = saved[1]
+                print(f"resuming {run} from {saved[0]} after {resumed} epochs", flush=True)
             else:
                 keras.utils.set_random_seed(args.seed)
                 model = build(run, args.seed)
@@ -132,12 +180,15 @@ def main():
                 seed=args.seed + resumed,
             )
             schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _, r=rates: r[epoch])
+            checkpoint = EpochCheckpoint(
+                os.path.join(args.output, f"{run}-checkpoint.keras"), args.checkpoint_every
+            )
             start = time.perf_counter()
             model.fit(
                 train,
                 initial_epoch=resumed,
                 epochs=len(rates),
-                callbacks=[schedule],
+                callbacks=[schedule, checkpoint],
                 verbose=2,
             )
             minutes = (time.perf_counter() - start) / 60
