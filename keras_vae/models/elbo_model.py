@@ -23,7 +23,7 @@ CONVOLUTIONS = (
     keras.layers.DepthwiseConv2D,
     keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
-    PixelCNNBernoulli,  # masked convolutions
+    PixelCNNBernoulli,  # masked convolutions: 0.6x (conv) and 0.96x (MLP) as fast with XLA
 )
 
 
