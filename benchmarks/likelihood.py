@@ -24,7 +24,6 @@ epochs) can be carried over several sittings.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -74,40 +73,51 @@ def paper_schedule(stages):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the model (optimizer included) and its epoch count every `every` epochs.
+    """Saves the model (optimizer included) every `every` epochs as `{prefix}-{epochs}.keras`.
 
-    The `.keras` file is written beside its final name, then renamed, so a
-    run stopped mid-write leaves the previous checkpoint intact.
+    The file is written under a temporary name and renamed, and older
+    checkpoints of the run are removed only after that, so a run stopped at
+    any moment leaves a complete checkpoint whose name gives its epochs.
     """
 
-    def __init__(self, path, every):
+    def __init__(self, prefix, every):
         super().__init__()
-        self.path, self.every = path, every
+        self.prefix, self.every = prefix, every
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        partial = self.path + ".partial.keras"
-        self.model.save(partial)
-        with open(partial + ".json", "w") as f:
-            json.dump({"epochs": epoch + 1}, f)
-        os.replace(partial + ".json", self.path + ".json")  # epochs first: never ahead
-        os.replace(partial, self.path)
+        path = f"{self.prefix}-{epoch + 1}.keras"
+        self.model.save(path + ".partial.keras")
+        os.replace(path + ".partial.keras", path)
+        for old, _ in checkpoints(self.prefix):
+            if old != path:
+                os.remove(old)
+
+
+def checkpoints(prefix):
+    """[(path, epochs)] of the checkpoints written by `EpochCheckpoint(prefix)`."""
+    folder, stem = os.path.split(prefix)
+    found = []
+    for name in os.listdir(folder or "."):
+        epochs = name[len(stem) + 1 : -len(".keras")]
+        if name.startswith(stem + "-") and name.endswith(".keras") and epochs.isdigit():
+            found.append((os.path.join(folder, name), int(epochs)))
+    return found
 
 
 def latest_start(output, run, stages, rates):
     """(path, epochs done) of the furthest saved state below `len(rates)` epochs, or None."""
-    found = []
-    for s in range(stages - 1, 0, -1):
-        path = os.path.join(output, f"{run}-{s}stages.keras")
-        if os.path.exists(path):
-            found.append((len(paper_schedule(s)), path))
-    checkpoint = os.path.join(output, f"{run}-checkpoint.keras")
-    if os.path.exists(checkpoint) and os.path.exists(checkpoint + ".json"):
-        with open(checkpoint + ".json") as f:
-            epochs = json.load(f)["epochs"]
-        if epochs < len(rates):
-            found.append((epochs, checkpoint))
+    found = [
+        (len(paper_schedule(s)), os.path.join(output, f"{run}-{s}stages.keras"))
+        for s in range(1, stages)
+        if os.path.exists(os.path.join(output, f"{run}-{s}stages.keras"))
+    ]
+    found += [
+        (epochs, path)
+        for path, epochs in checkpoints(os.path.join(output, f"{run}-checkpoint"))
+        if epochs < len(rates)
+    ]
     if not found:
         return None
     epochs, path = max(found)
@@ -181,7 +191,7 @@ def main():
             )
             schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _, r=rates: r[epoch])
             checkpoint = EpochCheckpoint(
-                os.path.join(args.output, f"{run}-checkpoint.keras"), args.checkpoint_every
+                os.path.join(args.output, f"{run}-checkpoint"), args.checkpoint_every
             )
             start = time.perf_counter()
             model.fit(
