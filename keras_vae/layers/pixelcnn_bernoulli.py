@@ -61,6 +61,12 @@ class PixelCNNBernoulliDistribution(tfd.Autoregressive):
             name=name,
         )
 
+    def _event_shape(self):
+        return self.sample0.shape[1:]
+
+    def _batch_shape(self):
+        return self.sample0.shape[:1]
+
     def conditional_probs(self, x):
         """p(x_i = 1 | x_<i, features) for every pixel of `x`, shaped like `x`."""
         return tf.sigmoid(self._logits_fn(tf.cast(x, tf.float32)))

@@ -103,6 +103,21 @@ def test_same_seed_same_draw_other_seed_other_draw():
     assert np.any(first != dist.sample(4, seed=[7, 9]).numpy())
 
 
+def test_shapes_are_known_statically_as_for_other_likelihoods():
+    layer, features = make_layer(4, 5)
+    dist = layer(features)
+    assert dist.event_shape == (4, 5, 1) and dist.batch_shape == (2,)
+    assert dist.sample(3, seed=[1, 2]).shape == (3, 2, 4, 5, 1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 5, 2])])
+    def static_shapes(features):
+        dist = layer(features)
+        assert dist.event_shape == (4, 5, 1) and dist.batch_shape.as_list() == [None]
+        return dist.sample(seed=[1, 2])
+
+    assert static_shapes.get_concrete_function().output_shapes.as_list() == [None, 4, 5, 1]
+
+
 def test_config_round_trip_keeps_the_distribution():
     layer, features = make_layer(3, 4, num_layers=1, first_kernel_size=5)
     clone = PixelCNNBernoulli.from_config(layer.get_config())
