@@ -224,6 +224,10 @@ def _complete(args):
 def _export(args):
     from keras_vae.export import export_model, format_report
 
+    if args.saved_model is None and args.tflite is None:
+        raise ValueError(
+            "Expected --saved-model BASE_DIR or --tflite FILE (or both). Received: neither"
+        )
     report = export_model(
         args.model,
         saved_model_base=args.saved_model,

@@ -154,6 +154,7 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
           "--output", "x"], "Received: model='cvae'"),
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
+        (["export", "model.keras"], "Expected --saved-model BASE_DIR or --tflite FILE"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
