@@ -6,7 +6,8 @@
    within-class diversity (mean pairwise L2 distance between samples of one
    class, against the same figure for real test digits).
 3. Completion from the top half (and, with `--completion-conditions`, from the
-   centre column, the tutorial's split): a CVAE and a deterministic regressor of the
+   centre column, the tutorial's split; `--completion-architecture conv` for the
+   convolutional networks): a CVAE and a deterministic regressor of the
    same size (the CVAE's decoder network, fed the observed pixels only, trained
    with the same Bernoulli likelihood on the same pairs) complete test images;
    reports the classifier's agreement with the true label (per completion, and
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
 from keras_vae import data  # noqa: E402
 from keras_vae.models.presets import build_cvae  # noqa: E402
-from keras_vae.networks import mlp_decoder  # noqa: E402
+from keras_vae.networks import conv_completion_networks, mlp_decoder  # noqa: E402
 from keras_vae.tasks import complete_images  # noqa: E402
 
 
@@ -94,11 +95,17 @@ def fit_cvae(
     return cvae, time.perf_counter() - start
 
 
-def fit_regressor(train_images, epochs, condition="top-half"):
+def fit_regressor(train_images, epochs, condition="top-half", arch="mlp"):
     """Observed -> missing pixels, deterministic, same network as the CVAE decoder."""
     keras.utils.set_random_seed(0)
     c, t = data.make_conditional_pairs(train_images, None, condition)
-    net = mlp_decoder(c.shape[1], t.shape[1:])
+    if arch == "conv":
+        image_shape = train_images.shape[1:]
+        pixels = np.arange(np.prod(image_shape), dtype="float32").reshape((1,) + image_shape)
+        missing = data.split_image(pixels, condition)[1][0].astype(int)
+        net = conv_completion_networks(image_shape, missing, c.shape[1])[1]
+    else:
+        net = mlp_decoder(c.shape[1], t.shape[1:])
     net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(True))
     ds = data.make_conditional_dataset(c, t, seed=0)
     net.fit(ds, epochs=epochs, verbose=2, shuffle=False)
@@ -174,7 +181,8 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
     originals, truth = test_x[:n], test_labels[:n]
     binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
     observed, _ = data.split_image(binary, condition)
-    regressor = fit_regressor(train_raw, args.epochs, condition)
+    arch = args.completion_architecture
+    regressor = fit_regressor(train_raw, args.epochs, condition, arch)
     missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(regressor.predict(observed, verbose=0)))
     regressed = data.merge_image(observed, missing, condition, (28, 28, 1))
     regressor_correct = classify(classifier, regressed) == truth
@@ -195,6 +203,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             args.epochs,
             "learned",
             latent_dim=4,
+            arch=arch,
             gsnn_weight=weight,
         )
         minutes.append(f"{seconds / 60:.1f}")
@@ -220,7 +229,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
                 f"{variance:.4f} | {pixel_entropy(generated):.3f} |"
             )
     return [
-        f"Completion from the {condition.replace('-', ' ')} (MLP CVAE, learned prior, "
+        f"Completion from the {condition.replace('-', ' ')} ({arch} CVAE, learned prior, "
         f"latent 4, {args.epochs} epochs, {' / '.join(minutes)} min per gsnn_weight; "
         f"the first {n} test images, "
         f"{args.completions} completions each; the regressor is the same decoder network, "
@@ -265,6 +274,12 @@ def main():
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5])
     parser.add_argument(
         "--gsnn-weights", type=float, nargs="+", default=[0.0, 0.1], help="Completion CVAEs."
+    )
+    parser.add_argument(
+        "--completion-architecture",
+        default="mlp",
+        choices=["mlp", "conv"],
+        help="Networks of the completion CVAEs and of the regressor.",
     )
     parser.add_argument(
         "--parts", nargs="+", default=["label", "completion"], choices=["label", "completion"]

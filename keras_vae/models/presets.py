@@ -7,7 +7,7 @@ from keras_vae.layers import GaussianLikelihood, IndependentBernoulli, PixelCNNB
 from keras_vae.models.conditional_vae import ConditionalVAE
 from keras_vae.models.vae import VAE
 from keras_vae.models.validation import check_choice, check_positive_int
-from keras_vae.networks import ARCHITECTURES, build_networks
+from keras_vae.networks import ARCHITECTURES, build_networks, conv_completion_networks
 
 LIKELIHOODS = ("bernoulli", "gaussian", "pixelcnn")
 
@@ -89,8 +89,9 @@ def build_cvae(
     """A ConditionalVAE for class-conditional generation or image completion.
 
     Args:
-        architecture: str. `"mlp"` or `"conv"`; the completion conditions
-            model flat pixel vectors and take `"mlp"` only. Defaults to `"mlp"`.
+        architecture: str. `"mlp"` or `"conv"`. For the completion
+            conditions, `"conv"` runs its networks on the image grid
+            (`conv_completion_networks`). Defaults to `"mlp"`.
         condition: str. `"label"` (one-hot class -> image), `"center-column"`
             or `"top-half"` (observed pixels -> missing pixels).
         image_shape: tuple of ints. Shape of one image. Defaults to MNIST's.
@@ -122,16 +123,18 @@ def build_cvae(
         condition_size = check_positive_int("num_classes", num_classes)
         target_shape = image_shape
     else:
-        if architecture != "mlp":
-            raise ValueError(
-                f"Expected architecture='mlp' for condition={condition!r}: completion "
-                f"targets are flat pixel vectors. Received: architecture={architecture!r}"
-            )
-        observed, missing = split_image(np.zeros((1,) + image_shape, "float32"), condition)
+        # Each pixel's flat index, split like the data: the target's pixel order.
+        pixels = np.arange(np.prod(image_shape), dtype="float32").reshape((1,) + image_shape)
+        observed, missing = split_image(pixels, condition)
         condition_size, target_shape = observed.shape[1], missing.shape[1:]
-    encoder, decoder = build_networks(
-        architecture, target_shape, latent_dim + condition_size, target_shape
-    )
+    if architecture == "conv" and condition != "label":
+        encoder, decoder = conv_completion_networks(
+            image_shape, missing[0].astype(int), latent_dim + condition_size
+        )
+    else:
+        encoder, decoder = build_networks(
+            architecture, target_shape, latent_dim + condition_size, target_shape
+        )
     return ConditionalVAE(
         encoder,
         decoder,

@@ -122,6 +122,21 @@ def test_cvae_completion(cvae_runs, tmp_path):
     np.testing.assert_array_equal(np.load(cold)[:, 0], np.load(cold)[:, 1])
 
 
+def test_conv_cvae_completion_from_the_center_column(tmp_path, tfds_data_dir):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "cvae", "--condition", "center-column", "--architecture",
+                 "conv", "--latent-dim", "4", "--epochs", "1", "--output", str(out),
+                 *SMALL]) == 0  # fmt: skip
+    assert keras.saving.load_model(out / "model.keras").decoder.output.shape == (None, 756)
+    npy = tmp_path / "c.npy"
+    assert main(["complete", str(out / "model.keras"), "--split", "test[:2]",
+                 "--num-completions", "3", "--output", str(npy)]) == 0  # fmt: skip
+    completions = np.load(npy)
+    assert completions.shape == (2, 3, 28, 28, 1)
+    np.testing.assert_array_equal(completions[:, 0, :, 13], completions[:, 2, :, 13])
+    assert np.abs(completions[:, 0, :, :13] - completions[:, 2, :, :13]).max() > 1e-3
+
+
 def test_sample_temperature(vae_run, tmp_path, capsys):
     model = str(vae_run / "model.keras")
     assert main(["sample", model, "--num-samples", "3", "--temperature", "0", "--output",
