@@ -226,7 +226,9 @@ class ConditionalVAE(ELBOModel):
         """
         return draw_latent(self._prior_for_batch(condition), num_samples, seed, temperature)
 
-    def generate(self, condition, num_samples=1, seed=None, use_mean=True, temperature=1.0):
+    def generate(
+        self, condition, num_samples=1, seed=None, use_mean=True, temperature=1.0, batch_size=1024
+    ):
         """Draws targets Y for each condition X.
 
         Args:
@@ -239,6 +241,9 @@ class ConditionalVAE(ELBOModel):
                 by it: below 1, fewer but more typical variations; `0`
                 decodes the prior mean. Exported models sample at `1.0`.
                 Defaults to `1.0`.
+            batch_size: int. Draws decoded at a time, which bounds the
+                decoder's memory; the result does not depend on it. Defaults
+                to `1024`.
 
         Returns:
             numpy array `[B, num_samples, *target_shape]`.
@@ -251,7 +256,8 @@ class ConditionalVAE(ELBOModel):
         z = self.sample_latent(condition, num_samples, seed, temperature)
         batch = tf.shape(condition)[0]
         repeated = tf.repeat(condition, num_samples, axis=0)
-        likelihood = self.decode(tf.reshape(z, [-1, self.latent_dim]), repeated)
+        inputs = self.concatenate([tf.reshape(z, [-1, self.latent_dim]), self.flatten(repeated)])
+        likelihood = self.likelihood_of_decoder_inputs(inputs, batch_size)
         y = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
         shape = tf.concat([[batch, num_samples], self.target_shape], 0)
         return keras.ops.convert_to_numpy(tf.reshape(y, shape))

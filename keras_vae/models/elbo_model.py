@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.priors import is_diagonal_normal
+from keras_vae.models.validation import check_positive_int
 from keras_vae.ops.math import reparameterize
 
 # Layers whose XLA-compiled training step was slower on CPU (benchmarks/RESULTS.md).
@@ -171,6 +172,21 @@ class ELBOModel(keras.Model):
             shape = tf.concat([[num_samples], shape], 0)
         eps = tf.random.stateless_normal(shape, seed, dtype=loc.dtype, alg="philox")
         return reparameterize(loc, scale, eps)
+
+    def likelihood_of_decoder_inputs(self, inputs, batch_size):
+        """The likelihood for decoder `inputs` `[N, d]`, decoding `batch_size` rows at a time.
+
+        The decoder's activations are what takes memory (a conv decoder holds
+        about 100 KB per MNIST image), so samplers decode in chunks and build
+        one distribution over the concatenated parameters: its draws do not
+        depend on `batch_size`.
+        """
+        batch_size = check_positive_int("batch_size", batch_size)
+        rows = int(inputs.shape[0])
+        params = [
+            self.decoder(inputs[start : start + batch_size]) for start in range(0, rows, batch_size)
+        ]
+        return self.likelihood(params[0] if len(params) == 1 else tf.concat(params, 0))
 
     def _update_metrics(self, terms, sample_weight):
         for name, tracker in self.trackers.items():

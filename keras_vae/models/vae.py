@@ -195,7 +195,7 @@ class VAE(ELBOModel):
         """
         return draw_latent(self.prior, num_samples, seed, temperature)
 
-    def sample(self, num_samples, seed=None, use_mean=True, temperature=1.0):
+    def sample(self, num_samples, seed=None, use_mean=True, temperature=1.0, batch_size=1024):
         """Generates data from the prior.
 
         Args:
@@ -211,6 +211,9 @@ class VAE(ELBOModel):
                 scale multiplied by it: lower values trade variety for
                 typical-looking samples; `0` decodes the prior mean. Exported
                 models sample at `1.0`. Defaults to `1.0`.
+            batch_size: int. Latents decoded at a time, which bounds the
+                decoder's memory; the samples do not depend on it. Defaults
+                to `1024`.
 
         Returns:
             numpy array `[num_samples, *event_shape]`.
@@ -224,7 +227,7 @@ class VAE(ELBOModel):
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature)
-        likelihood = self.decode(z)
+        likelihood = self.likelihood_of_decoder_inputs(z, batch_size)
         if isinstance(likelihood, PixelCNNBernoulliDistribution):
             x = likelihood.sample(seed=[seed, 1])
             x = likelihood.conditional_probs(x) if use_mean else x

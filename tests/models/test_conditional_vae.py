@@ -173,6 +173,13 @@ def test_generate_shape_and_seed(prior):
     np.testing.assert_allclose(cvae.generate(c[:1], num_samples=5, seed=3)[0], a[0], atol=1e-6)
     z = cvae.sample_latent(tf.constant(c), 5, 3)
     assert z.shape == (2, 5, 2)
+    # Decoding in chunks bounds memory and changes nothing, draws included.
+    for use_mean in (True, False):
+        whole = cvae.generate(c, num_samples=5, seed=3, use_mean=use_mean)
+        chunked = cvae.generate(c, num_samples=5, seed=3, use_mean=use_mean, batch_size=3)
+        np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        cvae.generate(c, num_samples=5, seed=3, batch_size=0)
 
 
 @pytest.mark.parametrize("prior", ["standard", "learned"])

@@ -104,6 +104,9 @@ def test_sample_is_seeded_and_in_unit_interval():
     assert np.abs(a - c).max() > 1e-3
     drawn = vae.sample(3, seed=7, use_mean=False)
     assert set(np.unique(drawn)) <= {0.0, 1.0}
+    # Decoding in chunks bounds memory and changes nothing, draws included.
+    np.testing.assert_allclose(vae.sample(3, seed=7, batch_size=2), a, atol=1e-6)
+    np.testing.assert_array_equal(vae.sample(3, seed=7, use_mean=False, batch_size=2), drawn)
 
 
 def test_sample_latent_follows_the_prior():
