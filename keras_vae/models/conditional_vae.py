@@ -257,7 +257,7 @@ class ConditionalVAE(ELBOModel):
         batch = tf.shape(condition)[0]
         repeated = tf.repeat(condition, num_samples, axis=0)
         inputs = self.concatenate([tf.reshape(z, [-1, self.latent_dim]), self.flatten(repeated)])
-        likelihood = self.likelihood_of_decoder_inputs(inputs, batch_size)
+        likelihood = self._decode_in_chunks(inputs, batch_size)
         y = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
         shape = tf.concat([[batch, num_samples], self.target_shape], 0)
         return keras.ops.convert_to_numpy(tf.reshape(y, shape))

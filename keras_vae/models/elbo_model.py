@@ -173,13 +173,13 @@ class ELBOModel(keras.Model):
         eps = tf.random.stateless_normal(shape, seed, dtype=loc.dtype, alg="philox")
         return reparameterize(loc, scale, eps)
 
-    def likelihood_of_decoder_inputs(self, inputs, batch_size):
+    def _decode_in_chunks(self, inputs, batch_size):
         """The likelihood for decoder `inputs` `[N, d]`, decoding `batch_size` rows at a time.
 
-        The decoder's activations are what takes memory (a conv decoder holds
-        about 100 KB per MNIST image), so samplers decode in chunks and build
-        one distribution over the concatenated parameters: its draws do not
-        depend on `batch_size`.
+        The decoder's activations are what takes memory (the conv decoder's
+        last hidden layer alone holds 100 KB per MNIST image), so samplers
+        decode in chunks and build one distribution over the concatenated
+        parameters: its draws do not depend on `batch_size`.
         """
         batch_size = check_positive_int("batch_size", batch_size)
         rows = int(inputs.shape[0])

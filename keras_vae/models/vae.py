@@ -227,7 +227,7 @@ class VAE(ELBOModel):
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature)
-        likelihood = self.likelihood_of_decoder_inputs(z, batch_size)
+        likelihood = self._decode_in_chunks(z, batch_size)
         if isinstance(likelihood, PixelCNNBernoulliDistribution):
             x = likelihood.sample(seed=[seed, 1])
             x = likelihood.conditional_probs(x) if use_mean else x

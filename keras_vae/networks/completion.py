@@ -78,8 +78,8 @@ class GatherPixels(keras.layers.Layer):
 class ScatterPixels(keras.layers.Layer):
     """Puts pixel values into images: `[batch, len(indices)]` -> `[batch, H, W, C]`.
 
-    The inverse of `GatherPixels` with the same arguments; the other pixels
-    are zero.
+    `GatherPixels` with the same arguments takes the values back out; the
+    other pixels are zero.
 
     Args:
         indices: sequence of ints. Flat index of each input value in the image.
