@@ -101,8 +101,7 @@ def fit_regressor(train_images, epochs, condition="top-half", arch="mlp"):
     c, t = data.make_conditional_pairs(train_images, None, condition)
     if arch == "conv":
         image_shape = train_images.shape[1:]
-        pixels = np.arange(np.prod(image_shape), dtype="float32").reshape((1,) + image_shape)
-        missing = data.split_image(pixels, condition)[1][0].astype(int)
+        missing = data.pixel_indices(condition, image_shape)[1]
         net = conv_completion_networks(image_shape, missing, c.shape[1])[1]
     else:
         net = mlp_decoder(c.shape[1], t.shape[1:])

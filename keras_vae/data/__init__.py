@@ -5,6 +5,7 @@ from keras_vae.data.conditional import (
     make_conditional_dataset,
     make_conditional_pairs,
     merge_image,
+    pixel_indices,
     split_image,
 )
 from keras_vae.data.images import binarize_static, load_images, make_dataset, scale_images
@@ -17,6 +18,7 @@ __all__ = [
     "make_conditional_pairs",
     "make_dataset",
     "merge_image",
+    "pixel_indices",
     "scale_images",
     "split_image",
 ]

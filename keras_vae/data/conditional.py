@@ -105,6 +105,33 @@ def split_image(images: np.ndarray, condition: str) -> tuple[np.ndarray, np.ndar
     return flat[:, mask], flat[:, ~mask]
 
 
+def pixel_indices(condition: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the observed and of the missing pixels of one image.
+
+    Index `i` counts row-major over the image's `H * W * C` values, and each
+    array is in the order `split_image` returns those pixels, so
+    `split_image(images, condition)[1]` equals
+    `images.reshape(len(images), -1)[:, pixel_indices(condition, images.shape[1:])[1]]`.
+
+    Args:
+        condition: str. `"center-column"` or `"top-half"`.
+        image_shape: tuple `(H, W)` or `(H, W, C)` of positive ints.
+
+    Returns:
+        A tuple `(observed, missing)` of int64 arrays.
+
+    Example:
+
+    >>> observed, missing = pixel_indices("top-half", (4, 2))
+    >>> observed.tolist(), missing.tolist()
+    ([0, 1, 2, 3], [4, 5, 6, 7])
+    """
+    shape = _check_image_shape(image_shape)
+    pixels = np.arange(int(np.prod(shape)), dtype=np.float64).reshape((1,) + shape)
+    observed, missing = split_image(pixels, condition)
+    return observed[0].astype(np.int64), missing[0].astype(np.int64)
+
+
 def merge_image(
     observed: np.ndarray, missing: np.ndarray, condition: str, image_shape: tuple[int, ...]
 ) -> np.ndarray:
@@ -126,17 +153,7 @@ def merge_image(
     True
     """
     _check_condition(condition, _PIXEL_CONDITIONS)
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
-    if (
-        shape is None
-        or len(shape) not in (2, 3)
-        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)
-        or min(shape) <= 0
-    ):
-        raise ValueError(
-            "Expected image_shape to be a tuple (H, W) or (H, W, C) of positive integers. "
-            f"Received: image_shape={image_shape!r}"
-        )
+    shape = _check_image_shape(image_shape)
     mask = _observed_mask(condition, shape)
     parts = []
     for name, part, size in (
@@ -263,6 +280,22 @@ def _check_condition(condition, allowed):
         raise ValueError(
             f"Expected condition to be one of {allowed}{hint}. Received: condition={condition!r}"
         )
+
+
+def _check_image_shape(image_shape):
+    """`image_shape` as a tuple, or a one-line error unless it is (H, W) or (H, W, C)."""
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) not in (2, 3)
+        or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)
+        or min(shape) <= 0
+    ):
+        raise ValueError(
+            "Expected image_shape to be a tuple (H, W) or (H, W, C) of positive integers. "
+            f"Received: image_shape={image_shape!r}"
+        )
+    return tuple(int(d) for d in shape)
 
 
 def _observed_mask(condition, image_shape):

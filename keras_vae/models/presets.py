@@ -1,8 +1,6 @@
 """Ready-to-train VAEs and CVAEs built from the `keras_vae.networks` architectures."""
 
-import numpy as np
-
-from keras_vae.data import CONDITIONS, split_image
+from keras_vae.data import CONDITIONS, pixel_indices
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli, PixelCNNBernoulli
 from keras_vae.models.conditional_vae import ConditionalVAE
 from keras_vae.models.vae import VAE
@@ -123,13 +121,11 @@ def build_cvae(
         condition_size = check_positive_int("num_classes", num_classes)
         target_shape = image_shape
     else:
-        # Each pixel's flat index, split like the data: the target's pixel order.
-        pixels = np.arange(np.prod(image_shape), dtype="float32").reshape((1,) + image_shape)
-        observed, missing = split_image(pixels, condition)
-        condition_size, target_shape = observed.shape[1], missing.shape[1:]
+        observed, missing = pixel_indices(condition, image_shape)
+        condition_size, target_shape = len(observed), (len(missing),)
     if architecture == "conv" and condition != "label":
         encoder, decoder = conv_completion_networks(
-            image_shape, missing[0].astype(int), latent_dim + condition_size
+            image_shape, missing, latent_dim + condition_size
         )
     else:
         encoder, decoder = build_networks(

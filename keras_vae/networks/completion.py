@@ -134,7 +134,7 @@ def conv_completion_networks(
         image_shape: tuple of 3 ints `(H, W, C)`; `H` and `W` divisible by 4
             (the decoder's two upsamplings).
         missing_indices: sequence of ints. Flat indices of the target pixels
-            in an image, in target order (as `split_image` orders them).
+            in an image, in target order (`keras_vae.data.pixel_indices`).
         input_dim: int. Size of the decoder's input: latents plus condition.
         name: str. Prefix of the two models' names.
 
@@ -145,9 +145,8 @@ def conv_completion_networks(
 
     Example:
 
-    >>> from keras_vae.data import split_image
-    >>> pixels = np.arange(784, dtype="float32").reshape(1, 28, 28, 1)
-    >>> missing = split_image(pixels, "top-half")[1][0].astype(int)
+    >>> from keras_vae.data import pixel_indices
+    >>> missing = pixel_indices("top-half", (28, 28, 1))[1]
     >>> encoder, decoder = conv_completion_networks((28, 28, 1), missing, 4 + 392)
     >>> decoder.output.shape
     (None, 392)

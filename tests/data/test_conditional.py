@@ -8,6 +8,7 @@ from keras_vae.data import (
     make_conditional_dataset,
     make_conditional_pairs,
     merge_image,
+    pixel_indices,
     scale_images,
     split_image,
 )
@@ -110,6 +111,19 @@ def test_split_merge_round_trip(condition, shape, dtype):
     np.testing.assert_array_equal(merged, images)
 
 
+@pytest.mark.parametrize("condition", PIXEL_CONDITIONS)
+@pytest.mark.parametrize("shape", [(28, 28, 1), (5, 6, 3), (4, 7)])
+def test_pixel_indices_pick_what_split_image_returns(condition, shape):
+    images = np.random.default_rng(0).random((3,) + shape)
+    observed_idx, missing_idx = pixel_indices(condition, shape)
+    observed, missing = split_image(images, condition)
+    flat = images.reshape(3, -1)
+    np.testing.assert_array_equal(flat[:, observed_idx], observed)
+    np.testing.assert_array_equal(flat[:, missing_idx], missing)
+    every = np.sort(np.concatenate([observed_idx, missing_idx]))
+    np.testing.assert_array_equal(every, np.arange(flat.shape[1]))
+
+
 def test_split_integer_images_gives_float32():
     images = np.arange(2 * 4 * 4).reshape(2, 4, 4, 1)
     observed, missing = split_image(images, "top-half")
@@ -151,6 +165,9 @@ def test_split_integer_images_gives_float32():
             lambda: merge_image(np.zeros((2, 1)), np.zeros((2, 1)), "top-half", (1, 2)),
             ["2 pixels high"],
         ),
+        (lambda: pixel_indices("top-half", (4, 0)), ["image_shape=(4, 0)"]),
+        (lambda: pixel_indices("top-half", 784), ["image_shape=784"]),
+        (lambda: pixel_indices("left-half", (4, 4)), ["condition='left-half'"]),
     ],
 )
 def test_split_merge_bad_inputs(call, parts):

@@ -3,15 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae.data import merge_image, split_image
+from keras_vae.data import merge_image, pixel_indices, split_image
 from keras_vae.networks import GatherPixels, ScatterPixels, conv_completion_networks
-
-
-def pixel_indices(condition, image_shape):
-    """Flat indices of the observed and the missing pixels, in `split_image` order."""
-    pixels = np.arange(np.prod(image_shape), dtype="float32").reshape((1,) + image_shape)
-    observed, missing = split_image(pixels, condition)
-    return observed[0].astype(int), missing[0].astype(int)
 
 
 @pytest.mark.parametrize("condition", ["top-half", "center-column"])
