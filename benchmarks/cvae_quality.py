@@ -153,24 +153,24 @@ def paired_difference(a, b):
     return d.mean(), 1.96 * d.std(ddof=1) / np.sqrt(len(d))
 
 
-def observed_part_accuracy(train_x, train_labels, observed_test, test_labels, condition, epochs):
+def observed_part_accuracy(train_x, train_labels, test_binary, test_labels, condition, epochs):
     """Test accuracy of the classifier's convnet trained on the observed part alone.
 
     The missing pixels are zeroed, in training (one fixed binarization of the
-    training images) and in test (`observed_test`, the benchmark's binary test
+    training images) and in test (`test_binary`, the benchmark's binary test
     images).
     """
-    image_shape = train_x.shape[1:]
+    missing = data.pixel_indices(condition, train_x.shape[1:])[1]
+
+    def observed_only(images):
+        flat = images.reshape(len(images), -1).copy()
+        flat[:, missing] = 0.0
+        return flat.reshape(images.shape)
+
     train_binary = (np.random.default_rng(1).random(train_x.shape) < train_x).astype("float32")
-    observed, missing = data.split_image(train_binary, condition)
-    masked = data.merge_image(observed, np.zeros_like(missing), condition, image_shape)
-    test_masked = data.merge_image(
-        observed_test,
-        np.zeros((len(observed_test), missing.shape[1]), "float32"),
-        condition,
-        image_shape,
+    _, accuracy = train_classifier(
+        observed_only(train_binary), train_labels, observed_only(test_binary), test_labels, epochs
     )
-    _, accuracy = train_classifier(masked, train_labels, test_masked, test_labels, epochs)
     return accuracy
 
 
@@ -188,7 +188,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
     ceiling = observed_part_accuracy(
         data.scale_images(train_raw),
         train_labels,
-        observed,
+        binary,
         truth,
         condition,
         args.observed_classifier_epochs,

@@ -126,10 +126,9 @@ def pixel_indices(condition: str, image_shape) -> tuple[np.ndarray, np.ndarray]:
     >>> observed.tolist(), missing.tolist()
     ([0, 1, 2, 3], [4, 5, 6, 7])
     """
-    shape = _check_image_shape(image_shape)
-    pixels = np.arange(int(np.prod(shape)), dtype=np.float64).reshape((1,) + shape)
-    observed, missing = split_image(pixels, condition)
-    return observed[0].astype(np.int64), missing[0].astype(np.int64)
+    _check_condition(condition, _PIXEL_CONDITIONS)
+    mask = _observed_mask(condition, _check_image_shape(image_shape))
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
 def merge_image(

@@ -178,8 +178,10 @@ class ConditionalVAE(ELBOModel):
 
     def decode(self, z, condition, training=False):
         """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
-        inputs = self.concatenate([z, self.flatten(condition)])
-        return self.likelihood(self.decoder(inputs, training=training))
+        return self.likelihood(self.decoder(self._decoder_inputs(z, condition), training=training))
+
+    def _decoder_inputs(self, z, condition):
+        return self.concatenate([z, self.flatten(condition)])
 
     def prior(self, condition):
         """P(z|X): a standard normal (batch `[]`) or the learned Gaussian (batch `[B]`)."""
@@ -256,7 +258,7 @@ class ConditionalVAE(ELBOModel):
         z = self.sample_latent(condition, num_samples, seed, temperature)
         batch = tf.shape(condition)[0]
         repeated = tf.repeat(condition, num_samples, axis=0)
-        inputs = self.concatenate([tf.reshape(z, [-1, self.latent_dim]), self.flatten(repeated)])
+        inputs = self._decoder_inputs(tf.reshape(z, [-1, self.latent_dim]), repeated)
         likelihood = self._decode_in_chunks(inputs, batch_size)
         y = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
         shape = tf.concat([[batch, num_samples], self.target_shape], 0)

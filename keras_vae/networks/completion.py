@@ -34,13 +34,30 @@ def _check_indices(indices, size):
     return [int(i) for i in array]
 
 
+class _PixelIndexLayer(keras.layers.Layer):
+    """Base of `GatherPixels` and `ScatterPixels`: flat `indices` into `image_shape`."""
+
+    def __init__(self, indices, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = check_shape(
+            "image_shape", image_shape, min_rank=3, max_rank=3, description=IMAGE_SHAPE
+        )
+        self.image_size = int(np.prod(self.image_shape))
+        self.indices = _check_indices(indices, self.image_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"indices": self.indices, "image_shape": list(self.image_shape)})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
-class GatherPixels(keras.layers.Layer):
+class GatherPixels(_PixelIndexLayer):
     """Picks pixels out of images: `[batch, H, W, C]` -> `[batch, len(indices)]`.
 
     `indices` count row-major over one image's `H * W * C` values, as
-    `split_image` does, so `GatherPixels(missing)` of an image equals the
-    `missing` half of `split_image` for the matching pixel indices.
+    `keras_vae.data.pixel_indices` does, so `GatherPixels` with the missing
+    indices of a condition returns what `split_image` calls the missing part.
 
     Args:
         indices: sequence of ints. Flat indices of the pixels to keep, in
@@ -54,28 +71,15 @@ class GatherPixels(keras.layers.Layer):
     [[0.0, 3.0]]
     """
 
-    def __init__(self, indices, image_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = check_shape(
-            "image_shape", image_shape, min_rank=3, max_rank=3, description=IMAGE_SHAPE
-        )
-        self.indices = _check_indices(indices, int(np.prod(self.image_shape)))
-
     def call(self, images):
-        flat = tf.reshape(images, [-1, int(np.prod(self.image_shape))])
-        return tf.gather(flat, self.indices, axis=1)
+        return tf.gather(tf.reshape(images, [-1, self.image_size]), self.indices, axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(self.indices))
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"indices": self.indices, "image_shape": list(self.image_shape)})
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ScatterPixels(keras.layers.Layer):
+class ScatterPixels(_PixelIndexLayer):
     """Puts pixel values into images: `[batch, len(indices)]` -> `[batch, H, W, C]`.
 
     `GatherPixels` with the same arguments takes the values back out; the
@@ -93,15 +97,10 @@ class ScatterPixels(keras.layers.Layer):
     """
 
     def __init__(self, indices, image_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = check_shape(
-            "image_shape", image_shape, min_rank=3, max_rank=3, description=IMAGE_SHAPE
-        )
-        size = int(np.prod(self.image_shape))
-        self.indices = _check_indices(indices, size)
+        super().__init__(indices, image_shape, **kwargs)
         # Where each image value comes from: its input column, or the zero
         # column appended after the last one.
-        source = np.full(size, len(self.indices), dtype="int32")
+        source = np.full(self.image_size, len(self.indices), dtype="int32")
         source[self.indices] = np.arange(len(self.indices), dtype="int32")
         self._source = source
 
@@ -113,11 +112,6 @@ class ScatterPixels(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.image_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"indices": self.indices, "image_shape": list(self.image_shape)})
-        return config
 
 
 def conv_completion_networks(
