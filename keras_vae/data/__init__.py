@@ -8,7 +8,13 @@ from keras_vae.data.conditional import (
     pixel_indices,
     split_image,
 )
-from keras_vae.data.images import binarize_static, load_images, make_dataset, scale_images
+from keras_vae.data.images import (
+    binarize_static,
+    load_images,
+    make_dataset,
+    num_classes,
+    scale_images,
+)
 
 __all__ = [
     "CONDITIONS",
@@ -18,6 +24,7 @@ __all__ = [
     "make_conditional_pairs",
     "make_dataset",
     "merge_image",
+    "num_classes",
     "pixel_indices",
     "scale_images",
     "split_image",

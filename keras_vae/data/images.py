@@ -56,10 +56,7 @@ def load_images(
         raise ValueError(
             f"Expected split to be a non-empty TFDS split string. Received: split={split!r}"
         )
-    if data_dir is None:
-        data_dir = os.environ.get("TFDS_DATA_DIR") or None
-    else:
-        data_dir = os.fspath(data_dir)
+    data_dir = _resolve_data_dir(data_dir)
     builder = _tfds_builder(name, data_dir)
     _check_image_features(name, builder.info.features)
     if not builder.is_prepared() and download and _download_server_reachable():
@@ -82,6 +79,24 @@ def load_images(
         ) from None
     data = tfds.as_numpy(data)
     return data["image"], data["label"].astype(np.int64, copy=False)
+
+
+def num_classes(name: str, data_dir: str | os.PathLike | None = None) -> int:
+    """Number of classes of a TFDS image dataset's `"label"` feature.
+
+    Read from the dataset's metadata, so the count does not depend on which
+    labels a split happens to hold.
+
+    Args:
+        name: str. TFDS dataset name, as for `load_images`.
+        data_dir: str, path or `None`. TFDS data folder (else `TFDS_DATA_DIR`).
+
+    Returns:
+        int, e.g. `10` for `"mnist"`.
+    """
+    builder = _tfds_builder(name, _resolve_data_dir(data_dir))
+    _check_image_features(name, builder.info.features)
+    return int(builder.info.features["label"].num_classes)
 
 
 def scale_images(images: np.ndarray) -> np.ndarray:
@@ -212,6 +227,12 @@ def _download_server_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _resolve_data_dir(data_dir):
+    if data_dir is None:
+        return os.environ.get("TFDS_DATA_DIR") or None
+    return os.fspath(data_dir)
+
+
 def _tfds_builder(name, data_dir):
     """Looks up a TFDS builder, turning TFDS's lookup errors into one-line `ValueError`s."""
     try:
@@ -315,8 +336,12 @@ def _bernoulli(probs, rng):
 
 
 def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise ValueError(
+            f"Expected seed to be a non-negative integer or None. Received: seed={seed!r}"
+        )
     return seed
 
 

@@ -81,7 +81,9 @@ class DistributionLayer(keras.layers.Layer):
         num_event = len(self.event_shape)
         stacked = self.event_shape[:-1] + (num * self.event_shape[-1],)
         static = tuple(params.shape)
-        if static[-1:] == (size,) and static[-num_event:] != stacked:
+        # [batch, size] reads as flat even when it also has the stacked shape,
+        # as [1, n] does for an event shape (1, n).
+        if static[-1:] == (size,) and (len(static) == 2 or static[-num_event:] != stacked):
             batch_shape = tf.shape(params)[:-1]
             parts = tf.split(params, num, axis=-1)
         elif static[-num_event:] == stacked:

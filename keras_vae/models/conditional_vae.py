@@ -6,9 +6,14 @@ import tensorflow as tf
 
 from keras_vae.layers import DistributionLayer, IndependentNormal, PixelCNNBernoulli
 from keras_vae.layers.distribution_layer import check_positive_float
-from keras_vae.models.elbo_model import ELBOModel
+from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.models.validation import (
+    check_data,
+    check_positive_int,
+    first_batch,
+    lists_as_arrays,
+)
 from keras_vae.ops import elbo as elbo_ops
 
 PRIORS = ("standard", "learned")
@@ -260,7 +265,7 @@ class ConditionalVAE(ELBOModel):
         repeated = tf.repeat(condition, num_samples, axis=0)
         inputs = self._decoder_inputs(tf.reshape(z, [-1, self.latent_dim]), repeated)
         likelihood = self._decode_in_chunks(inputs, batch_size)
-        y = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
+        y = likelihood.mean() if use_mean else likelihood.sample(seed=likelihood_seed(seed))
         shape = tf.concat([[batch, num_samples], self.target_shape], 0)
         return keras.ops.convert_to_numpy(tf.reshape(y, shape))
 
@@ -279,20 +284,29 @@ class ConditionalVAE(ELBOModel):
         return tf.convert_to_tensor(condition, tf.float32)
 
     def _check_pairs(self, x, y):
-        if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            if not (isinstance(spec, tuple) and len(spec) >= 2):
+        if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)):
+            batch = first_batch(x)
+            if not (isinstance(batch, tuple) and len(batch) >= 2):
                 raise ValueError(
                     "Expected a dataset of (condition, target) pairs. "
-                    f"Received: element_spec={spec}"
+                    f"Received: {'element_spec' if isinstance(x, tf.data.Dataset) else 'x[0]'}="
+                    f"{batch if isinstance(x, tf.data.Dataset) else type(batch).__name__}"
                 )
-            x, y = spec[0], spec[1]
+            x, y = batch[0], batch[1]
+        elif first_batch(x) is None:
+            if not self.built:
+                raise ValueError(
+                    "Expected a built model to read pairs from an iterator or a generator "
+                    "(call build(condition_shape) first), or arrays, a tf.data.Dataset or a "
+                    f"keras.utils.PyDataset. Received: x={type(x).__name__}"
+                )
+            return
         elif y is None:
             raise ValueError(
                 "Expected (condition, target) pairs: fit(conditions, targets) or a "
                 "dataset of pairs. Received: y=None"
             )
-        shape = tuple(x.shape)
+        shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
         if not self.built:
             self.build((None,) + shape[1:])
         check_data("condition", x, self.condition_shape)
@@ -300,10 +314,12 @@ class ConditionalVAE(ELBOModel):
         check_data("target", y, self.target_shape, unit_interval=bernoulli)
 
     def fit(self, x=None, y=None, **kwargs):
+        x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
+        x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
         return super().evaluate(x, y, **kwargs)
 

@@ -56,6 +56,12 @@ def resolve_jit_compile(model, jit_compile="auto"):
     return not any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
 
 
+def likelihood_seed(seed):
+    """The stateless seed `[seed, 1]` of the likelihood's draws (low 32 bits of `seed`)."""
+    low = int(seed) & 0xFFFFFFFF
+    return [low - 2**32 if low >= 2**31 else low, 1]
+
+
 class ELBOModel(keras.Model):
     """A Keras model trained on a per-example variational bound.
 
@@ -77,10 +83,10 @@ class ELBOModel(keras.Model):
 
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
         self.beta = check_positive_float("beta", beta, allow_zero=True)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         # The sampler's state is a weight, so `.keras` files keep it and a
         # reloaded model continues with the same noise it would have drawn.
         initial = np.random.randint(0, 2**31 - 1) if seed is None else seed
@@ -206,7 +212,10 @@ class ELBOModel(keras.Model):
             loss = self._weighted_mean(terms["loss"], sample_weight)
             if self.losses:
                 loss += tf.add_n(self.losses)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            # Under `mixed_float16` the optimizer is a `LossScaleOptimizer`,
+            # which unscales the gradients it applies: scale the loss to match.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
         return self._update_metrics(terms, sample_weight)
 

@@ -7,9 +7,14 @@ import tensorflow as tf
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulliDistribution
-from keras_vae.models.elbo_model import ELBOModel
+from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
-from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.models.validation import (
+    check_data,
+    check_positive_int,
+    first_batch,
+    lists_as_arrays,
+)
 from keras_vae.ops import elbo as elbo_ops
 
 OBJECTIVES = ("elbo", "iwae")
@@ -228,48 +233,49 @@ class VAE(ELBOModel):
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature)
         likelihood = self._decode_in_chunks(z, batch_size)
+        pixel_seed = likelihood_seed(seed)
         if isinstance(likelihood, PixelCNNBernoulliDistribution):
-            x = likelihood.sample(seed=[seed, 1])
+            x = likelihood.sample(seed=pixel_seed)
             x = likelihood.conditional_probs(x) if use_mean else x
         else:
-            x = likelihood.mean() if use_mean else likelihood.sample(seed=[seed, 1])
+            x = likelihood.mean() if use_mean else likelihood.sample(seed=pixel_seed)
         return keras.ops.convert_to_numpy(x)
 
     def _check_inputs(self, x):
-        if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            x = spec[0] if isinstance(spec, tuple) else spec
-        shape = self.event_shape
-        if shape is None:
+        """Builds the model for `x`'s shape if needed, then checks `x` against it."""
+        batch = first_batch(x)
+        if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) and isinstance(batch, tuple):
+            batch = batch[0]  # (x, y) or (x, y, sample_weight): y is unused
+        if batch is None:
+            if not self.built:
+                raise ValueError(
+                    "Expected a built model to read data from an iterator or a generator "
+                    "(call build(input_shape) first), or arrays, a tf.data.Dataset or a "
+                    f"keras.utils.PyDataset. Received: x={type(x).__name__}"
+                )
             return
-        bernoulli = self.likelihood.binary
-        check_data("x", x, shape, unit_interval=bernoulli)
-
-    def _build_for(self, x):
-        if self.built:
+        x = batch
+        if not self.built:
+            shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
+            if self.likelihood is not None:
+                check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
+            self.build((None,) + shape[1:])
+        if self.event_shape is None:
             return
-        if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            spec = spec[0] if isinstance(spec, tuple) else spec
-            shape = tuple(spec.shape)
-        else:
-            shape = tuple(np.shape(x))
-        if self.likelihood is not None:
-            check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
-        self.build((None,) + shape[1:])
+        check_data("x", x, self.event_shape, unit_interval=self.likelihood.binary)
 
     def fit(self, x=None, y=None, **kwargs):
-        self._build_for(x)
+        (x,) = lists_as_arrays(x)
         self._check_inputs(x)
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
-        self._build_for(x)
+        (x,) = lists_as_arrays(x)
         self._check_inputs(x)
         return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, **kwargs):
-        self._build_for(x)
+        (x,) = lists_as_arrays(x)
         self._check_inputs(x)
         return super().predict(x, **kwargs)
 

@@ -1,11 +1,37 @@
 """Eager checks of user data, so bad input fails with one clear line."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 
 def _shape_str(shape):
     return "[batch, " + ", ".join(str(d) for d in shape) + "]"
+
+
+def lists_as_arrays(*values):
+    """`values` with every Python list turned into a numpy array (one example per row).
+
+    Keras reads a list as several model inputs; these models take one array.
+    """
+    return tuple(np.asarray(v) if isinstance(v, list) else v for v in values)
+
+
+def first_batch(data):
+    """What can be checked of data given to `fit`, `evaluate` or `predict`.
+
+    Returns a `tf.data.Dataset`'s element spec, a `keras.utils.PyDataset`'s
+    first batch (the tuple of its parts, if it yields tuples), `None` for an
+    iterator or a generator (which cannot be read ahead without consuming it)
+    and anything else (arrays, tensors, lists) as it is.
+    """
+    if isinstance(data, tf.data.Dataset):
+        return data.element_spec
+    if isinstance(data, keras.utils.PyDataset):
+        return data[0]
+    if hasattr(data, "__next__"):
+        return None
+    return data
 
 
 def check_data(name, data, event_shape, unit_interval=False):

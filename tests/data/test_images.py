@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae.data import binarize_static, load_images, make_dataset, scale_images
+from keras_vae.data import binarize_static, load_images, make_dataset, num_classes, scale_images
 
 # Class counts published with MNIST (yann.lecun.com/exdb/mnist), an independent reference.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -269,6 +269,8 @@ def test_dataset_iterates_mnist_train_quickly(mnist_train):
         ({"batch_size": 2.5}, ["batch_size=2.5"]),
         ({"batch_size": True}, ["batch_size=True"]),
         ({"seed": "0"}, ["seed='0'"]),
+        ({"seed": -1}, ["non-negative", "seed=-1"]),
+        ({"seed": -1, "binarize": "static"}, ["non-negative", "seed=-1"]),
         ({"labels": np.zeros(10, np.int64)}, ["labels=None", "make_conditional_pairs"]),
     ],
 )
@@ -282,3 +284,10 @@ def test_dataset_yields_tensors_for_fit():
     ds = make_dataset(_id_images(10), batch_size=4, seed=0)
     assert isinstance(ds, tf.data.Dataset)
     assert ds.element_spec == tf.TensorSpec([None, 4, 4, 1], tf.float32)
+
+
+def test_num_classes_comes_from_the_dataset_metadata(mnist_dir):
+    assert num_classes("mnist", data_dir=mnist_dir) == 10
+    with pytest.raises(ValueError) as error:
+        num_classes("no_such_dataset", data_dir=mnist_dir)
+    _assert_one_line_error(error, "name='no_such_dataset'")

@@ -34,3 +34,11 @@ def test_samples_are_binary_float32():
     sample = dist.sample(50, seed=0)
     assert sample.dtype == tf.float32
     assert set(np.unique(sample)) == {0.0, 1.0}
+
+
+def test_a_batch_of_one_keeps_its_batch_axis_when_the_event_starts_with_one():
+    # Flat params [1, 4] also have the stacked shape (1, 4) of the event.
+    dist = IndependentBernoulli((1, 4))(np.zeros((1, 4), "float32"))
+    assert dist.batch_shape == (1,) and dist.event_shape == (1, 4)
+    assert dist.log_prob(np.zeros((1, 1, 4), "float32")).shape == (1,)
+    assert IndependentBernoulli((1, 4))(np.zeros((1, 1, 4), "float32")).batch_shape == (1,)

@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 
 from keras_vae import ConditionalVAE
 from keras_vae.layers import IndependentBernoulli
+from keras_vae.models.presets import build_cvae
 from keras_vae.networks import mlp_decoder, mlp_encoder
 
 tfd = tfp.distributions
@@ -324,3 +325,37 @@ def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images
     cvae.save(tmp_path / "conv_cvae.keras")
     loaded = keras.saving.load_model(tmp_path / "conv_cvae.keras")
     np.testing.assert_array_equal(complete_images(loaded, images[:4], 3, seed=0), completions)
+
+
+def test_lists_and_py_datasets_of_pairs():
+    conditions = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    targets = (np.random.default_rng(0).random((4, 4, 4, 1)) < 0.5).astype("float32")
+
+    class Pairs(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return conditions[2 * index : 2 * index + 2], targets[2 * index : 2 * index + 2]
+
+    for data in ((conditions.tolist(), targets.tolist()), (Pairs(), None)):
+        cvae = build_cvae("mlp", "label", (4, 4, 1), latent_dim=2, num_classes=3, seed=0)
+        cvae.compile(steps_per_execution=1)
+        cvae.fit(*data, epochs=1, verbose=0)
+        assert np.isfinite(cvae.evaluate(*data, verbose=0, return_dict=True)["elbo"])
+    with pytest.raises(ValueError, match="Expected a dataset of .condition, target. pairs"):
+        build_cvae("mlp", "label", (4, 4, 1), num_classes=3).fit(Batch(conditions), verbose=0)
+
+
+class Batch(keras.utils.PyDataset):
+    """One batch of `x` alone, with no target."""
+
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return self.x

@@ -358,3 +358,98 @@ def test_mixed_bfloat16_keeps_the_objective_in_float32(mixed_bfloat16, architect
     history = vae.fit(x, epochs=2, batch_size=64, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert history.history["elbo"][1] > history.history["elbo"][0]
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def sgd_update(vae, x):
+    """The change of every weight after one SGD step on `x`."""
+    vae.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=1)
+    before = [w.numpy().astype("float32") for w in vae.trainable_weights]
+    vae.fit(x, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    after = [w.numpy().astype("float32") for w in vae.trainable_weights]
+    return [a - b for a, b in zip(after, before, strict=True)]
+
+
+def test_mixed_float16_steps_match_float32(mixed_float16, binary_images):
+    # Keras wraps the optimizer in a LossScaleOptimizer, which unscales the
+    # gradients: the step must scale the loss, or the updates shrink 32768x.
+    x = binary_images[:64]
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=4, seed=0)
+    vae.build((None, 28, 28, 1))
+    keras.mixed_precision.set_global_policy("float32")
+    reference = build_vae("mlp", (28, 28, 1), latent_dim=4, seed=0)
+    reference.build((None, 28, 28, 1))
+    reference.set_weights(vae.get_weights())
+    update, expected = sgd_update(vae, x), sgd_update(reference, x)
+    assert isinstance(vae.optimizer, keras.optimizers.LossScaleOptimizer)
+    for got, want in zip(update, expected, strict=True):
+        # float16 networks: about 3 significant digits per step.
+        np.testing.assert_allclose(got, want, rtol=0.1, atol=0.05 * np.abs(want).max())
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, images, batch_size, as_tuple):
+        super().__init__()
+        self.images, self.batch_size, self.as_tuple = images, batch_size, as_tuple
+
+    def __len__(self):
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index):
+        batch = self.images[index * self.batch_size : (index + 1) * self.batch_size]
+        return (batch,) if self.as_tuple else batch
+
+
+@pytest.mark.parametrize("as_tuple", [False, True])
+def test_fit_and_evaluate_accept_a_py_dataset(as_tuple, binary_images):
+    x = binary_images[:512]
+    vae = mlp_vae(latent_dim=4)  # unbuilt: the first batch gives the shape
+    vae.compile(steps_per_execution=1)
+    before = vae.evaluate(Batches(x, 128, as_tuple), verbose=0, return_dict=True)["elbo"]
+    vae.fit(Batches(x, 128, as_tuple), epochs=2, verbose=0)
+    after = vae.evaluate(Batches(x, 128, as_tuple), verbose=0, return_dict=True)["elbo"]
+    assert after > before + 20
+    with pytest.raises(ValueError, match=r"Expected x shaped \[batch, 28, 28, 1\]"):
+        mlp_vae().fit(Batches(x[:, :27], 128, as_tuple), verbose=0)
+    with pytest.raises(ValueError, match="Expected x values in \\[0, 1\\]"):
+        mlp_vae().fit(Batches(x * 2, 128, as_tuple), verbose=0)
+
+
+def test_generators_need_a_built_model(binary_images):
+    def batches():
+        while True:
+            yield (binary_images[:64],)
+
+    vae = mlp_vae(latent_dim=4)
+    vae.compile(steps_per_execution=1)
+    with pytest.raises(ValueError, match="Expected a built model.*Received: x=generator"):
+        vae.fit(batches(), steps_per_epoch=2, verbose=0)
+    vae.build((None, 28, 28, 1))
+    history = vae.fit(batches(), steps_per_epoch=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_numpy_integer_seed_and_list_input():
+    vae = tiny_vae(seed=np.int64(3))
+    assert vae.seed == 3 and type(vae.seed) is int
+    assert vae.get_config()["seed"] == 3
+    vae.compile(steps_per_execution=1)
+    x = [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]
+    logs = vae.evaluate(x, verbose=0, return_dict=True)
+    assert np.isfinite(logs["elbo"])
+    assert vae.predict(x, verbose=0).shape == (2, 3)
+
+
+def test_likelihood_draws_use_the_low_32_bits_of_the_seed():
+    vae = tiny_vae()
+    draws = vae.sample(4, seed=7, use_mean=False)
+    np.testing.assert_array_equal(draws, vae.sample(4, seed=7 + 2**32, use_mean=False))
+    np.testing.assert_array_equal(
+        vae.sample(4, seed=2**31 + 1, use_mean=False), vae.sample(4, seed=1 - 2**31, use_mean=False)
+    )

@@ -51,6 +51,8 @@ def test_sample_and_reconstruct(trained):
     assert draws.shape == (3, 28, 28, 1) and set(np.unique(draws)) == {0.0, 1.0}
     np.testing.assert_array_equal(draws, vae.sample(3, seed=5, use_mean=False))
     assert np.any(draws != vae.sample(3, seed=6, use_mean=False))
+    # Only the seed's low 32 bits count, for the pixels as for z.
+    np.testing.assert_array_equal(draws, vae.sample(3, seed=5 + 2**32, use_mean=False))
     # use_mean gives p(x_i = 1 | x_<i, z) along the same draw.
     probs = vae.sample(3, seed=5)
     assert np.all((probs > 0) & (probs < 1))
