@@ -167,7 +167,7 @@ def _train(args):
 
 def _evaluate(args):
     from keras_vae.evaluation import format_metrics
-    from keras_vae.tasks import evaluate_model
+    from keras_vae.tasks import evaluate_model, json_safe
 
     metrics = evaluate_model(
         args.model,
@@ -181,7 +181,7 @@ def _evaluate(args):
     )
     print(format_metrics(metrics))
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(json_safe(metrics), allow_nan=False))
 
 
 def _sample(args):

@@ -4,7 +4,7 @@ import keras
 
 from keras_vae import data
 from keras_vae.evaluation import log_likelihood
-from keras_vae.models import ConditionalVAE
+from keras_vae.models import VAE, ConditionalVAE
 from keras_vae.models.validation import check_positive_int
 from keras_vae.tasks.training import make_datasets
 
@@ -14,12 +14,18 @@ def load_model(path: str):
     if not str(path).endswith(".keras"):
         raise ValueError(f"Expected a path to a .keras model file. Received: model={path!r}")
     try:
-        return keras.saving.load_model(path)
-    except (OSError, ValueError) as e:
+        model = keras.saving.load_model(path)
+    except Exception as e:  # a bad archive fails in many ways (KeyError, TypeError, ...)
         raise ValueError(
             f"Expected a readable .keras model saved by keras-vae. Received: model={path!r} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
+    if not isinstance(model, (VAE, ConditionalVAE)):
+        raise ValueError(
+            "Expected a .keras file holding a keras_vae VAE or ConditionalVAE. "
+            f"Received: model={path!r} holding a {type(model).__name__}"
+        )
+    return model
 
 
 def default_binarization(model) -> str | None:
@@ -73,8 +79,10 @@ def evaluate_model(
             f"Expected a ConditionalVAE with a condition_type in {data.CONDITIONS} to evaluate "
             f"on an image dataset. Received: condition_type={condition!r}"
         )
+    num_classes = model.condition_shape[0] if condition == "label" else 10
+    binarize = default_binarization(model)
     ds = make_datasets(
-        kind, condition, images, labels, default_binarization(model), batch_size, seed, False
+        kind, condition, images, labels, binarize, batch_size, seed, False, num_classes
     )
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     if importance_samples is not None:

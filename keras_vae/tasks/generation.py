@@ -99,7 +99,9 @@ def complete_images(
     images = np.asarray(images, dtype="float32")
     check_data("images", images, image_shape, unit_interval=True)
     if model.likelihood.binary:
-        images = (np.random.default_rng(seed).random(images.shape) < images).astype("float32")
+        # Only the seed's low 32 bits count, as in `generate`.
+        rng = np.random.default_rng(int(seed) & 0xFFFFFFFF)
+        images = (rng.random(images.shape) < images).astype("float32")
     observed, _ = split_image(images, kind)
     missing = model.generate(observed, num_completions, seed=seed, temperature=temperature)
     n = len(images)

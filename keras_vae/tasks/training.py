@@ -1,11 +1,13 @@
 """End-to-end training on an image dataset: what `keras-vae train` runs."""
 
 import json
+import math
 import os
 
 import keras
 
 from keras_vae import data
+from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
@@ -16,13 +18,15 @@ MODELS = ("vae", "cvae")
 DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
 
 
-def make_datasets(model_kind, condition, images, labels, binarize, batch_size, seed, shuffle):
+def make_datasets(
+    model_kind, condition, images, labels, binarize, batch_size, seed, shuffle, num_classes=10
+):
     """The tf.data pipeline of x batches (VAE) or (condition, target) pairs (CVAE)."""
     if model_kind == "vae":
         return data.make_dataset(
             images, binarize=binarize, batch_size=batch_size, shuffle=shuffle, seed=seed
         )
-    conditions, targets = data.make_conditional_pairs(images, labels, condition)
+    conditions, targets = data.make_conditional_pairs(images, labels, condition, num_classes)
     return data.make_conditional_dataset(
         conditions,
         targets,
@@ -117,6 +121,14 @@ def train_model(
             f"Expected gsnn_weight=0.0 for model='vae' (it weights a CVAE loss term). "
             f"Received: gsnn_weight={gsnn_weight!r}"
         )
+    elif prior != "standard":
+        raise ValueError(
+            f"Expected prior='standard' for model='vae' (a learned prior P(z|X) needs a "
+            f"condition X; use model='cvae'). Received: prior={prior!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"Expected seed to be an integer in [0, 2**32). Received: seed={seed!r}")
+    check_positive_float("learning_rate", learning_rate)
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
     check_positive_int("epochs", epochs)
@@ -138,18 +150,20 @@ def train_model(
     train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
     test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
     image_shape = train_images.shape[1:]
+    # From the dataset's metadata: a slice need not hold every class.
+    num_classes = data.num_classes(dataset, data_dir=data_dir)
+    pipeline = (model, condition)
     train_ds = make_datasets(
-        model, condition, train_images, train_labels, binarize_mode, batch_size, seed, True
+        *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True, num_classes
     )
     test_ds = make_datasets(
-        model, condition, test_images, test_labels, binarize_mode, batch_size, seed + 1, False
+        *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False, num_classes
     )
 
     keras.utils.set_random_seed(seed)
     if model == "vae":
         vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
     else:
-        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
         vae = build_cvae(
             architecture,
             condition,
@@ -203,9 +217,20 @@ def train_model(
     if output is not None:
         vae.save(os.path.join(output, "model.keras"))
         with open(os.path.join(output, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+            json.dump(json_safe(metrics), f, indent=2, allow_nan=False)
         _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
     return vae, metrics
+
+
+def json_safe(value):
+    """`value` with every non-finite float replaced by `None`, as strict JSON requires."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _evaluate(model, dataset):
@@ -216,7 +241,7 @@ def _evaluate(model, dataset):
 def _save_preview(model, condition, test_images, seed, path):
     if condition in (None, "label"):
         images = sample_images(model, 8 if condition else 64, seed)
-        save_images(images, path, num_rows=10 if condition else None)
+        save_images(images, path, num_rows=model.condition_shape[0] if condition else None)
         return
     originals = data.scale_images(test_images[:8])
     completions = complete_images(model, originals, 6, seed)

@@ -170,6 +170,10 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
         (["export", "model.keras"], "Expected --saved-model BASE_DIR or --tflite FILE"),
+        (["train", "--seed", "-1", "--output", "x"], "Received: seed=-1"),
+        (["train", "--learning-rate", "nan", "--output", "x"], "Received: learning_rate=nan"),
+        (["train", "--learning-rate", "-0.1", "--output", "x"], "Received: learning_rate=-0.1"),
+        (["train", "--prior", "learned", "--output", "x"], "Received: prior='learned'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
@@ -284,3 +288,54 @@ def test_pixelcnn_vae_trains_samples_evaluates_and_is_not_exported(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Received: likelihood=PixelCNNBernoulli" in err
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_models_that_are_not_keras_vae_models_are_refused(vae_run, tmp_path, capsys):
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save(tmp_path / "other.keras")
+    path = str(tmp_path / "other.keras")
+    for argv in (["sample", path, "--output", str(tmp_path / "x.png")], ["evaluate", path]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "holding a Sequential" in err
+    (tmp_path / "broken.keras").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    assert main(["sample", str(tmp_path / "broken.keras"), "--output", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Expected a readable .keras" in err
+
+
+def test_seeds_below_zero(vae_run, cvae_runs, tmp_path, capsys):
+    model = str(vae_run / "model.keras")
+    assert main(["evaluate", model, "--split", "test[:10]", "--seed", "-1"]) != 0
+    assert "Expected seed to be a non-negative integer" in capsys.readouterr().err
+    # Completions, like samples, use the seed's low 32 bits.
+    completer = str(cvae_runs["top-half"] / "model.keras")
+    outputs = []
+    for seed in ("-1", str(2**32 - 1)):
+        path = tmp_path / f"c{seed}.npy"
+        assert main(["complete", completer, "--split", "test[:2]", "--num-completions", "2",
+                     "--seed", seed, "--output", str(path)]) == 0  # fmt: skip
+        outputs.append(np.load(path))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_label_cvae_counts_classes_from_the_dataset_not_the_split(tmp_path, tfds_data_dir):
+    # These slices hold the labels 4, 1, 0, 7 and 2, 0: none above 7.
+    out = tmp_path / "few"
+    assert main(["train", "--model", "cvae", "--condition", "label", "--epochs", "1",
+                 "--train-split", "train[:4]", "--test-split", "test[:2]", "--quiet",
+                 "--output", str(out)]) == 0  # fmt: skip
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.condition_shape == (10,)
+    assert main(["evaluate", str(out / "model.keras"), "--split", "test[:2]"]) == 0
+    assert main(["sample", str(out / "model.keras"), "--num-samples", "1",
+                 "--output", str(tmp_path / "rows.npy")]) == 0  # fmt: skip
+    assert np.load(tmp_path / "rows.npy").shape == (10, 28, 28, 1)
+
+
+def test_json_safe_writes_non_finite_numbers_as_null():
+    from keras_vae.tasks import json_safe
+
+    metrics = {"elbo": float("nan"), "history": {"kl": [1.5, float("inf")]}, "seed": 0}
+    text = json.dumps(json_safe(metrics), allow_nan=False)
+    assert json.loads(text) == {"elbo": None, "history": {"kl": [1.5, None]}, "seed": 0}
