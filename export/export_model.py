@@ -1,12 +1,24 @@
-"""The whole of `keras-vae export`: export, then verify what was written."""
+"""The whole of `keras-vae export`: export, verify, then publish what passed."""
 
 import os
+import shutil
 
 from keras_vae.export.precision import float32_model
-from keras_vae.export.saved_model import export_saved_model
-from keras_vae.export.tflite import export_tflite
-from keras_vae.export.validation import check_quantize, check_version
-from keras_vae.export.verify import verify_export
+from keras_vae.export.saved_model import (
+    publish_saved_model,
+    saved_model_target,
+    write_saved_model,
+)
+from keras_vae.export.staged_path import StagedPath
+from keras_vae.export.tflite import convert_tflite
+from keras_vae.export.validation import (
+    check_exportable,
+    check_quantize,
+    check_representative_conditions,
+    check_tflite_path,
+    check_version,
+)
+from keras_vae.export.verify import check_draws, verify_export
 
 
 def export_model(
@@ -18,13 +30,20 @@ def export_model(
     allow_untrained: bool = False,
     seed: int = 0,
     num_samples: int = 4,
+    representative_conditions=None,
 ) -> dict:
-    """Exports a model as a SavedModel and/or a TFLite file, then verifies both.
+    """Exports a model as a SavedModel and/or a TFLite file, verified before use.
 
-    Arguments are checked before anything is written. The SavedModel goes to
-    `saved_model_base/<version>/` (see `export_saved_model`), the TFLite file
-    to `tflite_path` (see `export_tflite`); then `verify_export` reloads them
-    and compares them with the Keras model.
+    Every argument is checked, and the model loaded and checked, before
+    anything is written. The SavedModel (for `saved_model_base/<version>/`,
+    see `export_saved_model`) and the TFLite file (for `tflite_path`, see
+    `export_tflite`) are written under hidden names beside their
+    destinations; `verify_export` reloads them and compares them with the
+    Keras model; only if every file passes are they renamed into place. If
+    a step raises or verification finds a mismatch, nothing new is left
+    behind: no version folder for TF Serving to load, and an existing
+    `.tflite` file stays as it was. To keep files that fail verification,
+    call `export_saved_model`, `export_tflite` and `verify_export` yourself.
 
     Args:
         model_or_path: a `VAE` / `ConditionalVAE`, or the path of a `.keras`
@@ -37,15 +56,23 @@ def export_model(
         allow_untrained: bool. Export a model whose optimizer never stepped.
         seed: int. Seed of the verification draws. Defaults to `0`.
         num_samples: int. Draws compared in the verification. Defaults to `4`.
+        representative_conditions: array `[M, *condition_shape]` or `None`.
+            Typical conditions to calibrate the int8 TFLite file of a
+            ConditionalVAE with (see `export_tflite`); required for the
+            completion conditions (`"top-half"`, `"center-column"`), which
+            the command line cannot pass. The first four are also the
+            conditions of the verification.
 
     Returns:
-        The `verify_export` report, with `model` (the class name) and
-        `saved_model["version"]` added. `report["ok"]` is `False` if an
-        exported file does not reproduce the model within tolerance.
+        The `verify_export` report, with `model` (the class name),
+        `saved_model["version"]` and `written` added, and each `path` the
+        destination. `report["ok"]` is `False` if an exported file does not
+        reproduce the model within tolerance; then `report["written"]` is
+        `False` too and nothing was written.
 
     Raises:
-        ValueError: for bad arguments, an unreadable model file, or an
-            unbuilt or untrained model.
+        ValueError: for bad arguments, an unreadable model file, an unbuilt
+            or untrained model, or missing int8 calibration conditions.
 
     Example:
 
@@ -65,35 +92,80 @@ def export_model(
             f"Received: quantize={quantize!r} and no tflite_path"
         )
     check_version(version)
-    if tflite_path is not None and not os.fspath(tflite_path).endswith(".tflite"):
-        raise ValueError(f"Expected path to a .tflite file. Received: path={tflite_path!r}")
+    if version is not None and saved_model_base is None:
+        raise ValueError(
+            f"Expected saved_model_base with version (it numbers the SavedModel folder). "
+            f"Received: version={version!r} and no saved_model_base"
+        )
+    if tflite_path is not None:
+        tflite_path = check_tflite_path(tflite_path)
+    check_draws(seed, num_samples)
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         from keras_vae.tasks import load_model
 
         model = load_model(os.fspath(model_or_path))
-    saved_model_dir = None
+    check_exportable(model, allow_untrained)
+    conditions = check_representative_conditions(model, quantize, representative_conditions)
+    target = None
     if saved_model_base is not None:
-        saved_model_dir = export_saved_model(
-            model, saved_model_base, version=version, allow_untrained=allow_untrained
+        target = saved_model_target(saved_model_base, version)
+    model_name = type(model).__name__
+    model = float32_model(model)  # what the exports hold, for mixed-precision models
+    staged = {}
+    try:
+        if target is not None:
+            staged["saved_model"] = StagedPath(target)
+            write_saved_model(model, staged["saved_model"].path)
+        if tflite_path is not None:
+            content = convert_tflite(model, quantize, conditions)
+            staged["tflite"] = StagedPath(tflite_path)
+            staged["tflite"].write_bytes(content)
+        report = verify_export(
+            model,
+            saved_model_dir=_staged_path(staged, "saved_model"),
+            tflite_path=_staged_path(staged, "tflite"),
+            seed=seed,
+            num_samples=num_samples,
+            condition=None if conditions is None else conditions[:4],
         )
-    if tflite_path is not None:
-        export_tflite(model, tflite_path, quantize=quantize, allow_untrained=allow_untrained)
-    report = verify_export(
-        float32_model(model),  # what the exports hold, for mixed-precision models
-        saved_model_dir=saved_model_dir,
-        tflite_path=tflite_path,
-        seed=seed,
-        num_samples=num_samples,
-    )
-    report["model"] = type(model).__name__
-    if saved_model_dir is not None:
-        report["saved_model"]["version"] = int(os.path.basename(saved_model_dir))
+        if report["ok"]:
+            _publish(staged)
+    finally:
+        for entry in staged.values():
+            entry.discard()
+    for key, entry in staged.items():
+        report[key]["path"] = entry.target
+    report["model"] = model_name
+    if target is not None:
+        report["saved_model"]["version"] = int(os.path.basename(target))
+    report["written"] = report["ok"]
     return report
+
+
+def _staged_path(staged, key):
+    return staged[key].path if key in staged else None
+
+
+def _publish(staged):
+    """Renames the SavedModel into place, then the TFLite file; all or nothing."""
+    saved_model = staged.get("saved_model")
+    if saved_model is not None:
+        publish_saved_model(saved_model)
+    try:
+        if "tflite" in staged:
+            staged["tflite"].publish()
+    except BaseException:
+        if saved_model is not None:
+            shutil.rmtree(saved_model.target, ignore_errors=True)
+        raise
 
 
 def format_report(report: dict) -> str:
     """Human-readable lines for an `export_model` / `verify_export` report.
+
+    The last line gives the verdict, and for an `export_model` report that
+    failed verification, that nothing was written.
 
     Args:
         report: dict returned by `export_model` or `verify_export`.
@@ -129,9 +201,11 @@ def format_report(report: dict) -> str:
         if "reconstruct_max_abs_diff" in entry:
             line += f", reconstruct {entry['reconstruct_max_abs_diff']:.3g}"
         lines.append(f"{line}: {verdict}")
+    verdict = "all exports match the Keras model" if report["ok"] else "an export does not match"
+    if report.get("written") is False:
+        verdict += "; nothing was written"
     lines.append(
-        f"verified with seed={report['seed']}, num_samples={report['num_samples']}: "
-        + ("all exports match the Keras model" if report["ok"] else "an export does not match")
+        f"verified with seed={report['seed']}, num_samples={report['num_samples']}: {verdict}"
     )
     return "\n".join(lines)
 

@@ -35,7 +35,8 @@ class Sampler:
     Args:
         model_path: str. A `.tflite` file written by
             `keras_vae.export.export_tflite`.
-        num_threads: int or `None`. CPU threads for the interpreter.
+        num_threads: positive int or `None`. CPU threads for the interpreter.
+            Defaults to `None`, LiteRT's default.
 
     Attributes:
         latent_dim: int. Size of z.
@@ -55,6 +56,15 @@ class Sampler:
 
     def __init__(self, model_path, num_threads=None):
         model_path = os.fspath(model_path)
+        if num_threads is not None and (
+            isinstance(num_threads, bool)
+            or not isinstance(num_threads, numbers.Integral)
+            or num_threads < 1
+        ):
+            raise ValueError(
+                "Expected num_threads to be a positive integer or None. "
+                f"Received: num_threads={num_threads!r}"
+            )
         try:
             with open(model_path, "rb") as f:
                 content = f.read()
@@ -70,7 +80,9 @@ class Sampler:
                 "which is not a TFLite flatbuffer"
             )
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self._interpreter = Interpreter(
+                model_content=content, num_threads=None if num_threads is None else int(num_threads)
+            )
             signatures = self._interpreter.get_signature_list()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -244,8 +256,12 @@ def image_grid(images, padding=2):
 
 
 def save(images, path):
-    """Writes images `[N, H, W, C]` in [0, 1] as `.npy` or as a PNG grid; returns `path`."""
+    """Writes images `[N, H, W, C]` in [0, 1] as `.npy` or as a PNG grid; returns `path`.
+
+    The folder of `path` is created if missing.
+    """
     if path.endswith(".npy"):
+        _make_parent(path)
         np.save(path, images)
         return path
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -260,8 +276,15 @@ def save(images, path):
             "Expected Pillow to be installed to write a PNG (pip install pillow). "
             f"Received: --output {path}; write a .npy file instead"
         ) from None
-    Image.fromarray(image_grid(images)).save(path, format="PNG")
+    grid = Image.fromarray(image_grid(images))
+    _make_parent(path)
+    grid.save(path, format="PNG")
     return path
+
+
+def _make_parent(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
 
 
 def build_parser():
@@ -284,6 +307,10 @@ def main(argv=None):
         if not args.output.endswith((".png", ".npy")):
             raise ValueError(
                 f"Expected --output to end with .png or .npy. Received: output={args.output!r}"
+            )
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(
+                f"Expected --threads to be a positive integer. Received: threads={args.threads}"
             )
         sampler = Sampler(args.model, num_threads=args.threads)
         condition = None

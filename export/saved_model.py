@@ -1,13 +1,12 @@
 """SavedModel export in TF Serving's layout: `base_dir/<version>/`."""
 
 import os
-import shutil
-import uuid
 
 import tensorflow as tf
 
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
+from keras_vae.export.staged_path import StagedPath
 from keras_vae.export.validation import check_exportable, check_version
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
@@ -46,8 +45,8 @@ def export_saved_model(
     TF Serving's `--model_base_path=base_dir` loads. The SavedModel is
     written to a hidden temporary folder inside `base_dir` (ignored by TF
     Serving, whose versions are numeric folder names) and renamed into place,
-    so a failed export leaves no version folder behind; an existing version is
-    never overwritten.
+    so a failed export leaves nothing behind (nor a `base_dir` it created);
+    an existing version is never overwritten.
 
     Signatures (names of inputs and outputs are stable; `L` is
     `model.latent_dim`, `S` the data shape, `C` the condition shape of a
@@ -92,7 +91,31 @@ def export_saved_model(
     'saved_models/mnist-mlp/1'
     """
     check_exportable(model, allow_untrained)
-    model = float32_model(model)
+    target = saved_model_target(base_dir, version)
+    staged = StagedPath(target)
+    try:
+        write_saved_model(float32_model(model), staged.path)
+        publish_saved_model(staged)
+    except BaseException:
+        staged.discard()
+        raise
+    return target
+
+
+def saved_model_target(base_dir: str, version: int | None = None) -> str:
+    """The version folder an export would write, after checking it is new.
+
+    Args:
+        base_dir: str or path. A TF Serving model folder, or a new path.
+        version: int or `None`. Defaults to `next_version(base_dir)`.
+
+    Returns:
+        `base_dir/<version>`, which does not exist yet.
+
+    Raises:
+        ValueError: for a `base_dir` that is a file, a bad or existing
+            `version`.
+    """
     version = check_version(version)
     base_dir = os.fspath(base_dir)
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
@@ -103,28 +126,25 @@ def export_saved_model(
     if version is None:
         version = next_version(base_dir)
     target = os.path.join(base_dir, str(version))
-    _check_new(target, version)
-    module = ServingModule(model)
-    created_base = not os.path.isdir(base_dir)
-    os.makedirs(base_dir, exist_ok=True)
-    # Not a `tempfile.mkdtemp` folder: that is mode 0700, which a TF Serving
-    # process running as another user could not read once renamed.
-    temporary = os.path.join(base_dir, f".tmp-export-{version}-{uuid.uuid4().hex}")
-    try:
-        tf.saved_model.save(module, temporary, signatures=module.signatures(SIGNATURES))
-        _check_new(target, version)
-        os.rename(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if created_base and not os.listdir(base_dir):
-            os.rmdir(base_dir)
-        raise
+    _check_new(target)
     return target
 
 
-def _check_new(target, version):
+def write_saved_model(model, path: str) -> None:
+    """Saves the `ServingModule` of a float32 `model`, with `SIGNATURES`, at `path`."""
+    module = ServingModule(model)
+    tf.saved_model.save(module, path, signatures=module.signatures(SIGNATURES))
+
+
+def publish_saved_model(staged: StagedPath) -> str:
+    """Renames a staged SavedModel to its version folder, unless that now exists."""
+    _check_new(staged.target)
+    return staged.publish()
+
+
+def _check_new(target):
     if os.path.exists(target):
         raise ValueError(
-            f"Expected a new version: exports never overwrite. Received: version={version} "
-            f"({target} exists)"
+            f"Expected a new version: exports never overwrite. Received: "
+            f"version={os.path.basename(target)} ({target} exists)"
         )

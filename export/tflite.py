@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
 
 import numpy as np
@@ -17,7 +16,13 @@ from tensorflow.lite.tools import flatbuffer_utils
 import keras_vae
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
-from keras_vae.export.validation import check_exportable, check_quantize
+from keras_vae.export.staged_path import StagedPath
+from keras_vae.export.validation import (
+    check_exportable,
+    check_quantize,
+    check_representative_conditions,
+    check_tflite_path,
+)
 
 METADATA_NAME = "keras_vae"
 TFLITE_SIGNATURES = ("decode", "sample")
@@ -85,14 +90,15 @@ def export_tflite(
         representative_conditions: array `[M, *condition_shape]` or `None`.
             Conditions to calibrate a ConditionalVAE's int8 decoder with.
             Defaults to every one-hot label for `condition_type="label"`;
-            required for other conditions.
+            required for other conditions (the completion ones), and only
+            accepted with `quantize="int8"` and a ConditionalVAE.
 
     Returns:
         The path written.
 
     Raises:
         ValueError: for an unknown `quantize`, a bad `path`, an unbuilt or
-            untrained model, or missing calibration conditions.
+            untrained model, or missing or misshapen calibration conditions.
 
     Example:
 
@@ -100,11 +106,26 @@ def export_tflite(
     'runs/mnist-mlp/model.tflite'
     """
     check_quantize(quantize)
-    path = os.fspath(path)
-    if not path.endswith(".tflite") or os.path.isdir(path):
-        raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
+    path = check_tflite_path(path)
     check_exportable(model, allow_untrained)
-    model = float32_model(model)
+    conditions = check_representative_conditions(model, quantize, representative_conditions)
+    _write_atomically(path, convert_tflite(float32_model(model), quantize, conditions))
+    return path
+
+
+def convert_tflite(model, quantize: str | None = None, representative_conditions=None) -> bytes:
+    """The content of `export_tflite`'s file, for a float32 model, without writing it.
+
+    Args:
+        model: a float32 `VAE` or `ConditionalVAE`, checked with
+            `check_exportable`.
+        quantize: one of `QUANTIZE_MODES`.
+        representative_conditions: what `check_representative_conditions`
+            returns for `model` and `quantize`.
+
+    Returns:
+        The bytes of the `.tflite` file, metadata included.
+    """
     module = ServingModule(model, functions=TFLITE_SIGNATURES)
     calibration = None
     if quantize == "int8":
@@ -113,9 +134,7 @@ def export_tflite(
     non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
         raise RuntimeError(f"Expected builtin TFLite ops only. Received: ops={non_builtin}")
-    content = _with_metadata(content, _metadata(model, module, quantize))
-    _write_atomically(path, content)
-    return path
+    return _with_metadata(content, _metadata(model, module, quantize))
 
 
 def tflite_ops(path_or_bytes) -> set[str]:
@@ -266,7 +285,11 @@ def _quantized_sampler_ops(content):
 
 
 def _calibration_data(model, module, conditions):
-    """(signature, inputs) pairs for the int8 calibration, from the prior."""
+    """(signature, inputs) pairs for the int8 calibration, from the prior.
+
+    `conditions` are a ConditionalVAE's, as `check_representative_conditions`
+    returns them.
+    """
     data = []
     if not module.conditional:
         for seed in range(CALIBRATION_BATCHES):
@@ -275,7 +298,6 @@ def _calibration_data(model, module, conditions):
             data.append(("decode", {"z": z}))
             data.append(("sample", {"seed": np.int32(seed), "num_samples": np.int32(num_samples)}))
         return data
-    conditions = _representative_conditions(model, module, conditions)
     per_batch = max(1, CALIBRATION_BATCH_SIZE // 4)
     for seed in range(CALIBRATION_BATCHES):
         start = (seed * per_batch) % len(conditions)
@@ -296,25 +318,6 @@ def _calibration_data(model, module, conditions):
             )
         )
     return data
-
-
-def _representative_conditions(model, module, conditions):
-    shape = module.condition_shape
-    if conditions is None:
-        if model.condition_type != "label" or len(shape) != 1:
-            raise ValueError(
-                "Expected representative_conditions for the int8 export of a ConditionalVAE "
-                f"whose conditions are not labels. Received: condition_type="
-                f"{model.condition_type!r}"
-            )
-        return np.eye(shape[0], dtype=np.float32)
-    conditions = np.asarray(conditions, dtype=np.float32)
-    if conditions.shape[1:] != shape or len(conditions) == 0:
-        raise ValueError(
-            f"Expected representative_conditions shaped [M, {', '.join(map(str, shape))}] "
-            f"with M > 0. Received: representative_conditions.shape={conditions.shape}"
-        )
-    return conditions
 
 
 def _metadata(model, module, quantize):
@@ -347,16 +350,10 @@ def _with_metadata(content, record):
 
 
 def _write_atomically(path, content):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    staged = StagedPath(path)
     try:
-        with open(temporary, "xb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        staged.write_bytes(content)
+        staged.publish()
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        staged.discard()
         raise

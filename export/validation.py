@@ -1,6 +1,9 @@
 """Checks shared by the exporters, so bad input fails with one clear line."""
 
 import numbers
+import os
+
+import numpy as np
 
 from keras_vae.layers import PixelCNNBernoulli
 from keras_vae.models import VAE, ConditionalVAE
@@ -46,9 +49,9 @@ def check_exportable(model, allow_untrained: bool = False) -> None:
     if steps == 0:
         state = "no optimizer" if optimizer is None else "an optimizer that never stepped"
         raise ValueError(
-            "Expected a trained model (optimizer.iterations > 0); pass "
-            f"allow_untrained=True to export it anyway. Received: a {type(model).__name__} "
-            f"with {state}"
+            "Expected a trained model (optimizer.iterations > 0); pass allow_untrained=True "
+            "(--allow-untrained on the command line) to export it anyway. Received: a "
+            f"{type(model).__name__} with {state}"
         )
 
 
@@ -69,3 +72,70 @@ def check_version(version):
             f"Expected version to be a positive integer or None. Received: version={version!r}"
         )
     return int(version)
+
+
+def check_tflite_path(path) -> str:
+    """Returns `path` as a str; raises unless it names a `.tflite` file, not a folder."""
+    path = os.fspath(path)
+    if not path.endswith(".tflite") or os.path.isdir(path):
+        raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
+    return path
+
+
+def check_representative_conditions(model, quantize, conditions):
+    """The conditions to calibrate `model`'s int8 TFLite decoder with, or `None`.
+
+    Args:
+        model: a `VAE` or built `ConditionalVAE`.
+        quantize: one of `QUANTIZE_MODES`.
+        conditions: array `[M, *condition_shape]` or `None`. Defaults, for
+            label conditions, to every one-hot label.
+
+    Returns:
+        A float32 array `[M, *condition_shape]` for the int8 export of a
+        ConditionalVAE, else `None`.
+
+    Raises:
+        ValueError: for conditions that calibrate nothing (no int8, or a
+            VAE), or that are missing (conditions other than labels) or
+            misshapen.
+    """
+    conditional = isinstance(model, ConditionalVAE)
+    if conditions is not None and quantize != "int8":
+        raise ValueError(
+            "Expected quantize='int8' with representative_conditions (they calibrate the "
+            f"int8 quantization). Received: quantize={quantize!r}"
+        )
+    if conditions is not None and not conditional:
+        raise ValueError(
+            "Expected representative_conditions=None for a model without conditions. "
+            f"Received: representative_conditions for a {type(model).__name__}"
+        )
+    if quantize != "int8" or not conditional:
+        return None
+    shape = tuple(model.condition_shape)
+    expected = f"[M, {', '.join(map(str, shape))}]"
+    if conditions is None:
+        if model.condition_type == "label" and len(shape) == 1:
+            return np.eye(shape[0], dtype=np.float32)
+        raise ValueError(
+            f"Expected representative_conditions, an array {expected} of typical conditions, "
+            "to calibrate the int8 export of a ConditionalVAE whose conditions are not "
+            "labels; the command line cannot pass them, so call "
+            "keras_vae.export.export_model(..., quantize='int8', "
+            "representative_conditions=...) in Python. Received: "
+            f"condition_type={model.condition_type!r}, representative_conditions=None"
+        )
+    try:
+        conditions = np.asarray(conditions, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected representative_conditions to be an array {expected} of numbers. "
+            f"Received: representative_conditions of type {type(conditions).__name__}"
+        ) from None
+    if conditions.shape[1:] != shape or len(conditions) == 0:
+        raise ValueError(
+            f"Expected representative_conditions shaped {expected} with M > 0. "
+            f"Received: representative_conditions.shape={conditions.shape}"
+        )
+    return conditions

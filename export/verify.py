@@ -1,5 +1,6 @@
 """Checks that exported files reproduce the Keras model."""
 
+import numbers
 import os
 
 import numpy as np
@@ -61,14 +62,8 @@ def verify_export(
     """
     if saved_model_dir is None and tflite_path is None:
         raise ValueError("Expected saved_model_dir or tflite_path to verify. Received: neither")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
-        raise ValueError(
-            f"Expected num_samples to be an integer. Received: num_samples={num_samples!r}"
-        )
-    if not 1 <= num_samples <= MAX_NUM_SAMPLES:
-        raise ValueError(
-            f"Expected num_samples in [1, {MAX_NUM_SAMPLES}]. Received: num_samples={num_samples}"
-        )
+    check_draws(seed, num_samples)
+    seed, num_samples = int(seed), int(num_samples)
     reference = _reference(model, seed, num_samples, condition)
     report = {"seed": seed, "num_samples": num_samples}
     if saved_model_dir is not None:
@@ -77,6 +72,20 @@ def verify_export(
         report["tflite"] = _check_tflite(tflite_path, reference)
     report["ok"] = all(report[key]["ok"] for key in ("saved_model", "tflite") if key in report)
     return report
+
+
+def check_draws(seed, num_samples) -> None:
+    """Raises unless `seed` is an integer and `num_samples` one in `[1, MAX_NUM_SAMPLES]`."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        raise ValueError(
+            f"Expected num_samples to be an integer. Received: num_samples={num_samples!r}"
+        )
+    if not 1 <= num_samples <= MAX_NUM_SAMPLES:
+        raise ValueError(
+            f"Expected num_samples in [1, {MAX_NUM_SAMPLES}]. Received: num_samples={num_samples}"
+        )
 
 
 def _reference(model, seed, num_samples, condition):

@@ -186,8 +186,9 @@ def _evaluate(args):
 
 def _sample(args):
     from keras_vae.tasks import load_model, sample_images
-    from keras_vae.utils import save_images
+    from keras_vae.utils import check_image_path, save_images
 
+    check_image_path(args.output)
     model = load_model(args.model)
     images = sample_images(
         model, args.num_samples, args.seed, label=args.label, temperature=args.temperature
@@ -203,8 +204,9 @@ def _complete(args):
 
     from keras_vae import data
     from keras_vae.tasks import complete_images, completion_grid, load_model
-    from keras_vae.utils import save_images
+    from keras_vae.utils import check_image_path, save_images
 
+    check_image_path(args.output)
     model = load_model(args.model)
     if args.input is not None:
         images = data.scale_images(np.load(args.input))

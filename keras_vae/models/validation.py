@@ -80,7 +80,7 @@ def check_data(name, data, event_shape, unit_interval=False):
         )
     if unit_interval and not isinstance(data, tf.TensorSpec) and shape[0]:
         low, high = float(np.min(data)), float(np.max(data))
-        if low < 0 or high > 1:
+        if not (low >= 0 and high <= 1):  # also catches NaN
             raise ValueError(
                 f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
                 f"Received: {name} values in [{low:g}, {high:g}]"

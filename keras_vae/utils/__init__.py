@@ -1,3 +1,3 @@
-from keras_vae.utils.images import image_grid, save_images
+from keras_vae.utils.images import check_image_path, image_grid, save_images
 
-__all__ = ["image_grid", "save_images"]
+__all__ = ["check_image_path", "image_grid", "save_images"]

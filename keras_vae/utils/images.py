@@ -37,18 +37,27 @@ def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2
     return grid[..., 0] if c == 1 else grid
 
 
-def save_images(images: np.ndarray, path: str, num_rows: int | None = None) -> str:
+def check_image_path(path) -> str:
+    """Returns `path` as a str; raises unless it ends in `.png` or `.npy`."""
+    path = os.fspath(path)
+    if not path.endswith((".png", ".npy")):
+        raise ValueError(f"Expected an output path ending in .png or .npy. Received: {path!r}")
+    return path
+
+
+def save_images(images: np.ndarray, path, num_rows: int | None = None) -> str:
     """Saves images `[N, H, W, C]` in [0, 1] as a `.npy` array or a PNG grid.
 
     Args:
         images: float array `[N, H, W, C]`, values in [0, 1].
-        path: str. Output file; a name ending in `.npy` keeps the raw array,
-            anything else is written as a PNG grid.
+        path: str or path ending in `.npy` (the raw array) or `.png` (a grid).
+            Missing folders are created.
         num_rows: int or `None`. Rows of the PNG grid.
 
     Returns:
-        The path written.
+        The path written, as a str.
     """
+    path = check_image_path(path)
     images = np.asarray(images, dtype=np.float32)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -170,6 +170,8 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
         (["export", "model.keras"], "Expected --saved-model BASE_DIR or --tflite FILE"),
+        (["sample", "model.keras", "--output", "x.jpg"], "ending in .png or .npy"),
+        (["complete", "model.keras", "--output", "x"], "ending in .png or .npy"),
         (["train", "--seed", "-1", "--output", "x"], "Received: seed=-1"),
         (["train", "--learning-rate", "nan", "--output", "x"], "Received: learning_rate=nan"),
         (["train", "--learning-rate", "-0.1", "--output", "x"], "Received: learning_rate=-0.1"),

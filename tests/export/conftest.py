@@ -17,6 +17,7 @@ from export_helpers import (  # noqa: E402
 )
 
 from keras_vae import ConditionalVAE  # noqa: E402
+from keras_vae.data import make_conditional_pairs  # noqa: E402
 from keras_vae.export import export_saved_model, export_tflite  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
@@ -49,6 +50,25 @@ def cvae():
     )
     model.compile(optimizer="adam")
     model.fit(one_hot(np.arange(16) % NUM_CLASSES), binary_images(16), batch_size=16, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def completion_cvae():
+    """A top-half completion CVAE (392 observed -> 392 missing pixels), fitted for one step."""
+    keras.utils.set_random_seed(2)
+    model = ConditionalVAE(
+        mlp_encoder((392,), hidden_units=(32,)),
+        mlp_decoder(LATENT_DIM + 392, (392,), hidden_units=(32,)),
+        latent_dim=LATENT_DIM,
+        likelihood=IndependentBernoulli((392,)),
+        condition_type="top-half",
+        image_shape=(28, 28, 1),
+        seed=0,
+    )
+    model.compile(optimizer="adam")
+    observed, missing = make_conditional_pairs(binary_images(16), None, "top-half")
+    model.fit(observed, missing, batch_size=16, verbose=0)
     return model
 
 

@@ -123,6 +123,8 @@ def test_command_line_in_process(vae, vae_tflite, tmp_path, capsys):
         (["--label", "3"], "Expected a conditional model for a label"),
         (["--num-samples", "0"], "Expected num_samples to be an integer in [1, 4096]"),
         (["--output", "x.jpg"], "Expected --output to end with .png or .npy"),
+        (["--threads", "0"], "Expected --threads to be a positive integer. Received: threads=0"),
+        (["--threads", "-2"], "Expected --threads to be a positive integer. Received: threads=-2"),
     ],
 )
 def test_command_line_errors_are_one_line(vae_tflite, tmp_path, capsys, extra, message):
@@ -131,6 +133,32 @@ def test_command_line_errors_are_one_line(vae_tflite, tmp_path, capsys, extra, m
     err = capsys.readouterr().err
     assert err.startswith("litert_sampler: error: Expected") and message in err
     assert err.count("\n") == 1
+
+
+def test_command_line_creates_the_output_folder(vae, vae_tflite, tmp_path, capsys):
+    for name in ("samples.npy", "grid.png"):
+        path = tmp_path / "new" / "deeper" / name
+        argv = [vae_tflite[None], "--seed", "4", "--num-samples", "2", "--output", str(path)]
+        assert litert_sampler.main(argv) == 0, capsys.readouterr().err
+        assert path.is_file()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "new" / "deeper" / "samples.npy"),
+        np.clip(vae.sample(2, seed=4), 0, 1),
+        atol=1e-5,
+    )
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("num_threads", [0, -1, 1.5, True])
+def test_bad_num_threads(vae_tflite, num_threads):
+    message = r"^Expected num_threads to be a positive integer or None\. Received: num_threads="
+    with pytest.raises(ValueError, match=message):
+        Sampler(vae_tflite[None], num_threads=num_threads)
+
+
+def test_num_threads(vae, vae_tflite):
+    sampler = Sampler(vae_tflite[None], num_threads=2)
+    np.testing.assert_allclose(sampler.sample(3, 2), vae.sample(2, seed=3), atol=1e-5)
 
 
 def test_command_line_label_checks(label_sampler, cvae_tflite, tmp_path, capsys):

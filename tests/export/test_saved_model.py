@@ -127,7 +127,7 @@ def test_failure_mid_export_leaves_nothing(vae, tmp_path, monkeypatch):
     assert os.listdir(existing) == ["1"]
     fresh = tmp_path / "fresh"
     with pytest.raises(OSError, match="disk full"):
-        export_saved_model(vae, fresh)
+        export_saved_model(vae, fresh / "models" / "mnist")
     assert not fresh.exists()
 
 
@@ -141,7 +141,12 @@ def test_unbuilt_model(tmp_path):
 def test_untrained_model_needs_allow_untrained(tmp_path):
     model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM)
     model.build((None, 28, 28, 1))
-    with pytest.raises(ValueError, match=r"^Expected a trained model.*with no optimizer$"):
+    message = (
+        r"^Expected a trained model \(optimizer\.iterations > 0\); pass allow_untrained=True "
+        r"\(--allow-untrained on the command line\) to export it anyway\. Received: a VAE "
+        r"with no optimizer$"
+    )
+    with pytest.raises(ValueError, match=message):
         export_saved_model(model, tmp_path)
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=r"an optimizer that never stepped$"):

@@ -223,12 +223,20 @@ def test_unbuilt_and_untrained_models(tmp_path):
 
 def test_int8_cvae_needs_conditions_unless_labels(cvae, tmp_path, monkeypatch):
     monkeypatch.setattr(cvae, "condition_type", "top-half")
-    with pytest.raises(ValueError, match=r"^Expected representative_conditions"):
+    with pytest.raises(
+        ValueError, match=r"^Expected representative_conditions, an array \[M, 10\]"
+    ):
         export_tflite(cvae, tmp_path / "m.tflite", quantize="int8")
     with pytest.raises(ValueError, match=r"^Expected representative_conditions shaped \[M, 10\]"):
         export_tflite(
             cvae, tmp_path / "m.tflite", quantize="int8", representative_conditions=np.ones((4, 3))
         )
+    with pytest.raises(ValueError, match=r"^Expected representative_conditions to be an array"):
+        export_tflite(
+            cvae, tmp_path / "m.tflite", quantize="int8", representative_conditions=[[1], [1, 2]]
+        )
+    with pytest.raises(ValueError, match=r"^Expected quantize='int8' with representative_"):
+        export_tflite(cvae, tmp_path / "m.tflite", representative_conditions=np.ones((4, 10)))
     assert os.listdir(tmp_path) == []
 
 
@@ -258,3 +266,13 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         tflite._write_atomically(str(path), b"new model")
     assert path.read_bytes() == b"previous model"
     assert os.listdir(tmp_path) == ["model.tflite"]
+    # Nor the folders made for a new file.
+    with pytest.raises(OSError, match="rename failed"):
+        tflite._write_atomically(str(tmp_path / "new" / "deeper" / "m.tflite"), b"new model")
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_path_that_is_a_folder(vae, tmp_path):
+    (tmp_path / "d.tflite").mkdir()
+    with pytest.raises(ValueError, match=r"^Expected path to a \.tflite file"):
+        export_tflite(vae, tmp_path / "d.tflite")

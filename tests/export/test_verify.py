@@ -1,11 +1,11 @@
-"""verify_export, export_model and format_report."""
+"""verify_export and format_report."""
 
 import os
 
 import pytest
 from export_helpers import LATENT_DIM
 
-from keras_vae.export import TOLERANCES, export_model, format_report, verify_export
+from keras_vae.export import TOLERANCES, format_report, verify_export
 from keras_vae.models.presets import build_vae
 
 
@@ -50,59 +50,6 @@ def test_verify_bad_arguments(vae, vae_tflite, tmp_path):
         verify_export(vae, tflite_path=vae_tflite[None], num_samples=0)
     with pytest.raises(ValueError, match=r"^Expected a SavedModel version folder"):
         verify_export(vae, saved_model_dir=str(tmp_path))
-
-
-def test_export_model_from_a_keras_file(vae, tmp_path):
-    path = tmp_path / "model.keras"
-    vae.save(path)
-    report = export_model(
-        str(path), saved_model_base=str(tmp_path / "served"), tflite_path=str(tmp_path / "m.tflite")
-    )
-    assert report["ok"] and report["model"] == "VAE"
-    assert report["saved_model"]["version"] == 1
-    assert report["saved_model"]["path"] == str(tmp_path / "served" / "1")
-    assert os.path.isfile(tmp_path / "m.tflite")
-    lines = format_report(report).splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith(f"saved_model {tmp_path / 'served' / '1'}: ")
-    assert lines[1].startswith(f"tflite (float32) {tmp_path / 'm.tflite'}: ")
-    assert all(line.endswith(": ok") for line in lines[:2])
-    assert lines[2] == "verified with seed=0, num_samples=4: all exports match the Keras model"
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({}, r"^Expected saved_model_base or tflite_path"),
-        ({"tflite_path": "m.tflite", "quantize": "int3"}, r"^Expected quantize to be one of"),
-        ({"tflite_path": "m.onnx"}, r"^Expected path to a \.tflite file"),
-        ({"saved_model_base": "s", "version": 0}, r"^Expected version to be a positive integer"),
-        ({"saved_model_base": "s", "quantize": "int8"}, r"^Expected tflite_path with quantize"),
-    ],
-)
-def test_export_model_checks_arguments_before_writing(vae, tmp_path, kwargs, message):
-    kwargs = {
-        key: str(tmp_path / value) if key.endswith(("path", "base")) else value
-        for key, value in kwargs.items()
-    }
-    with pytest.raises(ValueError, match=message):
-        export_model(vae, **kwargs)
-    assert os.listdir(tmp_path) == []
-
-
-def test_export_model_bad_model_file(tmp_path):
-    path = tmp_path / "model.keras"
-    path.write_text("not a zip")
-    with pytest.raises(ValueError, match=r"^Expected a readable \.keras model"):
-        export_model(str(path), tflite_path=str(tmp_path / "m.tflite"))
-
-
-def test_export_model_untrained(tmp_path):
-    model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM)
-    model.build((None, 28, 28, 1))
-    with pytest.raises(ValueError, match=r"^Expected a trained model"):
-        export_model(model, tflite_path=str(tmp_path / "m.tflite"))
-    assert not (tmp_path / "m.tflite").exists()
 
 
 def test_int8_file_decodes_close_to_float(vae, vae_tflite):

@@ -221,6 +221,7 @@ def test_bad_constructor_arguments(kwargs, message):
         (np.zeros((4, 32, 32, 1), "float32"), r"Expected x shaped"),
         (np.full((4, 28, 28, 1), "a"), "Expected x to hold numbers"),
         (np.full((4, 28, 28, 1), 255.0, "float32"), r"Expected x values in \[0, 1\]"),
+        (np.full((4, 28, 28, 1), np.nan, "float32"), r"Expected x values in \[0, 1\]"),
     ],
 )
 def test_bad_data(x, message):

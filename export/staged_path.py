@@ -1,0 +1,89 @@
+"""Exports written under a hidden name, then renamed into place or removed."""
+
+import os
+import shutil
+import uuid
+
+
+class StagedPath:
+    """A file or folder written at a hidden name beside its final path.
+
+    Readers of the final path (TF Serving polling a model folder, an app
+    loading a `.tflite` file) never see a partial or unverified export:
+    `publish` renames the staged path into place, `discard` removes it along
+    with the folders created for it. Hidden names are not numbers, so TF
+    Serving never loads a staged SavedModel as a version.
+
+    Args:
+        target: str or path. Where the export goes once published. Its
+            parent folders are created now.
+
+    Attributes:
+        target: str. The final path.
+        path: str. The hidden path to write to.
+
+    Example:
+
+    >>> staged = StagedPath("runs/mnist-mlp/model.tflite")  # doctest: +SKIP
+    >>> staged.write_bytes(content)  # doctest: +SKIP
+    >>> staged.publish()  # doctest: +SKIP
+    'runs/mnist-mlp/model.tflite'
+    """
+
+    def __init__(self, target):
+        self.target = os.fspath(target)
+        folder = os.path.dirname(os.path.abspath(self.target))
+        self._created = _first_missing(folder)
+        os.makedirs(folder, exist_ok=True)
+        # A name beside the target rather than a `tempfile.mkdtemp` folder: the
+        # rename stays on one file system, and mkdtemp's mode 0700 would hide a
+        # SavedModel from a TF Serving process running as another user.
+        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}"
+        self.path = os.path.join(folder, name)
+
+    def write_bytes(self, content: bytes) -> None:
+        """Writes `content` to the staged path, flushed to disk before any rename."""
+        with open(self.path, "xb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def publish(self) -> str:
+        """Renames the staged path to `target`; returns `target`.
+
+        An existing file at `target` is replaced; an existing non-empty
+        folder makes it fail, so callers that must never overwrite (a
+        SavedModel version) check first.
+        """
+        os.replace(self.path, self.target)
+        return self.target
+
+    def discard(self) -> None:
+        """Removes the staged path if still there, then the folders made for it if empty."""
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif os.path.lexists(self.path):
+            os.remove(self.path)
+        if self._created is None:
+            return
+        folder = os.path.dirname(os.path.abspath(self.target))
+        while True:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or gone): something else lives there
+                return
+            if folder == self._created:
+                return
+            folder = os.path.dirname(folder)
+
+
+def _first_missing(folder):
+    """The outermost folder `os.makedirs(folder)` would create, or `None`."""
+    missing = None
+    while not os.path.exists(folder):
+        missing = folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
