@@ -59,9 +59,10 @@ def export_model(
         representative_conditions: array `[M, *condition_shape]` or `None`.
             Typical conditions to calibrate the int8 TFLite file of a
             ConditionalVAE with (see `export_tflite`); required for the
-            completion conditions (`"top-half"`, `"center-column"`), which
-            the command line cannot pass. The first four are also the
-            conditions of the verification.
+            completion conditions (`"top-half"`, `"center-column"`), for
+            which `keras-vae export` takes the observed parts of
+            `--calibration-split`. The first four are also the conditions of
+            the verification.
 
     Returns:
         The `verify_export` report, with `model` (the class name),

@@ -121,9 +121,8 @@ def check_representative_conditions(model, quantize, conditions):
         raise ValueError(
             f"Expected representative_conditions, an array {expected} of typical conditions, "
             "to calibrate the int8 export of a ConditionalVAE whose conditions are not "
-            "labels; the command line cannot pass them, so call "
-            "keras_vae.export.export_model(..., quantize='int8', "
-            "representative_conditions=...) in Python. Received: "
+            "labels, e.g. keras_vae.export.export_model(..., quantize='int8', "
+            "representative_conditions=...) with observed parts of training images. Received: "
             f"condition_type={model.condition_type!r}, representative_conditions=None"
         )
     try:

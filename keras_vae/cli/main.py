@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=None, help="SavedModel version.")
     export.add_argument("--allow-untrained", action="store_true",
                         help="Export a model whose optimizer never stepped.")  # fmt: skip
+    export.add_argument("--calibration-split", default="train[:1000]",
+                        help="For --quantize int8 of a completion CVAE: the TFDS split whose "
+                             "observed parts calibrate the quantization.")  # fmt: skip
+    export.add_argument("--dataset", default="mnist", help="TFDS dataset of --calibration-split.")
+    export.add_argument("--data-dir", default=None, help="TFDS data folder.")
     return parser
 
 
@@ -230,13 +235,17 @@ def _export(args):
         raise ValueError(
             "Expected --saved-model BASE_DIR or --tflite FILE (or both). Received: neither"
         )
+    model, conditions = args.model, None
+    if args.quantize == "int8" and args.tflite is not None:
+        model, conditions = _completion_calibration(args)
     report = export_model(
-        args.model,
+        model,
         saved_model_base=args.saved_model,
         tflite_path=args.tflite,
         quantize=args.quantize,
         version=args.version,
         allow_untrained=args.allow_untrained,
+        representative_conditions=conditions,
     )
     print(format_report(report))
     if not report["ok"]:
@@ -244,6 +253,28 @@ def _export(args):
             "Expected the exported files to reproduce the Keras model within tolerance. "
             "Received: differences above tolerance (see the report above)"
         )
+
+
+def _completion_calibration(args):
+    """(model, conditions): the observed parts of `--calibration-split` for a completion CVAE."""
+    from keras_vae import data
+    from keras_vae.tasks import load_model
+
+    model = load_model(args.model)
+    kind = getattr(model, "condition_type", None)
+    if kind not in ("center-column", "top-half"):
+        return model, None
+    images = data.load_images(args.dataset, args.calibration_split, data_dir=args.data_dir)[0]
+    if model.likelihood.binary:  # observed pixels as in training: binarized
+        images = data.binarize_static(images, seed=0)
+    else:
+        images = data.scale_images(images)
+    if images.shape[1:] != tuple(model.image_shape):
+        raise ValueError(
+            f"Expected --dataset images shaped {tuple(model.image_shape)} to calibrate the "
+            f"model. Received: {args.dataset} images shaped {images.shape[1:]}"
+        )
+    return model, data.split_image(images, kind)[0]
 
 
 COMMANDS = {

@@ -111,9 +111,9 @@ def test_export_model_untrained(tmp_path):
 def test_int8_completion_cvae_needs_conditions_before_writing(completion_cvae, tmp_path):
     message = (
         r"^Expected representative_conditions, an array \[M, 392\] of typical conditions.*"
-        r"call keras_vae\.export\.export_model\(\.\.\., quantize='int8', "
-        r"representative_conditions=\.\.\.\) in Python\. Received: condition_type='top-half', "
-        r"representative_conditions=None$"
+        r"keras_vae\.export\.export_model\(\.\.\., quantize='int8', "
+        r"representative_conditions=\.\.\.\) with observed parts of training images\. "
+        r"Received: condition_type='top-half', representative_conditions=None$"
     )
     with pytest.raises(ValueError, match=message):
         export_model(
@@ -125,25 +125,22 @@ def test_int8_completion_cvae_needs_conditions_before_writing(completion_cvae, t
     assert os.listdir(tmp_path) == []
 
 
-def test_cli_int8_completion_cvae_fails_in_one_line(completion_cvae, tmp_path, capsys):
+def test_cli_int8_completion_cvae_calibrates_on_the_dataset(
+    completion_cvae, tmp_path, capsys, tfds_data_dir
+):
     model = tmp_path / "cvae.keras"
     completion_cvae.save(model)
-    argv = [
-        "export",
-        str(model),
-        "--saved-model",
-        str(tmp_path / "sm"),
-        "--tflite",
-        str(tmp_path / "m.tflite"),
-        "--quantize",
-        "int8",
-    ]
-    assert main(argv) == 1
+    argv = ["export", str(model), "--saved-model", str(tmp_path / "sm"), "--tflite",
+            str(tmp_path / "m.tflite"), "--quantize", "int8"]  # fmt: skip
+    # A dataset that cannot give conditions: one line, nothing written.
+    assert main([*argv, "--dataset", "no_such_dataset"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("keras-vae export: error: Expected representative_conditions")
-    assert "export_model(..., quantize='int8', representative_conditions=...)" in err
-    assert err.count("\n") == 1
+    assert "Received: name='no_such_dataset'" in err and err.count("\n") == 1
     assert os.listdir(tmp_path) == ["cvae.keras"]
+    # The observed top halves of MNIST images calibrate the int8 decoder.
+    assert main([*argv, "--calibration-split", "train[:64]"]) == 0
+    assert "all exports match the Keras model" in capsys.readouterr().out
+    assert os.listdir(tmp_path / "sm") == ["1"] and (tmp_path / "m.tflite").exists()
 
 
 def test_int8_completion_cvae_with_conditions(completion_cvae, tmp_path):
