@@ -112,12 +112,14 @@ class VAE(ELBOModel):
                 f"IndependentBernoulli. Received: likelihood={likelihood!r}"
             )
         if prior is not None and not (
-            is_diagonal_normal(prior) and prior.event_shape[-1] == self.latent_dim
+            is_diagonal_normal(prior)
+            and prior.event_shape[-1] == self.latent_dim
+            and prior.batch_shape.rank == 0
         ):
             raise ValueError(
                 "Expected prior to be None or a diagonal Gaussian "
                 "(tfd.Independent(tfd.Normal)) with event shape "
-                f"[{self.latent_dim}]. Received: prior={prior!r}"
+                f"[{self.latent_dim}] and no batch shape. Received: prior={prior!r}"
             )
         self.encoder = encoder
         self.decoder = decoder

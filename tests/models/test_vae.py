@@ -201,6 +201,7 @@ def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):
         ({"encoder": "dense"}, "encoder"),
         ({"likelihood": "bernoulli"}, "likelihood"),
         ({"prior": tfd.Normal(0.0, 1.0)}, "prior"),
+        ({"prior": standard_normal(2, batch_shape=[1])}, "prior"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
