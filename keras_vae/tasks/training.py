@@ -2,6 +2,7 @@
 
 import json
 import math
+import numbers
 import os
 
 import keras
@@ -126,8 +127,9 @@ def train_model(
             f"Expected prior='standard' for model='vae' (a learned prior P(z|X) needs a "
             f"condition X; use model='cvae'). Received: prior={prior!r}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise ValueError(f"Expected seed to be an integer in [0, 2**32). Received: seed={seed!r}")
+    seed = int(seed)  # numpy integers too: metrics.json holds it
     check_positive_float("learning_rate", learning_rate)
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
