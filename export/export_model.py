@@ -133,7 +133,8 @@ def export_model(
         if report["ok"]:
             _publish(staged)
     finally:
-        for entry in staged.values():
+        # Newest first: a later path may sit in a folder an earlier one created.
+        for entry in reversed(list(staged.values())):
             entry.discard()
     for key, entry in staged.items():
         report[key]["path"] = entry.target

@@ -33,6 +33,7 @@ class StagedPath:
     def __init__(self, target):
         self.target = os.fspath(target)
         folder = os.path.dirname(os.path.abspath(self.target))
+        self._folder = folder
         self._created = _first_missing(folder)
         os.makedirs(folder, exist_ok=True)
         # A name beside the target rather than a `tempfile.mkdtemp` folder: the
@@ -66,7 +67,7 @@ class StagedPath:
             os.remove(self.path)
         if self._created is None:
             return
-        folder = os.path.dirname(os.path.abspath(self.target))
+        folder = self._folder
         while True:
             try:
                 os.rmdir(folder)

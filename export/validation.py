@@ -79,6 +79,14 @@ def check_tflite_path(path) -> str:
     path = os.fspath(path)
     if not path.endswith(".tflite") or os.path.isdir(path):
         raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"Expected path to a .tflite file in a folder. Received: path={path!r} "
+            f"({folder} is a file)"
+        )
     return path
 
 

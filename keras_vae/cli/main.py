@@ -269,10 +269,11 @@ def _completion_calibration(args):
         images = data.binarize_static(images, seed=0)
     else:
         images = data.scale_images(images)
-    if images.shape[1:] != tuple(model.image_shape):
+    image_shape = getattr(model, "image_shape", None)
+    if image_shape is None or images.shape[1:] != tuple(image_shape):
         raise ValueError(
-            f"Expected --dataset images shaped {tuple(model.image_shape)} to calibrate the "
-            f"model. Received: {args.dataset} images shaped {images.shape[1:]}"
+            f"Expected --dataset images shaped like the model's (image_shape={image_shape}) "
+            f"to calibrate it. Received: {args.dataset} images shaped {images.shape[1:]}"
         )
     return model, data.split_image(images, kind)[0]
 

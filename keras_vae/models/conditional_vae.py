@@ -293,7 +293,7 @@ class ConditionalVAE(ELBOModel):
                     f"{batch if isinstance(x, tf.data.Dataset) else type(batch).__name__}"
                 )
             x, y = batch[0], batch[1]
-        elif first_batch(x) is None:
+        elif x is not None and first_batch(x) is None:
             if not self.built:
                 raise ValueError(
                     "Expected a built model to read pairs from an iterator or a generator "

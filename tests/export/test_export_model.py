@@ -196,6 +196,37 @@ def test_failed_verification_leaves_nothing_new(vae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "sm") == ["1"]
 
 
+@pytest.mark.parametrize(
+    "saved_model_base, tflite_path",
+    [("new/sm", "new/m.tflite"), ("out/b", "out/a/m.tflite"), ("sm", "sm/m.tflite")],
+)
+def test_failure_removes_the_folders_both_outputs_created(
+    vae, tmp_path, monkeypatch, saved_model_base, tflite_path
+):
+    def fail(*args, **kwargs):
+        raise OSError("verification crashed")
+
+    monkeypatch.setattr(export_model_module, "verify_export", fail)
+    with pytest.raises(OSError, match="verification crashed"):
+        export_model(
+            vae,
+            saved_model_base=str(tmp_path / saved_model_base),
+            tflite_path=str(tmp_path / tflite_path),
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_tflite_path_under_a_file_is_refused_before_writing(vae, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"^Expected path to a \.tflite file in a folder"):
+        export_model(
+            vae,
+            saved_model_base=str(tmp_path / "sm"),
+            tflite_path=str(tmp_path / "file" / "m.tflite"),
+        )
+    assert os.listdir(tmp_path) == ["file"]
+
+
 def test_failed_publish_removes_the_published_version(vae, tmp_path, monkeypatch):
     publish = StagedPath.publish
 
