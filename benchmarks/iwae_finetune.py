@@ -20,7 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
-from benchmarks.likelihood import RUNS, EpochCheckpoint, build, checkpoints  # noqa: E402
+from benchmarks.likelihood import (  # noqa: E402
+    RUNS,
+    EpochCheckpoint,
+    build,
+    checkpoints,
+    load_mnist,
+)
 from keras_vae import data  # noqa: E402
 from keras_vae.evaluation import log_likelihood  # noqa: E402
 
@@ -40,9 +46,7 @@ def main():
     args = parser.parse_args()
     setup_tfds_dir()
 
-    train_images, _ = data.load_images("mnist", "train")
-    test_images, _ = data.load_images("mnist", f"test[:{args.test_images}]")
-    test = data.binarize_static(test_images, seed=args.seed)
+    train_images, test = load_mnist(args.test_images, args.seed)
     os.makedirs(args.output, exist_ok=True)
     stem = f"{args.run}-from-{os.path.splitext(os.path.basename(args.init))[0]}"
     prefix = os.path.join(args.output, f"{stem}-checkpoint")

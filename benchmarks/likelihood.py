@@ -64,6 +64,14 @@ def build(run, seed):
     )
 
 
+def load_mnist(test_images, seed):
+    """MNIST train images (uint8, binarized per epoch later) and the first
+    `test_images` test images binarized once with `seed`."""
+    train_images, _ = data.load_images("mnist", "train")
+    test, _ = data.load_images("mnist", f"test[:{test_images}]")
+    return train_images, data.binarize_static(test, seed=seed)
+
+
 def paper_schedule(stages):
     """Learning rate per epoch: stage i is 3^i epochs at 1e-3 * 10^(-i/7)."""
     rates = []
@@ -156,9 +164,7 @@ def main():
     )
     args = parser.parse_args()
     setup_tfds_dir()
-    train_images, _ = data.load_images("mnist", "train")
-    test_images, _ = data.load_images("mnist", f"test[:{args.test_images}]")
-    test = data.binarize_static(test_images, seed=args.seed)
+    train_images, test = load_mnist(args.test_images, args.seed)
     os.makedirs(args.output, exist_ok=True)
 
     rows = []
