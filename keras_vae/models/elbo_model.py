@@ -10,6 +10,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.priors import is_diagonal_normal
 from keras_vae.models.validation import check_positive_int
+from keras_vae.ops import random as portable_random
 from keras_vae.ops.math import reparameterize
 
 # Layers whose XLA-compiled training step was slower on CPU (benchmarks/RESULTS.md).
@@ -58,8 +59,7 @@ def resolve_jit_compile(model, jit_compile="auto"):
 
 def likelihood_seed(seed):
     """The stateless seed `[seed, 1]` of the likelihood's draws (low 32 bits of `seed`)."""
-    low = int(seed) & 0xFFFFFFFF
-    return [low - 2**32 if low >= 2**31 else low, 1]
+    return tf.stack([portable_random._int32_scalar(seed, "seed"), 1])
 
 
 class ELBOModel(keras.Model):
