@@ -269,11 +269,19 @@ class VAE(ELBOModel):
     def fit(self, x=None, y=None, **kwargs):
         (x,) = lists_as_arrays(x)
         self._check_inputs(x)
+        y = _weight_carrier(x, y, kwargs.get("sample_weight"))
+        if isinstance(kwargs.get("validation_data"), tuple):
+            val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
+                kwargs["validation_data"]
+            )
+            val_y = _weight_carrier(val_x, val_y, val_weight)
+            kwargs["validation_data"] = (val_x, val_y, val_weight)
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
         (x,) = lists_as_arrays(x)
         self._check_inputs(x)
+        y = _weight_carrier(x, y, kwargs.get("sample_weight"))
         return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, **kwargs):
@@ -297,3 +305,16 @@ class VAE(ELBOModel):
             }
         )
         return config
+
+
+def _weight_carrier(x, y, sample_weight):
+    """`y`, or a placeholder for it when only `sample_weight` comes with `x`.
+
+    Keras drops `sample_weight` when `y` is `None` (it packs `(x,)` alone),
+    and a VAE has no target, so without a `y` the weights would be silently
+    ignored. The ELBO never reads `y`: zeros of `x`'s length carry the weights.
+    """
+    if y is not None or sample_weight is None or not hasattr(x, "shape"):
+        return y  # Keras itself refuses weights beside a dataset or a generator
+    return np.zeros((int(np.shape(x)[0]),), "float32")
+

@@ -69,6 +69,44 @@ def test_evaluate_reports_batch_means_of_the_terms():
         np.testing.assert_allclose(logs[name], terms[name].numpy().mean(), rtol=1e-4)
 
 
+def test_evaluate_weights_the_terms_by_sample_weight():
+    vae = tiny_vae(beta=0.5)
+    set_fixed_weights(vae, raw_scale=-30.0)
+    vae.compile(optimizer=keras.optimizers.SGD(0.0))
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 2, (48, 3)).astype("float32")
+    weights = rng.uniform(0.0, 3.0, 48).astype("float32")
+    terms = vae.compute_terms(tf.constant(x))
+    expected = {
+        name: np.sum(terms[name].numpy() * weights) / np.sum(weights)
+        for name in ("loss", "elbo", "reconstruction", "kl")
+    }
+    logs = vae.evaluate(x, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    history = vae.fit(
+        x, validation_data=(x, None, weights), batch_size=16, epochs=1, verbose=0
+    ).history
+    for name, value in expected.items():
+        np.testing.assert_allclose(logs[name], value, rtol=1e-4)
+        np.testing.assert_allclose(history[f"val_{name}"][0], value, rtol=1e-4)
+    assert abs(expected["kl"] - np.mean(terms["kl"].numpy())) > 1e-2  # the weights matter
+
+
+def test_examples_of_zero_weight_do_not_move_the_weights():
+    x = np.random.default_rng(3).integers(0, 2, (8, 3)).astype("float32")
+    changed = x.copy()
+    changed[1:] = 1.0 - changed[1:]
+    weights = np.eye(8, dtype="float32")[0]
+    trained = []
+    for data in (x, changed):
+        keras.utils.set_random_seed(0)
+        vae = tiny_vae(seed=4)
+        vae.compile(optimizer=keras.optimizers.SGD(0.1))
+        vae.fit(data, sample_weight=weights, batch_size=8, epochs=3, verbose=0)
+        trained.append(vae.get_weights())
+    for before, after in zip(*trained, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_gradients_reach_the_encoder_through_the_sample():
     vae = tiny_vae()
     set_fixed_weights(vae, raw_scale=0.0)
