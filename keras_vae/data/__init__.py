@@ -10,6 +10,7 @@ from keras_vae.data.conditional import (
 )
 from keras_vae.data.images import (
     binarize_static,
+    dequantize,
     load_images,
     make_dataset,
     num_classes,
@@ -19,6 +20,7 @@ from keras_vae.data.images import (
 __all__ = [
     "CONDITIONS",
     "binarize_static",
+    "dequantize",
     "load_images",
     "make_conditional_dataset",
     "make_conditional_pairs",

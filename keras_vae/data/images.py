@@ -145,6 +145,49 @@ def binarize_static(images: np.ndarray, seed: int | None = 0) -> np.ndarray:
     return _bernoulli(probs, np.random.default_rng(_check_seed(seed))).astype(np.float32)
 
 
+def dequantize(pixels: np.ndarray, seed: int | None = 0) -> np.ndarray:
+    """Spreads 8-bit pixels uniformly over their bins: `(k + u) / 256`, u ~ U[0, 1).
+
+    A density p(x) on [0, 1] gives each 8-bit image k the probability
+    P(k) = ∫ p(x) dx over its bin, and by Jensen's inequality
+    log P(k) >= E_u[log p((k + u) / 256)] - D ln 256. So a continuous
+    likelihood's log p on these values, minus D ln 256, is a lower bound on
+    the log-probability of the 8-bit images: pass them to
+    `keras_vae.evaluation.log_likelihood(..., bins=256)`.
+
+    Args:
+        pixels: integer array of any shape (images `[N, H, W, C]`, flat
+            pixel vectors, ...) with values in 0..255.
+        seed: int or `None`. Seed of the uniform noise. Defaults to `0`;
+            `None` draws fresh entropy.
+
+    Returns:
+        float32 array of the same shape, in [0, 1).
+
+    Example:
+
+    >>> x = dequantize(np.array([0, 255], dtype="uint8"), seed=0)
+    >>> bool(np.all((x >= [0, 255 / 256]) & (x < [1 / 256, 1])))
+    True
+    """
+    array = _numeric_array(pixels, "pixels")
+    if not np.issubdtype(array.dtype, np.integer) or array.size == 0:
+        raise ValueError(
+            "Expected a non-empty integer array of 8-bit pixel values to dequantize. "
+            f"Received: pixels.dtype={array.dtype}, pixels.shape={array.shape}"
+        )
+    if array.min() < 0 or array.max() > 255:
+        raise ValueError(
+            "Expected pixel values in 0..255. "
+            f"Received: pixels with min={array.min()}, max={array.max()}"
+        )
+    levels = array.astype(np.float32)
+    noise = np.random.default_rng(_check_seed(seed)).random(array.shape, dtype=np.float32)
+    # float32 rounding can lift (255 + u) / 256 to 1.0; keep every value inside its bin.
+    upper = np.nextafter((levels + 1) / np.float32(256.0), np.float32(0.0))
+    return np.minimum((levels + noise) / np.float32(256.0), upper)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray | None = None,

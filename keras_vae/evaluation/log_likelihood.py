@@ -33,6 +33,7 @@ def log_likelihood(
     chunk_size: int | None = None,
     seed: int = 0,
     verbose: int = 1,
+    bins: int | None = None,
 ) -> dict:
     """Importance-weighted estimate of log p(x) (or log p(y|x)) on a dataset.
 
@@ -68,11 +69,20 @@ def log_likelihood(
         seed: int. Non-negative seed of the samples. Defaults to `0`.
         verbose: int. `0` silent, `1` a progress bar over batches, `2` one
             line at the end. Defaults to `1`.
+        bins: int or `None`. For a continuous likelihood only: the data are
+            discrete values of `bins` levels per dimension, dequantized to
+            `(k + u) / bins` with u ~ U[0, 1) (`keras_vae.data.dequantize`
+            for 8-bit images and `bins=256`). Every log-probability
+            figure is then of the discrete data: the density's figure minus
+            D ln bins, a lower bound on log P(k) in expectation over u.
+            Defaults to `None`.
 
     Returns:
         A dict with the means over examples, in nats per example:
         `log_likelihood` (the estimate of log p(x)), `nll` (its negation),
-        `bits_per_dim` (`nll / (D ln 2)`, D the number of data dimensions),
+        `bits_per_dim` (`nll / (D ln 2)`, D the number of data dimensions;
+        `None` for a continuous likelihood without `bins`, whose log p(x) is
+        a density, in nats per unit volume, and may be positive),
         `elbo` (`reconstruction - kl`), `reconstruction` (E_q log p(x|z),
         the mean of log p(x|z_k) over the same K samples) and `kl` (analytic
         KL(Q(z|x) || P(z))); `kl_per_dim` (list of the mean KL of each latent
@@ -85,7 +95,9 @@ def log_likelihood(
         ValueError: for a model that is not a `VAE` or `ConditionalVAE`, data
             (or a dataset's element spec) not shaped like the model's inputs,
             no examples, non-positive `num_samples`, `batch_size` or
-            `chunk_size`, or values outside [0, 1] for a Bernoulli likelihood.
+            `chunk_size`, values outside [0, 1] for a Bernoulli likelihood,
+            or `bins` that is not an integer of at least 2, or is given for a
+            binary likelihood.
 
     Example:
 
@@ -110,6 +122,14 @@ def log_likelihood(
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
     conditional = _check_model(model)
+    if bins is not None:
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+            raise ValueError(f"Expected bins to be an integer >= 2. Received: bins={bins!r}")
+        if model.likelihood.binary:
+            raise ValueError(
+                "Expected bins=None for a binary likelihood, whose log p(x) is already "
+                f"discrete. Received: bins={bins!r}"
+            )
     batches, num_batches, num_rows = _batches(model, conditional, data, batch_size)
     if num_rows == 0:
         raise ValueError(_EMPTY_MESSAGE)
@@ -133,8 +153,13 @@ def log_likelihood(
     per_example, reconstruction, kl_per_dim, posterior_means = (
         np.concatenate(parts) for parts in zip(*results, strict=True)
     )
+    if bins is not None:
+        # log P(k) >= E_u log p((k + u) / bins) - D ln bins, and the same for log P(k|z).
+        per_example = per_example - event_size * math.log(bins)
+        reconstruction = reconstruction - event_size * math.log(bins)
+    discrete = model.likelihood.binary or bins is not None
     return _summarize(
-        per_example, reconstruction, kl_per_dim, posterior_means, num_samples, event_size
+        per_example, reconstruction, kl_per_dim, posterior_means, num_samples, event_size, discrete
     )
 
 
@@ -397,15 +422,21 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
     return lambda target, condition, seed: estimate_single(target, seed)
 
 
-def _summarize(per_example, reconstruction, kl_per_dim, posterior_means, num_samples, size):
-    """The metrics dict of `log_likelihood` from per-example numpy arrays."""
+def _summarize(
+    per_example, reconstruction, kl_per_dim, posterior_means, num_samples, size, discrete
+):
+    """The metrics dict of `log_likelihood` from per-example numpy arrays.
+
+    Bits per dimension are reported for `discrete` data only: a density's
+    log p(x) depends on the units of x.
+    """
     mean_log_likelihood = float(np.mean(per_example))
     kl = float(np.mean(np.sum(kl_per_dim, axis=-1)))
     active = np.var(posterior_means, axis=0) > _ACTIVE_VARIANCE
     return {
         "log_likelihood": mean_log_likelihood,
         "nll": -mean_log_likelihood,
-        "bits_per_dim": -mean_log_likelihood / (size * math.log(2.0)),
+        "bits_per_dim": -mean_log_likelihood / (size * math.log(2.0)) if discrete else None,
         "elbo": float(np.mean(reconstruction)) - kl,
         "reconstruction": float(np.mean(reconstruction)),
         "kl": kl,

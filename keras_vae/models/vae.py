@@ -317,4 +317,3 @@ def _weight_carrier(x, y, sample_weight):
     if y is not None or sample_weight is None or not hasattr(x, "shape"):
         return y  # Keras itself refuses weights beside a dataset or a generator
     return np.zeros((int(np.shape(x)[0]),), "float32")
-

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_vae import data
 from keras_vae.cli.main import main
-from keras_vae.evaluation import format_metrics
+from keras_vae.evaluation import format_metrics, log_likelihood
 
 SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
 
@@ -237,6 +238,32 @@ def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nll"] > 0
     assert main(["evaluate", str(vae_run / "model.keras"), "--importance-samples", "0"]) != 0
     assert "Received: importance_samples=0" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_gaussian_model_on_dequantized_8_bit_images(
+    tmp_path, capsys, tfds_data_dir
+):
+    out = tmp_path / "gaussian"
+    assert main(["train", "--binarize", "none", "--likelihood", "gaussian", "--latent-dim", "4",
+                 "--epochs", "1", "--output", str(out), *SMALL]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.keras"), "--split", "test[:50]",
+                 "--importance-samples", "8", "--seed", "3", "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    images, _ = data.load_images("mnist", "test[:50]")
+    expected = log_likelihood(
+        keras.saving.load_model(out / "model.keras"),
+        data.dequantize(images, seed=3),
+        num_samples=8,
+        batch_size=500,
+        seed=3,
+        verbose=0,
+        bins=256,
+    )
+    assert result["nll"] == pytest.approx(expected["nll"], rel=1e-6)
+    # A probability is at most 1: 8-bit images cost a positive number of bits.
+    assert result["bits_per_dim"] == pytest.approx(result["nll"] / (784 * np.log(2)))
+    assert result["bits_per_dim"] > 0
 
 
 def test_export_then_litert_sample_matches_cli_sample(vae_run, tmp_path, capsys):

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae.data import binarize_static, load_images, make_dataset, num_classes, scale_images
+from keras_vae.data import (
+    binarize_static,
+    dequantize,
+    load_images,
+    make_dataset,
+    num_classes,
+    scale_images,
+)
 
 # Class counts published with MNIST (yann.lecun.com/exdb/mnist), an independent reference.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -291,3 +298,20 @@ def test_num_classes_comes_from_the_dataset_metadata(mnist_dir):
     with pytest.raises(ValueError) as error:
         num_classes("no_such_dataset", data_dir=mnist_dir)
     _assert_one_line_error(error, "name='no_such_dataset'")
+
+
+def test_dequantized_8_bit_images_fall_in_their_bins():
+    images = np.arange(256, dtype="uint8").reshape(1, 16, 16)
+    values = dequantize(images, seed=3)
+    assert values.dtype == np.float32
+    assert np.all(values >= images / 256) and np.all(values < (images + 1.0) / 256)
+    offsets = values * 256 - images
+    assert 0.4 < offsets.mean() < 0.6  # uniform within each bin, not pinned to an edge
+    assert values.shape == images.shape
+    np.testing.assert_array_equal(values, dequantize(images, seed=3))
+    with pytest.raises(
+        ValueError, match=r"Expected a non-empty integer .* Received: pixels.dtype="
+    ):
+        dequantize(images / 255.0)
+    with pytest.raises(ValueError, match=r"Received: pixels with min=0, max=256"):
+        dequantize(np.arange(257))
