@@ -44,7 +44,8 @@ class Sampler:
         condition_shape: tuple of ints, or `None` for an unconditional VAE.
         condition_type: str or `None`. `"label"` for one-hot labels.
         quantize: str or `None`. How the file was quantized.
-        max_num_samples: int. Largest `num_samples` per call (per condition).
+        max_num_samples: int. Most rows per call: `num_samples`, or
+            `B * num_samples` with a batch of `B` conditions.
 
     Example:
 
@@ -118,7 +119,8 @@ class Sampler:
                 `model.sample`.
             num_samples: int in `[1, max_num_samples]`. Draws (per condition).
             condition: array `[B, *condition_shape]` for a conditional model,
-                else `None`.
+                else `None`. `B * num_samples` must not exceed
+                `max_num_samples`.
             return_latent: bool. Also return z. Defaults to `False`.
 
         Returns:
@@ -128,12 +130,19 @@ class Sampler:
             mean, e.g. pixel probabilities); with `return_latent`, the pair
             `(images, z)`.
         """
+        num_samples = self._check_num_samples(num_samples)
         inputs = {
             "seed": np.asarray(_int32_seed(seed), np.int32),
-            "num_samples": np.asarray(self._check_num_samples(num_samples), np.int32),
+            "num_samples": np.asarray(num_samples, np.int32),
         }
         condition = self._check_condition(condition)
         if condition is not None:
+            if len(condition) * num_samples > self.max_num_samples:
+                raise ValueError(
+                    f"Expected at most {self.max_num_samples} rows in all (condition batch * "
+                    f"num_samples). Received: condition batch={len(condition)}, "
+                    f"num_samples={num_samples}"
+                )
             inputs["condition"] = condition
         outputs = self._sample(**inputs)
         images = np.array(outputs["image"])

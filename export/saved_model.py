@@ -61,7 +61,7 @@ def export_saved_model(
       `model.sample(num_samples, seed)` / `model.generate(condition,
       num_samples, seed)`; seeds outside int32 are not accepted, use their
       low 32 bits as the Python methods do. Fails at run time unless
-      `1 <= num_samples <= 4096`.
+      `1 <= num_samples <= 4096` and `N <= 4096`.
     - `encode`: `x` `[B, *S]` (CVAE: `target` and `condition`) -> `loc`,
       `scale` `[B, L]` of the posterior.
     - `reconstruct`: same inputs -> `image` `[B, *S]`.

@@ -23,7 +23,9 @@ class ServingModule(tf.Module):
       draw `k` for condition `b`. z comes from the portable RNG through
       `model.sample_latent`, so it equals `model.sample(num_samples, seed)`'s
       (or `model.generate(condition, num_samples, seed)`'s) latents. Fails
-      at run time unless `1 <= num_samples <= MAX_NUM_SAMPLES`.
+      at run time unless `1 <= num_samples <= MAX_NUM_SAMPLES` and, for a
+      CVAE, `B * num_samples <= MAX_NUM_SAMPLES`: the cap bounds the rows a
+      request allocates, not only the draws per condition.
     - `encode(x)` / `encode(target, condition)`: -> `{"loc", "scale"}` of
       Q(z|x), each `[B, L]`.
     - `reconstruct(x)` / `reconstruct(target, condition)`: -> `{"image"}`,
@@ -88,6 +90,28 @@ def _check_num_samples(num_samples):
         ],
     )
     # An explicit dependency, so no latent is allocated for a bad request.
+    with tf.control_dependencies([check]):
+        return tf.identity(num_samples)
+
+
+def _check_total_rows(num_samples, condition):
+    """`num_samples`, run only after the check that `B * num_samples <= MAX_NUM_SAMPLES`.
+
+    The cap on `num_samples` alone lets a batch of conditions multiply the
+    rows: 1000 conditions at 4096 draws each would ask for 4 million images.
+    """
+    batch = tf.shape(condition, out_type=tf.int64)[0]
+    total = batch * tf.cast(num_samples, tf.int64)  # int64: no int32 overflow
+    check = tf.debugging.Assert(
+        total <= MAX_NUM_SAMPLES,
+        [
+            f"Expected at most {MAX_NUM_SAMPLES} rows in all (condition batch * "
+            "num_samples). Received: condition batch=",
+            batch,
+            "num_samples=",
+            num_samples,
+        ],
+    )
     with tf.control_dependencies([check]):
         return tf.identity(num_samples)
 
@@ -171,6 +195,7 @@ def _conditional_functions(model, latent_dim, data_shape, condition_shape):
     def sample(seed, num_samples, condition):
         num_samples = _check_num_samples(num_samples)
         condition = check_condition(condition)
+        num_samples = _check_total_rows(num_samples, condition)
         z = tf.reshape(model.sample_latent(condition, num_samples, seed), [-1, latent_dim])
         # Row b * num_samples + k is draw k for condition b, as in `generate`.
         repeated = tf.repeat(condition, num_samples, axis=0)

@@ -49,7 +49,8 @@ def export_tflite(
     -> `image`, `z`). Signature runners resize inputs, so batch sizes and
     `num_samples` are free at run time. TFLite drops TensorFlow's run-time
     asserts, so the file itself does not bound `num_samples`: the runtime
-    (`litert_sampler.Sampler`) checks `1 <= num_samples <= 4096`.
+    (`litert_sampler.Sampler`) checks `1 <= num_samples <= 4096` and, with
+    a batch of `B` conditions, `B * num_samples <= 4096`.
 
     Conversion goes through a SavedModel in a temporary folder, with
     `supported_ops` restricted to TFLite builtins (plus the int8 builtins for

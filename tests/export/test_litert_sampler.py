@@ -95,6 +95,19 @@ def test_conditions(cvae, label_sampler):
         label_sampler.label_condition(NUM_CLASSES)
 
 
+def test_condition_batch_times_num_samples_is_capped(label_sampler):
+    message = (
+        rf"^Expected at most {MAX_NUM_SAMPLES} rows in all \(condition batch \* num_samples\)\. "
+        rf"Received: condition batch=2, num_samples={MAX_NUM_SAMPLES}$"
+    )
+    with pytest.raises(ValueError, match=message):
+        label_sampler.sample(0, MAX_NUM_SAMPLES, one_hot([1, 2]))
+    with pytest.raises(ValueError, match=r"Received: condition batch=1000, num_samples=5$"):
+        label_sampler.sample(0, 5, one_hot(np.arange(1000) % NUM_CLASSES))
+    images = label_sampler.sample(0, MAX_NUM_SAMPLES // 2, one_hot([1, 2]))
+    assert images.shape == (MAX_NUM_SAMPLES, 28, 28, 1)
+
+
 def test_not_a_tflite_file(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"PK\x03\x04 this is a zip, not a flatbuffer")

@@ -352,6 +352,32 @@ def test_num_samples_cap_is_accepted(vae_signatures):
     assert out["image"].shape[0] == MAX_NUM_SAMPLES
 
 
+def test_cvae_sample_caps_rows_in_all(cvae_signatures):
+    # The cap bounds B * num_samples, not only the draws per condition.
+    message = (
+        rf"Expected at most {MAX_NUM_SAMPLES} rows in all \(condition batch \* num_samples\)\. "
+        r"Received: condition batch=\] \[2\] \[num_samples=\] \[2049\]"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        cvae_signatures["sample"](
+            seed=tf.constant(0),
+            num_samples=tf.constant(MAX_NUM_SAMPLES // 2 + 1),
+            condition=tf.constant(one_hot([1, 2])),
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rows in all"):
+        cvae_signatures["sample"](
+            seed=tf.constant(0),
+            num_samples=tf.constant(MAX_NUM_SAMPLES),
+            condition=tf.constant(one_hot(np.arange(1000) % NUM_CLASSES)),
+        )
+    out = cvae_signatures["sample"](
+        seed=tf.constant(0),
+        num_samples=tf.constant(MAX_NUM_SAMPLES // 2),
+        condition=tf.constant(one_hot([1, 2])),
+    )
+    assert out["image"].shape[0] == MAX_NUM_SAMPLES
+
+
 @pytest.mark.parametrize(
     "condition",
     [one_hot([1, 2])[:, :9], np.zeros((2, NUM_CLASSES, 1), "float32"), np.zeros([2], "float32")],
