@@ -7,13 +7,16 @@ import tensorflow as tf
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
 from keras_vae.export.staged_path import StagedPath
-from keras_vae.export.validation import check_exportable, check_version
+from keras_vae.export.validation import MAX_VERSION, check_exportable, check_version
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
 
 
 def next_version(base_dir: str) -> int:
     """One more than the largest numeric subfolder of `base_dir`, or 1 if none.
+
+    Folders numbered above `2**63 - 1` are ignored: TF Serving reads version
+    names as int64 and does not serve them.
 
     Args:
         base_dir: str. A TF Serving `model_base_path`.
@@ -33,7 +36,7 @@ def next_version(base_dir: str) -> int:
         for name in os.listdir(base_dir)
         if name.isdigit() and name.isascii() and os.path.isdir(os.path.join(base_dir, name))
     ]
-    return max(versions, default=0) + 1
+    return max((v for v in versions if v <= MAX_VERSION), default=0) + 1
 
 
 def export_saved_model(
@@ -71,9 +74,11 @@ def export_saved_model(
             under a mixed-precision policy is exported as its float32 copy
             (`keras_vae.export.precision.float32_model`).
         base_dir: str or path. The model's folder; created if missing. Must
-            not be a file.
-        version: int or `None`. The version folder; defaults to one more than
-            the largest numeric subfolder (1 for a new folder).
+            not be empty, a file, or a version folder (one holding
+            `saved_model.pb`).
+        version: int or `None`. The version folder, at most `2**63 - 1`;
+            defaults to one more than the largest numeric subfolder (1 for a
+            new folder).
         allow_untrained: bool. Export a built model whose optimizer never
             stepped (see `check_exportable`). Defaults to `False`.
 
@@ -81,8 +86,9 @@ def export_saved_model(
         The path of the version folder written.
 
     Raises:
-        ValueError: for an unbuilt or untrained model, a `base_dir` that is a
-            file, a bad or existing `version`.
+        ValueError: for an unbuilt or untrained model, an empty `base_dir`,
+            one that is a file or a version folder, a bad or existing
+            `version`.
 
     Example:
 
@@ -113,18 +119,35 @@ def saved_model_target(base_dir: str, version: int | None = None) -> str:
         `base_dir/<version>`, which does not exist yet.
 
     Raises:
-        ValueError: for a `base_dir` that is a file, a bad or existing
-            `version`.
+        ValueError: for an empty `base_dir`, one that is a file or a
+            SavedModel (a version folder), a bad or existing `version`.
     """
     version = check_version(version)
     base_dir = os.fspath(base_dir)
+    if not base_dir:
+        raise ValueError(
+            "Expected base_dir to be a folder path (the TF Serving model folder). "
+            "Received: base_dir=''"
+        )
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ValueError(
             f"Expected base_dir to be a folder or a new path. Received: base_dir={base_dir!r} "
             "(an existing file)"
         )
+    for name in ("saved_model.pb", "saved_model.pbtxt"):
+        if os.path.isfile(os.path.join(base_dir, name)):
+            raise ValueError(
+                "Expected base_dir to be a TF Serving model folder, not a version folder "
+                "(exports write base_dir/<version>/). Received: "
+                f"base_dir={base_dir!r}, which holds {name}"
+            )
     if version is None:
         version = next_version(base_dir)
+        if version > MAX_VERSION:
+            raise ValueError(
+                "Expected a free version number at most 2**63 - 1 (TF Serving reads it as an "
+                f"int64). Received: base_dir={base_dir!r}, which holds version {MAX_VERSION}"
+            )
     target = os.path.join(base_dir, str(version))
     _check_new(target)
     return target

@@ -9,6 +9,8 @@ from keras_vae.layers import PixelCNNBernoulli
 from keras_vae.models import VAE, ConditionalVAE
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+# TF Serving parses a version folder's name as an int64.
+MAX_VERSION = 2**63 - 1
 
 
 def check_exportable(model, allow_untrained: bool = False) -> None:
@@ -64,12 +66,21 @@ def check_quantize(quantize) -> None:
 
 
 def check_version(version):
-    """Returns `version` as an int; raises unless it is `None` or a positive integer."""
+    """Returns `version` as an int; raises unless it is `None` or in `[1, MAX_VERSION]`.
+
+    TF Serving reads version folder names as int64, so a larger number would
+    name a folder it never serves.
+    """
     if version is None:
         return None
-    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, numbers.Integral)
+        or not 1 <= version <= MAX_VERSION
+    ):
         raise ValueError(
-            f"Expected version to be a positive integer or None. Received: version={version!r}"
+            "Expected version to be a positive integer at most 2**63 - 1 (TF Serving reads "
+            f"it as an int64) or None. Received: version={version!r}"
         )
     return int(version)
 

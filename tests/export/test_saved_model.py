@@ -97,11 +97,57 @@ def test_next_version_ignores_files_and_other_names(tmp_path):
     assert next_version(str(tmp_path / "missing")) == 1
 
 
-@pytest.mark.parametrize("version", [0, -1, "2", 1.0, True])
+def test_next_version_ignores_numbers_tf_serving_cannot_read(tmp_path):
+    # TF Serving reads version names as int64: 2**63 is not a version it serves.
+    for name in ("4", str(2**63), "1" * 30):
+        (tmp_path / name).mkdir()
+    assert next_version(str(tmp_path)) == 5
+
+
+@pytest.mark.parametrize("version", [0, -1, "2", 1.0, True, 2**63, 10**30])
 def test_bad_version(vae, tmp_path, version):
-    with pytest.raises(ValueError, match=r"^Expected version to be a positive integer"):
+    message = (
+        r"^Expected version to be a positive integer at most 2\*\*63 - 1 \(TF Serving reads it "
+        rf"as an int64\) or None\. Received: version={re.escape(repr(version))}$"
+    )
+    with pytest.raises(ValueError, match=message):
         export_saved_model(vae, tmp_path, version=version)
     assert os.listdir(tmp_path) == []
+
+
+def test_largest_int64_version(vae, tmp_path):
+    assert export_saved_model(vae, tmp_path, version=2**63 - 1) == str(tmp_path / str(2**63 - 1))
+    message = (
+        r"^Expected a free version number at most 2\*\*63 - 1 .*holds version 9223372036854775807$"
+    )
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(vae, tmp_path)
+    assert os.listdir(tmp_path) == [str(2**63 - 1)]
+
+
+def test_empty_base_dir(vae, tmp_path, monkeypatch):
+    # Without the check, "" would write a version folder "1" into the working folder.
+    monkeypatch.chdir(tmp_path)
+    message = (
+        r"^Expected base_dir to be a folder path \(the TF Serving model folder\)\. "
+        r"Received: base_dir=''$"
+    )
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(vae, "")
+    assert os.listdir(tmp_path) == []
+
+
+def test_base_dir_that_is_a_version_folder(vae, tmp_path):
+    version = export_saved_model(vae, tmp_path / "model")
+    before = sorted(os.listdir(version))
+    message = (
+        r"^Expected base_dir to be a TF Serving model folder, not a version folder "
+        r"\(exports write base_dir/<version>/\)\. Received: base_dir='.*/model/1', which holds "
+        r"saved_model\.pb$"
+    )
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(vae, version)
+    assert sorted(os.listdir(version)) == before
 
 
 def test_base_dir_that_is_a_file(vae, tmp_path):
