@@ -128,19 +128,20 @@ def _checked(tensor, name, event_shape):
     return tf.ensure_shape(tensor, [None, *event_shape], name=f"check_{name}")
 
 
-def _check_same_batch(z, condition):
-    batch_z, batch_condition = tf.shape(z)[0], tf.shape(condition)[0]
+def _check_same_batch(tensor, condition, name="z"):
+    """`tensor` (named `name`), run only after the check that its batch is `condition`'s."""
+    batch, batch_condition = tf.shape(tensor)[0], tf.shape(condition)[0]
     check = tf.debugging.Assert(
-        tf.equal(batch_z, batch_condition),
+        tf.equal(batch, batch_condition),
         [
-            "Expected z and condition with the same batch size. Received: z batch=",
-            batch_z,
+            f"Expected {name} and condition with the same batch size. Received: {name} batch=",
+            batch,
             "condition batch=",
             batch_condition,
         ],
     )
     with tf.control_dependencies([check]):
-        return tf.identity(z)
+        return tf.identity(tensor)
 
 
 def _scalar_specs():
@@ -203,11 +204,13 @@ def _conditional_functions(model, latent_dim, data_shape, condition_shape):
 
     def encode(target, condition):
         target, condition = _checked(target, "target", data_shape), check_condition(condition)
+        target = _check_same_batch(target, condition, "target")
         posterior = model.encode(target, condition).distribution
         return {"loc": posterior.loc, "scale": posterior.scale}
 
     def reconstruct(target, condition):
         target, condition = _checked(target, "target", data_shape), check_condition(condition)
+        target = _check_same_batch(target, condition, "target")
         z = model.encode(target, condition).mean()
         return {"image": model.decode(z, condition).mean()}
 

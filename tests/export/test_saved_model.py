@@ -461,3 +461,15 @@ def test_cvae_decode_batch_mismatch_fails(cvae_signatures):
         cvae_signatures["serving_default"](
             z=tf.zeros([3, LATENT_DIM]), condition=tf.constant(one_hot([1, 2]))
         )
+
+
+@pytest.mark.parametrize("name", ["encode", "reconstruct"])
+def test_cvae_target_batch_mismatch_fails(cvae_signatures, name):
+    message = (
+        r"Expected target and condition with the same batch size\. Received: target batch=\] "
+        r"\[3\] \[condition batch=\] \[2\]"
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        cvae_signatures[name](
+            target=tf.constant(binary_images(3)), condition=tf.constant(one_hot([1, 2]))
+        )
