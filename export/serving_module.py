@@ -18,7 +18,8 @@ class ServingModule(tf.Module):
     - `decode(z[, condition])`: `z` float32 `[B, L]` (and `condition` float32
       `[B, *C]`) -> `{"image": float32 [B, *S]}`, the likelihood mean.
     - `sample(seed, num_samples[, condition])`: `seed` and `num_samples` int32
-      scalars -> `{"image": [N, *S], "z": [N, L]}` with `N = num_samples`, or
+      scalars (checked at run time, like the float inputs) ->
+      `{"image": [N, *S], "z": [N, L]}` with `N = num_samples`, or
       `N = B * num_samples` for a CVAE, where row `b * num_samples + k` is
       draw `k` for condition `b`. z comes from the portable RNG through
       `model.sample_latent`, so it equals `model.sample(num_samples, seed)`'s
@@ -78,8 +79,23 @@ class ServingModule(tf.Module):
         return functions
 
 
+def _check_scalar(tensor, name):
+    """`tensor`, checked at run time to be a scalar.
+
+    The signature declares `seed` and `num_samples` scalars, but a loaded
+    signature and TF Serving pass a shape-[1] tensor through (TF Serving's
+    row format, "instances", gives every input a batch axis): a seed `[s]`
+    would be used as if it were `s`, and a `num_samples` `[n]` would fail in
+    an Assert with "In[0] should be a scalar". A check on `tf.rank` would be
+    folded away by the static shape; `EnsureShape` is not, and fails with
+    "Shape of tensor seed [1] is not compatible with expected shape []".
+    """
+    return tf.ensure_shape(tensor, [], name=f"check_{name}")
+
+
 def _check_num_samples(num_samples):
-    """`num_samples`, run only after the check that it is in [1, MAX_NUM_SAMPLES]."""
+    """`num_samples`, run only after the check that it is a scalar in [1, MAX_NUM_SAMPLES]."""
+    num_samples = _check_scalar(num_samples, "num_samples")
     valid = tf.logical_and(num_samples >= 1, num_samples <= MAX_NUM_SAMPLES)
     check = tf.debugging.Assert(
         valid,
@@ -160,7 +176,7 @@ def _functions(model, latent_dim, data_shape, condition_shape):
         return {"image": model.decode(_checked(z, "z", (latent_dim,))).mean()}
 
     def sample(seed, num_samples):
-        num_samples = _check_num_samples(num_samples)
+        seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
         z = model.sample_latent(num_samples, seed)
         return {"image": model.decode(z).mean(), "z": z}
 
@@ -194,7 +210,7 @@ def _conditional_functions(model, latent_dim, data_shape, condition_shape):
         return {"image": model.decode(z, condition).mean()}
 
     def sample(seed, num_samples, condition):
-        num_samples = _check_num_samples(num_samples)
+        seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
         condition = check_condition(condition)
         num_samples = _check_total_rows(num_samples, condition)
         z = tf.reshape(model.sample_latent(condition, num_samples, seed), [-1, latent_dim])

@@ -473,3 +473,16 @@ def test_cvae_target_batch_mismatch_fails(cvae_signatures, name):
         cvae_signatures[name](
             target=tf.constant(binary_images(3)), condition=tf.constant(one_hot([1, 2]))
         )
+
+
+@pytest.mark.parametrize("name", ["seed", "num_samples"])
+@pytest.mark.parametrize("kind", ["vae", "cvae"])
+def test_seed_and_num_samples_must_be_scalars(vae_signatures, cvae_signatures, kind, name):
+    # TF Serving's row format ("instances") gives scalars a batch axis: [3], not 3.
+    signatures = {"vae": vae_signatures, "cvae": cvae_signatures}[kind]
+    condition = {"condition": tf.constant(one_hot([1]))} if kind == "cvae" else {}
+    inputs = {"seed": tf.constant(3), "num_samples": tf.constant(2), **condition}
+    inputs[name] = tf.reshape(inputs[name], [1])
+    message = rf"Shape of tensor {name} \[1\] is not compatible with expected shape \[\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signatures["sample"](**inputs)
