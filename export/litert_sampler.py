@@ -291,7 +291,21 @@ def save(images, path):
     return path
 
 
+def check_output(path):
+    """Raises unless `path` can be written: not a folder, and no file where a folder goes."""
+    if os.path.isdir(path):
+        raise ValueError(f"Expected output to be a file path. Received: output={path!r} (a folder)")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"Expected output in a folder. Received: output={path!r} ({folder} is a file)"
+        )
+
+
 def _make_parent(path):
+    check_output(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
 
@@ -317,6 +331,7 @@ def main(argv=None):
             raise ValueError(
                 f"Expected --output to end with .png or .npy. Received: output={args.output!r}"
             )
+        check_output(args.output)  # before the model runs
         if args.threads is not None and args.threads < 1:
             raise ValueError(
                 f"Expected --threads to be a positive integer. Received: threads={args.threads}"

@@ -148,6 +148,34 @@ def test_command_line_errors_are_one_line(vae_tflite, tmp_path, capsys, extra, m
     assert err.count("\n") == 1
 
 
+def test_command_line_output_under_a_file_or_at_a_folder(vae_tflite, tmp_path, capsys):
+    (tmp_path / "a.png").write_text("a file")
+    (tmp_path / "folder.npy").mkdir()
+    cases = [
+        (
+            tmp_path / "a.png" / "x.png",
+            f"Expected output in a folder. Received: output='{tmp_path}/a.png/x.png' "
+            f"({tmp_path}/a.png is a file)",
+        ),
+        (
+            tmp_path / "a.png" / "deeper" / "x.npy",
+            f"Expected output in a folder. Received: output='{tmp_path}/a.png/deeper/x.npy' "
+            f"({tmp_path}/a.png is a file)",
+        ),
+        (
+            tmp_path / "folder.npy",
+            f"Expected output to be a file path. Received: output='{tmp_path}/folder.npy' "
+            "(a folder)",
+        ),
+    ]
+    for output, message in cases:
+        assert litert_sampler.main([vae_tflite[None], "--output", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"litert_sampler: error: {message}\n"
+    assert (tmp_path / "a.png").read_text() == "a file"
+    assert os.listdir(tmp_path / "folder.npy") == []
+
+
 def test_command_line_creates_the_output_folder(vae, vae_tflite, tmp_path, capsys):
     for name in ("samples.npy", "grid.png"):
         path = tmp_path / "new" / "deeper" / name
