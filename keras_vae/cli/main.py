@@ -205,16 +205,16 @@ def _sample(args):
 
 
 def _complete(args):
-    import numpy as np
-
     from keras_vae import data
     from keras_vae.tasks import complete_images, completion_grid, load_model
     from keras_vae.utils import check_image_path, save_images
 
     check_image_path(args.output)
+    # --input first: a bad path fails before the model loads.
+    images = None if args.input is None else _load_npy(args.input)
     model = load_model(args.model)
-    if args.input is not None:
-        images = data.scale_images(np.load(args.input))
+    if images is not None:
+        images = data.scale_images(images)
     else:
         images = data.scale_images(data.load_images(args.dataset, args.split, args.data_dir)[0])
     completions = complete_images(
@@ -226,6 +226,24 @@ def _complete(args):
         grid = completion_grid(images, completions, model.condition_type)
         save_images(grid, args.output, num_rows=len(images))
     print(f"wrote {args.output}")
+
+
+def _load_npy(path):
+    """The array in the `.npy` file `path`; one-line errors for a missing or bad file."""
+    import numpy as np
+
+    try:
+        return np.load(path)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ValueError(
+            f"Expected --input to be a readable .npy file. Received: input={path!r} ({reason})"
+        ) from None
+    except ValueError:  # e.g. a pickle or a file of another format
+        raise ValueError(
+            f"Expected --input to be a .npy file of numbers. Received: input={path!r}, "
+            "which np.load cannot read as one"
+        ) from None
 
 
 def _export(args):

@@ -36,12 +36,23 @@ def sample_images(
 
     Returns:
         float32 array `[N, H, W, C]`.
+
+    Raises:
+        ValueError: for a completion `ConditionalVAE` (use `complete_images`),
+            a `label` for a model without label conditions, or a bad
+            `num_samples` or `label`.
     """
     num_samples = check_positive_int("num_samples", num_samples)
     if isinstance(model, VAE):
         if label is not None:
             _num_classes(model)
         return np.clip(model.sample(num_samples, seed=seed, temperature=temperature), 0.0, 1.0)
+    if label is None and isinstance(model, ConditionalVAE) and model.condition_type != "label":
+        raise ValueError(
+            "Expected a VAE or a label-conditioned ConditionalVAE to sample. Received: a "
+            f"ConditionalVAE with condition_type={model.condition_type!r}, which completes "
+            "images: use complete_images (keras-vae complete)"
+        )
     num_classes = _num_classes(model)
     if label is None:
         labels = np.arange(num_classes)

@@ -197,6 +197,35 @@ def test_label_on_unconditional_model_and_out_of_range(vae_run, cvae_runs, capsy
     assert main(["complete", str(cvae_runs["label"] / "model.keras"), "--output",
                  str(tmp_path / "x.png")]) != 0  # fmt: skip
     assert "trained for completion" in capsys.readouterr().err
+    # No --label: the model completes images, so the message points to `complete`.
+    assert main(["sample", str(cvae_runs["top-half"] / "model.keras"), "--output",
+                 str(tmp_path / "x.png")]) != 0  # fmt: skip
+    assert capsys.readouterr().err == (
+        "keras-vae sample: error: Expected a VAE or a label-conditioned ConditionalVAE to "
+        "sample. Received: a ConditionalVAE with condition_type='top-half', which completes "
+        "images: use complete_images (keras-vae complete)\n"
+    )
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_complete_input_that_is_missing_or_not_npy(tmp_path, capsys):
+    # The input is read before the model, so neither file needs to be a model.
+    text = tmp_path / "notes.npy"
+    text.write_text("not an array")
+    cases = [
+        (tmp_path / "missing.npy", "Expected --input to be a readable .npy file. Received: "
+         f"input='{tmp_path}/missing.npy' (No such file or directory)"),
+        (tmp_path, f"Received: input='{tmp_path}' (Is a directory)"),
+        (text, "Expected --input to be a .npy file of numbers. Received: "
+         f"input='{text}', which np.load cannot read as one"),
+    ]  # fmt: skip
+    for path, message in cases:
+        assert main(["complete", str(tmp_path / "model.keras"), "--input", str(path),
+                     "--output", str(tmp_path / "out.png")]) != 0  # fmt: skip
+        err = capsys.readouterr().err
+        assert err.startswith("keras-vae complete: error: Expected --input")
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_entry_point_exit_codes(vae_run, tmp_path):
