@@ -38,10 +38,23 @@ def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2
 
 
 def check_image_path(path) -> str:
-    """Returns `path` as a str; raises unless it ends in `.png` or `.npy`."""
+    """Returns `path` as a str; raises unless it ends in `.png` or `.npy` and can be written.
+
+    Writable here means: not a folder, and no file where one of its missing
+    folders would go (`os.makedirs` would fail there with a raw `[Errno 17]`).
+    """
     path = os.fspath(path)
     if not path.endswith((".png", ".npy")):
         raise ValueError(f"Expected an output path ending in .png or .npy. Received: {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"Expected an output file path. Received: {path!r} (a folder)")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"Expected an output path in a folder. Received: {path!r} ({folder} is a file)"
+        )
     return path
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -206,6 +207,30 @@ def test_label_on_unconditional_model_and_out_of_range(vae_run, cvae_runs, capsy
         "images: use complete_images (keras-vae complete)\n"
     )
     assert not (tmp_path / "x.png").exists()
+
+
+def test_output_under_a_file_or_at_a_folder(tmp_path, capsys):
+    from keras_vae.utils import save_images
+
+    (tmp_path / "a.png").write_text("a file")
+    (tmp_path / "folder.png").mkdir()
+    cases = [
+        (tmp_path / "a.png" / "x.png", f"({tmp_path}/a.png is a file)"),
+        (tmp_path / "a.png" / "deeper" / "x.npy", f"({tmp_path}/a.png is a file)"),
+        (tmp_path / "folder.png", "(a folder)"),
+    ]
+    images = np.zeros((2, 28, 28, 1), "float32")
+    for path, reason in cases:
+        message = rf"^Expected an output (file )?path( in a folder)?\. Received: '{path}' "
+        with pytest.raises(ValueError, match=message + re.escape(reason) + "$"):
+            save_images(images, path)
+        # The CLI checks --output first: the model file need not exist.
+        for command in ("sample", "complete"):
+            assert main([command, str(tmp_path / "model.keras"), "--output", str(path)]) != 0
+            err = capsys.readouterr().err
+            assert err.startswith(f"keras-vae {command}: error: Expected an output")
+            assert err.endswith(f"{reason}\n") and err.count("\n") == 1
+    assert (tmp_path / "a.png").read_text() == "a file"
 
 
 def test_complete_input_that_is_missing_or_not_npy(tmp_path, capsys):
