@@ -3,6 +3,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -11,13 +12,19 @@ from keras_vae import VAE
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
 from keras_vae.models.presets import build_vae
 from keras_vae.models.priors import standard_normal
+from keras_vae.ops import random as portable_random
 
 tfd = tfp.distributions
 
 
-def tiny_vae(latent_dim=2, pixels=3, **kwargs):
+def tiny_vae(latent_dim=2, pixels=3, kernel_regularizer=None, **kwargs):
     encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
-    decoder = keras.Sequential([keras.Input((latent_dim,)), keras.layers.Dense(pixels)])
+    decoder = keras.Sequential(
+        [
+            keras.Input((latent_dim,)),
+            keras.layers.Dense(pixels, kernel_regularizer=kernel_regularizer),
+        ]
+    )
     vae = VAE(encoder, decoder, latent_dim, likelihood=IndependentBernoulli(pixels), **kwargs)
     vae.build((None, pixels))
     return vae
@@ -493,3 +500,130 @@ def test_likelihood_draws_use_the_low_32_bits_of_the_seed():
     np.testing.assert_array_equal(
         vae.sample(4, seed=2**31 + 1, use_mean=False), vae.sample(4, seed=1 - 2**31, use_mean=False)
     )
+
+
+# A diagonal Gaussian prior that is not N(0, I): tests fail if it is ignored.
+PRIOR_LOC = np.array([0.5, -1.0], "float32")
+PRIOR_SCALE = np.array([2.0, 0.5], "float32")
+
+
+def shifted_prior():
+    return tfd.Independent(tfd.Normal(PRIOR_LOC, PRIOR_SCALE), reinterpreted_batch_ndims=1)
+
+
+PRIORS = {
+    "standard": (None, {}),
+    "shifted": (shifted_prior, {"prior_loc": PRIOR_LOC, "prior_scale": PRIOR_SCALE}),
+}
+
+
+def normal_log_pdf(z, loc, scale):
+    """log N(z; loc, diag(scale^2)), summed over the last axis, in numpy."""
+    return np.sum(-0.5 * ((z - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi), -1)
+
+
+def hand_terms(vae, x, num_samples, prior_loc=0.0, prior_scale=1.0):
+    """`vae.compute_terms(x)` for `tiny_vae` with `set_fixed_weights(raw_scale=0)`,
+    and numpy's log p(x|z_k) and log weights [K, B] and TFP's KL, all from the
+    call's own noise: the Philox normals eps [K, B, d] of the sampler state."""
+    a_mat, a_bias, w, b = set_fixed_weights(vae, raw_scale=0.0)
+    state = vae.sampler_state.numpy().copy()
+    terms = {k: v.numpy() for k, v in vae.compute_terms(tf.constant(x)).items()}
+    eps = tf.random.stateless_normal([num_samples, len(x), 2], state, alg="philox").numpy()
+    loc = (x @ a_mat + a_bias).astype("float64")
+    scale = math.log(2.0) + 1e-5  # softplus(0) + floor
+    z = loc + scale * eps.astype("float64")
+    logits = z @ w + b
+    log_likelihood = -np.sum(x * np.logaddexp(0, -logits) + (1 - x) * np.logaddexp(0, logits), -1)
+    log_weights = (
+        log_likelihood + normal_log_pdf(z, prior_loc, prior_scale) - normal_log_pdf(z, loc, scale)
+    )
+    kl = tfd.kl_divergence(
+        tfd.MultivariateNormalDiag(loc, tf.fill(loc.shape, tf.constant(scale, tf.float64))),
+        tfd.MultivariateNormalDiag(
+            tf.constant(prior_loc, tf.float64) * tf.ones(2, tf.float64),
+            tf.constant(prior_scale, tf.float64) * tf.ones(2, tf.float64),
+        ),
+    ).numpy()
+    return terms, log_likelihood, log_weights, kl
+
+
+HAND_X = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]], "float32")
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+def test_iwae_loss_is_the_importance_weighted_bound_of_the_training_noise(prior):
+    make_prior, moments = PRIORS[prior]
+    vae = tiny_vae(objective="iwae", num_samples=5, seed=21, prior=make_prior and make_prior())
+    terms, log_likelihood, log_weights, kl = hand_terms(vae, HAND_X, 5, **moments)
+    bound = scipy.special.logsumexp(log_weights, axis=0) - np.log(5)
+    np.testing.assert_allclose(terms["loss"], -bound, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(terms["reconstruction"], log_likelihood.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(terms["kl"], kl, rtol=1e-4)
+    # The bound is not the 5-sample ELBO: the test tells the objectives apart.
+    assert np.abs(bound - (log_likelihood.mean(0) - kl)).max() > 0.05
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+def test_multi_sample_elbo_averages_the_likelihood_over_every_draw(prior):
+    make_prior, moments = PRIORS[prior]
+    vae = tiny_vae(beta=0.5, num_samples=5, seed=22, prior=make_prior and make_prior())
+    terms, log_likelihood, _, kl = hand_terms(vae, HAND_X, 5, **moments)
+    np.testing.assert_allclose(terms["reconstruction"], log_likelihood.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(terms["kl"], kl, rtol=1e-4)
+    np.testing.assert_allclose(terms["loss"], 0.5 * kl - log_likelihood.mean(0), rtol=1e-4)
+    # One draw alone would give another reconstruction.
+    assert np.abs(log_likelihood[0] - log_likelihood.mean(0)).max() > 0.05
+
+
+def test_single_sample_elbo_uses_the_custom_prior():
+    vae = tiny_vae(seed=23, prior=shifted_prior())
+    terms, log_likelihood, _, kl = hand_terms(vae, HAND_X, 1, PRIOR_LOC, PRIOR_SCALE)
+    np.testing.assert_allclose(terms["kl"], kl, rtol=1e-5)
+    np.testing.assert_allclose(terms["reconstruction"], log_likelihood[0], rtol=1e-4)
+    np.testing.assert_allclose(terms["elbo"], log_likelihood[0] - kl, rtol=1e-4)
+
+
+def test_sample_latent_and_sample_follow_the_custom_prior():
+    vae = tiny_vae(prior=shifted_prior())
+    _, _, w, b = set_fixed_weights(vae, raw_scale=0.0)
+    z = vae.sample_latent(20000, seed=3).numpy()
+    # The portable RNG's noise, moved and scaled by the prior.
+    eps = portable_random.normal([20000, 2], 3).numpy()
+    np.testing.assert_allclose(z, PRIOR_LOC + PRIOR_SCALE * eps, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(z.mean(axis=0), PRIOR_LOC, atol=0.04)
+    np.testing.assert_allclose(z.std(axis=0), PRIOR_SCALE, rtol=0.03)
+    # Temperature 0 decodes the prior mean, not zero.
+    expected = 1.0 / (1.0 + np.exp(-(PRIOR_LOC @ w + b)))
+    np.testing.assert_allclose(vae.sample(2, seed=1, temperature=0), [expected] * 2, rtol=1e-5)
+
+
+def test_regularization_losses_add_their_gradient_to_the_step():
+    # Same weights and sampler state, so the same noise: the only difference
+    # in one SGD step is the L2 penalty's gradient, 2 c W, times the rate.
+    c, x = 0.05, HAND_X
+    plain, regularized = (
+        tiny_vae(seed=24),
+        tiny_vae(seed=24, kernel_regularizer=keras.regularizers.L2(c)),
+    )
+    set_fixed_weights(plain, raw_scale=0.0)
+    regularized.set_weights(plain.get_weights())
+    kernel = plain.decoder.layers[-1].kernel.numpy()
+    got, want = sgd_update(regularized, x), sgd_update(plain, x)
+    kernel_index = next(
+        i for i, v in enumerate(plain.trainable_weights) if v is plain.decoder.layers[-1].kernel
+    )
+    for i, (reg_step, plain_step) in enumerate(zip(got, want, strict=True)):
+        extra = -0.1 * 2 * c * kernel if i == kernel_index else 0.0
+        np.testing.assert_allclose(reg_step - plain_step, extra, atol=1e-6)
+
+
+def test_pixel_draws_follow_the_seed_at_zero_temperature():
+    # Temperature 0: every seed decodes the same z, the prior mean, so only
+    # the likelihood's draws can tell two seeds apart.
+    vae = tiny_vae()
+    _, _, _, b = set_fixed_weights(vae, raw_scale=0.0)
+    a = vae.sample(400, seed=5, use_mean=False, temperature=0)
+    np.testing.assert_array_equal(a, vae.sample(400, seed=5, use_mean=False, temperature=0))
+    assert np.any(a != vae.sample(400, seed=6, use_mean=False, temperature=0))
+    np.testing.assert_allclose(a.mean(axis=0), 1.0 / (1.0 + np.exp(-b)), atol=0.1)
