@@ -150,3 +150,24 @@ def test_features_of_the_wrong_shape_are_refused():
     layer = PixelCNNBernoulli((4, 4, 1), feature_channels=3)
     with pytest.raises(ValueError, match=r"Expected .* \[batch, 4, 4, 3\].*Received: params.shape"):
         layer(tf.zeros([2, 4, 4, 2]))
+
+
+def test_sample_n_pairs_each_draw_with_its_own_features():
+    # Feature channel 0 drives every logit to -1000 for the first example and
+    # to +1000 for the second: all their draws must be 0s and 1s respectively.
+    layer, features = make_layer(3, 3)
+    layer.output_features.assign([[1000.0], [0.0]])
+    sign = tf.constant([-1.0, 1.0])[:, None, None, None]
+    features = tf.concat([sign * tf.ones([2, 3, 3, 1]), features[..., 1:]], axis=-1)
+    draws = layer(features).sample(4, seed=[1, 2]).numpy()
+    assert draws.shape == (4, 2, 3, 3, 1)
+    np.testing.assert_array_equal(draws[:, 0], 0.0)
+    np.testing.assert_array_equal(draws[:, 1], 1.0)
+
+
+def test_log_prob_of_n_draws_pairs_each_with_its_own_features():
+    layer, features = make_layer(3, 3)
+    dist = layer(features)
+    draws = dist.sample(3, seed=[3, 4])
+    expected = np.stack([dist.log_prob(draw).numpy() for draw in draws])
+    np.testing.assert_allclose(dist.log_prob(draws), expected, rtol=1e-6)

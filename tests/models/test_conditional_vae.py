@@ -184,6 +184,21 @@ def test_generate_shape_and_seed(prior):
 
 
 @pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_target_draws_follow_the_seed_at_zero_temperature(prior):
+    # Temperature 0: every seed decodes the same z, the prior mean, so only
+    # the likelihood's draws can tell two seeds apart.
+    cvae = tiny_cvae(prior=prior)
+    set_random_decoder(cvae, np.random.default_rng(0))
+    c = np.eye(2, dtype="float32")
+    a = cvae.generate(c, num_samples=400, seed=5, use_mean=False, temperature=0)
+    np.testing.assert_array_equal(
+        a, cvae.generate(c, num_samples=400, seed=5, use_mean=False, temperature=0)
+    )
+    assert np.any(a != cvae.generate(c, num_samples=400, seed=6, use_mean=False, temperature=0))
+    np.testing.assert_allclose(a.mean(axis=1), cvae.predict(c, verbose=0), atol=0.1)
+
+
+@pytest.mark.parametrize("prior", ["standard", "learned"])
 def test_temperature_scales_the_spread_of_the_prior_draws(prior):
     cvae = tiny_cvae(prior=prior)
     c = tf.constant(np.eye(2, dtype="float32"))
