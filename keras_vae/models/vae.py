@@ -245,6 +245,11 @@ class VAE(ELBOModel):
 
     def _check_inputs(self, x):
         """Builds the model for `x`'s shape if needed, then checks `x` against it."""
+        if x is None:
+            raise ValueError(
+                "Expected x: an array, a tf.data.Dataset, a keras.utils.PyDataset, an iterator "
+                "or a generator of images. Received: x=None"
+            )
         batch = first_batch(x)
         if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) and isinstance(batch, tuple):
             batch = batch[0]  # (x, y) or (x, y, sample_weight): y is unused

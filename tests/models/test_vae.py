@@ -468,6 +468,15 @@ def test_fit_and_evaluate_accept_a_py_dataset(as_tuple, binary_images):
         mlp_vae().fit(Batches(x * 2, 128, as_tuple), verbose=0)
 
 
+@pytest.mark.parametrize("built", [False, True])
+def test_fit_and_evaluate_without_data(built):
+    vae = tiny_vae() if built else mlp_vae()
+    vae.compile(optimizer="adam")
+    for call in (vae.fit, vae.evaluate, vae.predict):
+        with pytest.raises(ValueError, match=r"Expected x: .* Received: x=None$"):
+            call(None)
+
+
 def test_generators_need_a_built_model(binary_images):
     def batches():
         while True:
