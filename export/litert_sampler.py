@@ -42,7 +42,13 @@ class Sampler:
         latent_dim: int. Size of z.
         image_shape: tuple of ints. Shape of one generated example.
         condition_shape: tuple of ints, or `None` for an unconditional VAE.
-        condition_type: str or `None`. `"label"` for one-hot labels.
+        condition_type: str or `None`. `"label"` for one-hot labels,
+            `"center-column"` or `"top-half"` for completion models.
+        full_image_shape: tuple of ints, or `None`. For completion models:
+            the shape of the whole image, which `complete` rebuilds.
+        observed_pixels, missing_pixels: int arrays, or `None`. For
+            completion models: the row-major flat indices in the whole image
+            of the condition's pixels and of the generated ones, in order.
         quantize: str or `None`. How the file was quantized.
         max_num_samples: int. Most rows per call: `num_samples`, or
             `B * num_samples` with a batch of `B` conditions.
@@ -110,6 +116,12 @@ class Sampler:
         self.condition_type = metadata.get("condition_type")
         self.quantize = metadata.get("quantize")
         self.max_num_samples = int(metadata.get("max_num_samples", MAX_NUM_SAMPLES))
+        self.full_image_shape = metadata.get("full_image_shape")
+        self.observed_pixels = self.missing_pixels = None
+        if self.full_image_shape is not None:
+            self.full_image_shape = tuple(int(d) for d in self.full_image_shape)
+            self.observed_pixels = np.asarray(metadata["observed_pixels"], np.int64)
+            self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
 
     def sample(self, seed, num_samples, condition=None, return_latent=False):
         """Generates examples from the prior, reproducibly by seed.
@@ -147,6 +159,45 @@ class Sampler:
         outputs = self._sample(**inputs)
         images = np.array(outputs["image"])
         return (images, np.array(outputs["z"])) if return_latent else images
+
+    def complete(self, images, seed, num_samples=1):
+        """Fills in the missing part of partly observed images (completion models).
+
+        Args:
+            images: array `[B, *full_image_shape]` of values in [0, 1] (binary
+                for a Bernoulli model, like its training data). Only the
+                observed pixels are read.
+            seed: int. As in `sample`.
+            num_samples: int. Completions per image; `B * num_samples` must
+                not exceed `max_num_samples`.
+
+        Returns:
+            float32 array `[B * num_samples, *full_image_shape]`: row
+            `b * num_samples + k` is image `b` with its observed pixels and
+            completion `k` (the likelihood mean) in the missing ones.
+        """
+        if self.full_image_shape is None:
+            raise ValueError(
+                "Expected a completion model whose file records its pixel layout "
+                "('center-column' or 'top-half', exported by this keras-vae). Received: "
+                f"condition_type={self.condition_type!r}, no pixel layout"
+            )
+        shape = "[batch, " + ", ".join(map(str, self.full_image_shape)) + "]"
+        try:
+            images = np.asarray(images, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Expected images of numbers shaped {shape}. Received: another type"
+            ) from None
+        if images.ndim < 1 or images.shape[1:] != self.full_image_shape:
+            raise ValueError(
+                f"Expected images shaped {shape}. Received: images.shape={images.shape}"
+            )
+        flat = images.reshape(len(images), -1)
+        missing = self.sample(seed, num_samples, flat[:, self.observed_pixels])
+        completed = np.repeat(flat, self._check_num_samples(num_samples), axis=0)
+        completed[:, self.missing_pixels] = missing
+        return completed.reshape(-1, *self.full_image_shape)
 
     def decode(self, z, condition=None):
         """The likelihood mean for latents `z` `[B, latent_dim]` (and conditions `[B, ...]`)."""

@@ -14,6 +14,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 import keras_vae
+from keras_vae import data
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
 from keras_vae.export.staged_path import StagedPath
@@ -322,7 +323,18 @@ def _calibration_data(model, module, conditions):
 
 
 def _metadata(model, module, quantize):
+    condition_type = getattr(model, "condition_type", None)
+    layout = {}
+    if condition_type in ("center-column", "top-half") and getattr(model, "image_shape", None):
+        # A device rebuilds images from the flat observed and missing pixels.
+        observed, missing = data.pixel_indices(condition_type, model.image_shape)
+        layout = {
+            "full_image_shape": list(model.image_shape),
+            "observed_pixels": observed.tolist(),
+            "missing_pixels": missing.tolist(),
+        }
     return {
+        **layout,
         "format": "keras_vae",
         "keras_vae_version": keras_vae.__version__,
         "model": type(model).__name__,

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_helpers import LATENT_DIM, NUM_CLASSES, one_hot, reference_normal
+from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot, reference_normal
 from PIL import Image
 
-from keras_vae.export import MAX_NUM_SAMPLES, litert_sampler
+from keras_vae.data import merge_image, split_image
+from keras_vae.export import MAX_NUM_SAMPLES, export_tflite, litert_sampler
 from keras_vae.export.litert_sampler import Sampler
 
 SCRIPT = Path(litert_sampler.__file__)
@@ -274,3 +275,32 @@ def test_runs_in_a_venv_without_tensorflow(
     assert proc.returncode == 1
     assert proc.stderr.startswith("litert_sampler: error: Expected a TFLite model file")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def completion_sampler(completion_cvae, exports_dir):
+    path = export_tflite(completion_cvae, exports_dir / "completion.tflite")
+    return Sampler(str(path))
+
+
+def test_complete_rebuilds_images_like_keras(completion_cvae, completion_sampler):
+    images = binary_images(3)
+    completed = completion_sampler.complete(images, seed=5, num_samples=2)
+    observed, _ = split_image(images, "top-half")
+    generated = completion_cvae.generate(observed, 2, seed=5).reshape(6, -1)
+    expected = merge_image(np.repeat(observed, 2, axis=0), generated, "top-half", (28, 28, 1))
+    assert completed.shape == (6, 28, 28, 1)
+    np.testing.assert_allclose(completed, expected, atol=1e-5)
+    # The observed half is the input's own; the two completions of an image differ.
+    np.testing.assert_array_equal(completed[:, :14], np.repeat(images[:, :14], 2, axis=0))
+    assert np.abs(completed[0, 14:] - completed[1, 14:]).max() > 1e-3
+    assert completion_sampler.full_image_shape == (28, 28, 1)
+    with pytest.raises(ValueError, match=r"^Expected images shaped \[batch, 28, 28, 1\]\. "):
+        completion_sampler.complete(images[:, :14], seed=0)
+    with pytest.raises(ValueError, match=r"rows in all"):
+        completion_sampler.complete(binary_images(2), seed=0, num_samples=4096)
+
+
+def test_complete_needs_a_completion_model(label_sampler):
+    with pytest.raises(ValueError, match=r"^Expected a completion model .* condition_type='label'"):
+        label_sampler.complete(binary_images(1), seed=0)
