@@ -14,6 +14,7 @@ def test_readme_python_examples_run(tfds_data_dir, tmp_path, monkeypatch):
         'data.load_images("mnist", "train")': 'data.load_images("mnist", "train[:512]")',
         "epochs=3": "epochs=1",
         "epochs=10": "epochs=1",
+        "num_samples=1000": "num_samples=20",
     }
     for old, new in shrink.items():
         assert old in code, old
@@ -25,3 +26,6 @@ def test_readme_python_examples_run(tfds_data_dir, tmp_path, monkeypatch):
     assert namespace["sevens"].shape == (1, 8, 28, 28, 1)
     assert np.isfinite(namespace["q"].mean().numpy()).all()
     assert (tmp_path / "vae.keras").exists()
+    metrics = namespace["metrics"]
+    assert metrics["num_examples"] == 1000 and metrics["num_samples"] == 20
+    assert metrics["nll"] > 0 and metrics["log_likelihood"] >= metrics["elbo"] - 1.0
