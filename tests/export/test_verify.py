@@ -1,11 +1,14 @@
 """verify_export and format_report."""
 
 import os
+import types
 
 import pytest
+import tensorflow as tf
 from export_helpers import LATENT_DIM
 
 from keras_vae.export import TOLERANCES, format_report, verify_export
+from keras_vae.export.litert_sampler import Sampler
 from keras_vae.models.presets import build_vae
 
 
@@ -41,6 +44,69 @@ def test_verify_catches_a_model_that_does_not_match(vae_saved_model, vae_tflite)
     assert report["tflite"]["decode_max_abs_diff"] > 1e-3
     text = format_report(report)
     assert "MISMATCH" in text and text.splitlines()[-1].endswith("an export does not match")
+
+
+def _shift_saved_model_signature(monkeypatch, name, shift):
+    """Makes `tf.saved_model.load` return signatures with `name`'s image off by `shift`."""
+    load = tf.saved_model.load
+
+    def load_with_one_wrong_signature(path):
+        loaded = load(path)
+        right = loaded.signatures[name]
+
+        def wrong(**inputs):
+            outputs = dict(right(**inputs))
+            outputs["image"] = outputs["image"] + shift
+            return outputs
+
+        # `loaded` is kept so the signature functions' variables stay alive.
+        return types.SimpleNamespace(loaded=loaded, signatures={**loaded.signatures, name: wrong})
+
+    monkeypatch.setattr(tf.saved_model, "load", load_with_one_wrong_signature)
+
+
+@pytest.mark.parametrize(
+    "signature, key",
+    [("serving_default", "decode"), ("sample", "sample"), ("reconstruct", "reconstruct")],
+)
+def test_verify_catches_one_wrong_saved_model_signature(
+    vae, vae_saved_model, monkeypatch, signature, key
+):
+    # Only one signature is off, by twice the tolerance: the others still match.
+    _shift_saved_model_signature(monkeypatch, signature, 2 * TOLERANCES[None])
+    report = verify_export(vae, saved_model_dir=vae_saved_model, seed=3, num_samples=5)
+    saved = report["saved_model"]
+    assert not report["ok"] and not saved["ok"]
+    assert saved[f"{key}_max_abs_diff"] > TOLERANCES[None]
+    others = {"decode", "sample", "reconstruct"} - {key}
+    assert all(saved[f"{other}_max_abs_diff"] < 1e-5 for other in others)
+    assert saved["latent_max_abs_diff"] < 1e-5
+    assert "MISMATCH" in format_report(report)
+
+
+@pytest.mark.parametrize("method", ["decode", "sample"])
+@pytest.mark.parametrize("quantize", [None, "int8"], ids=["float32", "int8"])
+def test_verify_catches_one_wrong_tflite_signature(vae, vae_tflite, monkeypatch, method, quantize):
+    # Float32 files are held to the max difference, quantized ones to the mean: a shift
+    # of twice the tolerance fails either, whatever the quantization error.
+    shift = 2 * TOLERANCES[quantize]
+    right = getattr(Sampler, method)
+
+    def wrong(self, *args, **kwargs):
+        outputs = right(self, *args, **kwargs)
+        if method == "sample":  # verify_export asks for (images, z)
+            return outputs[0] + shift, outputs[1]
+        return outputs + shift
+
+    monkeypatch.setattr(Sampler, method, wrong)
+    report = verify_export(vae, tflite_path=vae_tflite[quantize], seed=3, num_samples=5)
+    lite = report["tflite"]
+    assert not report["ok"] and not lite["ok"] and lite["quantize"] == quantize
+    other = {"decode", "sample"} - {method}
+    statistic = "max" if quantize is None else "mean"
+    assert lite[f"{method}_{statistic}_abs_diff"] > TOLERANCES[quantize]
+    assert lite[f"{other.pop()}_{statistic}_abs_diff"] <= TOLERANCES[quantize]
+    assert lite["latent_max_abs_diff"] < 1e-5
 
 
 def test_verify_bad_arguments(vae, vae_tflite, tmp_path):
