@@ -48,7 +48,16 @@ def test_sample_matches_keras_and_reference(vae, sampler):
     assert sampler.max_num_samples == MAX_NUM_SAMPLES
 
 
-@pytest.mark.parametrize("seed, same_as", [(2**32 + 5, 5), (-1, 2**32 - 1), (np.int64(7), 7)])
+@pytest.mark.parametrize(
+    "seed, same_as",
+    [
+        (2**32 + 5, 5),
+        (-1, 2**32 - 1),
+        (np.int64(7), 7),
+        (2**31, -(2**31)),
+        (2**31 - 1, -(2**31) - 1),
+    ],
+)
 def test_seed_uses_the_low_32_bits_like_model_sample(vae, sampler, seed, same_as):
     np.testing.assert_array_equal(sampler.sample(seed, 3), sampler.sample(same_as, 3))
     np.testing.assert_allclose(sampler.sample(seed, 3), vae.sample(3, seed=seed), atol=1e-5)
