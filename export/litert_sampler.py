@@ -182,17 +182,7 @@ class Sampler:
                 "('center-column' or 'top-half', exported by this keras-vae). Received: "
                 f"condition_type={self.condition_type!r}, no pixel layout"
             )
-        shape = "[batch, " + ", ".join(map(str, self.full_image_shape)) + "]"
-        try:
-            images = np.asarray(images, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"Expected images of numbers shaped {shape}. Received: another type"
-            ) from None
-        if images.ndim < 1 or images.shape[1:] != self.full_image_shape:
-            raise ValueError(
-                f"Expected images shaped {shape}. Received: images.shape={images.shape}"
-            )
+        images = _float_batch("images", images, self.full_image_shape)
         flat = images.reshape(len(images), -1)
         missing = self.sample(seed, num_samples, flat[:, self.observed_pixels])
         completed = np.repeat(flat, self._check_num_samples(num_samples), axis=0)
@@ -259,20 +249,28 @@ class Sampler:
                     "Received: a condition"
                 )
             return None
-        shape = "[batch, " + ", ".join(map(str, self.condition_shape)) + "]"
         if condition is None:
+            shape = "[batch, " + ", ".join(map(str, self.condition_shape)) + "]"
             raise ValueError(f"Expected a condition shaped {shape}. Received: condition=None")
-        try:
-            condition = np.asarray(condition, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"Expected a condition of numbers shaped {shape}. Received: another type"
-            ) from None
-        if condition.shape[1:] != self.condition_shape or condition.ndim < 1:
-            raise ValueError(
-                f"Expected a condition shaped {shape}. Received: condition.shape={condition.shape}"
-            )
-        return condition
+        return _float_batch("condition", condition, self.condition_shape, noun="a condition")
+
+
+def _float_batch(name, value, event_shape, noun=None):
+    """`value` as a float32 array `[batch, *event_shape]`; raises in one line otherwise.
+
+    The errors call it `noun` (default `name`), e.g. "a condition".
+    """
+    noun = name if noun is None else noun
+    shape = "[batch, " + ", ".join(map(str, event_shape)) + "]"
+    try:
+        value = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected {noun} of numbers shaped {shape}. Received: another type"
+        ) from None
+    if value.ndim < 1 or value.shape[1:] != tuple(event_shape):
+        raise ValueError(f"Expected {noun} shaped {shape}. Received: {name}.shape={value.shape}")
+    return value
 
 
 def _int32_seed(seed):

@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_vae.layers import PixelCNNBernoulli
 from keras_vae.models import VAE, ConditionalVAE
+from keras_vae.utils.images import file_in_the_way
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
 # TF Serving parses a version folder's name as an int64.
@@ -90,13 +91,11 @@ def check_tflite_path(path) -> str:
     path = os.fspath(path)
     if not path.endswith(".tflite") or os.path.isdir(path):
         raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
+    blocker = file_in_the_way(path)
+    if blocker is not None:
         raise ValueError(
             f"Expected path to a .tflite file in a folder. Received: path={path!r} "
-            f"({folder} is a file)"
+            f"({blocker} is a file)"
         )
     return path
 

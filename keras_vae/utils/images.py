@@ -48,14 +48,23 @@ def check_image_path(path) -> str:
         raise ValueError(f"Expected an output path ending in .png or .npy. Received: {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"Expected an output file path. Received: {path!r} (a folder)")
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise ValueError(
+            f"Expected an output path in a folder. Received: {path!r} ({blocker} is a file)"
+        )
+    return path
+
+
+def file_in_the_way(path) -> str | None:
+    """The existing file that stands where one of `path`'s folders should be, if any.
+
+    `os.makedirs` of `path`'s folder would fail on it with a raw `[Errno 17]`.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise ValueError(
-            f"Expected an output path in a folder. Received: {path!r} ({folder} is a file)"
-        )
-    return path
+    return None if os.path.isdir(folder) else folder
 
 
 def save_images(images: np.ndarray, path, num_rows: int | None = None) -> str:
