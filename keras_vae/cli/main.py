@@ -1,8 +1,11 @@
 """The `keras-vae` command line: parses arguments and calls the library."""
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 
 
 class _Parser(argparse.ArgumentParser):
@@ -256,21 +259,44 @@ def _export(args):
     model, conditions = args.model, None
     if args.quantize == "int8" and args.tflite is not None:
         model, conditions = _completion_calibration(args)
-    report = export_model(
-        model,
-        saved_model_base=args.saved_model,
-        tflite_path=args.tflite,
-        quantize=args.quantize,
-        version=args.version,
-        allow_untrained=args.allow_untrained,
-        representative_conditions=conditions,
-    )
+    with _sigterm_as_exit():
+        report = export_model(
+            model,
+            saved_model_base=args.saved_model,
+            tflite_path=args.tflite,
+            quantize=args.quantize,
+            version=args.version,
+            allow_untrained=args.allow_untrained,
+            representative_conditions=conditions,
+        )
     print(format_report(report))
     if not report["ok"]:
         raise ValueError(
             "Expected the exported files to reproduce the Keras model within tolerance. "
             "Received: differences above tolerance (see the report above)"
         )
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Turns SIGTERM into `SystemExit` meanwhile, so the export removes what it staged.
+
+    Python's default SIGTERM ends the process at once, leaving a hidden
+    half-written SavedModel and TFLite file behind (`kill`, a container stop,
+    a CI timeout); an exception runs the export's clean-up first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _completion_calibration(args):

@@ -1,8 +1,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -422,3 +424,23 @@ def test_json_safe_writes_non_finite_numbers_as_null():
     metrics = {"elbo": float("nan"), "history": {"kl": [1.5, float("inf")]}, "seed": 0}
     text = json.dumps(json_safe(metrics), allow_nan=False)
     assert json.loads(text) == {"elbo": None, "history": {"kl": [1.5, None]}, "seed": 0}
+
+
+def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
+    base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_vae.cli.main", "export", str(vae_run / "model.keras"),
+         "--saved-model", str(base), "--tflite", str(tflite)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # Wait until the SavedModel is being staged (a hidden folder under base), then stop it.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if base.is_dir() and any(p.name.startswith(".") for p in base.iterdir()):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    # The staged SavedModel, the folders made for the exports and the TFLite file are gone.
+    assert not base.exists() and not tflite.parent.exists()
