@@ -72,7 +72,9 @@ def export_tflite(
     - `"int8"`: full integer quantization of the decoder with float32 inputs
       and outputs, calibrated on latents drawn from the prior with the
       portable RNG (the `sample` and `decode` signatures see the same
-      calibration latents, so they get the same quantization). The sampler's
+      calibration latents). For a VAE the two then give identical images;
+      for a ConditionalVAE, whose decoder input also holds the condition,
+      they can differ by a quantization step (about 4e-3). The sampler's
       ops (the integer hash, Box-Muller and, for a learned prior, the prior
       network) stay in int32/float32: an int8 uniform would have 256 levels.
       So z is exact and only the decoder is quantized. Dense layers get one
