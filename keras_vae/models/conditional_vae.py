@@ -11,6 +11,7 @@ from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
     check_data,
     check_positive_int,
+    check_sample_weight,
     first_batch,
     lists_as_arrays,
 )
@@ -316,11 +317,15 @@ class ConditionalVAE(ELBOModel):
     def fit(self, x=None, y=None, **kwargs):
         x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
+        if kwargs.get("sample_weight") is not None and hasattr(x, "shape"):
+            check_sample_weight(kwargs["sample_weight"], int(np.shape(x)[0]))
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
         x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
+        if kwargs.get("sample_weight") is not None and hasattr(x, "shape"):
+            check_sample_weight(kwargs["sample_weight"], int(np.shape(x)[0]))
         return super().evaluate(x, y, **kwargs)
 
     def get_config(self):

@@ -203,7 +203,8 @@ class ELBOModel(keras.Model):
         if sample_weight is None:
             return tf.reduce_mean(values)
         weights = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
-        return tf.reduce_sum(values * weights) / tf.reduce_sum(weights)
+        # A batch of zero weights (shuffled, mostly-masked data) contributes nothing, not NaN.
+        return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -12,6 +12,7 @@ from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_no
 from keras_vae.models.validation import (
     check_data,
     check_positive_int,
+    check_sample_weight,
     first_batch,
     lists_as_arrays,
 )
@@ -319,6 +320,8 @@ def _weight_carrier(x, y, sample_weight):
     and a VAE has no target, so without a `y` the weights would be silently
     ignored. The ELBO never reads `y`: zeros of `x`'s length carry the weights.
     """
+    if sample_weight is not None and hasattr(x, "shape"):
+        check_sample_weight(sample_weight, int(np.shape(x)[0]))
     if y is not None or sample_weight is None or not hasattr(x, "shape"):
         return y  # Keras itself refuses weights beside a dataset or a generator
     return np.zeros((int(np.shape(x)[0]),), "float32")

@@ -99,3 +99,13 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
     return value
+
+
+def check_sample_weight(sample_weight, num_examples):
+    """Raises unless `sample_weight` holds one number per example: `[N]` or `[N, 1]`."""
+    shape = tuple(np.shape(sample_weight))
+    if shape not in ((num_examples,), (num_examples, 1)):
+        raise ValueError(
+            f"Expected sample_weight shaped [{num_examples}] or [{num_examples}, 1] (one weight "
+            f"per example). Received: sample_weight.shape={shape}"
+        )

@@ -374,3 +374,18 @@ class Batch(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.x
+
+
+def test_sample_weight_must_hold_one_weight_per_pair():
+    cvae = tiny_cvae()
+    cvae.compile(optimizer="adam")
+    conditions = np.eye(2, dtype="float32")[[0, 1, 0, 1]]
+    targets = np.zeros((4, 3), "float32")
+    for call in (cvae.fit, cvae.evaluate):
+        with pytest.raises(ValueError, match=r"Received: sample_weight.shape=\(4, 2\)$"):
+            call(conditions, targets, sample_weight=np.ones((4, 2)), verbose=0)
+    # One weight per pair, as [N] or [N, 1], is accepted; zero weights give no NaN.
+    logs = cvae.evaluate(
+        conditions, targets, sample_weight=np.zeros((4, 1)), verbose=0, return_dict=True
+    )
+    assert all(np.isfinite(value) for value in logs.values())

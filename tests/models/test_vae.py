@@ -1,4 +1,5 @@
 import math
+import re
 
 import keras
 import numpy as np
@@ -112,6 +113,35 @@ def test_examples_of_zero_weight_do_not_move_the_weights():
         trained.append(vae.get_weights())
     for before, after in zip(*trained, strict=True):
         np.testing.assert_array_equal(before, after)
+
+
+def test_a_batch_of_zero_weights_leaves_the_weights_alone():
+    x = np.random.default_rng(4).integers(0, 2, (8, 3)).astype("float32")
+    weights = np.r_[np.zeros(4), np.ones(4)].astype("float32")
+    vae = tiny_vae(seed=1)
+    vae.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = [w.numpy() for w in vae.trainable_weights]
+    # The first batch weighs nothing: its step is zero, not NaN (0 / 0).
+    vae.fit(x[:4], sample_weight=weights[:4], batch_size=4, shuffle=False, verbose=0)
+    for old, new in zip(before, vae.trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    history = vae.fit(x, sample_weight=weights, batch_size=4, shuffle=False, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+    assert all(np.isfinite(w).all() for w in vae.get_weights())
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (7,), ()])
+def test_sample_weight_of_the_wrong_shape(shape):
+    vae = tiny_vae()
+    vae.compile(optimizer="adam")
+    x = np.zeros((8, 3), "float32")
+    message = (
+        r"^Expected sample_weight shaped \[8\] or \[8, 1\] .* Received: "
+        rf"sample_weight.shape={re.escape(str(shape))}$"
+    )
+    for call in (vae.fit, vae.evaluate):
+        with pytest.raises(ValueError, match=message):
+            call(x, sample_weight=np.ones(shape, "float32"), verbose=0)
 
 
 def test_gradients_reach_the_encoder_through_the_sample():
