@@ -164,9 +164,10 @@ class Sampler:
         """Fills in the missing part of partly observed images (completion models).
 
         Args:
-            images: array `[B, *full_image_shape]` of values in [0, 1] (binary
-                for a Bernoulli model, like its training data). Only the
-                observed pixels are read.
+            images: array `[B, *full_image_shape]` of values in [0, 1],
+                `B >= 1`. Only the observed pixels are read, as they are:
+                binarize grey images for a Bernoulli model, as its training
+                data were (`keras-vae complete` and `complete_images` do).
             seed: int. As in `sample`.
             num_samples: int. Completions per image; `B * num_samples` must
                 not exceed `max_num_samples`.
@@ -183,6 +184,15 @@ class Sampler:
                 f"condition_type={self.condition_type!r}, no pixel layout"
             )
         images = _float_batch("images", images, self.full_image_shape)
+        if len(images) == 0 or not np.all((images >= 0.0) & (images <= 1.0)):
+            raise ValueError(
+                "Expected at least one image with values in [0, 1]. Received: "
+                + (
+                    "images with none"
+                    if len(images) == 0
+                    else f"images with min={images.min()}, max={images.max()}"
+                )
+            )
         flat = images.reshape(len(images), -1)
         missing = self.sample(seed, num_samples, flat[:, self.observed_pixels])
         completed = np.repeat(flat, self._check_num_samples(num_samples), axis=0)

@@ -188,11 +188,16 @@ def test_bins_bound_the_log_probability_of_discrete_data():
     noise = rng.random((len(levels), copies, DATA_DIM))
     dequantized = ((levels[:, None, :] + noise) / bins).reshape(-1, DATA_DIM).astype("float32")
     metrics = log_likelihood(vae, dequantized, 1, batch_size=1000, verbose=0, bins=bins)
-    # The exact posterior makes every estimate log p(x) itself; the mean over u is then a
-    # Jensen lower bound on log P(k), tight for cells narrow against the marginal's scale.
+    # The exact posterior makes every estimate the density at that point, less D ln bins.
+    np.testing.assert_allclose(
+        metrics["per_example"],
+        marginal.logpdf(dequantized.astype("float64")) - DATA_DIM * math.log(bins),
+        atol=2e-4,
+    )
+    # Its mean over u is a Jensen lower bound on log P(k), close for cells narrow against
+    # the marginal's scale (the gap, about 2e-3 nats here, is within the Monte Carlo noise).
     estimate = metrics["per_example"].reshape(len(levels), copies).mean(axis=1)
-    assert np.all(estimate < exact)
-    np.testing.assert_allclose(estimate, exact, atol=0.1)
+    np.testing.assert_allclose(estimate, exact, atol=0.02)
     assert metrics["nll"] == -metrics["log_likelihood"]
     assert metrics["bits_per_dim"] == pytest.approx(metrics["nll"] / (DATA_DIM * math.log(2)))
     assert metrics["elbo"] == pytest.approx(metrics["reconstruction"] - metrics["kl"])

@@ -308,6 +308,10 @@ def test_complete_rebuilds_images_like_keras(completion_cvae, completion_sampler
         completion_sampler.complete(images[:, :14], seed=0)
     with pytest.raises(ValueError, match=r"rows in all"):
         completion_sampler.complete(binary_images(2), seed=0, num_samples=4096)
+    with pytest.raises(ValueError, match=r"Received: images with none$"):
+        completion_sampler.complete(np.zeros((0, 28, 28, 1)), seed=0)
+    with pytest.raises(ValueError, match=r"Received: images with min=0.0, max=7.0$"):
+        completion_sampler.complete(7 * binary_images(1), seed=0)
 
 
 def test_complete_needs_a_completion_model(label_sampler):
