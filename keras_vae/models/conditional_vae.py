@@ -10,6 +10,7 @@ from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
     check_data,
+    check_no_class_weight,
     check_positive_int,
     check_sample_weight,
     first_batch,
@@ -316,6 +317,7 @@ class ConditionalVAE(ELBOModel):
 
     def fit(self, x=None, y=None, **kwargs):
         x, y = lists_as_arrays(x, y)
+        check_no_class_weight(kwargs.get("class_weight"))
         self._check_pairs(x, y)
         if kwargs.get("sample_weight") is not None and hasattr(x, "shape"):
             check_sample_weight(kwargs["sample_weight"], int(np.shape(x)[0]))

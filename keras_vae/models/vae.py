@@ -11,6 +11,7 @@ from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import (
     check_data,
+    check_no_class_weight,
     check_positive_int,
     check_sample_weight,
     first_batch,
@@ -274,6 +275,7 @@ class VAE(ELBOModel):
 
     def fit(self, x=None, y=None, **kwargs):
         (x,) = lists_as_arrays(x)
+        check_no_class_weight(kwargs.get("class_weight"))
         self._check_inputs(x)
         y = _weight_carrier(x, y, kwargs.get("sample_weight"))
         if isinstance(kwargs.get("validation_data"), tuple):

@@ -109,3 +109,12 @@ def check_sample_weight(sample_weight, num_examples):
             f"Expected sample_weight shaped [{num_examples}] or [{num_examples}, 1] (one weight "
             f"per example). Received: sample_weight.shape={shape}"
         )
+
+
+def check_no_class_weight(class_weight):
+    """Raises for a `class_weight`: the targets are data, not classes."""
+    if class_weight is not None:
+        raise ValueError(
+            "Expected class_weight=None: a VAE's targets are data, not classes (weight "
+            f"examples with sample_weight). Received: class_weight={class_weight!r}"
+        )

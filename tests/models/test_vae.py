@@ -130,6 +130,15 @@ def test_a_batch_of_zero_weights_leaves_the_weights_alone():
     assert all(np.isfinite(w).all() for w in vae.get_weights())
 
 
+def test_class_weight_is_refused():
+    vae = tiny_vae()
+    vae.compile(optimizer="adam")
+    with pytest.raises(
+        ValueError, match=r"^Expected class_weight=None: .* class_weight=\{0: 1.0\}$"
+    ):
+        vae.fit(np.zeros((4, 3), "float32"), class_weight={0: 1.0}, verbose=0)
+
+
 @pytest.mark.parametrize("shape", [(8, 3), (7,), ()])
 def test_sample_weight_of_the_wrong_shape(shape):
     vae = tiny_vae()
