@@ -98,7 +98,7 @@ def evaluate_model(
             # A density's log p(x) is not a probability: score the 8-bit images,
             # dequantized, as `log_likelihood(..., bins=256)` describes.
             bins = 256
-            ds = _dequantized_datasets(
+            ds = _dequantized_dataset(
                 kind, condition, images, labels, batch_size, seed, num_classes
             )
         estimate = log_likelihood(
@@ -110,7 +110,7 @@ def evaluate_model(
     return metrics
 
 
-def _dequantized_datasets(kind, condition, images, labels, batch_size, seed, num_classes):
+def _dequantized_dataset(kind, condition, images, labels, batch_size, seed, num_classes):
     """The evaluation pipeline with the 8-bit images (or CVAE targets) dequantized."""
     if kind == "vae":
         return data.make_dataset(
