@@ -284,19 +284,38 @@ def _sigterm_as_exit():
     Python's default SIGTERM ends the process at once, leaving a hidden
     half-written SavedModel and TFLite file behind (`kill`, a container stop,
     a CI timeout); an exception runs the export's clean-up first.
+
+    Python runs the handler in whatever frame is executing, and an exception
+    raised inside a finalizer (TensorFlow's `__del__` methods run during
+    export) is printed and dropped. When `sys.unraisablehook` sees our
+    `SystemExit` dropped that way, a SIGALRM a few milliseconds later raises
+    it again, until it lands in ordinary code.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    code = 128 + signal.SIGTERM
 
     def exit_now(signum, frame):
-        raise SystemExit(128 + signum)
+        raise SystemExit(code)
 
-    previous = signal.signal(signal.SIGTERM, exit_now)
+    def raise_again_if_dropped(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, SystemExit) and exc.code == code:
+            signal.setitimer(signal.ITIMER_REAL, 0.005)
+            return
+        previous_hook(unraisable)
+
+    previous_term = signal.signal(signal.SIGTERM, exit_now)
+    previous_alarm = signal.signal(signal.SIGALRM, exit_now)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, raise_again_if_dropped
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _completion_calibration(args):

@@ -426,6 +426,30 @@ def test_json_safe_writes_non_finite_numbers_as_null():
     assert json.loads(text) == {"elbo": None, "history": {"kl": [1.5, None]}, "seed": 0}
 
 
+def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
+    # A SIGTERM handled while a `__del__` runs raises inside the finalizer,
+    # where Python prints the exception and drops it (seen with TensorFlow's
+    # ConcreteFunctionGarbageCollector: the export then finished and exited 0).
+    from keras_vae.cli.main import _sigterm_as_exit
+
+    class TerminatedWhileFinalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+
+    previous_term, previous_hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    finished = False
+    with pytest.raises(SystemExit) as raised:
+        with _sigterm_as_exit():
+            TerminatedWhileFinalized()  # finalized at once
+            time.sleep(5)
+            finished = True
+    assert raised.value.code == 128 + signal.SIGTERM and not finished
+    # Handlers are restored afterwards.
+    assert signal.getsignal(signal.SIGTERM) is previous_term
+    assert sys.unraisablehook is previous_hook
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
 def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
     base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
     process = subprocess.Popen(
