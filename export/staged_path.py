@@ -1,8 +1,14 @@
 """Exports written under a hidden name, then renamed into place or removed."""
 
 import os
+import re
 import shutil
+import socket
 import uuid
+
+# `.<final name>.tmp-<uuid hex>-<pid>-<host>`: the owner is recorded so that a
+# later export can remove what a killed one (SIGKILL, power loss) left.
+_STAGED_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<host>.*)")
 
 
 class StagedPath:
@@ -39,8 +45,10 @@ class StagedPath:
         # A name beside the target rather than a `tempfile.mkdtemp` folder: the
         # rename stays on one file system, and mkdtemp's mode 0700 would hide a
         # SavedModel from a TF Serving process running as another user.
-        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}"
+        host = socket.gethostname().replace(os.sep, "_")
+        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{host}"
         self.path = os.path.join(folder, name)
+        _remove_orphans(folder, host)
 
     def write_bytes(self, content: bytes) -> None:
         """Writes `content` to the staged path, flushed to disk before any rename."""
@@ -76,6 +84,39 @@ class StagedPath:
             if folder == self._created:
                 return
             folder = os.path.dirname(folder)
+
+
+def _remove_orphans(folder, host):
+    """Removes staged paths in `folder` left by processes of `host` that have ended."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _STAGED_NAME.fullmatch(name)
+        if match is None or match["host"] != host or _is_running(int(match["pid"])):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:  # removed meanwhile by another export's sweep
+                pass
+
+
+def _is_running(pid):
+    """Whether a process with this id exists (one we may not signal counts)."""
+    if pid == os.getpid() or os.name != "posix":  # on Windows, os.kill(pid, 0) is a Ctrl+C
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 def _first_missing(folder):

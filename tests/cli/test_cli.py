@@ -450,10 +450,10 @@ def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
-def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
-    base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
+def _export_stopped_while_staging(model, base, tflite, stop):
+    """Runs `keras-vae export`, sends `stop` once the SavedModel is staged; the exit code."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_vae.cli.main", "export", str(vae_run / "model.keras"),
+        [sys.executable, "-m", "keras_vae.cli.main", "export", str(model),
          "--saved-model", str(base), "--tflite", str(tflite)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -464,7 +464,24 @@ def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
             break
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read()
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    process.send_signal(stop)
+    return process.wait(timeout=120)
+
+
+def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
+    base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
+    code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
     # The staged SavedModel, the folders made for the exports and the TFLite file are gone.
     assert not base.exists() and not tflite.parent.exists()
+
+
+def test_the_next_export_removes_what_a_killed_one_left(vae_run, tmp_path):
+    base, tflite = tmp_path / "served", tmp_path / "model.tflite"
+    code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert [p.name.startswith(".1.tmp-") for p in base.iterdir()] == [True]  # no clean-up ran
+    assert main(["export", str(vae_run / "model.keras"), "--saved-model", str(base),
+                 "--tflite", str(tflite)]) == 0  # fmt: skip
+    assert os.listdir(base) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "served"]
