@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--train-split", default="train")
     train.add_argument("--test-split", default="test")
-    train.add_argument("--output", required=True, help="Output folder.")
+    train.add_argument(
+        "--output",
+        required=True,
+        help="Output folder. A stopped run resumes from its last finished epoch when "
+        "started again with the same arguments.",
+    )
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
     train.add_argument(
         "--jit-compile",

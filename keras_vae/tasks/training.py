@@ -4,6 +4,8 @@ import json
 import math
 import numbers
 import os
+import shutil
+import uuid
 
 import keras
 
@@ -67,7 +69,15 @@ def train_model(
     history and the final train and test metrics), `samples.png` (generated
     images: a grid from the prior, one row per class for a label CVAE, or
     rows of [observed part, completions, original] for a completion CVAE) and
-    TensorBoard logs in `logs/`.
+    TensorBoard logs in `logs/`. Files are written under hidden names and
+    renamed into place, so a stopped run never leaves a partial one.
+
+    While it trains, `output/backup/` holds the weights, the optimizer state
+    and the history of the last finished epoch (Keras's `BackupAndRestore`).
+    A run that was stopped (Ctrl+C, a killed job) resumes from there when it
+    is started again with the same arguments (`epochs` may be raised);
+    other arguments are refused with one line. The folder goes once the
+    run's files are written.
 
     Args:
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
@@ -179,11 +189,34 @@ def train_model(
             gsnn_weight,
         )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    config = {
+        "dataset": dataset,
+        "model": model,
+        "condition": condition,
+        "prior": prior if model == "cvae" else None,
+        "gsnn_weight": gsnn_weight if model == "cvae" else None,
+        "architecture": architecture,
+        "latent_dim": latent_dim,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "beta": beta,
+        "seed": seed,
+        "learning_rate": learning_rate,
+        "binarize": binarize,
+        "likelihood": likelihood,
+        "train_split": train_split,
+        "test_split": test_split,
+        "jit_compile": vae.jit_compile,
+    }
 
-    callbacks = []
+    callbacks, backup = [], None
     if output is not None:
         os.makedirs(output, exist_ok=True)
+        backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs")))
+        callbacks += backup.callbacks()
+        if backup.resumed and verbose:
+            print(f"Resuming the stopped run in {output} from {backup.folder}")
     history = vae.fit(
         train_ds,
         epochs=epochs,
@@ -192,36 +225,124 @@ def train_model(
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles
     )
+    if backup is None:
+        history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    else:
+        history = backup.history  # epochs of an interrupted run included
     metrics = {
-        "config": {
-            "dataset": dataset,
-            "model": model,
-            "condition": condition,
-            "prior": prior if model == "cvae" else None,
-            "gsnn_weight": gsnn_weight if model == "cvae" else None,
-            "architecture": architecture,
-            "latent_dim": latent_dim,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "beta": beta,
-            "seed": seed,
-            "learning_rate": learning_rate,
-            "binarize": binarize,
-            "likelihood": likelihood,
-            "train_split": train_split,
-            "test_split": test_split,
-            "jit_compile": vae.jit_compile,
-        },
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "config": config,
+        "history": history,
         "train": _evaluate(vae, train_ds),
         "test": _evaluate(vae, test_ds),
     }
     if output is not None:
-        vae.save(os.path.join(output, "model.keras"))
-        with open(os.path.join(output, "metrics.json"), "w") as f:
-            json.dump(json_safe(metrics), f, indent=2, allow_nan=False)
+        _write_atomically(os.path.join(output, "model.keras"), vae.save)
+        _write_atomically(
+            os.path.join(output, "metrics.json"),
+            lambda path: _write_json(path, json_safe(metrics)),
+        )
         _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
+        backup.remove()
     return vae, metrics
+
+
+class _TrainingBackup:
+    """What lets `keras-vae train` resume a run that was stopped mid-way.
+
+    Keras's `BackupAndRestore` keeps the weights, the optimizer state and the
+    epoch under `folder` after every epoch, and restores them when the same
+    run starts again. Beside them this keeps the run's config, so that a
+    run started with other arguments is refused instead of loading weights
+    of another shape, and the per-epoch history, so that `metrics.json`
+    holds every epoch of a resumed run. The folder is removed once the run's
+    files are written.
+
+    Args:
+        folder: str. The backup folder (`<output>/backup`).
+        config: dict. The run's arguments, JSON-safe. A backup made with
+            other values (the number of epochs aside) is refused.
+    """
+
+    def __init__(self, folder, config):
+        self.folder = folder
+        self.history = {}
+        self.resumed = False
+        config_path = os.path.join(folder, "config.json")
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                saved = json.load(f)
+            changed = sorted(
+                key
+                for key in set(saved) | set(config)
+                if key != "epochs" and saved.get(key) != config.get(key)
+            )
+            if changed:
+                received = ", ".join(
+                    f"{key}={config.get(key)!r} (the run had {saved.get(key)!r})" for key in changed
+                )
+                raise ValueError(
+                    f"Expected the arguments of the interrupted run in {os.path.dirname(folder)} "
+                    f"to resume it (or remove {folder} to start over). Received: {received}"
+                )
+            self.resumed = True
+            history_path = os.path.join(folder, "history.json")
+            if os.path.exists(history_path):
+                with open(history_path) as f:
+                    self.history = json.load(f)
+        else:
+            os.makedirs(folder, exist_ok=True)
+            _write_atomically(config_path, lambda path: _write_json(path, config))
+
+    def callbacks(self):
+        """The callbacks to pass to `fit`: the history, then the weights of each epoch."""
+        return [
+            _HistoryBackup(self),
+            keras.callbacks.BackupAndRestore(self.folder, delete_checkpoint=False),
+        ]
+
+    def remove(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _HistoryBackup(keras.callbacks.Callback):
+    """Appends each epoch's logs to `backup.history` and to `history.json`."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        # `epoch` counts from the start of the run, resumed or not; an epoch
+        # whose weights were not saved before a stop runs again.
+        history = {key: values[:epoch] for key, values in self.backup.history.items()}
+        for key, value in (logs or {}).items():
+            history.setdefault(key, []).append(float(value))
+        self.backup.history = history
+        path = os.path.join(self.backup.folder, "history.json")
+        _write_atomically(path, lambda tmp: _write_json(tmp, json_safe(history)))
+
+
+def _write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2, allow_nan=False)
+
+
+def _write_atomically(path, write):
+    """Calls `write(tmp)` for a hidden file beside `path`, then renames it to `path`.
+
+    A run stopped while writing leaves the previous file (or none), never a
+    partial one. The hidden name keeps `path`'s suffix (Keras saves only to
+    `.keras` names).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}{os.path.splitext(name)[1]}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def json_safe(value):

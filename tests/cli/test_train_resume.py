@@ -1,0 +1,120 @@
+"""`keras-vae train` resumes a stopped run from `<output>/backup`."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vae.cli.main import main
+from keras_vae.tasks import training
+
+RUN = dict(
+    architecture="mlp", latent_dim=4, batch_size=100, seed=3, train_split="train[:500]",
+    test_split="test[:200]", verbose=0,
+)  # fmt: skip
+STEPS_PER_EPOCH = 5
+
+
+class Stopped(BaseException):
+    """Stands for a Ctrl+C or a killed job."""
+
+
+def _stop_after_epoch(monkeypatch, stop_epoch, weights_saved):
+    """Stops training at the end of epoch `stop_epoch`, before or after its weights are saved."""
+    if weights_saved:
+        target, method = keras.callbacks.BackupAndRestore, "on_epoch_end"
+    else:
+        target, method = training._HistoryBackup, "on_epoch_end"
+    original = getattr(target, method)
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == stop_epoch:
+            raise Stopped
+
+    monkeypatch.setattr(target, method, on_epoch_end)
+
+
+@pytest.mark.parametrize("weights_saved", [True, False])
+def test_a_stopped_run_resumes_where_it_stopped(
+    tmp_path, tfds_data_dir, monkeypatch, weights_saved
+):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 1, weights_saved)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=3, output=str(out), **RUN)
+    assert not (out / "model.keras").exists()
+    stopped = json.loads((out / "backup" / "history.json").read_text())
+    assert len(stopped["elbo"]) == 2  # epochs 0 and 1 were logged
+
+    epochs_run = []
+    original = training._HistoryBackup.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs_run.append(epoch)
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(training._HistoryBackup, "on_epoch_end", on_epoch_end)
+    vae, metrics = training.train_model(epochs=3, output=str(out), **RUN)
+    finished = 2 if weights_saved else 1  # epochs whose weights the backup held
+    assert epochs_run == list(range(finished, 3))
+    # The optimizer state came back with the weights: its step count goes on.
+    assert int(vae.optimizer.iterations) == 3 * STEPS_PER_EPOCH
+    history = metrics["history"]
+    assert len(history["elbo"]) == 3
+    # Epochs kept from the stopped run are its own figures; a re-run epoch is replaced.
+    assert history["elbo"][:finished] == stopped["elbo"][:finished]
+    assert json.loads((out / "metrics.json").read_text())["history"] == history
+    # The backup goes once the run's files are written, and no hidden file is left.
+    assert sorted(os.listdir(out)) == ["logs", "metrics.json", "model.keras", "samples.png"]
+
+
+def test_resumed_weights_are_the_saved_ones(tmp_path, tfds_data_dir, monkeypatch):
+    out = tmp_path / "run"
+    saved = {}
+    original = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        saved["weights"] = [w.copy() for w in self.model.get_weights()]
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", on_epoch_end)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **RUN)
+    restored = {}
+    original_begin = keras.callbacks.BackupAndRestore.on_train_begin
+
+    def on_train_begin(self, logs=None):
+        original_begin(self, logs)
+        restored["weights"] = self.model.get_weights()
+
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_train_begin", on_train_begin)
+    training.train_model(epochs=2, output=str(out), **RUN)
+    for before, after in zip(saved["weights"], restored["weights"], strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypatch, capsys):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 0, weights_saved=True)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **RUN)
+    before = sorted(os.listdir(out / "backup"))
+    args = ["train", "--latent-dim", "8", "--epochs", "2", "--batch-size", "100", "--seed", "3",
+            "--train-split", "train[:500]", "--test-split", "test[:200]", "--quiet",
+            "--output", str(out)]  # fmt: skip
+    assert main(args) != 0
+    error = capsys.readouterr().err
+    assert "Expected the arguments of the interrupted run" in error
+    assert "Received: latent_dim=8 (the run had 4)" in error
+    assert len(error.strip().splitlines()) == 1
+    assert sorted(os.listdir(out / "backup")) == before
+    # More epochs than the stopped run asked for are fine.
+    _, metrics = training.train_model(epochs=3, output=str(out), **RUN)
+    assert len(metrics["history"]["elbo"]) == 3 and metrics["config"]["epochs"] == 3
