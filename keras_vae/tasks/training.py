@@ -228,7 +228,7 @@ def train_model(
     if backup is None:
         history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     else:
-        history = backup.history  # epochs of an interrupted run included
+        history = backup.history  # epochs of a stopped run included
     metrics = {
         "config": config,
         "history": history,
@@ -251,11 +251,11 @@ class _TrainingBackup:
 
     Keras's `BackupAndRestore` keeps the weights, the optimizer state and the
     epoch under `folder` after every epoch, and restores them when the same
-    run starts again. Beside them this keeps the run's config, so that a
-    run started with other arguments is refused instead of loading weights
-    of another shape, and the per-epoch history, so that `metrics.json`
-    holds every epoch of a resumed run. The folder is removed once the run's
-    files are written.
+    run starts again. Beside them this keeps the run's config and per-epoch
+    history: a run started with other arguments, or with fewer epochs than
+    were finished, is refused instead of loading weights of another shape,
+    and `metrics.json` holds every epoch of a resumed run. The folder is
+    removed once the run's files are written.
 
     Args:
         folder: str. The backup folder (`<output>/backup`).
@@ -265,33 +265,38 @@ class _TrainingBackup:
 
     def __init__(self, folder, config):
         self.folder = folder
+        self.config = config
         self.history = {}
         self.resumed = False
         config_path = os.path.join(folder, "config.json")
-        if os.path.exists(config_path):
-            with open(config_path) as f:
-                saved = json.load(f)
-            changed = sorted(
-                key
-                for key in set(saved) | set(config)
-                if key != "epochs" and saved.get(key) != config.get(key)
+        if not os.path.exists(config_path):  # written with the first epoch's history
+            return
+        with open(config_path) as f:
+            saved = json.load(f)
+        changed = sorted(
+            key
+            for key in set(saved) | set(config)
+            if key != "epochs" and saved.get(key) != config.get(key)
+        )
+        if changed:
+            received = ", ".join(
+                f"{key}={config.get(key)!r} (the run had {saved.get(key)!r})" for key in changed
             )
-            if changed:
-                received = ", ".join(
-                    f"{key}={config.get(key)!r} (the run had {saved.get(key)!r})" for key in changed
-                )
-                raise ValueError(
-                    f"Expected the arguments of the interrupted run in {os.path.dirname(folder)} "
-                    f"to resume it (or remove {folder} to start over). Received: {received}"
-                )
-            self.resumed = True
-            history_path = os.path.join(folder, "history.json")
-            if os.path.exists(history_path):
-                with open(history_path) as f:
-                    self.history = json.load(f)
-        else:
-            os.makedirs(folder, exist_ok=True)
-            _write_atomically(config_path, lambda path: _write_json(path, config))
+            raise ValueError(
+                f"Expected the arguments of the stopped run in {os.path.dirname(folder)} "
+                f"to resume it (or remove {folder} to start over). Received: {received}"
+            )
+        history_path = os.path.join(folder, "history.json")
+        if os.path.exists(history_path):
+            with open(history_path) as f:
+                self.history = json.load(f)
+        finished = max((len(values) for values in self.history.values()), default=0)
+        if config["epochs"] < finished:
+            raise ValueError(
+                f"Expected epochs to be at least {finished}, the epochs the stopped run in "
+                f"{os.path.dirname(folder)} finished. Received: epochs={config['epochs']}"
+            )
+        self.resumed = True
 
     def callbacks(self):
         """The callbacks to pass to `fit`: the history, then the weights of each epoch."""
@@ -318,7 +323,12 @@ class _HistoryBackup(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             history.setdefault(key, []).append(float(value))
         self.backup.history = history
-        path = os.path.join(self.backup.folder, "history.json")
+        folder = self.backup.folder
+        os.makedirs(folder, exist_ok=True)
+        config_path = os.path.join(folder, "config.json")
+        if not os.path.exists(config_path):
+            _write_atomically(config_path, lambda tmp: _write_json(tmp, self.backup.config))
+        path = os.path.join(folder, "history.json")
         _write_atomically(path, lambda tmp: _write_json(tmp, json_safe(history)))
 
 

@@ -111,10 +111,47 @@ def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypa
             "--output", str(out)]  # fmt: skip
     assert main(args) != 0
     error = capsys.readouterr().err
-    assert "Expected the arguments of the interrupted run" in error
+    assert "Expected the arguments of the stopped run" in error
     assert "Received: latent_dim=8 (the run had 4)" in error
     assert len(error.strip().splitlines()) == 1
     assert sorted(os.listdir(out / "backup")) == before
     # More epochs than the stopped run asked for are fine.
     _, metrics = training.train_model(epochs=3, output=str(out), **RUN)
     assert len(metrics["history"]["elbo"]) == 3 and metrics["config"]["epochs"] == 3
+
+
+def test_fewer_epochs_than_the_stopped_run_finished_are_refused(
+    tmp_path, tfds_data_dir, monkeypatch
+):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 1, weights_saved=True)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=3, output=str(out), **RUN)
+    message = r"^Expected epochs to be at least 2, .* Received: epochs=1$"
+    with pytest.raises(ValueError, match=message):
+        training.train_model(epochs=1, output=str(out), **RUN)
+    # Exactly the finished epochs: nothing left to train, and the files are written.
+    _, metrics = training.train_model(epochs=2, output=str(out), **RUN)
+    assert len(metrics["history"]["elbo"]) == 2
+    assert not (out / "backup").exists()
+
+
+def test_a_run_stopped_in_its_first_epoch_starts_over(tmp_path, tfds_data_dir, monkeypatch):
+    class StopAtFirstBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise Stopped
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        original = training._TrainingBackup.callbacks
+        patch.setattr(
+            training._TrainingBackup,
+            "callbacks",
+            lambda self: [*original(self), StopAtFirstBatch()],
+        )
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **RUN)
+    # Nothing was kept, so other arguments are fine.
+    _, metrics = training.train_model(epochs=2, output=str(out), **{**RUN, "latent_dim": 3})
+    assert metrics["config"]["latent_dim"] == 3
