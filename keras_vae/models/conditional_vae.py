@@ -281,7 +281,8 @@ class ConditionalVAE(ELBOModel):
 
     def _checked_condition(self, condition):
         if not self.built:
-            self.build((None,) + tuple(np.shape(condition))[1:])
+            with self.distribute_strategy.scope():  # variables of the model's strategy
+                self.build((None,) + tuple(np.shape(condition))[1:])
         check_data("condition", condition, self.condition_shape)
         return tf.convert_to_tensor(condition, tf.float32)
 
@@ -310,7 +311,8 @@ class ConditionalVAE(ELBOModel):
             )
         shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
         if not self.built:
-            self.build((None,) + shape[1:])
+            with self.distribute_strategy.scope():  # variables of the model's strategy
+                self.build((None,) + shape[1:])
         check_data("condition", x, self.condition_shape)
         bernoulli = self.likelihood.binary
         check_data("target", y, self.target_shape, unit_interval=bernoulli)

@@ -42,6 +42,9 @@ def resolve_jit_compile(model, jit_compile="auto"):
         model: a Keras model (its layers are inspected, built or not).
         jit_compile: `"auto"`, `True` or `False`. Defaults to `"auto"`.
 
+    Under a `tf.distribute` strategy with several replicas, `"auto"` is
+    `False`, as in Keras.
+
     Returns:
         `True`, `False`, or `"auto"` when an accelerator is present.
     """
@@ -52,6 +55,8 @@ def resolve_jit_compile(model, jit_compile="auto"):
             "Expected jit_compile to be 'auto', True or False. "
             f"Received: jit_compile={jit_compile!r}"
         )
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        return False  # as Keras's "auto" does; XLA steps failed to run on mirrored CPUs
     if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
         return "auto"
     return not any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
@@ -95,20 +100,26 @@ class ELBOModel(keras.Model):
             dtype="int32",
             initializer=keras.initializers.Constant([int(initial) % 2**31, 0]),
             trainable=False,
+            # Under a tf.distribute strategy the replicas share one counter,
+            # advanced once per step (see `next_seed`).
+            aggregation="only_first_replica",
             name="sampler_state",
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
-    def compile(self, optimizer="adam", steps_per_execution=8, jit_compile="auto", **kwargs):
+    def compile(self, optimizer="adam", steps_per_execution="auto", jit_compile="auto", **kwargs):
         """Configures training; see `keras.Model.compile`.
 
         Two defaults differ from Keras's, both measured on a 2-core CPU (see
         `benchmarks/RESULTS.md`):
 
-        - `steps_per_execution=8`: each call into the compiled training
-          function runs 8 batches, which removes most of the per-batch Python
-          overhead. Callbacks and the progress bar then see every 8th batch;
-          pass `steps_per_execution=1` for per-batch callbacks.
+        - `steps_per_execution="auto"` is 8: each call into the compiled
+          training function runs 8 batches, which removes most of the
+          per-batch Python overhead. Callbacks and the progress bar then see
+          every 8th batch; pass `steps_per_execution=1` for per-batch
+          callbacks. Under a `tf.distribute` strategy with several replicas
+          it is 1: Keras's multi-step loop fails there
+          (keras-team/keras#19246).
         - `jit_compile="auto"` compiles the step with XLA on CPU when the
           model has no convolution layer (see `resolve_jit_compile`): about
           1.25x faster for the MNIST MLP, while convolutions ran slower under
@@ -117,11 +128,13 @@ class ELBOModel(keras.Model):
         Args:
             optimizer: str or `keras.optimizers.Optimizer`. Defaults to
                 `"adam"`.
-            steps_per_execution: int. Batches per compiled call. Defaults
-                to `8`.
+            steps_per_execution: `"auto"` or int. Batches per compiled
+                call. Defaults to `"auto"`.
             jit_compile: `"auto"`, `True` or `False`. Defaults to `"auto"`.
             **kwargs: Other `keras.Model.compile` arguments.
         """
+        if isinstance(steps_per_execution, str) and steps_per_execution == "auto":
+            steps_per_execution = 1 if self.distribute_strategy.num_replicas_in_sync > 1 else 8
         super().compile(
             optimizer=optimizer,
             steps_per_execution=steps_per_execution,
@@ -145,9 +158,18 @@ class ELBOModel(keras.Model):
         raise NotImplementedError
 
     def next_seed(self):
-        """A fresh stateless seed (int32 `[2]`), advancing `sampler_state`."""
+        """A fresh stateless seed (int32 `[2]`), advancing `sampler_state`.
+
+        Inside a step of a `tf.distribute` strategy with several replicas,
+        each replica folds its id into the seed, so that replicas draw
+        independent noise for their shards of the batch.
+        """
         state = tf.identity(self.sampler_state.value)
         self.sampler_state.assign_add(tf.constant([0, 1], tf.int32))
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+            state = tf.random.experimental.stateless_fold_in(state, replica)
         return state
 
     def sample_posterior(self, posterior, num_samples=None):
@@ -213,9 +235,12 @@ class ELBOModel(keras.Model):
             loss = self._weighted_mean(terms["loss"], sample_weight)
             if self.losses:
                 loss += tf.add_n(self.losses)
+            # A tf.distribute strategy sums the replicas' gradients; each
+            # replica's loss is a mean over its shard (as Keras scales it).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
             # Under `mixed_float16` the optimizer is a `LossScaleOptimizer`,
             # which unscales the gradients it applies: scale the loss to match.
-            scaled_loss = self.optimizer.scale_loss(loss)
+            scaled_loss = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
         return self._update_metrics(terms, sample_weight)

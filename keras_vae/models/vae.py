@@ -268,7 +268,8 @@ class VAE(ELBOModel):
             shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
             if self.likelihood is not None:
                 check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
-            self.build((None,) + shape[1:])
+            with self.distribute_strategy.scope():  # variables of the model's strategy
+                self.build((None,) + shape[1:])
         if self.event_shape is None:
             return
         check_data("x", x, self.event_shape, unit_interval=self.likelihood.binary)

@@ -1,0 +1,84 @@
+"""Trains under a 2-replica MirroredStrategy; run by test_distributed.py in its own process.
+
+Two logical CPU devices must be configured before TensorFlow starts, which a
+pytest process that already ran TensorFlow cannot do. Prints one JSON line.
+"""
+
+import json
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_vae  # noqa: E402
+from keras_vae.layers import IndependentBernoulli  # noqa: E402
+from keras_vae.models.presets import build_cvae, build_vae  # noqa: E402
+from keras_vae.networks import mlp_encoder  # noqa: E402
+
+SHAPE = (4, 4, 1)
+
+
+class ConstantLogits(keras.layers.Layer):
+    """A decoder that ignores z: with it the loss, and its gradient, have no noise."""
+
+    def build(self, input_shape):
+        self.logits = self.add_weight(shape=SHAPE, initializer="random_normal")
+
+    def call(self, z):
+        return tf.zeros_like(z[:, :1, None, None]) + self.logits
+
+
+def noiseless_vae():
+    keras.utils.set_random_seed(0)
+    return keras_vae.VAE(
+        encoder=mlp_encoder(SHAPE, hidden_units=(8,)),
+        decoder=keras.Sequential([keras.Input((3,)), ConstantLogits()]),
+        latent_dim=3,
+        likelihood=IndependentBernoulli(SHAPE),
+    )
+
+
+rng = np.random.default_rng(0)
+x = (rng.random((16, *SHAPE)) < 0.3).astype("float32")
+results = {}
+
+# One SGD step on the same batch, on one device and split over two replicas.
+single = noiseless_vae()
+single.compile(optimizer=keras.optimizers.SGD(0.5))
+single.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    mirrored = noiseless_vae()
+    mirrored.compile(optimizer=keras.optimizers.SGD(0.5))
+results["steps_per_execution"] = mirrored.steps_per_execution
+results["jit_compile"] = mirrored.jit_compile
+state_before = mirrored.sampler_state.numpy().tolist()
+mirrored.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False)
+results["max_weight_difference"] = max(
+    float(np.max(np.abs(a - b)))
+    for a, b in zip(single.get_weights(), mirrored.get_weights(), strict=True)
+)
+results["sampler_steps"] = mirrored.sampler_state.numpy()[1] - state_before[1]
+results["elbo"] = [
+    model.evaluate(x, batch_size=16, verbose=0, return_dict=True)["elbo"]
+    for model in (single, mirrored)
+]
+# The replicas' seeds within one step.
+seeds = strategy.run(mirrored.next_seed)
+results["replica_seeds"] = [s.numpy().tolist() for s in strategy.experimental_local_results(seeds)]
+
+# The presets train with their defaults, a CVAE too.
+images = (rng.random((256, 28, 28, 1)) < 0.3).astype("float32")
+labels = keras.utils.to_categorical(rng.integers(0, 10, 256), 10)
+with strategy.scope():
+    vae = build_vae("mlp", (28, 28, 1), 4)
+    vae.compile()
+    cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
+    cvae.compile()
+results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
+results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
+print(json.dumps(results, default=int))

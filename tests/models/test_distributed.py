@@ -1,0 +1,40 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_script.py")
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    result = subprocess.run(
+        [sys.executable, SCRIPT], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_defaults_that_mirrored_training_can_run(mirrored):
+    assert mirrored["steps_per_execution"] == 1 and mirrored["jit_compile"] is False
+
+
+def test_a_mirrored_step_equals_a_single_device_step(mirrored):
+    # The loss of this model has no noise, so the update is exact: each replica's
+    # gradient, of the mean over its half batch, must be averaged, not summed
+    # (summing doubles the step).
+    assert mirrored["max_weight_difference"] < 1e-5
+    assert mirrored["elbo"][1] == pytest.approx(mirrored["elbo"][0], abs=1e-4)
+
+
+def test_replicas_draw_their_own_noise_from_one_counter(mirrored):
+    first, second = mirrored["replica_seeds"]
+    assert first != second
+    assert mirrored["sampler_steps"] == 1  # one step: one seed, whatever the replicas
+
+
+def test_presets_train_under_a_strategy(mirrored):
+    for key in ("vae_loss", "cvae_loss"):
+        assert mirrored[key][-1] < mirrored[key][0]
