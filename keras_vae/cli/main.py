@@ -295,13 +295,23 @@ def _sigterm_as_exit():
     export) is printed and dropped. When `sys.unraisablehook` sees our
     `SystemExit` dropped that way, a SIGALRM a few milliseconds later raises
     it again, until it lands in ordinary code.
+
+    A `SystemExit` raised while native code is running can also come back as
+    another exception: TensorFlow's pybind11 bindings replace it with a
+    `RuntimeError` ("MISMATCH of original and normalized active exception
+    types") when the signal lands while they handle an exception of their own.
+    After a SIGTERM, any exception leaving the block is re-raised as the
+    `SystemExit`, so the process still exits 128 + SIGTERM, not 1.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     code = 128 + signal.SIGTERM
 
+    terminated = []
+
     def exit_now(signum, frame):
+        terminated.append(signum)
         raise SystemExit(code)
 
     def raise_again_if_dropped(unraisable):
@@ -316,6 +326,10 @@ def _sigterm_as_exit():
     previous_hook, sys.unraisablehook = sys.unraisablehook, raise_again_if_dropped
     try:
         yield
+    except BaseException as error:
+        if terminated and not (isinstance(error, SystemExit) and error.code == code):
+            raise SystemExit(code) from error
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.unraisablehook = previous_hook

@@ -450,6 +450,34 @@ def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_sigterm_turned_into_another_exception_by_native_code_still_exits_143():
+    # When the SIGTERM lands while TensorFlow's pybind11 bindings handle an
+    # exception of their own, the SystemExit comes back as a RuntimeError
+    # ("MISMATCH of original and normalized active exception types"), which
+    # the CLI reported as an error and exit status 1.
+    from keras_vae.cli.main import _sigterm_as_exit
+
+    message = "pybind11::error_already_set: MISMATCH of original and normalized active exception"
+
+    def native_call(terminate):
+        try:
+            if terminate:
+                signal.raise_signal(signal.SIGTERM)
+            raise ValueError("an error the native code handles itself")
+        except BaseException as error:
+            raise RuntimeError(message) from error
+
+    with pytest.raises(SystemExit) as raised:
+        with _sigterm_as_exit():
+            native_call(terminate=True)
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    # Without a SIGTERM the same error is an ordinary error.
+    with pytest.raises(RuntimeError, match="MISMATCH"):
+        with _sigterm_as_exit():
+            native_call(terminate=False)
+
+
 def _export_stopped_while_staging(model, base, tflite, stop):
     """Runs `keras-vae export`, sends `stop` once the SavedModel is staged; the exit code."""
     process = subprocess.Popen(
