@@ -221,7 +221,9 @@ def test_iwae_with_an_approximate_posterior_is_a_bound_that_tightens():
     q_loc, q_scale = loc + 0.3, 1.5 * np.sqrt(np.diag(cov)) * np.ones_like(loc)
     q = diagonal_normal(q_loc, q_scale)
     log_evidence = np_log_evidence(X_GAUSS)
-    z = q.sample(20000, seed=0)
+    # A stateless seed: an int seed draws from TensorFlow's global RNG, so the
+    # draws (and the Monte Carlo error below) changed with the tests run before.
+    z = q.sample(20000, seed=tf.constant([0, 0]))
 
     # With K = 1, E[iwae] = log p(x) - KL(q || exact posterior), a Gaussian closed form.
     single = importance_terms(q, gaussian_decode, standard_prior(), X_GAUSS, z)[1].numpy()
@@ -239,9 +241,11 @@ def test_iwae_with_an_approximate_posterior_is_a_bound_that_tightens():
     tolerance = 5 * single.std(0) / np.sqrt(len(single))
     np.testing.assert_array_less(np.abs(single.mean(0) - (log_evidence - kl)), tolerance)
     # With K = 20000 the bound (a bound in expectation only) is within a few
-    # hundredths of a nat of log p(x).
+    # hundredths of a nat of log p(x): its Monte Carlo error has a standard
+    # deviation of about 0.007 nats per example (0.02 failed 1.3% of seeds),
+    # while a bound that did not tighten would stay KL (0.85 nats) below.
     bound = iwae(q, gaussian_decode, standard_prior(), X_GAUSS, z)
-    np.testing.assert_allclose(bound, log_evidence, atol=0.02)
+    np.testing.assert_allclose(bound, log_evidence, atol=0.04)
 
 
 # multi_sample_terms
