@@ -165,6 +165,10 @@ def train_model(
     # From the dataset's metadata: a slice need not hold every class.
     num_classes = data.num_classes(dataset, data_dir=data_dir)
     pipeline = (model, condition)
+    # Before the pipelines: tf.data combines their op seeds with the global
+    # seed, so pipelines made earlier would depend on the last global seed set
+    # in this process and the same `seed` would train another model.
+    keras.utils.set_random_seed(seed)
     train_ds = make_datasets(
         *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True, num_classes
     )
@@ -172,7 +176,6 @@ def train_model(
         *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False, num_classes
     )
 
-    keras.utils.set_random_seed(seed)
     if model == "vae":
         vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
     else:

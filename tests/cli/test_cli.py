@@ -56,6 +56,25 @@ def test_train_writes_artifacts(vae_run):
     assert Image.open(vae_run / "samples.png").size[0] > 28 * 7
 
 
+def test_the_same_seed_trains_the_same_model_whatever_ran_before(tmp_path, tfds_data_dir):
+    # The pipelines were made before train set the global seed, so their
+    # shuffle and binarization followed the last global seed set in the
+    # process (by an earlier run or test): the same --seed trained another model.
+    runs = []
+    for name, earlier_seed in (("a", 123), ("b", 7)):
+        keras.utils.set_random_seed(earlier_seed)
+        out = tmp_path / name
+        assert main(["train", "--latent-dim", "2", "--epochs", "1", "--batch-size", "50",
+                     "--seed", "5", "--train-split", "train[:200]", "--test-split", "test[:100]",
+                     "--quiet", "--output", str(out)]) == 0  # fmt: skip
+        metrics = json.loads((out / "metrics.json").read_text())
+        runs.append((metrics["history"], metrics["test"]))
+        runs.append(keras.saving.load_model(out / "model.keras").get_weights())
+    assert runs[0] == runs[2]
+    for a, b in zip(runs[1], runs[3], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:300]", "--json"])
     assert code == 0
