@@ -158,8 +158,17 @@ def test_single_sample_estimate_is_the_elbo_in_expectation():
 def test_estimate_does_not_decrease_with_k():
     vae, _ = approximate_vae()
     x = sample_data(4)
-    means = [np.mean(replicate_estimates(vae, x, k, copies=300)) for k in (1, 10, 100)]
-    assert means[0] < means[1] < means[2] < np.mean(exact_log_likelihood(x))
+    estimates = [replicate_estimates(vae, x, k, copies=300) for k in (1, 10, 100)]
+    means = [np.mean(e) for e in estimates]
+    # Standard errors of the means over copies of the same examples.
+    errors = [math.sqrt(np.sum(np.var(e, axis=1) / e.shape[1])) / len(e) for e in estimates]
+    # The bias shrinks like 1/K: about 0.11 nats from K = 1 to 10, but only
+    # 0.007 from K = 10 to 100 and 0.001 from K = 100 to log p(x), within the
+    # Monte Carlo noise (strict inequalities failed for 13% of seeds). So the
+    # first step must be a clear rise and the others no fall beyond 3 standard errors.
+    assert means[1] - means[0] > 3 * math.hypot(errors[0], errors[1])
+    assert means[2] > means[1] - 3 * math.hypot(errors[1], errors[2])
+    assert means[2] < np.mean(exact_log_likelihood(x)) + 3 * errors[2]
 
 
 def test_elbo_terms_match_the_closed_form():
