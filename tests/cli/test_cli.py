@@ -384,10 +384,13 @@ def test_pixelcnn_vae_trains_samples_evaluates_and_is_not_exported(tmp_path, cap
     images = np.load(tmp_path / "s.npy")
     assert images.shape == (2, 28, 28, 1) and 0 < images.min() <= images.max() < 1
     capsys.readouterr()
-    assert main(["evaluate", model, "--split", "test[:20]", "--importance-samples", "4",
+    assert main(["evaluate", model, "--split", "test[:50]", "--importance-samples", "16",
                  "--json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["nll"] <= -result["elbo"] + 1e-3  # the K-sample bound is tighter
+    # The K-sample bound is tighter. Not sample by sample (the ELBO takes the
+    # analytic KL): with K = 4 on 20 images the gap, 0.1 to 1.2 nats, was
+    # negative for 1 of 16 seeds; with K = 16 on 50 it was 0.5 to 2.2.
+    assert result["nll"] <= -result["elbo"] + 1e-3
     assert main(["export", model, "--tflite", str(tmp_path / "m.tflite")]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Received: likelihood=PixelCNNBernoulli" in err
