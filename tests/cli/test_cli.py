@@ -82,8 +82,19 @@ def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     result = json.loads(last)
     assert set(result) >= {"elbo", "reconstruction", "kl"}
     test = json.loads((vae_run / "metrics.json").read_text())["test"]
-    # Same model and split; only the binarization draw differs.
-    assert result["elbo"] == pytest.approx(test["elbo"], abs=3.0)
+    # Same model and split; only the binarization and z draws differ. Over
+    # training seeds 1-6 the difference was -2.4 to +1.4 nats (standard
+    # deviation 1.35; the fixture's seed 1 gave -2.35 against abs=3). Scoring
+    # other pixels (grey values: -3.7 nats) is caught by the exact check below.
+    assert result["elbo"] == pytest.approx(test["elbo"], abs=6.0)
+    # Exactly the model's own evaluation of the split binarized with --seed 0:
+    # the same pixels and, from the saved sampler state, the same z draws.
+    images, _ = data.load_images("mnist", "test[:300]")
+    model = keras.saving.load_model(vae_run / "model.keras")
+    expected = model.evaluate(
+        data.binarize_static(images, seed=0), batch_size=500, verbose=0, return_dict=True
+    )
+    assert result["elbo"] == pytest.approx(expected["elbo"], rel=1e-5)
 
 
 def test_train_with_xla(tmp_path, tfds_data_dir):
