@@ -5,6 +5,9 @@ pytest process that already ran TensorFlow cannot do. Prints one JSON line.
 """
 
 import json
+import os
+import sys
+import tempfile
 
 import tensorflow as tf
 
@@ -81,4 +84,22 @@ with strategy.scope():
     cvae.compile()
 results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
 results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
+
+# A model compiled with the defaults on one device (8 steps, XLA for an MLP),
+# saved, then loaded in a strategy's scope trains there.
+single = build_vae("mlp", (28, 28, 1), 4)
+single.compile()
+single.fit(images, batch_size=64, epochs=1, verbose=0)
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "single.keras")
+    single.save(path)
+    with strategy.scope():
+        loaded = keras.saving.load_model(path)
+results["loaded_defaults"] = [loaded.steps_per_execution, loaded.jit_compile]
+try:
+    loaded.fit(images, batch_size=64, epochs=1, verbose=0)
+    results["loaded_fit_error"] = None
+except Exception as error:  # noqa: BLE001 -- reported to the test
+    results["loaded_fit_error"] = type(error).__name__
+    print(error, file=sys.stderr)
 print(json.dumps(results, default=int))

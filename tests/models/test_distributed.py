@@ -38,3 +38,9 @@ def test_replicas_draw_their_own_noise_from_one_counter(mirrored):
 def test_presets_train_under_a_strategy(mirrored):
     for key in ("vae_loss", "cvae_loss"):
         assert mirrored[key][-1] < mirrored[key][0]
+
+
+def test_a_single_device_model_loaded_in_a_strategy_scope_trains(mirrored):
+    # compile()'s "auto" defaults are saved as "auto" and resolved for the strategy.
+    assert mirrored["loaded_defaults"] == [1, False]
+    assert mirrored["loaded_fit_error"] is None

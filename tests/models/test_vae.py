@@ -268,6 +268,9 @@ def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):
     np.testing.assert_array_equal(loaded.sample(4, seed=1), vae.sample(4, seed=1))
     assert int(loaded.optimizer.iterations) == int(vae.optimizer.iterations) == 4
     assert loaded.steps_per_execution == vae.steps_per_execution == 8
+    # The "auto" defaults are saved as such, to be resolved where the model is loaded.
+    compile_config = loaded.get_compile_config()
+    assert compile_config["steps_per_execution"] == compile_config["jit_compile"] == "auto"
     # Same weights, optimizer moments and sampler state: one more identical
     # step must give identical weights.
     for model in (vae, loaded):
