@@ -231,8 +231,15 @@ class ELBOModel(keras.Model):
         if sample_weight is None:
             return tf.reduce_mean(values)
         weights = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
+        total = tf.reduce_sum(weights)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Each replica holds part of the batch: dividing by the replicas'
+            # mean weight, not its own, makes train_step's average of the
+            # replicas the weighted mean of the whole batch.
+            total = context.all_reduce(tf.distribute.ReduceOp.MEAN, total)
         # A batch of zero weights (shuffled, mostly-masked data) contributes nothing, not NaN.
-        return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
+        return tf.math.divide_no_nan(tf.reduce_sum(values * weights), total)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

@@ -66,6 +66,25 @@ results["max_weight_difference"] = max(
     for a, b in zip(single.get_weights(), mirrored.get_weights(), strict=True)
 )
 results["sampler_steps"] = mirrored.sampler_state.numpy()[1] - state_before[1]
+
+# The same with sample weights whose sums differ between the replicas' halves:
+# the step is that of the weighted mean over the whole batch.
+weights = np.array([0.0] * 6 + [1.0] * 2 + [3.0] * 4 + [1.0] * 4, "float32")
+weighted = {}
+for name, scope in (("single", None), ("mirrored", strategy)):
+    if scope is None:
+        weighted[name] = noiseless_vae()
+    else:
+        with scope.scope():
+            weighted[name] = noiseless_vae()
+    weighted[name].compile(optimizer=keras.optimizers.SGD(0.5))
+    weighted[name].fit(x, sample_weight=weights, batch_size=16, verbose=0, shuffle=False)
+results["max_weighted_difference"] = max(
+    float(np.max(np.abs(a - b)))
+    for a, b in zip(
+        weighted["single"].get_weights(), weighted["mirrored"].get_weights(), strict=True
+    )
+)
 results["elbo"] = [
     model.evaluate(x, batch_size=16, verbose=0, return_dict=True)["elbo"]
     for model in (single, mirrored)

@@ -27,6 +27,9 @@ def test_a_mirrored_step_equals_a_single_device_step(mirrored):
     # (summing doubles the step).
     assert mirrored["max_weight_difference"] < 1e-5
     assert mirrored["elbo"][1] == pytest.approx(mirrored["elbo"][0], abs=1e-4)
+    # With sample weights, each replica's share is divided by the whole batch's
+    # weights (a mean of the two halves' weighted means is another objective).
+    assert mirrored["max_weighted_difference"] < 1e-5
 
 
 def test_replicas_draw_their_own_noise_from_one_counter(mirrored):
