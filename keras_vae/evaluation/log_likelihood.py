@@ -302,7 +302,8 @@ def _build(model, conditional, name, shape):
         )
     if not conditional and model.likelihood is not None:
         check_data(name, tf.TensorSpec((None,) + shape[1:]), model.event_shape)
-    model.build((None,) + shape[1:])
+    with model.distribute_strategy.scope():  # variables of the model's strategy
+        model.build((None,) + shape[1:])
 
 
 def _check_unit_interval(name, values):

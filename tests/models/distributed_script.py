@@ -18,6 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_vae  # noqa: E402
+from keras_vae.evaluation import log_likelihood  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_cvae, build_vae  # noqa: E402
 from keras_vae.networks import mlp_encoder  # noqa: E402
@@ -101,6 +102,17 @@ with strategy.scope():
     vae.compile()
     cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
     cvae.compile()
+# An unbuilt model of the strategy, built by log_likelihood, still trains there.
+with strategy.scope():
+    estimated = build_vae("mlp", (28, 28, 1), 4)
+    estimated.compile()
+log_likelihood(estimated, images[:8], num_samples=2, verbose=0)
+try:
+    estimated.fit(images, batch_size=64, epochs=1, verbose=0)
+    results["fit_after_log_likelihood_error"] = None
+except Exception as error:  # noqa: BLE001 -- reported to the test
+    results["fit_after_log_likelihood_error"] = type(error).__name__
+    print(error, file=sys.stderr)
 results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
 results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
 

@@ -47,3 +47,8 @@ def test_a_single_device_model_loaded_in_a_strategy_scope_trains(mirrored):
     # compile()'s "auto" defaults are saved as "auto" and resolved for the strategy.
     assert mirrored["loaded_defaults"] == [1, False]
     assert mirrored["loaded_fit_error"] is None
+
+
+def test_a_model_built_by_log_likelihood_trains_under_its_strategy(mirrored):
+    # log_likelihood's lazy build makes the variables in the model's strategy.
+    assert mirrored["fit_after_log_likelihood_error"] is None
