@@ -305,7 +305,7 @@ class _TrainingBackup:
         """The callbacks to pass to `fit`: the history, then the weights of each epoch."""
         return [
             _HistoryBackup(self),
-            keras.callbacks.BackupAndRestore(self.folder, delete_checkpoint=False),
+            _AtomicBackupAndRestore(self.folder, delete_checkpoint=False),
         ]
 
     def remove(self):
@@ -335,20 +335,36 @@ class _HistoryBackup(keras.callbacks.Callback):
         _write_atomically(path, lambda tmp: _write_json(tmp, json_safe(history)))
 
 
+class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore`, its files written under hidden names and renamed.
+
+    Keras rewrites the weights and the epoch in place: a run stopped while it
+    writes them leaves a cut file, and no backup to resume from. The weights
+    go first: a stop between the two renames re-runs an epoch, never skips one.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        _write_atomically(self._weights_path, self.model.save_weights, suffix=".weights.h5")
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        _write_atomically(self._training_metadata_path, lambda tmp: _write_json(tmp, metadata))
+
+
 def _write_json(path, value):
     with open(path, "w") as f:
         json.dump(value, f, indent=2, allow_nan=False)
 
 
-def _write_atomically(path, write):
+def _write_atomically(path, write, suffix=None):
     """Calls `write(tmp)` for a hidden file beside `path`, then renames it to `path`.
 
     A run stopped while writing leaves the previous file (or none), never a
-    partial one. The hidden name keeps `path`'s suffix (Keras saves only to
-    `.keras` names).
+    partial one. The hidden name ends with `suffix`, by default `path`'s
+    (Keras saves only to `.keras` and `.weights.h5` names).
     """
     folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}{os.path.splitext(name)[1]}")
+    suffix = os.path.splitext(name)[1] if suffix is None else suffix
+    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}{suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

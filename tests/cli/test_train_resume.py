@@ -155,3 +155,59 @@ def test_a_run_stopped_in_its_first_epoch_starts_over(tmp_path, tfds_data_dir, m
     # Nothing was kept, so other arguments are fine.
     _, metrics = training.train_model(epochs=2, output=str(out), **{**RUN, "latent_dim": 3})
     assert metrics["config"]["latent_dim"] == 3
+
+
+@pytest.mark.parametrize("stop_in", ["weights", "metadata"])
+def test_a_run_stopped_while_its_backup_is_written_resumes(
+    tmp_path, tfds_data_dir, monkeypatch, stop_in
+):
+    # A job killed while epoch 1's backup is being rewritten: the file being
+    # written is cut short. Epoch 0's backup must still be there to resume from.
+    out = tmp_path / "run"
+    original_save_weights = keras.Model.save_weights
+    original_dump, original_dumps = json.dump, json.dumps
+    stop = {}
+
+    def cut_short(path):
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        raise Stopped
+
+    def save_weights(self, filepath, *args, **kwargs):
+        original_save_weights(self, filepath, *args, **kwargs)
+        if stop.get("epoch") == 1 and stop_in == "weights":
+            cut_short(filepath)
+
+    def stop_at_metadata(value):
+        if stop.get("epoch") == 1 and stop_in == "metadata" and set(value) == {"epoch", "batch"}:
+            raise Stopped  # after the file was opened for writing, before it was written
+
+    def dump(value, *args, **kwargs):
+        stop_at_metadata(value)
+        return original_dump(value, *args, **kwargs)
+
+    def dumps(value, *args, **kwargs):
+        stop_at_metadata(value)
+        return original_dumps(value, *args, **kwargs)
+
+    class Epoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            stop["epoch"] = epoch
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save_weights", save_weights)
+        patch.setattr(json, "dump", dump)
+        patch.setattr(json, "dumps", dumps)
+        original = training._TrainingBackup.callbacks
+        patch.setattr(
+            training._TrainingBackup, "callbacks", lambda self: [Epoch(), *original(self)]
+        )
+        with pytest.raises(Stopped):
+            training.train_model(epochs=3, output=str(out), **RUN)
+    vae, metrics = training.train_model(epochs=3, output=str(out), **RUN)
+    # Cut weights: epoch 1 runs again from epoch 0's backup. Cut metadata: the
+    # weights of epoch 1 were already in place, and epoch 1 runs once more.
+    epochs_trained = 3 if stop_in == "weights" else 4
+    assert int(vae.optimizer.iterations) == epochs_trained * STEPS_PER_EPOCH
+    assert len(metrics["history"]["elbo"]) == 3
+    assert not (out / "backup").exists()
