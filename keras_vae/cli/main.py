@@ -309,6 +309,9 @@ def _sigterm_as_exit():
     code = 128 + signal.SIGTERM
 
     terminated = []
+    # The caller's SIGALRM handler and timer, once a dropped SystemExit took
+    # them over: until then a caller's own alarm (a test timeout) is theirs.
+    alarm = []
 
     def exit_now(signum, frame):
         terminated.append(signum)
@@ -317,12 +320,14 @@ def _sigterm_as_exit():
     def raise_again_if_dropped(unraisable):
         exc = unraisable.exc_value
         if isinstance(exc, SystemExit) and exc.code == code:
+            if not alarm:
+                timer = signal.getitimer(signal.ITIMER_REAL)
+                alarm.append((signal.signal(signal.SIGALRM, exit_now), timer))
             signal.setitimer(signal.ITIMER_REAL, 0.005)
             return
         previous_hook(unraisable)
 
     previous_term = signal.signal(signal.SIGTERM, exit_now)
-    previous_alarm = signal.signal(signal.SIGALRM, exit_now)
     previous_hook, sys.unraisablehook = sys.unraisablehook, raise_again_if_dropped
     try:
         yield
@@ -331,9 +336,13 @@ def _sigterm_as_exit():
             raise SystemExit(code) from error
         raise
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGALRM, previous_alarm)
+        if alarm:
+            ((previous_alarm, timer),) = alarm
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_alarm)
+            if timer[0] > 0:
+                signal.setitimer(signal.ITIMER_REAL, *timer)
         signal.signal(signal.SIGTERM, previous_term)
 
 

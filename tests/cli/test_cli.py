@@ -483,6 +483,27 @@ def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_a_callers_own_sigalrm_timer_is_left_alone():
+    # A caller's timeout (pytest-timeout's signal method, signal.alarm) keeps
+    # its handler and its timer through an export.
+    from keras_vae.cli.main import _sigterm_as_exit
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with _sigterm_as_exit():
+            time.sleep(0.5)  # the caller's alarm fires meanwhile
+        assert fired == [signal.SIGALRM]
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        with _sigterm_as_exit():
+            pass
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 29
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_sigterm_turned_into_another_exception_by_native_code_still_exits_143():
     # When the SIGTERM lands while TensorFlow's pybind11 bindings handle an
     # exception of their own, the SystemExit comes back as a RuntimeError
