@@ -331,6 +331,8 @@ def _sigterm_as_exit():
     previous_hook, sys.unraisablehook = sys.unraisablehook, raise_again_if_dropped
     try:
         yield
+        if terminated:  # the SystemExit was dropped and the block ended before the alarm
+            raise SystemExit(code)
     except BaseException as error:
         if terminated and not (isinstance(error, SystemExit) and error.code == code):
             raise SystemExit(code) from error

@@ -483,6 +483,20 @@ def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_sigterm_dropped_by_a_finalizer_just_before_the_export_ends_still_exits_143():
+    # The export may finish before the alarm re-raises the dropped SystemExit.
+    from keras_vae.cli.main import _sigterm_as_exit
+
+    class TerminatedWhileFinalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(SystemExit) as raised:
+        with _sigterm_as_exit():
+            TerminatedWhileFinalized()  # finalized at once; the block ends at once
+    assert raised.value.code == 128 + signal.SIGTERM
+
+
 def test_a_callers_own_sigalrm_timer_is_left_alone():
     # A caller's timeout (pytest-timeout's signal method, signal.alarm) keeps
     # its handler and its timer through an export.
