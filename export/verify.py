@@ -1,5 +1,6 @@
 """Checks that exported files reproduce the Keras model."""
 
+import concurrent.futures
 import numbers
 import os
 
@@ -67,7 +68,9 @@ def verify_export(
     reference = _reference(model, seed, num_samples, condition)
     report = {"seed": seed, "num_samples": num_samples}
     if saved_model_dir is not None:
-        report["saved_model"] = _check_saved_model(model, saved_model_dir, reference)
+        report["saved_model"] = _outside_strategy_scope(
+            _check_saved_model, model, saved_model_dir, reference
+        )
     if tflite_path is not None:
         report["tflite"] = _check_tflite(tflite_path, reference)
     report["ok"] = all(report[key]["ok"] for key in ("saved_model", "tflite") if key in report)
@@ -119,6 +122,20 @@ def _reference(model, seed, num_samples, condition):
         "samples": samples.reshape((-1,) + samples.shape[2:]),
         "model": model,
     }
+
+
+def _outside_strategy_scope(function, *args):
+    """`function(*args)`, run where no `tf.distribute` strategy is in scope.
+
+    Loaded in a strategy's scope, a SavedModel's variables are distributed
+    and its signatures fail when called directly ("executing a graph
+    generated from the cross-replica context in an in-replica context").
+    Scopes belong to a thread: a new thread is outside them.
+    """
+    if not tf.distribute.has_strategy():
+        return function(*args)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
 
 
 def _default_condition(model):

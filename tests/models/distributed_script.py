@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 import keras_vae  # noqa: E402
 from keras_vae.evaluation import log_likelihood  # noqa: E402
+from keras_vae.export import export_model  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_cvae, build_vae  # noqa: E402
 from keras_vae.networks import mlp_encoder  # noqa: E402
@@ -133,4 +134,13 @@ try:
 except Exception as error:  # noqa: BLE001 -- reported to the test
     results["loaded_fit_error"] = type(error).__name__
     print(error, file=sys.stderr)
+# A model of the strategy exported inside its scope, as in a training script.
+with tempfile.TemporaryDirectory() as folder, strategy.scope():
+    try:
+        report = export_model(vae, saved_model_base=os.path.join(folder, "vae"))
+        results["export_in_scope"] = report["ok"]
+    except Exception as error:  # noqa: BLE001 -- reported to the test
+        results["export_in_scope"] = type(error).__name__
+        print(error, file=sys.stderr)
+
 print(json.dumps(results, default=int))

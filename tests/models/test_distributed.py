@@ -52,3 +52,8 @@ def test_a_single_device_model_loaded_in_a_strategy_scope_trains(mirrored):
 def test_a_model_built_by_log_likelihood_trains_under_its_strategy(mirrored):
     # log_likelihood's lazy build makes the variables in the model's strategy.
     assert mirrored["fit_after_log_likelihood_error"] is None
+
+
+def test_a_model_exported_inside_its_strategy_scope_is_verified(mirrored):
+    # The SavedModel check loads the export outside the strategy's scope.
+    assert mirrored["export_in_scope"] is True
