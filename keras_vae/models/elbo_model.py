@@ -133,7 +133,16 @@ class ELBOModel(keras.Model):
             jit_compile: `"auto"`, `True` or `False`. Defaults to `"auto"`.
             **kwargs: Other `keras.Model.compile` arguments.
         """
-        requested = {"steps_per_execution": steps_per_execution, "jit_compile": jit_compile}
+        # Kept as given: a model loaded under another strategy resolves "auto"
+        # for it (8 steps or XLA fail under a multi-replica strategy).
+        self._auto_compile_args = {
+            key: "auto"
+            for key, value in (
+                ("steps_per_execution", steps_per_execution),
+                ("jit_compile", jit_compile),
+            )
+            if isinstance(value, str) and value == "auto"
+        }
         if isinstance(steps_per_execution, str) and steps_per_execution == "auto":
             steps_per_execution = 1 if self.distribute_strategy.num_replicas_in_sync > 1 else 8
         super().compile(
@@ -142,11 +151,12 @@ class ELBOModel(keras.Model):
             jit_compile=resolve_jit_compile(self, jit_compile),
             **kwargs,
         )
-        # Saved as given: a model loaded under another strategy resolves "auto"
-        # for it (8 steps or XLA fail under a multi-replica strategy).
-        for key, value in requested.items():
-            if isinstance(value, str) and value == "auto":
-                self._compile_config.config[key] = value
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config.update(getattr(self, "_auto_compile_args", {}))
+        return config
 
     def compile_from_config(self, config):
         # Keras skips this step for models that override `compile`; without it
