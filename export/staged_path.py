@@ -1,14 +1,15 @@
 """Exports written under a hidden name, then renamed into place or removed."""
 
+import hashlib
 import os
 import re
 import shutil
 import socket
 import uuid
 
-# `.<final name>.tmp-<uuid hex>-<pid>-<host>`: the owner is recorded so that a
-# later export can remove what a killed one (SIGKILL, power loss) left.
-_STAGED_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<host>.*)")
+# `.<final name>.tmp-<uuid hex>-<pid>-<owner>`: the process is recorded so that
+# a later export can remove what a killed one (SIGKILL, power loss) left.
+_STAGED_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<owner>[0-9a-f]{12})")
 
 
 class StagedPath:
@@ -45,10 +46,10 @@ class StagedPath:
         # A name beside the target rather than a `tempfile.mkdtemp` folder: the
         # rename stays on one file system, and mkdtemp's mode 0700 would hide a
         # SavedModel from a TF Serving process running as another user.
-        host = socket.gethostname().replace(os.sep, "_")
-        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{host}"
+        owner = process_namespace()
+        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{owner}"
         self.path = os.path.join(folder, name)
-        _remove_orphans(folder, host)
+        _remove_orphans(folder, owner)
 
     def write_bytes(self, content: bytes) -> None:
         """Writes `content` to the staged path, flushed to disk before any rename."""
@@ -86,15 +87,31 @@ class StagedPath:
             folder = os.path.dirname(folder)
 
 
-def _remove_orphans(folder, host):
-    """Removes staged paths in `folder` left by processes of `host` that have ended."""
+def process_namespace():
+    """12 hex digits naming where this process's id means something.
+
+    A hash of the host name and, on Linux, of the PID namespace: two
+    containers with the same host name but their own process ids (writing
+    to one shared folder) get different tags, so neither sweeps the other's
+    staged exports.
+    """
+    tag = socket.gethostname()
+    try:
+        tag += os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux
+        pass
+    return hashlib.sha256(tag.encode()).hexdigest()[:12]
+
+
+def _remove_orphans(folder, owner):
+    """Removes staged paths in `folder` left by ended processes of this namespace."""
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
         match = _STAGED_NAME.fullmatch(name)
-        if match is None or match["host"] != host or _is_running(int(match["pid"])):
+        if match is None or match["owner"] != owner or _is_running(int(match["pid"])):
             continue
         path = os.path.join(folder, name)
         if os.path.isdir(path) and not os.path.islink(path):
