@@ -4,6 +4,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 import uuid
 
@@ -215,6 +216,7 @@ def train_model(
     callbacks, backup = [], None
     if output is not None:
         os.makedirs(output, exist_ok=True)
+        _remove_stale_writes(output)
         backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs")))
         callbacks += backup.callbacks()
@@ -249,6 +251,10 @@ def train_model(
     return vae, metrics
 
 
+# What `_write_atomically` names the files of `train_model`'s output folder.
+_STALE_WRITE = re.compile(r"\.(model\.keras|metrics\.json)\.tmp-[0-9a-f]{32}\.(keras|json)")
+
+
 class _TrainingBackup:
     """What lets `keras-vae train` resume a run that was stopped mid-way.
 
@@ -273,6 +279,8 @@ class _TrainingBackup:
         self.resumed = False
         config_path = os.path.join(folder, "config.json")
         if not os.path.exists(config_path):  # written with the first epoch's history
+            # Nothing to resume: clear what a removal or an older run left.
+            self.remove()
             return
         with open(config_path) as f:
             saved = json.load(f)
@@ -309,7 +317,16 @@ class _TrainingBackup:
         ]
 
     def remove(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Removes the backup: renamed away first, so a stop meanwhile leaves none half-removed."""
+        shutil.rmtree(self._trash, ignore_errors=True)
+        if os.path.isdir(self.folder):
+            os.replace(self.folder, self._trash)
+        shutil.rmtree(self._trash, ignore_errors=True)
+
+    @property
+    def _trash(self):
+        parent, name = os.path.split(self.folder)
+        return os.path.join(parent, f".{name}.removed")
 
 
 class _HistoryBackup(keras.callbacks.Callback):
@@ -348,6 +365,16 @@ class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         _write_atomically(self._weights_path, self.model.save_weights, suffix=".weights.h5")
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         _write_atomically(self._training_metadata_path, lambda tmp: _write_json(tmp, metadata))
+
+
+def _remove_stale_writes(folder):
+    """Removes the hidden files `_write_atomically` left in `folder` when a run was killed."""
+    for name in os.listdir(folder):
+        if _STALE_WRITE.fullmatch(name):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def _write_json(path, value):

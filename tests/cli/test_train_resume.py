@@ -211,3 +211,34 @@ def test_a_run_stopped_while_its_backup_is_written_resumes(
     assert int(vae.optimizer.iterations) == epochs_trained * STEPS_PER_EPOCH
     assert len(metrics["history"]["elbo"]) == 3
     assert not (out / "backup").exists()
+
+
+def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypatch):
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 0, weights_saved=True)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **RUN)
+    # Killed while removing the backup (renamed, not yet deleted) or after it
+    # was gone but for its weights, and while writing model.keras and metrics.json.
+    os.replace(out / "backup", out / ".backup.removed")
+    (out / "backup").mkdir()
+    for name in ("latest.weights.h5", "training_metadata.json"):  # all but config.json
+        (out / ".backup.removed" / name).replace(out / "backup" / name)
+    stale = [".model.keras.tmp-" + "a" * 32 + ".keras", ".metrics.json.tmp-" + "b" * 32 + ".json"]
+    for name in [*stale, ".kept-by-the-user"]:
+        (out / name).write_bytes(b"partial")
+    epochs_run = []
+    original = training._HistoryBackup.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs_run.append(epoch)
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(training._HistoryBackup, "on_epoch_end", on_epoch_end)
+    training.train_model(epochs=2, output=str(out), **RUN)
+    # Weights without the run's config are not resumed from: the run starts over.
+    assert epochs_run == [0, 1]
+    assert sorted(os.listdir(out)) == [
+        ".kept-by-the-user", "logs", "metrics.json", "model.keras", "samples.png"
+    ]  # fmt: skip
