@@ -37,6 +37,19 @@ def _stop_after_epoch(monkeypatch, stop_epoch, weights_saved):
     monkeypatch.setattr(target, method, on_epoch_end)
 
 
+def _record_epochs(monkeypatch):
+    """The list that the epochs run from now on are appended to."""
+    epochs_run = []
+    original = training._HistoryBackup.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs_run.append(epoch)
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(training._HistoryBackup, "on_epoch_end", on_epoch_end)
+    return epochs_run
+
+
 @pytest.mark.parametrize("weights_saved", [True, False])
 def test_a_stopped_run_resumes_where_it_stopped(
     tmp_path, tfds_data_dir, monkeypatch, weights_saved
@@ -50,14 +63,7 @@ def test_a_stopped_run_resumes_where_it_stopped(
     stopped = json.loads((out / "backup" / "history.json").read_text())
     assert len(stopped["elbo"]) == 2  # epochs 0 and 1 were logged
 
-    epochs_run = []
-    original = training._HistoryBackup.on_epoch_end
-
-    def on_epoch_end(self, epoch, logs=None):
-        epochs_run.append(epoch)
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(training._HistoryBackup, "on_epoch_end", on_epoch_end)
+    epochs_run = _record_epochs(monkeypatch)
     vae, metrics = training.train_model(epochs=3, output=str(out), **RUN)
     finished = 2 if weights_saved else 1  # epochs whose weights the backup held
     assert epochs_run == list(range(finished, 3))
@@ -228,14 +234,7 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypa
     stale = [".model.keras.tmp-" + "a" * 32 + ".keras", ".metrics.json.tmp-" + "b" * 32 + ".json"]
     for name in [*stale, ".kept-by-the-user"]:
         (out / name).write_bytes(b"partial")
-    epochs_run = []
-    original = training._HistoryBackup.on_epoch_end
-
-    def on_epoch_end(self, epoch, logs=None):
-        epochs_run.append(epoch)
-        original(self, epoch, logs)
-
-    monkeypatch.setattr(training._HistoryBackup, "on_epoch_end", on_epoch_end)
+    epochs_run = _record_epochs(monkeypatch)
     training.train_model(epochs=2, output=str(out), **RUN)
     # Weights without the run's config are not resumed from: the run starts over.
     assert epochs_run == [0, 1]

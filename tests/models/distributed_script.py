@@ -47,6 +47,16 @@ def noiseless_vae():
     )
 
 
+def error_of(function):
+    """The class name of what `function()` raises (printed to stderr), or `None`."""
+    try:
+        function()
+    except Exception as error:  # noqa: BLE001 -- reported to the test
+        print(error, file=sys.stderr)
+        return type(error).__name__
+    return None
+
+
 rng = np.random.default_rng(0)
 x = (rng.random((16, *SHAPE)) < 0.3).astype("float32")
 results = {}
@@ -108,12 +118,9 @@ with strategy.scope():
     estimated = build_vae("mlp", (28, 28, 1), 4)
     estimated.compile()
 log_likelihood(estimated, images[:8], num_samples=2, verbose=0)
-try:
-    estimated.fit(images, batch_size=64, epochs=1, verbose=0)
-    results["fit_after_log_likelihood_error"] = None
-except Exception as error:  # noqa: BLE001 -- reported to the test
-    results["fit_after_log_likelihood_error"] = type(error).__name__
-    print(error, file=sys.stderr)
+results["fit_after_log_likelihood_error"] = error_of(
+    lambda: estimated.fit(images, batch_size=64, epochs=1, verbose=0)
+)
 results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
 results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
 
@@ -128,12 +135,9 @@ with tempfile.TemporaryDirectory() as folder:
     with strategy.scope():
         loaded = keras.saving.load_model(path)
 results["loaded_defaults"] = [loaded.steps_per_execution, loaded.jit_compile]
-try:
-    loaded.fit(images, batch_size=64, epochs=1, verbose=0)
-    results["loaded_fit_error"] = None
-except Exception as error:  # noqa: BLE001 -- reported to the test
-    results["loaded_fit_error"] = type(error).__name__
-    print(error, file=sys.stderr)
+results["loaded_fit_error"] = error_of(
+    lambda: loaded.fit(images, batch_size=64, epochs=1, verbose=0)
+)
 # A model of the strategy exported inside its scope, as in a training script.
 with tempfile.TemporaryDirectory() as folder, strategy.scope():
     try:
