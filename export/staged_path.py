@@ -70,10 +70,7 @@ class StagedPath:
 
     def discard(self) -> None:
         """Removes the staged path if still there, then the folders made for it if empty."""
-        if os.path.isdir(self.path) and not os.path.islink(self.path):
-            shutil.rmtree(self.path, ignore_errors=True)
-        elif os.path.lexists(self.path):
-            os.remove(self.path)
+        _remove(self.path)
         if self._created is None:
             return
         folder = self._folder
@@ -113,14 +110,21 @@ def _remove_orphans(folder, owner):
         match = _STAGED_NAME.fullmatch(name)
         if match is None or match["owner"] != owner or _is_running(int(match["pid"])):
             continue
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.remove(path)
-            except OSError:  # removed meanwhile by another export's sweep
-                pass
+        try:
+            _remove(os.path.join(folder, name))
+        except OSError:  # not ours to remove after all (permissions): leave it
+            pass
+
+
+def _remove(path):
+    """Removes a staged file or folder, if still there (another sweep may race us)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
 
 
 def _is_running(pid):

@@ -321,15 +321,13 @@ class ConditionalVAE(ELBOModel):
         x, y = lists_as_arrays(x, y)
         check_no_class_weight(kwargs.get("class_weight"))
         self._check_pairs(x, y)
-        if kwargs.get("sample_weight") is not None and hasattr(x, "shape"):
-            check_sample_weight(kwargs["sample_weight"], int(np.shape(x)[0]))
+        check_sample_weight(kwargs.get("sample_weight"), x)
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
         x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
-        if kwargs.get("sample_weight") is not None and hasattr(x, "shape"):
-            check_sample_weight(kwargs["sample_weight"], int(np.shape(x)[0]))
+        check_sample_weight(kwargs.get("sample_weight"), x)
         return super().evaluate(x, y, **kwargs)
 
     def get_config(self):

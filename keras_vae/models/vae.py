@@ -323,8 +323,7 @@ def _weight_carrier(x, y, sample_weight):
     and a VAE has no target, so without a `y` the weights would be silently
     ignored. The ELBO never reads `y`: zeros of `x`'s length carry the weights.
     """
-    if sample_weight is not None and hasattr(x, "shape"):
-        check_sample_weight(sample_weight, int(np.shape(x)[0]))
+    check_sample_weight(sample_weight, x)
     if y is not None or sample_weight is None or not hasattr(x, "shape"):
         return y  # Keras itself refuses weights beside a dataset or a generator
     return np.zeros((int(np.shape(x)[0]),), "float32")

@@ -101,8 +101,15 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_sample_weight(sample_weight, num_examples):
-    """Raises unless `sample_weight` holds one number per example: `[N]` or `[N, 1]`."""
+def check_sample_weight(sample_weight, x):
+    """Raises unless `sample_weight` holds one number per example of `x`: `[N]` or `[N, 1]`.
+
+    Nothing to check without weights, or for data without a length (a
+    dataset or a generator, beside which Keras itself refuses weights).
+    """
+    if sample_weight is None or not hasattr(x, "shape"):
+        return
+    num_examples = int(np.shape(x)[0])
     shape = tuple(np.shape(sample_weight))
     if shape not in ((num_examples,), (num_examples, 1)):
         raise ValueError(
