@@ -193,6 +193,7 @@ def make_conditional_dataset(
     cache: bool = True,
     drop_remainder: bool = False,
     binarize_condition: bool = True,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """Builds a `tf.data` pipeline of `(condition, target)` batches for a conditional VAE.
 
@@ -223,6 +224,9 @@ def make_conditional_dataset(
         binarize_condition: bool. Binarize the condition with the target
             (its values must then lie in [0, 1]); set `False` for a
             non-pixel condition. Defaults to `True`.
+        epoch: scalar integer `tf.Variable` or `None`. Keys each pass's
+            order and draws by `seed` and the epoch, as in `make_dataset`.
+            Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` yielding float32 tuples `(condition, target)`
@@ -235,7 +239,7 @@ def make_conditional_dataset(
     >>> [(tuple(c.shape), tuple(t.shape)) for c, t in ds.take(1)]
     [((4, 28), (4, 756))]
     """
-    _check_pipeline_args(binarize, batch_size, seed)
+    _check_pipeline_args(binarize, batch_size, seed, epoch)
     condition_array = _as_condition(condition_array)
     target = _as_pixels(target, "target")
     if len(condition_array) != len(target):
@@ -266,6 +270,7 @@ def make_conditional_dataset(
         seed=seed,
         cache=cache,
         drop_remainder=drop_remainder,
+        epoch=epoch,
     )
 
 

@@ -198,6 +198,7 @@ def make_dataset(
     seed: int | None = None,
     cache: bool = True,
     drop_remainder: bool = False,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """Builds a `tf.data` pipeline of image batches for an unconditional VAE.
 
@@ -229,6 +230,15 @@ def make_dataset(
             Defaults to `True`.
         drop_remainder: bool. Drop the last, smaller batch. Defaults to
             `False`.
+        epoch: scalar integer `tf.Variable` or `None`. When given, the order
+            and the draws of a pass are a function of `seed` and of the value
+            `epoch` holds when the pass starts, instead of the number of
+            passes made before. Set it in `on_epoch_begin` (e.g.
+            `keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs:
+            epoch.assign(e))`): a run resumed at epoch `k` (`fit(...,
+            initial_epoch=k)`, Keras's `BackupAndRestore`) then sees the data
+            of an uninterrupted run. `cache` does not apply. Defaults to
+            `None`.
 
     Returns:
         A `tf.data.Dataset` yielding float32 batches `[B, H, W, C]` in [0, 1].
@@ -245,7 +255,7 @@ def make_dataset(
             "make_conditional_pairs and make_conditional_dataset for a label-conditioned "
             f"model). Received: labels with shape {np.shape(labels)}"
         )
-    _check_pipeline_args(binarize, batch_size, seed)
+    _check_pipeline_args(binarize, batch_size, seed, epoch)
     pixels = _as_pixels(images, "images", image_ranks=True)
     if binarize == "static":
         draw = _bernoulli(_unit_float(pixels), np.random.default_rng(seed))
@@ -258,6 +268,7 @@ def make_dataset(
         seed=seed,
         cache=cache,
         drop_remainder=drop_remainder,
+        epoch=epoch,
     )
 
 
@@ -393,7 +404,7 @@ def _check_positive_int(name, value):
         raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
 
 
-def _check_pipeline_args(binarize, batch_size, seed):
+def _check_pipeline_args(binarize, batch_size, seed, epoch):
     if binarize not in BINARIZATIONS:
         raise ValueError(
             f"Expected binarize to be one of 'dynamic', 'static' or None. "
@@ -401,9 +412,19 @@ def _check_pipeline_args(binarize, batch_size, seed):
         )
     _check_positive_int("batch_size", batch_size)
     _check_seed(seed)
+    if epoch is not None and not (
+        isinstance(epoch, tf.Variable) and epoch.dtype.is_integer and epoch.shape.rank == 0
+    ):
+        if isinstance(epoch, tf.Variable):
+            received = f"tf.Variable(dtype={epoch.dtype.name}, shape={tuple(epoch.shape)})"
+        else:
+            received = repr(epoch)
+        raise ValueError(
+            f"Expected epoch to be None or a scalar integer tf.Variable. Received: epoch={received}"
+        )
 
 
-def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remainder):
+def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remainder, epoch=None):
     """Cache -> shuffle -> batch -> scale and binarize per batch -> prefetch.
 
     Args:
@@ -411,7 +432,13 @@ def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remaind
             divided by 255 per batch) or float32 arrays used as they are.
         dynamic: tuple of bools, one per array: draw a fresh Bernoulli sample
             of that array for every batch.
+        epoch: a scalar integer `tf.Variable` or `None`: see `_epoch_pipeline`.
     """
+    if epoch is not None:
+        return _epoch_pipeline(
+            arrays, dynamic, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+            drop_remainder=drop_remainder,
+        )  # fmt: skip
     num_examples = len(arrays[0])
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     if cache:
@@ -419,11 +446,6 @@ def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remaind
     if shuffle:
         ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-
-    def to_unit_float(x):
-        if x.dtype == tf.uint8:
-            return tf.cast(x, tf.float32) / 255.0
-        return x
 
     if any(dynamic):
         # Stateless draws keyed per batch: a stateful op seeded inside the map
@@ -433,22 +455,73 @@ def _pipeline(arrays, dynamic, *, batch_size, shuffle, seed, cache, drop_remaind
         ds = tf.data.Dataset.zip((ds, keys))
 
         def fn(batch, key):
-            out = []
-            for index, (x, draw) in enumerate(zip(batch, dynamic, strict=True)):
-                x = to_unit_float(x)
-                if draw:
-                    noise = tf.random.stateless_uniform(
-                        tf.shape(x), seed=tf.stack([key, tf.constant(index, tf.int64)])
-                    )
-                    x = tf.cast(noise < x, tf.float32)
-                out.append(x)
-            return tuple(out) if len(out) > 1 else out[0]
+            return _draw(batch, dynamic, lambda index: tf.stack([key, index]))
 
     else:
 
         def fn(*batch):
-            out = [to_unit_float(x) for x in batch]
-            return tuple(out) if len(out) > 1 else out[0]
+            return _draw(batch, dynamic, None)
 
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_pipeline(arrays, dynamic, *, batch_size, shuffle, seed, epoch, drop_remainder):
+    """A pass whose order and draws are a function of `seed` and `epoch`'s value.
+
+    `epoch` is read when a pass yields its first batch, not when the iterator
+    is made: Keras makes iterators ahead of the epoch they serve, but
+    `on_epoch_begin` runs before the first batch.
+    """
+    if seed is None:  # stateless draws need one: fixed for the pipeline's lifetime
+        seed = int(np.random.default_rng().integers(2**31))
+    num_examples = len(arrays[0])
+    batch_size = int(batch_size)
+    if drop_remainder:
+        num_batches = num_examples // batch_size
+    else:
+        num_batches = -(-num_examples // batch_size)
+    tensors = tuple(tf.constant(array) for array in arrays)
+
+    def one_pass(epoch_value):
+        key = tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, 0], tf.int64), epoch_value
+        )
+        order = tf.range(num_examples, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=key)
+
+        def fn(index):
+            rows = order[index * batch_size : tf.minimum((index + 1) * batch_size, num_examples)]
+            if drop_remainder:  # a static batch size, as `Dataset.batch` gives
+                rows = tf.ensure_shape(rows, [batch_size])
+            batch = tuple(tf.gather(tensor, rows) for tensor in tensors)
+            batch_key = tf.random.experimental.stateless_fold_in(key, index)
+            return _draw(
+                batch,
+                dynamic,
+                lambda position: tf.random.experimental.stateless_fold_in(batch_key, position),
+            )
+
+        return tf.data.Dataset.range(num_batches).map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+    passes = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(
+        lambda _: tf.cast(epoch.read_value(), tf.int64)
+    )
+    ds = passes.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(num_batches))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _draw(batch, dynamic, seed_of):
+    """Scales a batch's arrays to [0, 1] and draws the `dynamic` ones, with `seed_of(index)`."""
+    out = []
+    for index, (x, draw) in enumerate(zip(batch, dynamic, strict=True)):
+        if x.dtype == tf.uint8:
+            x = tf.cast(x, tf.float32) / 255.0
+        if draw:
+            noise = tf.random.stateless_uniform(
+                tf.shape(x), seed=seed_of(tf.constant(index, tf.int64))
+            )
+            x = tf.cast(noise < x, tf.float32)
+        out.append(x)
+    return tuple(out) if len(out) > 1 else out[0]

@@ -9,6 +9,7 @@ import shutil
 import uuid
 
 import keras
+import tensorflow as tf
 
 from keras_vae import data
 from keras_vae.layers.distribution_layer import check_positive_float
@@ -23,13 +24,23 @@ DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
 
 
 def make_datasets(
-    model_kind, condition, images, labels, binarize, batch_size, seed, shuffle, num_classes=10
+    model_kind,
+    condition,
+    images,
+    labels,
+    binarize,
+    batch_size,
+    seed,
+    shuffle,
+    num_classes=10,
+    epoch=None,
 ):
     """The tf.data pipeline of x batches (VAE) or (condition, target) pairs (CVAE)."""
     if model_kind == "vae":
         return data.make_dataset(
-            images, binarize=binarize, batch_size=batch_size, shuffle=shuffle, seed=seed
-        )
+            images, binarize=binarize, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            epoch=epoch,
+        )  # fmt: skip
     conditions, targets = data.make_conditional_pairs(images, labels, condition, num_classes)
     return data.make_conditional_dataset(
         conditions,
@@ -39,6 +50,7 @@ def make_datasets(
         shuffle=shuffle,
         seed=seed,
         binarize_condition=condition != "label",
+        epoch=epoch,
     )
 
 
@@ -166,16 +178,19 @@ def train_model(
     # From the dataset's metadata: a slice need not hold every class.
     num_classes = data.num_classes(dataset, data_dir=data_dir)
     pipeline = (model, condition)
-    # Before the pipelines: tf.data combines their op seeds with the global
-    # seed, so pipelines made earlier would depend on the last global seed set
-    # in this process and the same `seed` would train another model.
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)  # the initial weights and the model's noise
+    # Each pass's shuffle and draws are keyed by `seed` and the epoch alone,
+    # not by the global seed or by how many passes came before: a resumed run
+    # sees the data of an uninterrupted one.
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     train_ds = make_datasets(
-        *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True, num_classes
-    )
+        *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True,
+        num_classes, epoch,
+    )  # fmt: skip
     test_ds = make_datasets(
-        *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False, num_classes
-    )
+        *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False,
+        num_classes, epoch,
+    )  # fmt: skip
 
     if model == "vae":
         vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
@@ -213,7 +228,8 @@ def train_model(
         "jit_compile": vae.jit_compile,
     }
 
-    callbacks, backup = [], None
+    set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda i, logs: epoch.assign(i))
+    callbacks, backup = [set_epoch], None
     if output is not None:
         os.makedirs(output, exist_ok=True)
         _remove_stale_writes(output)
@@ -234,6 +250,7 @@ def train_model(
         history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     else:
         history = backup.history  # epochs of a stopped run included
+    epoch.assign(epochs)  # fresh draws for the final figures, resumed or not
     metrics = {
         "config": config,
         "history": history,

@@ -78,6 +78,25 @@ def test_a_stopped_run_resumes_where_it_stopped(
     assert sorted(os.listdir(out)) == ["logs", "metrics.json", "model.keras", "samples.png"]
 
 
+@pytest.mark.parametrize("weights_saved", [True, False])
+def test_a_resumed_run_trains_the_model_of_an_uninterrupted_one(
+    tmp_path, tfds_data_dir, monkeypatch, weights_saved
+):
+    # Resumed at epoch 2 (or 1, re-run), the pipelines give the shuffles and
+    # draws of those epochs, not of a first epoch: everything comes out equal.
+    whole, whole_metrics = training.train_model(epochs=3, output=str(tmp_path / "a"), **RUN)
+    out = tmp_path / "b"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 1, weights_saved)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=3, output=str(out), **RUN)
+    resumed, metrics = training.train_model(epochs=3, output=str(out), **RUN)
+    for expected, actual in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    for part in ("history", "train", "test"):
+        assert metrics[part] == whole_metrics[part], part
+
+
 def test_resumed_weights_are_the_saved_ones(tmp_path, tfds_data_dir, monkeypatch):
     out = tmp_path / "run"
     saved = {}

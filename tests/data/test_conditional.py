@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_vae.data import (
     CONDITIONS,
@@ -223,7 +224,8 @@ def test_dataset_continuous_matches_pairs_and_keeps_them_aligned(mnist_test):
     assert sorted(order) == list(range(300)) and order != list(range(300))
 
 
-def test_dataset_label_condition_keeps_labels_with_images():
+@pytest.mark.parametrize("keyed", [False, True], ids=["by-pass", "by-epoch"])
+def test_dataset_label_condition_keeps_labels_with_images(keyed):
     # Row 0 of each image is black but for a white pixel at its label, which
     # every draw keeps (p=0 never fires, p=1 always does); the rest is grey.
     rng = np.random.default_rng(0)
@@ -232,8 +234,10 @@ def test_dataset_label_condition_keeps_labels_with_images():
     images[:, 0] = 0
     images[np.arange(256), 0, labels] = 255
     one_hot, target = make_conditional_pairs(images, labels, "label")
-    ds = make_conditional_dataset(one_hot, target, batch_size=32, seed=2)
+    epoch = tf.Variable(4, dtype=tf.int64) if keyed else None
+    ds = make_conditional_dataset(one_hot, target, batch_size=32, seed=2, epoch=epoch)
     condition, drawn = _epoch(ds)
+    assert not np.array_equal(condition.argmax(axis=1), labels)  # shuffled
     assert condition.shape == (256, 10) and drawn.shape == (256, 12, 12, 1)
     # A one-hot label is left as it is by the draw; the image is binarized.
     np.testing.assert_array_equal(np.sort(condition.argmax(axis=1)), np.sort(labels))
@@ -242,12 +246,31 @@ def test_dataset_label_condition_keeps_labels_with_images():
     np.testing.assert_array_equal(drawn[:, 0, :10, 0], condition)
 
 
+def _passes(ds, count, epoch):
+    """`count` passes over `ds`; with `epoch`, at epochs 0, 1, ..."""
+    passes = []
+    for value in range(count):
+        if epoch is not None:
+            epoch.assign(value)
+        passes.append(_epoch(ds))
+    return passes
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["by-pass", "by-epoch"])
 @pytest.mark.parametrize("condition", PIXEL_CONDITIONS)
-def test_dynamic_binarization_of_both_parts(mnist_test, condition):
+def test_dynamic_binarization_of_both_parts(mnist_test, condition, keyed):
     images = mnist_test[0][:200]
     observed, missing = make_conditional_pairs(images, None, condition)
-    ds = make_conditional_dataset(observed, missing, shuffle=False, batch_size=50, seed=4)
-    epochs = [_epoch(ds) for _ in range(30)]
+
+    def dataset():
+        epoch = tf.Variable(0, dtype=tf.int64) if keyed else None
+        pipeline = make_conditional_dataset(
+            observed, missing, shuffle=False, batch_size=50, seed=4, epoch=epoch
+        )
+        return pipeline, epoch
+
+    ds, epoch = dataset()
+    epochs = _passes(ds, 30, epoch)
     for part, probs in ((0, observed), (1, missing)):
         draws = np.stack([epoch[part] for epoch in epochs])
         assert set(np.unique(draws)) == {0.0, 1.0}
@@ -263,8 +286,7 @@ def test_dynamic_binarization_of_both_parts(mnist_test, condition):
     assert merged.shape == (200, 28, 28, 1)
     assert not merged[scale_images(images) == 0].any()
     # The same seed replays the same draws.
-    replay = make_conditional_dataset(observed, missing, shuffle=False, batch_size=50, seed=4)
-    for part, value in enumerate(_epoch(replay)):
+    for part, value in enumerate(_epoch(dataset()[0])):
         np.testing.assert_array_equal(value, epochs[0][part])
 
 
@@ -315,6 +337,7 @@ def test_dataset_drop_remainder():
         (np.zeros((4, 3)), np.zeros(4), {}, ["target.shape=(4,)"]),
         (np.zeros((4, 3)), np.zeros((4, 8)), {"binarize": "yes"}, ["binarize='yes'"]),
         (np.zeros((4, 3)), np.zeros((4, 8)), {"batch_size": -1}, ["batch_size=-1"]),
+        (np.zeros((4, 3)), np.zeros((4, 8)), {"epoch": 0}, ["tf.Variable", "epoch=0"]),
     ],
 )
 def test_dataset_bad_inputs(condition, target, kwargs, parts):

@@ -34,7 +34,10 @@ def _ids(batch):
     return pixels[:, 0, 0, 0] + 256 * pixels[:, 0, 1, 0]
 
 
-def _epoch(ds):
+def _epoch(ds, epoch=None, value=None):
+    """One pass over `ds`; with `epoch`, a pass at epoch `value`."""
+    if epoch is not None:
+        epoch.assign(value)
     return np.concatenate([np.asarray(x) for x in ds])
 
 
@@ -298,6 +301,77 @@ def test_dataset_iterates_mnist_train_quickly(mnist_train):
     assert min(durations) < 3.0, durations
 
 
+# --- make_dataset(epoch=...): passes keyed by the epoch ----------------------------------------
+
+
+def test_epoch_keyed_passes_depend_on_seed_and_epoch_alone():
+    images = _id_images(500)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = make_dataset(images, binarize=None, batch_size=64, seed=7, epoch=epoch)
+    assert ds.cardinality() == 8
+    passes = [_ids(_epoch(ds, epoch, value)) for value in (0, 1, 0)]
+    for order in passes:
+        np.testing.assert_array_equal(np.sort(order), np.arange(500))
+    assert not np.array_equal(passes[0], passes[1])
+    assert not np.array_equal(passes[0], np.arange(500))
+    np.testing.assert_array_equal(passes[2], passes[0])
+    # A new pipeline started at epoch 1, as a resumed run is, replays epoch 1.
+    resumed_epoch = tf.Variable(1, dtype=tf.int32)
+    resumed = make_dataset(images, binarize=None, batch_size=64, seed=7, epoch=resumed_epoch)
+    np.testing.assert_array_equal(_ids(_epoch(resumed)), passes[1])
+    other = make_dataset(images, binarize=None, batch_size=64, seed=8, epoch=epoch)
+    assert not np.array_equal(_ids(_epoch(other, epoch, 0)), passes[0])
+
+
+def test_epoch_is_read_when_the_pass_starts_not_when_its_iterator_is_made():
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = make_dataset(_id_images(300), binarize=None, batch_size=64, seed=1, epoch=epoch)
+    at_three = _ids(_epoch(ds, epoch, 3))
+    epoch.assign(0)
+    iterator = iter(ds)  # as Keras makes the next epoch's iterator at the end of an epoch
+    epoch.assign(3)  # then `on_epoch_begin`
+    np.testing.assert_array_equal(_ids(np.concatenate(list(iterator))), at_three)
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_epoch_keyed_pass_without_shuffle_keeps_order_and_batches(drop_remainder):
+    epoch = tf.Variable(5, dtype=tf.int64)
+    ds = make_dataset(
+        _id_images(300), binarize=None, batch_size=64, shuffle=False, seed=0, epoch=epoch,
+        drop_remainder=drop_remainder,
+    )  # fmt: skip
+    assert ds.element_spec.shape.as_list() == [64 if drop_remainder else None, 4, 4, 1]
+    sizes = [64] * 4 + ([] if drop_remainder else [44])
+    assert [len(x) for x in ds] == sizes and ds.cardinality() == len(sizes)
+    np.testing.assert_array_equal(_ids(_epoch(ds)), np.arange(sum(sizes)))
+
+
+def test_epoch_keyed_dynamic_binarization_is_a_fresh_calibrated_draw_per_epoch(mnist_test):
+    images = mnist_test[0][:256]
+    probs = scale_images(images)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ds = make_dataset(images, batch_size=64, shuffle=False, seed=3, epoch=epoch)
+    epochs = np.stack([_epoch(ds, epoch, value) for value in range(40)])
+    assert set(np.unique(epochs)) == {0.0, 1.0}
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not epochs[:, probs == 0.0].any() and epochs[:, probs == 1.0].all()
+    # Across epochs and across the images of one batch, the draws are
+    # independent: every grey pixel's frequency of ones matches its grey value
+    # (binomial standard error, 5 sigma), per band of grey values.
+    frequency = epochs.mean(axis=0)
+    bands = np.digitize(probs, np.linspace(0.0, 1.0, 11)[1:-1])
+    for band in np.unique(bands[(probs > 0) & (probs < 1)]):
+        mask = (bands == band) & (probs > 0) & (probs < 1)
+        p = probs[mask]
+        sigma = np.sqrt((p * (1 - p)).sum() / 40) / mask.sum()
+        assert abs(frequency[mask].mean() - p.mean()) < 5 * sigma + 1e-6, band
+    # Batches of one epoch use other draws: two copies of one image differ.
+    twins = make_dataset(np.repeat(images[:1], 128, axis=0), batch_size=64, seed=3, epoch=epoch)
+    draws = _epoch(twins, epoch, 0).reshape(128, -1)
+    assert len(np.unique(draws, axis=0)) == 128
+    np.testing.assert_array_equal(_epoch(ds, epoch, 7), epochs[7])
+
+
 @pytest.mark.parametrize(
     "kwargs, parts",
     [
@@ -310,6 +384,9 @@ def test_dataset_iterates_mnist_train_quickly(mnist_train):
         ({"seed": -1}, ["non-negative", "seed=-1"]),
         ({"seed": -1, "binarize": "static"}, ["non-negative", "seed=-1"]),
         ({"labels": np.zeros(10, np.int64)}, ["labels=None", "make_conditional_pairs"]),
+        ({"epoch": 3}, ["scalar integer tf.Variable", "epoch=3"]),
+        ({"epoch": tf.Variable(0.0)}, ["epoch=tf.Variable(dtype=float32, shape=())"]),
+        ({"epoch": tf.Variable([0, 1])}, ["epoch=tf.Variable(dtype=int32, shape=(2,))"]),
     ],
 )
 def test_dataset_bad_arguments(kwargs, parts):
