@@ -9,7 +9,6 @@ from keras_vae.export.saved_model import (
     saved_model_target,
     write_saved_model,
 )
-from keras_vae.export.staged_path import StagedPath
 from keras_vae.export.tflite import convert_tflite
 from keras_vae.export.validation import (
     check_exportable,
@@ -19,6 +18,7 @@ from keras_vae.export.validation import (
     check_version,
 )
 from keras_vae.export.verify import check_draws, verify_export
+from keras_vae.utils.staged_path import StagedPath
 
 
 def export_model(

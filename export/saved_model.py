@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
-from keras_vae.export.staged_path import StagedPath
 from keras_vae.export.validation import MAX_VERSION, check_exportable, check_version
+from keras_vae.utils.staged_path import StagedPath
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
 
@@ -98,13 +98,9 @@ def export_saved_model(
     """
     check_exportable(model, allow_untrained)
     target = saved_model_target(base_dir, version)
-    staged = StagedPath(target)
-    try:
+    with StagedPath(target) as staged:
         write_saved_model(float32_model(model), staged.path)
         publish_saved_model(staged)
-    except BaseException:
-        staged.discard()
-        raise
     return target
 
 

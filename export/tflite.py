@@ -17,13 +17,13 @@ import keras_vae
 from keras_vae import data
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
-from keras_vae.export.staged_path import StagedPath
 from keras_vae.export.validation import (
     check_exportable,
     check_quantize,
     check_representative_conditions,
     check_tflite_path,
 )
+from keras_vae.utils.staged_path import StagedPath
 
 METADATA_NAME = "keras_vae"
 TFLITE_SIGNATURES = ("decode", "sample")
@@ -365,10 +365,6 @@ def _with_metadata(content, record):
 
 
 def _write_atomically(path, content):
-    staged = StagedPath(path)
-    try:
+    with StagedPath(path) as staged:
         staged.write_bytes(content)
         staged.publish()
-    except BaseException:
-        staged.discard()
-        raise

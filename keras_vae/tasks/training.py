@@ -4,9 +4,7 @@ import json
 import math
 import numbers
 import os
-import re
 import shutil
-import uuid
 
 import keras
 import tensorflow as tf
@@ -17,6 +15,7 @@ from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.images import save_images
+from keras_vae.utils.staged_path import StagedPath
 
 BINARIZATIONS = ("dynamic", "static", "none")
 MODELS = ("vae", "cvae")
@@ -89,8 +88,10 @@ def train_model(
     and the history of the last finished epoch (Keras's `BackupAndRestore`).
     A run that was stopped (Ctrl+C, a killed job) resumes from there when it
     is started again with the same arguments (`epochs` may be raised);
-    other arguments are refused with one line. The folder goes once the
-    run's files are written.
+    other arguments are refused with one line. Each epoch's shuffle and
+    binarization draws are keyed by `seed` and the epoch, so the resumed run
+    ends with the weights and figures of an uninterrupted one. The folder
+    goes once the run's files are written.
 
     Args:
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
@@ -232,7 +233,6 @@ def train_model(
     callbacks, backup = [set_epoch], None
     if output is not None:
         os.makedirs(output, exist_ok=True)
-        _remove_stale_writes(output)
         backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))
         callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs")))
         callbacks += backup.callbacks()
@@ -266,10 +266,6 @@ def train_model(
         _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
         backup.remove()
     return vae, metrics
-
-
-# What `_write_atomically` names the files of `train_model`'s output folder.
-_STALE_WRITE = re.compile(r"\.(model\.keras|metrics\.json)\.tmp-[0-9a-f]{32}\.(keras|json)")
 
 
 class _TrainingBackup:
@@ -384,16 +380,6 @@ class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         _write_atomically(self._training_metadata_path, lambda tmp: _write_json(tmp, metadata))
 
 
-def _remove_stale_writes(folder):
-    """Removes the hidden files `_write_atomically` left in `folder` when a run was killed."""
-    for name in os.listdir(folder):
-        if _STALE_WRITE.fullmatch(name):
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
 def _write_json(path, value):
     with open(path, "w") as f:
         json.dump(value, f, indent=2, allow_nan=False)
@@ -403,19 +389,13 @@ def _write_atomically(path, write, suffix=None):
     """Calls `write(tmp)` for a hidden file beside `path`, then renames it to `path`.
 
     A run stopped while writing leaves the previous file (or none), never a
-    partial one. The hidden name ends with `suffix`, by default `path`'s
-    (Keras saves only to `.keras` and `.weights.h5` names).
+    partial one; a killed run's hidden file goes with the next write into the
+    folder (`StagedPath`). The hidden name ends with `suffix`, by default
+    `path`'s (Keras saves only to `.keras` and `.weights.h5` names).
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    suffix = os.path.splitext(name)[1] if suffix is None else suffix
-    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}{suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with StagedPath(path, os.path.splitext(path)[1] if suffix is None else suffix) as staged:
+        write(staged.path)
+        staged.publish()
 
 
 def json_safe(value):

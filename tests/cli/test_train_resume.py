@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from keras_vae.cli.main import main
 from keras_vae.tasks import training
+from keras_vae.utils.staged_path import process_namespace
 
 RUN = dict(
     architecture="mlp", latent_dim=4, batch_size=100, seed=3, train_split="train[:500]",
@@ -250,7 +253,10 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypa
     (out / "backup").mkdir()
     for name in ("latest.weights.h5", "training_metadata.json"):  # all but config.json
         (out / ".backup.removed" / name).replace(out / "backup" / name)
-    stale = [".model.keras.tmp-" + "a" * 32 + ".keras", ".metrics.json.tmp-" + "b" * 32 + ".json"]
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])  # stands for the killed run
+    ended.wait()
+    tag = f"{ended.pid}-{process_namespace()}"
+    stale = [f".model.keras.tmp-{'a' * 32}-{tag}.keras", f".metrics.json.tmp-{'b' * 32}-{tag}.json"]
     for name in [*stale, ".kept-by-the-user"]:
         (out / name).write_bytes(b"partial")
     epochs_run = _record_epochs(monkeypatch)

@@ -10,8 +10,8 @@ from export_helpers import LATENT_DIM, binary_images
 from keras_vae.cli.main import main
 from keras_vae.data import make_conditional_pairs
 from keras_vae.export import TOLERANCES, Sampler, export_model, format_report, tflite
-from keras_vae.export.staged_path import StagedPath
 from keras_vae.models.presets import build_vae
+from keras_vae.utils.staged_path import StagedPath
 
 # The package re-exports the function under the module's name.
 export_model_module = importlib.import_module("keras_vae.export.export_model")

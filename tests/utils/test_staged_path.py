@@ -1,13 +1,21 @@
+"""StagedPath: hidden names beside the target, renamed into place or removed."""
+
 import os
 import subprocess
 import sys
 import uuid
 
-from keras_vae.export.staged_path import StagedPath, process_namespace
+import pytest
+
+from keras_vae.utils.staged_path import StagedPath, process_namespace
 
 
-def _staged_name(target, pid, owner):
-    return f".{target}.tmp-{uuid.uuid4().hex}-{pid}-{owner}"
+def _staged_name(target, pid, owner, suffix=""):
+    return f".{target}.tmp-{uuid.uuid4().hex}-{pid}-{owner}{suffix}"
+
+
+class Stopped(BaseException):
+    """Stands for a Ctrl+C."""
 
 
 def test_staged_name_records_the_process_and_its_namespace(tmp_path):
@@ -26,20 +34,21 @@ def test_leftovers_of_ended_processes_are_removed(tmp_path):
     try:
         killed_folder = tmp_path / _staged_name("2", ended.pid, owner)
         killed_file = tmp_path / _staged_name("model.tflite", ended.pid, owner)
+        killed_weights = tmp_path / _staged_name("w.weights.h5", ended.pid, owner, ".weights.h5")
         live = tmp_path / _staged_name("3", running.pid, owner)
         own = tmp_path / _staged_name("5", os.getpid(), owner)
         elsewhere = tmp_path / _staged_name("4", ended.pid, "0123456789ab")
         older_format = tmp_path / f".6.tmp-{uuid.uuid4().hex}"
         (killed_folder / "variables").mkdir(parents=True)
         (killed_folder / "saved_model.pb").write_bytes(b"half")
-        for path in (killed_file, live, own, elsewhere, older_format):
+        for path in (killed_file, killed_weights, live, own, elsewhere, older_format):
             path.write_bytes(b"")
         (tmp_path / "1").mkdir()
         staged = StagedPath(tmp_path / "7")
     finally:
         running.kill()
         running.wait()
-    # Only the two paths of the ended process in this namespace are gone.
+    # Only the three paths of the ended process in this namespace are gone.
     assert sorted(os.listdir(tmp_path)) == sorted(
         p.name for p in (live, own, elsewhere, older_format, tmp_path / "1")
     )
@@ -60,3 +69,33 @@ def test_other_pid_namespaces_on_one_host_get_other_tags(monkeypatch):
         monkeypatch.setattr(os, "readlink", lambda path, namespace=namespace: namespace)
         tags.add(process_namespace())
     assert len(tags) == 2
+
+
+@pytest.mark.parametrize("suffix", ["", ".keras", ".weights.h5"])
+def test_the_hidden_name_ends_with_the_suffix(tmp_path, suffix):
+    staged = StagedPath(tmp_path / "model.keras", suffix)
+    assert os.path.basename(staged.path).endswith(f"-{process_namespace()}{suffix}")
+
+
+@pytest.mark.parametrize("suffix", ["keras", ".", "./x", ".a/b", 5])
+def test_a_bad_suffix_is_refused(tmp_path, suffix):
+    with pytest.raises(ValueError, match=f"Received: suffix={suffix!r}$"):
+        StagedPath(tmp_path / "model.keras", suffix)
+    assert os.listdir(tmp_path) == []
+
+
+def test_as_a_context_it_publishes_or_leaves_nothing(tmp_path):
+    target = tmp_path / "new" / "model.tflite"
+    with pytest.raises(Stopped), StagedPath(target) as staged:
+        staged.write_bytes(b"half")
+        raise Stopped
+    assert os.listdir(tmp_path) == []  # the staged file and the folder made for it
+    with StagedPath(target) as staged:
+        staged.write_bytes(b"whole")
+        assert staged.publish() == str(target)
+    assert os.listdir(tmp_path / "new") == ["model.tflite"]
+    assert target.read_bytes() == b"whole"
+    with StagedPath(target) as staged:  # left unpublished: the old file stays
+        staged.write_bytes(b"unverified")
+    assert os.listdir(tmp_path / "new") == ["model.tflite"]
+    assert target.read_bytes() == b"whole"

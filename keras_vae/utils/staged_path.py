@@ -1,4 +1,4 @@
-"""Exports written under a hidden name, then renamed into place or removed."""
+"""Files and folders written under a hidden name, then renamed into place or removed."""
 
 import hashlib
 import os
@@ -7,16 +7,19 @@ import shutil
 import socket
 import uuid
 
-# `.<final name>.tmp-<uuid hex>-<pid>-<owner>`: the process is recorded so that
-# a later export can remove what a killed one (SIGKILL, power loss) left.
-_STAGED_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<owner>[0-9a-f]{12})")
+# `.<final name>.tmp-<uuid hex>-<pid>-<owner>[<suffix>]`: the process is recorded
+# so that a later writer can remove what a killed one (SIGKILL, power loss) left.
+_STAGED_NAME = re.compile(
+    r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<owner>[0-9a-f]{12})(\.[0-9A-Za-z.]+)?"
+)
 
 
 class StagedPath:
     """A file or folder written at a hidden name beside its final path.
 
     Readers of the final path (TF Serving polling a model folder, an app
-    loading a `.tflite` file) never see a partial or unverified export:
+    loading a `.tflite` file, a run resuming from its backup) never see a
+    partial or unverified export:
     `publish` renames the staged path into place, `discard` removes it along
     with the folders created for it. Hidden names are not numbers, so TF
     Serving never loads a staged SavedModel as a version.
@@ -24,20 +27,31 @@ class StagedPath:
     Args:
         target: str or path. Where the export goes once published. Its
             parent folders are created now.
+        suffix: str. Ends the hidden name, for writers that take only some
+            extensions (Keras saves to `.keras` and `.weights.h5` names).
+            Defaults to `""`.
 
     Attributes:
         target: str. The final path.
         path: str. The hidden path to write to.
 
+    As a context manager it discards on the way out, so a write that fails
+    or is stopped (Ctrl+C, SIGTERM) before `publish` leaves nothing.
+
     Example:
 
-    >>> staged = StagedPath("runs/mnist-mlp/model.tflite")  # doctest: +SKIP
-    >>> staged.write_bytes(content)  # doctest: +SKIP
-    >>> staged.publish()  # doctest: +SKIP
+    >>> with StagedPath("runs/mnist-mlp/model.tflite") as staged:  # doctest: +SKIP
+    ...     staged.write_bytes(content)
+    ...     staged.publish()
     'runs/mnist-mlp/model.tflite'
     """
 
-    def __init__(self, target):
+    def __init__(self, target, suffix=""):
+        if not isinstance(suffix, str) or not re.fullmatch(r"(\.[0-9A-Za-z]+)*", suffix):
+            raise ValueError(
+                "Expected suffix to be '' or extensions such as '.weights.h5'. "
+                f"Received: suffix={suffix!r}"
+            )
         self.target = os.fspath(target)
         folder = os.path.dirname(os.path.abspath(self.target))
         self._folder = folder
@@ -47,9 +61,17 @@ class StagedPath:
         # rename stays on one file system, and mkdtemp's mode 0700 would hide a
         # SavedModel from a TF Serving process running as another user.
         owner = process_namespace()
-        name = f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{owner}"
+        name = (
+            f".{os.path.basename(self.target)}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{owner}{suffix}"
+        )
         self.path = os.path.join(folder, name)
         _remove_orphans(folder, owner)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.discard()  # after `publish`, only folders that stayed empty go
 
     def write_bytes(self, content: bytes) -> None:
         """Writes `content` to the staged path, flushed to disk before any rename."""
