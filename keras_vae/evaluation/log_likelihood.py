@@ -302,8 +302,7 @@ def _build(model, conditional, name, shape):
         )
     if not conditional and model.likelihood is not None:
         check_data(name, tf.TensorSpec((None,) + shape[1:]), model.event_shape)
-    with model.distribute_strategy.scope():  # variables of the model's strategy
-        model.build((None,) + shape[1:])
+    model.build((None,) + shape[1:])
 
 
 def _check_unit_interval(name, values):

@@ -173,8 +173,11 @@ class ConditionalVAE(ELBOModel):
         self.condition_shape = tuple(condition_shape[1:])
         condition = tf.zeros((1,) + self.condition_shape)
         target = tf.zeros((1,) + self.target_shape)
-        self.decode(self.encode(target, condition).mean(), condition)
-        self.prior(condition)
+        # Keras builds on a first call wherever it happens: the variables go
+        # to the model's strategy, not to the one (if any) of the caller.
+        with self.distribute_strategy.scope():
+            self.decode(self.encode(target, condition).mean(), condition)
+            self.prior(condition)
         self.built = True
 
     def encode(self, target, condition, training=False):
@@ -281,8 +284,7 @@ class ConditionalVAE(ELBOModel):
 
     def _checked_condition(self, condition):
         if not self.built:
-            with self.distribute_strategy.scope():  # variables of the model's strategy
-                self.build((None,) + tuple(np.shape(condition))[1:])
+            self.build((None,) + tuple(np.shape(condition))[1:])
         check_data("condition", condition, self.condition_shape)
         return tf.convert_to_tensor(condition, tf.float32)
 
@@ -311,8 +313,7 @@ class ConditionalVAE(ELBOModel):
             )
         shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
         if not self.built:
-            with self.distribute_strategy.scope():  # variables of the model's strategy
-                self.build((None,) + shape[1:])
+            self.build((None,) + shape[1:])
         check_data("condition", x, self.condition_shape)
         bernoulli = self.likelihood.binary
         check_data("target", y, self.target_shape, unit_interval=bernoulli)

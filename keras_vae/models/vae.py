@@ -145,7 +145,10 @@ class VAE(ELBOModel):
                 f"likelihood's event_shape. Received: input_shape={tuple(input_shape)}"
             )
         x = tf.zeros((1,) + event_shape)
-        self.decode(self.encode(x).mean())
+        # Keras builds on a first call wherever it happens: the variables go
+        # to the model's strategy, not to the one (if any) of the caller.
+        with self.distribute_strategy.scope():
+            self.decode(self.encode(x).mean())
         self.built = True
 
     @property
@@ -268,8 +271,7 @@ class VAE(ELBOModel):
             shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
             if self.likelihood is not None:
                 check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
-            with self.distribute_strategy.scope():  # variables of the model's strategy
-                self.build((None,) + shape[1:])
+            self.build((None,) + shape[1:])
         if self.event_shape is None:
             return
         check_data("x", x, self.event_shape, unit_interval=self.likelihood.binary)

@@ -121,6 +121,18 @@ log_likelihood(estimated, images[:8], num_samples=2, verbose=0)
 results["fit_after_log_likelihood_error"] = error_of(
     lambda: estimated.fit(images, batch_size=64, epochs=1, verbose=0)
 )
+# Unbuilt models of the strategy, built by a call outside its scope, still train there.
+with strategy.scope():
+    called_vae = build_vae("mlp", (28, 28, 1), 4)
+    called_vae.compile()
+    called_cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
+    called_cvae.compile()
+called_vae(images[:2])
+called_cvae(labels[:2])
+results["fit_after_call_errors"] = [
+    error_of(lambda: called_vae.fit(images, batch_size=64, epochs=1, verbose=0)),
+    error_of(lambda: called_cvae.fit(labels, images, batch_size=64, epochs=1, verbose=0)),
+]
 results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
 results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
 

@@ -54,6 +54,12 @@ def test_a_model_built_by_log_likelihood_trains_under_its_strategy(mirrored):
     assert mirrored["fit_after_log_likelihood_error"] is None
 
 
+def test_a_model_built_by_a_call_outside_its_strategy_scope_trains_there(mirrored):
+    # Keras builds a model on its first call, wherever that is: the build
+    # enters the model's strategy itself.
+    assert mirrored["fit_after_call_errors"] == [None, None]
+
+
 def test_a_model_exported_inside_its_strategy_scope_is_verified(mirrored):
     # The SavedModel check loads the export outside the strategy's scope.
     assert mirrored["export_in_scope"] is True
