@@ -255,11 +255,17 @@ def test_dataset_without_shuffle_keeps_order():
     np.testing.assert_array_equal(_ids(_epoch(ds)), np.arange(300))
 
 
-def test_dynamic_binarization_draws_afresh_every_epoch(mnist_test):
+@pytest.mark.parametrize("keyed", [False, True], ids=["by-pass", "by-epoch"])
+def test_dynamic_binarization_draws_afresh_every_epoch(mnist_test, keyed):
     images = mnist_test[0][:256]
     probs = scale_images(images)
-    ds = make_dataset(images, batch_size=64, shuffle=False, seed=3)
-    epochs = np.stack([_epoch(ds) for _ in range(40)])
+
+    def dataset(source=images):
+        epoch = tf.Variable(0, dtype=tf.int64) if keyed else None
+        return make_dataset(source, batch_size=64, shuffle=False, seed=3, epoch=epoch), epoch
+
+    ds, epoch = dataset()
+    epochs = np.stack([_epoch(ds, epoch, value) for value in range(40)])
     assert epochs.dtype == np.float32 and epochs.shape == (40, *probs.shape)
     assert set(np.unique(epochs)) == {0.0, 1.0}
     assert not np.array_equal(epochs[0], epochs[1])
@@ -274,10 +280,13 @@ def test_dynamic_binarization_draws_afresh_every_epoch(mnist_test):
         p = probs[mask]
         sigma = np.sqrt((p * (1 - p)).sum() / 40) / mask.sum()
         assert abs(frequency[mask].mean() - p.mean()) < 5 * sigma + 1e-6, band
+    # The batches of one epoch draw afresh too: copies of one image differ.
+    twins, twins_epoch = dataset(np.repeat(images[:1], 128, axis=0))
+    assert len(np.unique(_epoch(twins, twins_epoch, 0).reshape(128, -1), axis=0)) == 128
     # The same seed replays the same draws.
-    replay = make_dataset(images, batch_size=64, shuffle=False, seed=3)
-    np.testing.assert_array_equal(_epoch(replay), epochs[0])
-    np.testing.assert_array_equal(_epoch(replay), epochs[1])
+    replay, replay_epoch = dataset()
+    np.testing.assert_array_equal(_epoch(replay, replay_epoch, 0), epochs[0])
+    np.testing.assert_array_equal(_epoch(replay, replay_epoch, 1), epochs[1])
 
 
 def test_static_binarization_is_one_fixed_draw(mnist_test):
@@ -344,32 +353,6 @@ def test_epoch_keyed_pass_without_shuffle_keeps_order_and_batches(drop_remainder
     sizes = [64] * 4 + ([] if drop_remainder else [44])
     assert [len(x) for x in ds] == sizes and ds.cardinality() == len(sizes)
     np.testing.assert_array_equal(_ids(_epoch(ds)), np.arange(sum(sizes)))
-
-
-def test_epoch_keyed_dynamic_binarization_is_a_fresh_calibrated_draw_per_epoch(mnist_test):
-    images = mnist_test[0][:256]
-    probs = scale_images(images)
-    epoch = tf.Variable(0, dtype=tf.int64)
-    ds = make_dataset(images, batch_size=64, shuffle=False, seed=3, epoch=epoch)
-    epochs = np.stack([_epoch(ds, epoch, value) for value in range(40)])
-    assert set(np.unique(epochs)) == {0.0, 1.0}
-    assert not np.array_equal(epochs[0], epochs[1])
-    assert not epochs[:, probs == 0.0].any() and epochs[:, probs == 1.0].all()
-    # Across epochs and across the images of one batch, the draws are
-    # independent: every grey pixel's frequency of ones matches its grey value
-    # (binomial standard error, 5 sigma), per band of grey values.
-    frequency = epochs.mean(axis=0)
-    bands = np.digitize(probs, np.linspace(0.0, 1.0, 11)[1:-1])
-    for band in np.unique(bands[(probs > 0) & (probs < 1)]):
-        mask = (bands == band) & (probs > 0) & (probs < 1)
-        p = probs[mask]
-        sigma = np.sqrt((p * (1 - p)).sum() / 40) / mask.sum()
-        assert abs(frequency[mask].mean() - p.mean()) < 5 * sigma + 1e-6, band
-    # Batches of one epoch use other draws: two copies of one image differ.
-    twins = make_dataset(np.repeat(images[:1], 128, axis=0), batch_size=64, seed=3, epoch=epoch)
-    draws = _epoch(twins, epoch, 0).reshape(128, -1)
-    assert len(np.unique(draws, axis=0)) == 128
-    np.testing.assert_array_equal(_epoch(ds, epoch, 7), epochs[7])
 
 
 @pytest.mark.parametrize(
