@@ -14,7 +14,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
-from keras_vae.utils.images import save_images
+from keras_vae.utils.images import image_grid, save_images
 from keras_vae.utils.staged_path import StagedPath
 
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -81,7 +81,8 @@ def train_model(
     history and the final train and test metrics), `samples.png` (generated
     images: a grid from the prior, one row per class for a label CVAE, or
     rows of [observed part, completions, original] for a completion CVAE) and
-    TensorBoard logs in `logs/`. Files are written under hidden names and
+    TensorBoard logs in `logs/` (the losses, and in `logs/samples` the grid
+    of `samples.png` after every epoch). Files are written under hidden names and
     renamed into place, so a stopped run never leaves a partial one.
 
     While it trains, `output/backup/` holds the weights, the optimizer state
@@ -234,7 +235,11 @@ def train_model(
     if output is not None:
         os.makedirs(output, exist_ok=True)
         backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs")))
+        logs = os.path.join(output, "logs")
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
+        callbacks.append(
+            _PreviewImages(os.path.join(logs, "samples"), condition, test_images, seed)
+        )
         callbacks += backup.callbacks()
         if backup.resumed and verbose:
             print(f"Resuming the stopped run in {output} from {backup.folder}")
@@ -414,11 +419,45 @@ def _evaluate(model, dataset):
     return {k: float(v) for k, v in logs.items()}
 
 
-def _save_preview(model, condition, test_images, seed, path):
+def _preview(model, condition, test_images, seed):
+    """What `samples.png` shows: `(images, num_rows)` for `save_images` or `image_grid`."""
     if condition in (None, "label"):
         images = sample_images(model, 8 if condition else 64, seed)
-        save_images(images, path, num_rows=model.condition_shape[0] if condition else None)
-        return
+        return images, model.condition_shape[0] if condition else None
     originals = data.scale_images(test_images[:8])
     completions = complete_images(model, originals, 6, seed)
-    save_images(completion_grid(originals, completions, condition), path, num_rows=8)
+    return completion_grid(originals, completions, condition), 8
+
+
+def _save_preview(model, condition, test_images, seed, path):
+    images, num_rows = _preview(model, condition, test_images, seed)
+    save_images(images, path, num_rows=num_rows)
+
+
+class _PreviewImages(keras.callbacks.Callback):
+    """Logs the grid of `samples.png`, drawn with the run's seed, to TensorBoard after every epoch.
+
+    The draws are seeded, not taken from the model's noise, so logging them
+    leaves training as it is.
+    """
+
+    def __init__(self, log_dir, condition, test_images, seed):
+        super().__init__()
+        self.log_dir = log_dir
+        self.condition = condition
+        self.test_images = test_images
+        self.seed = seed
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        grid = image_grid(*_preview(self.model, self.condition, self.test_images, self.seed))
+        with self._writer.as_default():
+            tf.summary.image("samples", grid.reshape((1, *grid.shape[:2], -1)), step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -9,11 +9,13 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from keras_vae import data
 from keras_vae.cli.main import main
 from keras_vae.evaluation import format_metrics, log_likelihood
+from keras_vae.tasks import train_model
 
 SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
 
@@ -54,6 +56,36 @@ def test_train_writes_artifacts(vae_run):
         assert m["elbo"] == pytest.approx(m["reconstruction"] - m["kl"], rel=1e-4)
     assert os.listdir(vae_run / "logs" / "train")  # TensorBoard event files
     assert Image.open(vae_run / "samples.png").size[0] > 28 * 7
+
+
+def _logged_images(folder):
+    """The image summaries of a TensorBoard log folder, by step, as uint8 arrays."""
+    images = {}
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
+            for value in event.summary.value:
+                assert value.tag == "samples"
+                _, _, png = tf.make_ndarray(value.tensor)  # width, height, encoded image
+                images[event.step] = tf.io.decode_png(png).numpy()
+    return images
+
+
+def test_tensorboard_shows_the_samples_png_grid_after_every_epoch(vae_run, cvae_runs):
+    for run in (vae_run, *cvae_runs.values()):
+        images = _logged_images(run / "logs" / "samples")
+        epochs = len(json.loads((run / "metrics.json").read_text())["history"]["elbo"])
+        assert sorted(images) == list(range(epochs))
+        final = np.asarray(Image.open(run / "samples.png"))
+        np.testing.assert_array_equal(images[epochs - 1][..., 0], final)
+    assert not np.array_equal(*_logged_images(vae_run / "logs" / "samples").values())
+    # The grids are seeded draws, not the model's noise: training is as without them.
+    model, _ = train_model(
+        architecture="mlp", latent_dim=4, epochs=2, batch_size=100, seed=1,
+        train_split="train[:1000]", test_split="test[:300]", verbose=0,
+    )  # fmt: skip
+    saved = keras.saving.load_model(vae_run / "model.keras").get_weights()
+    for expected, actual in zip(saved, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
 
 
 def test_the_same_seed_trains_the_same_model_whatever_ran_before(tmp_path, tfds_data_dir):
