@@ -82,8 +82,9 @@ def train_model(
     images: a grid from the prior, one row per class for a label CVAE, or
     rows of [observed part, completions, original] for a completion CVAE) and
     TensorBoard logs in `logs/` (the losses, and in `logs/samples` the grid
-    of `samples.png` after every epoch). Files are written under hidden names and
-    renamed into place, so a stopped run never leaves a partial one.
+    of `samples.png` after every epoch). Files are written under hidden
+    names and renamed into place, so a stopped run never leaves a partial
+    one.
 
     While it trains, `output/backup/` holds the weights, the optimizer state
     and the history of the last finished epoch (Keras's `BackupAndRestore`).
