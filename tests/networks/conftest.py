@@ -86,6 +86,33 @@ def gradients_reach_first_layer(model):
         assert float(tf.reduce_max(tf.abs(grad))) > 0.0, weight.path
 
 
+# Activations as numpy functions, the reference the hidden layers are checked against.
+ACTIVATIONS = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh}
+
+
+def hidden_layers_apply(model, activation):
+    """Every weighted layer but a decoder's linear `params` applies `activation`.
+
+    Each hidden layer's output is compared with numpy's `activation` of the
+    same layer rebuilt with a linear activation and the same weights, on the
+    input it sees; the affine maps take both signs, so a dropped or other
+    activation fails.
+    """
+    x = random_inputs(model)
+    hidden = [layer for layer in model.layers if layer.weights and layer.name != "params"]
+    assert hidden
+    for layer in hidden:
+        inputs, outputs = keras.Model(model.input, [layer.input, layer.output])(x)
+        linear = type(layer).from_config({**layer.get_config(), "activation": "linear"})
+        linear.build(inputs.shape)
+        linear.set_weights(layer.get_weights())
+        affine = keras.ops.convert_to_numpy(linear(inputs))
+        assert affine.min() < 0 < affine.max(), layer.name
+        np.testing.assert_allclose(
+            outputs, ACTIVATIONS[activation](affine), rtol=1e-5, atol=1e-6, err_msg=layer.name
+        )
+
+
 @pytest.fixture
 def battery():
     """The shared property checks, as `battery.config_round_trip(model)` etc."""
@@ -94,5 +121,6 @@ def battery():
         save_load=save_load,
         fit_step=fit_step,
         gradients_reach_first_layer=gradients_reach_first_layer,
+        hidden_layers_apply=hidden_layers_apply,
         random_inputs=random_inputs,
     )

@@ -95,6 +95,23 @@ def test_gradients_reach_first_layer(network, battery):
     battery.gradients_reach_first_layer(NETWORKS[network]())
 
 
+@pytest.mark.parametrize("network", NETWORKS)
+def test_hidden_layers_apply_the_default_relu(network, battery):
+    battery.hidden_layers_apply(NETWORKS[network](), "relu")
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        lambda **kw: conv_encoder((8, 6, 2), (4, 8), hidden_units=16, **kw),
+        lambda **kw: conv_decoder(4, (8, 4, 2), (8, 4), **kw),
+    ],
+    ids=["encoder", "decoder"],
+)
+def test_hidden_layers_apply_the_activation_given(network, battery):
+    battery.hidden_layers_apply(network(activation="tanh"), "tanh")
+
+
 @pytest.mark.parametrize(
     "output_shape, filters, message",
     [

@@ -100,6 +100,23 @@ def test_gradients_reach_first_layer(network, battery):
     battery.gradients_reach_first_layer(NETWORKS[network]())
 
 
+@pytest.mark.parametrize("network", NETWORKS)
+def test_hidden_layers_apply_the_default_relu(network, battery):
+    battery.hidden_layers_apply(NETWORKS[network](), "relu")
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        lambda **kw: mlp_encoder((6, 5, 2), hidden_units=(16, 8), **kw),
+        lambda **kw: mlp_decoder(4, (6, 5, 2), hidden_units=(8, 16), **kw),
+    ],
+    ids=["encoder", "decoder"],
+)
+def test_hidden_layers_apply_the_activation_given(network, battery):
+    battery.hidden_layers_apply(network(activation="tanh"), "tanh")
+
+
 @pytest.mark.parametrize(
     "build, kwargs, name",
     [
