@@ -60,10 +60,46 @@ def test_probabilities_of_all_images_sum_to_one():
         np.testing.assert_allclose(np.exp(log_probs).sum(), 1.0, rtol=1e-5)
 
 
+# Van den Oord et al.'s 3x3 masks, written out: A hides the centre, B keeps it.
+MASK_A = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]], "float64")[..., None, None]
+MASK_B = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0]], "float64")[..., None, None]
+
+
+def numpy_masked_conv(x, kernel, mask):
+    """A stride-1 'same' 3x3 cross-correlation of `x` [B, H, W, C] with `kernel * mask`."""
+    kernel = kernel * mask
+    height, width = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return sum(
+        padded[:, u : u + height, v : v + width] @ kernel[u, v]
+        for u, v in itertools.product(range(3), range(3))
+    )
+
+
+def numpy_logits(layer, features, x):
+    """The documented network in numpy: a mask-A convolution of x plus a projection of
+    the features, residual mask-B layers on its ReLU, and a linear read-out of the
+    last ReLU plus a second projection of the features."""
+    weights = {w.path.split("/")[-1]: w.numpy().astype("float64") for w in layer.weights}
+    features = np.asarray(features, "float64")
+    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    h = numpy_masked_conv(x, weights["input_kernel"], MASK_A)
+    h = h + features @ weights["input_features"] + weights["input_bias"]
+    for i in range(layer.num_layers):
+        h = h + numpy_masked_conv(relu(h), weights[f"kernel_{i}"], MASK_B) + weights[f"bias_{i}"]
+    return (
+        relu(h) @ weights["output_kernel"]
+        + features @ weights["output_features"]
+        + weights["output_bias"]
+    )
+
+
 def test_log_prob_is_the_chain_rule_of_conditionals():
+    # The conditionals come from a numpy forward pass, not from the layer itself.
     layer, features = make_layer(2, 3)
     x = np.array([[[1, 0, 1], [0, 1, 1]], [[0, 0, 1], [1, 1, 0]]], "float32")[..., None]
-    probs = layer(features).conditional_probs(x).numpy().astype("float64")
+    probs = 1.0 / (1.0 + np.exp(-numpy_logits(layer, features, x.astype("float64"))))
+    np.testing.assert_allclose(layer(features).conditional_probs(x), probs, rtol=1e-5, atol=1e-6)
     expected = np.sum(np.where(x == 1, np.log(probs), np.log1p(-probs)), axis=(1, 2, 3))
     np.testing.assert_allclose(layer(features).log_prob(x), expected, rtol=1e-5)
 
