@@ -86,6 +86,23 @@ def test_conditional_elbo_equals_hand_computation():
     np.testing.assert_allclose(terms["loss"], 0.5 * kl - reconstruction, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("prior", ["standard", "learned"])
+def test_reconstruct_decodes_the_posterior_mean(prior):
+    # A wide posterior (softplus(0) = 0.69): its mean, a draw and the prior mean differ.
+    cvae = tiny_cvae(prior=prior)
+    rng = np.random.default_rng(3)
+    h_kernel, h_bias = rng.normal(size=(5, 4)), rng.normal(size=4)
+    p_kernel = np.concatenate([rng.normal(size=(4, 2)), np.zeros((4, 2))], axis=1)
+    p_bias = np.array([0.3, -0.4, 0.0, 0.0])
+    cvae.posterior_hidden.set_weights([h_kernel.astype("float32"), h_bias.astype("float32")])
+    cvae.posterior_params.set_weights([p_kernel.astype("float32"), p_bias.astype("float32")])
+    w, b = set_random_decoder(cvae, rng)
+    hidden = np.maximum(np.concatenate([HAND_Y, HAND_C], 1) @ h_kernel + h_bias, 0.0)
+    loc = hidden @ p_kernel[:, :2] + p_bias[:2]
+    expected = 1.0 / (1.0 + np.exp(-(np.concatenate([loc, HAND_C], 1) @ w + b)))
+    np.testing.assert_allclose(cvae.reconstruct(HAND_C, HAND_Y), expected, rtol=1e-5)
+
+
 def test_learned_prior_kl_matches_tfp():
     cvae = tiny_cvae(prior="learned")
     rng = np.random.default_rng(1)

@@ -178,6 +178,18 @@ def test_output_shapes_and_distributions():
     assert vae.reconstruct(x).shape == (5, 28, 28, 1)
 
 
+def test_reconstructions_are_the_likelihood_mean_at_the_posterior_mean():
+    # A wide posterior (softplus(0) = 0.69), so its mean, a draw and the prior mean differ.
+    vae = tiny_vae()
+    a_mat, a_bias, w, b = set_fixed_weights(vae, raw_scale=0.0)
+    x = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]], "float32")
+    expected = 1.0 / (1.0 + np.exp(-((x @ a_mat + a_bias) @ w + b)))
+    np.testing.assert_allclose(vae(x), expected, rtol=1e-5)
+    np.testing.assert_allclose(vae.reconstruct(x), expected, rtol=1e-5)
+    vae.compile(steps_per_execution=1)
+    np.testing.assert_allclose(vae.predict(x, verbose=0), expected, rtol=1e-5)
+
+
 def test_sample_is_seeded_and_in_unit_interval():
     vae = mlp_vae(latent_dim=4)
     vae.build((None, 28, 28, 1))
