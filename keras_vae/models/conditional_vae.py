@@ -331,6 +331,23 @@ class ConditionalVAE(ELBOModel):
         check_sample_weight(kwargs.get("sample_weight"), x)
         return super().evaluate(x, y, **kwargs)
 
+    def predict(self, x, **kwargs):
+        (x,) = lists_as_arrays(x)
+        self._check_conditions(x)
+        return super().predict(x, **kwargs)
+
+    def _check_conditions(self, x):
+        """Builds the model for the conditions' shape if needed, then checks them against it."""
+        batch = first_batch(x)
+        if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) and isinstance(batch, tuple):
+            batch = batch[0]  # (condition, target): predict reads the conditions
+        if batch is None or isinstance(batch, dict):
+            return  # an iterator, a generator or named inputs: Keras checks those
+        shape = tuple(batch.shape) if isinstance(batch, tf.TensorSpec) else tuple(np.shape(batch))
+        if not self.built:
+            self.build((None,) + shape[1:])
+        check_data("condition", batch, self.condition_shape)
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -379,6 +379,17 @@ def test_lists_and_py_datasets_of_pairs():
         build_cvae("mlp", "label", (4, 4, 1), num_classes=3).fit(Batch(conditions), verbose=0)
 
 
+def test_predict_takes_a_list_of_conditions_and_refuses_a_bad_shape_in_one_line():
+    cvae = tiny_cvae()
+    c = np.eye(2, dtype="float32")
+    typical = cvae.predict(c, verbose=0)
+    # A list holds one condition per row, as for fit and evaluate (not one input per item).
+    np.testing.assert_array_equal(cvae.predict(c.tolist(), verbose=0), typical)
+    for bad in (c[0], np.zeros((2, 3), "float32")):
+        with pytest.raises(ValueError, match=r"^Expected condition shaped \[batch, 2\]\. Received"):
+            cvae.predict(bad, verbose=0)
+
+
 class Batch(keras.utils.PyDataset):
     """One batch of `x` alone, with no target."""
 
