@@ -279,6 +279,11 @@ class ConditionalVAE(ELBOModel):
         condition = self._checked_condition(condition)
         check_data("target", target, self.target_shape)
         target = tf.convert_to_tensor(target, tf.float32)
+        if target.shape[0] != condition.shape[0]:
+            raise ValueError(
+                "Expected target and condition with the same batch size. Received: "
+                f"target.shape={tuple(target.shape)}, condition.shape={tuple(condition.shape)}"
+            )
         z = self.encode(target, condition).mean()
         return keras.ops.convert_to_numpy(self.decode(z, condition).mean())
 

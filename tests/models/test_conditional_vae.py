@@ -323,6 +323,8 @@ def test_bad_condition_and_target_shapes():
     cvae.compile(optimizer="adam")
     with pytest.raises(ValueError, match=r"Expected condition shaped \[batch, 2\]"):
         cvae.generate(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"^Expected target and condition with the same batch"):
+        cvae.reconstruct(np.eye(2, dtype="float32"), np.zeros((3, 3), "float32"))
     with pytest.raises(ValueError, match=r"Expected target shaped \[batch, 3\]"):
         cvae.fit(np.zeros((4, 2), "float32"), np.zeros((4, 5), "float32"), verbose=0)
     with pytest.raises(ValueError, match=r"Expected target values in \[0, 1\]"):
