@@ -14,7 +14,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
-from keras_vae.utils.images import image_grid, save_images
+from keras_vae.utils.images import file_in_the_way, image_grid, save_images
 from keras_vae.utils.staged_path import StagedPath
 
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -175,6 +175,8 @@ def train_model(
             "Expected model='vae' for likelihood='pixelcnn' (CVAEs take factorized "
             f"likelihoods). Received: model={model!r}"
         )
+    if output is not None:
+        _check_output_folder(output)
     train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
     test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
     image_shape = train_images.shape[1:]
@@ -384,6 +386,21 @@ class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         _write_atomically(self._weights_path, self.model.save_weights, suffix=".weights.h5")
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         _write_atomically(self._training_metadata_path, lambda tmp: _write_json(tmp, metadata))
+
+
+def _check_output_folder(output):
+    """Raises unless `output` is a folder or can be made one (no file at it or above it)."""
+    blocker = file_in_the_way(os.path.join(output, "model.keras"))
+    if blocker is None:
+        return
+    if blocker == os.path.abspath(output):
+        raise ValueError(
+            "Expected output to be a folder or a new path. "
+            f"Received: output={output!r} (an existing file)"
+        )
+    raise ValueError(
+        f"Expected output in a folder. Received: output={output!r} ({blocker} is a file)"
+    )
 
 
 def _write_json(path, value):

@@ -297,6 +297,20 @@ def test_output_under_a_file_or_at_a_folder(tmp_path, capsys):
     assert (tmp_path / "a.png").read_text() == "a file"
 
 
+def test_train_output_at_or_under_a_file(tmp_path, capsys, tfds_data_dir):
+    (tmp_path / "notes.txt").write_text("a file")
+    cases = [
+        (tmp_path / "notes.txt", "(an existing file)"),
+        (tmp_path / "notes.txt" / "run", f"({tmp_path}/notes.txt is a file)"),
+    ]
+    for path, reason in cases:
+        assert main(["train", "--epochs", "1", "--output", str(path), *SMALL]) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("keras-vae train: error: Expected output")
+        assert f"Received: output='{path}' {reason}\n" in err and err.count("\n") == 1
+    assert (tmp_path / "notes.txt").read_text() == "a file"
+
+
 def test_complete_input_that_is_missing_or_not_npy(tmp_path, capsys):
     # The input is read before the model, so neither file needs to be a model.
     text = tmp_path / "notes.npy"
