@@ -13,6 +13,7 @@ from keras_vae.models.validation import (
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
+    checked_array,
     first_batch,
     lists_as_arrays,
 )
@@ -182,12 +183,16 @@ class ConditionalVAE(ELBOModel):
 
     def encode(self, target, condition, training=False):
         """Q(z|Y, X), a `tfd.Distribution` of batch `[B]`."""
+        target = checked_array("target", target, self.target_shape)
+        condition = checked_array("condition", condition, self.condition_shape)
         features = self.flatten(self.encoder(target, training=training))
         joined = self.concatenate([features, self.flatten(condition)])
         return self.posterior(self.posterior_params(self.posterior_hidden(joined)))
 
     def decode(self, z, condition, training=False):
         """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
+        z = checked_array("z", z, (self.latent_dim,))
+        condition = checked_array("condition", condition, self.condition_shape)
         return self.likelihood(self.decoder(self._decoder_inputs(z, condition), training=training))
 
     def _decoder_inputs(self, z, condition):

@@ -14,6 +14,7 @@ from keras_vae.models.validation import (
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
+    checked_array,
     first_batch,
     lists_as_arrays,
 )
@@ -158,11 +159,13 @@ class VAE(ELBOModel):
 
     def encode(self, x, training=False):
         """The approximate posterior Q(z|x), a `tfd.Distribution` of batch `[B]`."""
+        x = checked_array("x", x, self.event_shape)
         features = self.flatten(self.encoder(x, training=training))
         return self.posterior(self.posterior_params(features))
 
     def decode(self, z, training=False):
         """The likelihood P(x|z), a `tfd.Distribution` of batch `[B]`."""
+        z = checked_array("z", z, (self.latent_dim,))
         return self.likelihood(self.decoder(z, training=training))
 
     def call(self, x, training=False):

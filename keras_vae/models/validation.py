@@ -17,6 +17,21 @@ def lists_as_arrays(*values):
     return tuple(np.asarray(v) if isinstance(v, list) else v for v in values)
 
 
+def checked_array(name, value, event_shape):
+    """`value` for `encode` or `decode`: a list made an array, numpy input checked.
+
+    A numpy array (or list) is checked for dtype and shape `[batch, *event_shape]`
+    (when `event_shape` is known), so a missing batch axis fails in one line
+    instead of deep inside the network. Tensors pass as they are: the model
+    itself calls these methods on them, in graphs too.
+    """
+    if isinstance(value, list):
+        value = np.asarray(value)
+    if isinstance(value, np.ndarray) and event_shape is not None:
+        check_data(name, value, event_shape)
+    return value
+
+
 def first_batch(data):
     """What can be checked of data given to `fit`, `evaluate` or `predict`.
 

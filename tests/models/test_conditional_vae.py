@@ -392,6 +392,21 @@ def test_predict_takes_a_list_of_conditions_and_refuses_a_bad_shape_in_one_line(
             cvae.predict(bad, verbose=0)
 
 
+def test_encode_and_decode_take_lists_and_check_shapes_in_one_line():
+    cvae = tiny_cvae()
+    c, y, z = np.eye(2), HAND_Y, np.random.default_rng(0).normal(size=(2, 2))
+    np.testing.assert_array_equal(
+        cvae.encode(y.tolist(), c.tolist()).mean(), cvae.encode(y, c).mean()
+    )
+    np.testing.assert_array_equal(
+        cvae.decode(z.tolist(), c.tolist()).mean(), cvae.decode(z, c).mean()
+    )
+    with pytest.raises(ValueError, match=r"^Expected target shaped \[batch, 3\]\. Received"):
+        cvae.encode(y[0], c)
+    with pytest.raises(ValueError, match=r"^Expected condition shaped \[batch, 2\]\. Received"):
+        cvae.decode(z, c[0])
+
+
 class Batch(keras.utils.PyDataset):
     """One batch of `x` alone, with no target."""
 

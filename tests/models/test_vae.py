@@ -190,6 +190,19 @@ def test_reconstructions_are_the_likelihood_mean_at_the_posterior_mean():
     np.testing.assert_allclose(vae.predict(x, verbose=0), expected, rtol=1e-5)
 
 
+def test_encode_and_decode_take_lists_and_refuse_a_missing_batch_axis_in_one_line():
+    vae = mlp_vae(latent_dim=6)
+    x = np.random.default_rng(0).random((2, 28, 28, 1))
+    z = np.random.default_rng(1).normal(size=(2, 6))
+    # A list holds one example per row, as for fit, predict and reconstruct.
+    np.testing.assert_array_equal(vae.encode(x.tolist()).mean(), vae.encode(x).mean())
+    np.testing.assert_array_equal(vae.decode(z.tolist()).mean(), vae.decode(z).mean())
+    with pytest.raises(ValueError, match=r"^Expected x shaped \[batch, 28, 28, 1\]\. Received: x"):
+        vae.encode(x[0])
+    with pytest.raises(ValueError, match=r"^Expected z shaped \[batch, 6\]\. Received: z.shape"):
+        vae.decode(z[0])
+
+
 def test_sample_is_seeded_and_in_unit_interval():
     vae = mlp_vae(latent_dim=4)
     vae.build((None, 28, 28, 1))
