@@ -399,10 +399,15 @@ def main(argv=None):
         condition = None
         if args.label is not None:
             condition = sampler.label_condition(args.label)
+        elif sampler.condition_type not in (None, "label"):
+            raise ValueError(
+                "Expected a VAE or a label-conditioned model to sample from the command line "
+                "(a completion model completes images: use Sampler.complete). Received: "
+                f"condition_type={sampler.condition_type!r}"
+            )
         elif sampler.condition_shape is not None:
             raise ValueError(
-                "Expected --label for a conditional model (other conditions: use "
-                f"Sampler.sample(condition=...)). Received: condition_type="
+                "Expected --label for a label-conditioned model. Received: condition_type="
                 f"{sampler.condition_type!r} and no --label"
             )
         images = sampler.sample(args.seed, args.num_samples, condition)

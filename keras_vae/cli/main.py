@@ -261,6 +261,16 @@ def _export(args):
         raise ValueError(
             "Expected --saved-model BASE_DIR or --tflite FILE (or both). Received: neither"
         )
+    if args.quantize is not None and args.tflite is None:
+        raise ValueError(
+            "Expected --tflite FILE with --quantize (it applies to the TFLite file). "
+            f"Received: quantize={args.quantize!r} and no --tflite"
+        )
+    if args.version is not None and args.saved_model is None:
+        raise ValueError(
+            "Expected --saved-model BASE_DIR with --version (it numbers the SavedModel folder). "
+            f"Received: version={args.version!r} and no --saved-model"
+        )
     model, conditions = args.model, None
     if args.quantize == "int8" and args.tflite is not None:
         model, conditions = _completion_calibration(args)

@@ -236,6 +236,11 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
         (["export", "model.keras"], "Expected --saved-model BASE_DIR or --tflite FILE"),
+        (["export", "model.keras", "--saved-model", "x", "--quantize", "int8"],
+         "Expected --tflite FILE with --quantize (it applies to the TFLite file). "
+         "Received: quantize='int8' and no --tflite"),
+        (["export", "model.keras", "--tflite", "x.tflite", "--version", "3"],
+         "Expected --saved-model BASE_DIR with --version"),
         (["sample", "model.keras", "--output", "x.jpg"], "ending in .png or .npy"),
         (["complete", "model.keras", "--output", "x"], "ending in .png or .npy"),
         (["train", "--seed", "-1", "--output", "x"], "Received: seed=-1"),

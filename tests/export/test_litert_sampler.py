@@ -215,7 +215,7 @@ def test_num_threads(vae, vae_tflite):
 def test_command_line_label_checks(label_sampler, cvae_tflite, tmp_path, capsys):
     out = str(tmp_path / "out.npy")
     assert litert_sampler.main([cvae_tflite[None], "--output", out]) == 1
-    assert "Expected --label for a conditional model" in capsys.readouterr().err
+    assert "Expected --label for a label-conditioned model" in capsys.readouterr().err
     assert litert_sampler.main([cvae_tflite[None], "--output", out, "--label", "12"]) == 1
     assert "Expected label in [0, 9]. Received: label=12" in capsys.readouterr().err
 
@@ -312,6 +312,17 @@ def test_complete_rebuilds_images_like_keras(completion_cvae, completion_sampler
         completion_sampler.complete(np.zeros((0, 28, 28, 1)), seed=0)
     with pytest.raises(ValueError, match=r"Received: images with min=0.0, max=7.0$"):
         completion_sampler.complete(7 * binary_images(1), seed=0)
+
+
+def test_command_line_refuses_to_sample_a_completion_model(
+    completion_sampler, exports_dir, tmp_path, capsys
+):
+    out = tmp_path / "out.npy"
+    model = str(exports_dir / "completion.tflite")  # the completion_sampler's file
+    assert litert_sampler.main([model, "--output", str(out)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("use Sampler.complete). Received: condition_type='top-half'")
+    assert len(error.splitlines()) == 1 and not out.exists()
 
 
 def test_complete_needs_a_completion_model(label_sampler):
