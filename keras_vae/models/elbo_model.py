@@ -165,6 +165,13 @@ class ELBOModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def fit(self, x=None, y=None, **kwargs):
+        if isinstance(x, tf.data.Dataset):
+            # A dataset shuffles itself (`keras_vae.data.make_dataset` does);
+            # Keras's default `shuffle=True` would only warn that it is ignored.
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, y, **kwargs)
+
     @property
     def metrics(self):
         return list(self.trackers.values())

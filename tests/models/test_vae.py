@@ -1,5 +1,6 @@
 import math
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -258,7 +259,11 @@ def test_fit_accepts_a_dataset(binary_images):
     vae = mlp_vae(latent_dim=4)
     vae.compile(optimizer="adam")
     ds = tf.data.Dataset.from_tensor_slices(binary_images[:256]).batch(64)
-    history = vae.fit(ds, epochs=1, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = vae.fit(ds, epochs=1, verbose=0)
+    # The dataset shuffles itself: no warning that Keras's default shuffle=True is ignored.
+    assert not [w for w in caught if "shuffle" in str(w.message)], caught
     assert set(history.history) == {"loss", "elbo", "reconstruction", "kl"}
     assert vae.predict(ds, verbose=0).shape == (256, 28, 28, 1)
 
