@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
     train.add_argument(
+        "--dtype-policy",
+        default="float32",
+        help="float32, mixed_bfloat16 (faster on CPUs with AVX512-BF16 and on TPUs) or "
+        "mixed_float16 (GPUs). Mixed policies run the networks in 16 bits and keep the "
+        "weights and the ELBO in float32.",
+    )
+    train.add_argument(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -170,6 +177,7 @@ def _train(args):
         data_dir=args.data_dir,
         verbose=0 if args.quiet else "auto",
         jit_compile="auto" if args.jit_compile is None else args.jit_compile,
+        dtype_policy=args.dtype_policy,
     )
     test = metrics["test"]
     print(

@@ -107,6 +107,27 @@ def test_the_same_seed_trains_the_same_model_whatever_ran_before(tmp_path, tfds_
         np.testing.assert_array_equal(a, b)
 
 
+def test_train_under_a_mixed_dtype_policy(vae_run, tmp_path, capsys):
+    out = tmp_path / "bf16"
+    assert main(["train", "--architecture", "mlp", "--latent-dim", "4", "--epochs", "2",
+                 "--batch-size", "100", "--seed", "1", "--dtype-policy", "mixed_bfloat16",
+                 "--output", str(out), *SMALL]) == 0  # fmt: skip
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    model = keras.saving.load_model(out / "model.keras")
+    dense = [layer for layer in model.encoder.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense and all(
+        (layer.compute_dtype, layer.variable_dtype) == ("bfloat16", "float32") for layer in dense
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["dtype_policy"] == "mixed_bfloat16"
+    # The same run in float32 (vae_run): bfloat16 rounding moves the figures a little.
+    reference = json.loads((vae_run / "metrics.json").read_text())
+    assert metrics["test"]["elbo"] != reference["test"]["elbo"]
+    assert metrics["test"]["elbo"] == pytest.approx(reference["test"]["elbo"], abs=1.0)
+    # The export writes and verifies a float32 copy.
+    assert main(["export", str(out / "model.keras"), "--tflite", str(tmp_path / "m.tflite")]) == 0
+
+
 def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:300]", "--json"])
     assert code == 0
@@ -247,6 +268,8 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["train", "--learning-rate", "nan", "--output", "x"], "Received: learning_rate=nan"),
         (["train", "--learning-rate", "-0.1", "--output", "x"], "Received: learning_rate=-0.1"),
         (["train", "--prior", "learned", "--output", "x"], "Received: prior='learned'"),
+        (["train", "--dtype-policy", "float16", "--output", "x"],
+         "Received: dtype_policy='float16'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
