@@ -1,6 +1,6 @@
 """Float32 copies of models trained under a mixed-precision dtype policy."""
 
-import keras
+from keras_vae.utils.dtype_policy import global_dtype_policy
 
 FLOAT32 = "float32"
 
@@ -39,12 +39,8 @@ def float32_model(model):
     """
     if computes_in_float32(model):
         return model
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(FLOAT32)  # for layers the model creates itself
-    try:
+    with global_dtype_policy(FLOAT32):  # for layers the model creates itself
         copy = type(model).from_config(_float32_policies(model.get_config()))
         copy.build_from_config(model.get_build_config())
-    finally:
-        keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy

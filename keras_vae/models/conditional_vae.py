@@ -293,10 +293,16 @@ class ConditionalVAE(ELBOModel):
         return keras.ops.convert_to_numpy(self.decode(z, condition).mean())
 
     def _checked_condition(self, condition):
-        if not self.built:
-            self.build((None,) + tuple(np.shape(condition))[1:])
-        check_data("condition", condition, self.condition_shape)
+        self._check_condition_batch(condition)
         return tf.convert_to_tensor(condition, tf.float32)
+
+    def _check_condition_batch(self, batch):
+        """Builds the model for a batch of conditions (or its `TensorSpec`) if needed, then
+        checks the batch against it."""
+        shape = tuple(batch.shape) if isinstance(batch, tf.TensorSpec) else tuple(np.shape(batch))
+        if not self.built:
+            self.build((None,) + shape[1:])
+        check_data("condition", batch, self.condition_shape)
 
     def _check_pairs(self, x, y):
         if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)):
@@ -321,10 +327,7 @@ class ConditionalVAE(ELBOModel):
                 "Expected (condition, target) pairs: fit(conditions, targets) or a "
                 "dataset of pairs. Received: y=None"
             )
-        shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
-        if not self.built:
-            self.build((None,) + shape[1:])
-        check_data("condition", x, self.condition_shape)
+        self._check_condition_batch(x)
         bernoulli = self.likelihood.binary
         check_data("target", y, self.target_shape, unit_interval=bernoulli)
 
@@ -353,10 +356,7 @@ class ConditionalVAE(ELBOModel):
             batch = batch[0]  # (condition, target): predict reads the conditions
         if batch is None or isinstance(batch, dict):
             return  # an iterator, a generator or named inputs: Keras checks those
-        shape = tuple(batch.shape) if isinstance(batch, tf.TensorSpec) else tuple(np.shape(batch))
-        if not self.built:
-            self.build((None,) + shape[1:])
-        check_data("condition", batch, self.condition_shape)
+        self._check_condition_batch(batch)
 
     def get_config(self):
         config = super().get_config()

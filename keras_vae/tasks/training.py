@@ -1,6 +1,5 @@
 """End-to-end training on an image dataset: what `keras-vae train` runs."""
 
-import contextlib
 import json
 import math
 import numbers
@@ -15,6 +14,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
+from keras_vae.utils.dtype_policy import global_dtype_policy
 from keras_vae.utils.images import file_in_the_way, image_grid, save_images
 from keras_vae.utils.staged_path import StagedPath
 
@@ -208,7 +208,7 @@ def train_model(
         num_classes, epoch,
     )  # fmt: skip
 
-    with _global_dtype_policy(dtype_policy):  # layers take the policy when made
+    with global_dtype_policy(dtype_policy):  # layers take the policy when made
         if model == "vae":
             vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
         else:
@@ -287,17 +287,6 @@ def train_model(
         _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
         backup.remove()
     return vae, metrics
-
-
-@contextlib.contextmanager
-def _global_dtype_policy(name):
-    """Sets Keras's global dtype policy meanwhile, then puts the previous one back."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 class _TrainingBackup:
