@@ -6,7 +6,7 @@ import os
 # progress bar; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_vae import data, evaluation, layers, networks, ops  # noqa: E402
+from keras_vae import callbacks, data, evaluation, layers, networks, ops  # noqa: E402
 from keras_vae.models import VAE, ConditionalVAE  # noqa: E402
 
 __version__ = "0.1.0"
@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE",
     "ConditionalVAE",
+    "callbacks",
     "data",
     "evaluation",
     "layers",

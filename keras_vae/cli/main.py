@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--beta", type=float, default=1.0)
+    train.add_argument(
+        "--kl-warmup-epochs",
+        type=int,
+        default=0,
+        help="KL warm-up: the KL weight rises linearly from 0 to --beta over N epochs.",
+    )
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--binarize", default="dynamic", help="dynamic, static or none.")
     train.add_argument(
@@ -163,6 +169,7 @@ def _train(args):
         epochs=args.epochs,
         batch_size=args.batch_size,
         beta=args.beta,
+        kl_warmup_epochs=args.kl_warmup_epochs,
         seed=args.seed,
         output=args.output,
         learning_rate=args.learning_rate,

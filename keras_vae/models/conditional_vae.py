@@ -227,7 +227,9 @@ class ConditionalVAE(ELBOModel):
         posterior = self.encode(target, condition, training=training)
         z = self.sample_posterior(posterior)
         decode = lambda z: self.decode(z, condition, training=training)  # noqa: E731
-        terms = elbo_ops.elbo(posterior, decode, self.prior(condition), target, z, beta=self.beta)
+        terms = elbo_ops.elbo(
+            posterior, decode, self.prior(condition), target, z, beta=self.kl_weight()
+        )
         if self.gsnn_weight > 0:
             prior_z = self.sample_posterior(self._prior_for_batch(condition))
             terms["loss"] = elbo_ops.hybrid_loss(

@@ -90,7 +90,7 @@ class ELBOModel(keras.Model):
         super().__init__(**kwargs)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
-        self.beta = check_positive_float("beta", beta, allow_zero=True)
+        beta = check_positive_float("beta", beta, allow_zero=True)
         self.seed = None if seed is None else int(seed)
         # The sampler's state is a weight, so `.keras` files keep it and a
         # reloaded model continues with the same noise it would have drawn.
@@ -105,7 +105,46 @@ class ELBOModel(keras.Model):
             aggregation="only_first_replica",
             name="sampler_state",
         )
+        # A weight, not a Python float: a compiled step reads its value at
+        # every call, so setting `beta` during `fit` (a KL warm-up, see
+        # `keras_vae.callbacks.BetaScheduler`) takes effect at the next step.
+        self._beta = self.add_weight(
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(beta),
+            trainable=False,
+            name="beta",
+        )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+
+    @property
+    def beta(self):
+        """float. The weight of the KL term in the loss.
+
+        Setting it changes the loss from the next training step on, also
+        inside `fit` (compiled steps read it as a variable).
+        """
+        return float(keras.ops.convert_to_numpy(self._beta))
+
+    @beta.setter
+    def beta(self, value):
+        self._beta.assign(self._check_beta(check_positive_float("beta", value, allow_zero=True)))
+
+    def _check_beta(self, beta):
+        """`beta` if this model can train with it; subclasses raise otherwise."""
+        return beta
+
+    def kl_weight(self):
+        """`beta` as a float32 scalar tensor, for the objective's graph."""
+        return tf.convert_to_tensor(self._beta)
+
+    def load_own_variables(self, store):
+        # Files saved before `beta` became a weight hold `sampler_state` only:
+        # their `beta` comes from the config.
+        if len(store.keys()) == 1:
+            self.sampler_state.assign(store["0"])
+            return
+        super().load_own_variables(store)
 
     def compile(self, optimizer="adam", steps_per_execution="auto", jit_compile="auto", **kwargs):
         """Configures training; see `keras.Model.compile`.

@@ -98,12 +98,8 @@ class VAE(ELBOModel):
             raise ValueError(
                 f"Expected objective to be one of {OBJECTIVES}. Received: objective={objective!r}"
             )
-        if objective == "iwae" and self.beta != 1.0:
-            raise ValueError(
-                "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
-                f"Received: beta={beta}"
-            )
         self.objective = objective
+        self._check_beta(self.beta)
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(
@@ -184,16 +180,24 @@ class VAE(ELBOModel):
         self._check_inputs(x)
         return keras.ops.convert_to_numpy(self(tf.convert_to_tensor(x, tf.float32)))
 
+    def _check_beta(self, beta):
+        if getattr(self, "objective", "elbo") == "iwae" and beta != 1.0:
+            raise ValueError(
+                "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
+                f"Received: beta={beta}"
+            )
+        return beta
+
     def compute_terms(self, x, y=None, training=False):
         x = tf.cast(x, self.likelihood.compute_dtype)
         posterior = self.encode(x, training=training)
         decode = lambda z: self.decode(z, training=training)  # noqa: E731
         if self.objective == "elbo" and self.num_samples == 1:
             z = self.sample_posterior(posterior)
-            return elbo_ops.elbo(posterior, decode, self.prior, x, z, beta=self.beta)
+            return elbo_ops.elbo(posterior, decode, self.prior, x, z, beta=self.kl_weight())
         z = self.sample_posterior(posterior, self.num_samples)
         return elbo_ops.multi_sample_terms(
-            posterior, decode, self.prior, x, z, objective=self.objective, beta=self.beta
+            posterior, decode, self.prior, x, z, objective=self.objective, beta=self.kl_weight()
         )
 
     def sample_latent(self, num_samples, seed, temperature=1.0):

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import data
+from keras_vae.callbacks import BetaScheduler, linear_kl_warmup
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
@@ -77,6 +78,7 @@ def train_model(
     gsnn_weight: float = 0.0,
     likelihood: str | None = None,
     dtype_policy: str = "float32",
+    kl_warmup_epochs: int = 0,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -140,6 +142,11 @@ def train_model(
             and the ELBO stay in float32, and `keras-vae export` writes a
             float32 copy. The global policy is left as it was. Defaults to
             `"float32"`.
+        kl_warmup_epochs: int. A KL warm-up: the KL weight rises linearly
+            from 0 in the first epoch to `beta` from epoch `kl_warmup_epochs`
+            on (`keras_vae.callbacks.linear_kl_warmup`), which counters
+            posterior collapse. The history logs each epoch's `beta`. `0` (the
+            default) trains with `beta` throughout.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -172,6 +179,16 @@ def train_model(
         latent_dim = DEFAULT_LATENT_DIMS[model]
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
+    if (
+        isinstance(kl_warmup_epochs, bool)
+        or not isinstance(kl_warmup_epochs, numbers.Integral)
+        or kl_warmup_epochs < 0
+    ):
+        raise ValueError(
+            "Expected kl_warmup_epochs to be a non-negative integer. "
+            f"Received: kl_warmup_epochs={kl_warmup_epochs!r}"
+        )
+    kl_warmup_epochs = int(kl_warmup_epochs)
     binarize_mode = None if binarize == "none" else binarize
     if likelihood is None:
         likelihood = "gaussian" if binarize_mode is None else "bernoulli"
@@ -236,6 +253,7 @@ def train_model(
         "epochs": epochs,
         "batch_size": batch_size,
         "beta": beta,
+        "kl_warmup_epochs": kl_warmup_epochs,
         "seed": seed,
         "learning_rate": learning_rate,
         "binarize": binarize,
@@ -248,6 +266,8 @@ def train_model(
 
     set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda i, logs: epoch.assign(i))
     callbacks, backup = [set_epoch], None
+    if kl_warmup_epochs:
+        callbacks.append(BetaScheduler(linear_kl_warmup(kl_warmup_epochs, beta)))
     if output is not None:
         os.makedirs(output, exist_ok=True)
         backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))

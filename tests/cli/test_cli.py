@@ -128,6 +128,24 @@ def test_train_under_a_mixed_dtype_policy(vae_run, tmp_path, capsys):
     assert main(["export", str(out / "model.keras"), "--tflite", str(tmp_path / "m.tflite")]) == 0
 
 
+def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
+    out = tmp_path / "warmup"
+    assert main(["train", "--architecture", "mlp", "--latent-dim", "4", "--epochs", "3",
+                 "--batch-size", "100", "--beta", "0.5", "--kl-warmup-epochs", "2",
+                 "--output", str(out), *SMALL]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["kl_warmup_epochs"] == 2
+    history = metrics["history"]
+    assert history["beta"] == [0.0, 0.25, 0.5]
+    beta, kl, rec = (np.array(history[key]) for key in ("beta", "kl", "reconstruction"))
+    np.testing.assert_allclose(history["loss"], beta * kl - rec, rtol=1e-5)
+    # The final figures and the saved model have the full weight.
+    assert metrics["test"]["loss"] == pytest.approx(
+        0.5 * metrics["test"]["kl"] - metrics["test"]["reconstruction"], rel=1e-5
+    )
+    assert keras.saving.load_model(out / "model.keras").beta == 0.5
+
+
 def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     code = main(["evaluate", str(vae_run / "model.keras"), "--split", "test[:300]", "--json"])
     assert code == 0
@@ -270,6 +288,8 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["train", "--prior", "learned", "--output", "x"], "Received: prior='learned'"),
         (["train", "--dtype-policy", "float16", "--output", "x"],
          "Received: dtype_policy='float16'"),
+        (["train", "--kl-warmup-epochs", "-1", "--output", "x"],
+         "Received: kl_warmup_epochs=-1"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):

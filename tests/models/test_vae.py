@@ -1,7 +1,11 @@
+import io
 import math
+import os
 import re
 import warnings
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -284,6 +288,60 @@ def test_config_round_trip():
     clone = VAE.from_config(config)
     assert clone.latent_dim == 5 and clone.beta == 0.25
     assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("compiled_with_xla", [False, True])
+def test_setting_beta_takes_effect_in_already_compiled_steps(compiled_with_xla):
+    vae = tiny_vae(beta=1.0, seed=0)
+    vae.compile(optimizer="sgd", jit_compile=compiled_with_xla)
+    x = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]] * 4, "float32")
+    vae.evaluate(x, verbose=0)  # traces the test step with beta=1
+    vae.fit(x, epochs=1, batch_size=8, verbose=0)  # and the training step
+    for beta in (0.0, 2.5):
+        vae.beta = beta
+        logs = vae.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+        assert logs["kl"] > 0.1
+        assert logs["loss"] == pytest.approx(beta * logs["kl"] - logs["reconstruction"], rel=1e-5)
+        history = vae.fit(x, epochs=1, batch_size=8, verbose=0).history
+        assert history["loss"][0] == pytest.approx(
+            beta * history["kl"][0] - history["reconstruction"][0], rel=1e-5
+        )
+    assert vae.get_config()["beta"] == 2.5
+    assert VAE.from_config(vae.get_config()).beta == 2.5
+
+
+def test_beta_is_checked_when_set():
+    vae = tiny_vae()
+    with pytest.raises(
+        ValueError, match=r"Expected beta to be a non-negative float\. Received: beta=-0\.5"
+    ):
+        vae.beta = -0.5
+    iwae = tiny_vae(objective="iwae", num_samples=2)
+    with pytest.raises(
+        ValueError, match=r"Expected beta=1\.0 with objective='iwae'.*Received: beta=0\.5"
+    ):
+        iwae.beta = 0.5
+    assert vae.beta == 1.0 and iwae.beta == 1.0
+
+
+def test_a_file_saved_before_beta_was_a_weight_loads_and_trains():
+    # Written by keras-vae 62bcf6f (beta=0.5, 4 training steps), whose model
+    # held one weight of its own, `sampler_state`; `beta` was in the config only.
+    path = os.path.join(os.path.dirname(__file__), "data", "vae_before_beta_weight.keras")
+    with (
+        zipfile.ZipFile(path) as archive,
+        h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as f,
+    ):
+        saved_state = f["vars/0"][()]
+        saved_kernel = f["decoder/layers/dense/vars/0"][()]
+        assert list(f["vars"]) == ["0"]
+    vae = keras.saving.load_model(path)
+    assert vae.beta == 0.5
+    np.testing.assert_array_equal(vae.sampler_state.numpy(), saved_state)
+    np.testing.assert_array_equal(vae.decoder.layers[-1].kernel.numpy(), saved_kernel)
+    assert int(vae.optimizer.iterations.numpy()) == 4
+    vae.fit(np.ones((8, 6), "float32"), epochs=1, batch_size=8, verbose=0)
+    assert vae.sampler_state.numpy()[1] == saved_state[1] + 1
 
 
 def test_save_load_keeps_outputs_and_optimizer_state(tmp_path, binary_images):

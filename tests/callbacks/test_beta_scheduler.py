@@ -1,0 +1,81 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_vae.callbacks import BetaScheduler, linear_kl_warmup
+from keras_vae.models.presets import build_cvae, build_vae
+
+
+def test_linear_kl_warmup_rises_from_zero_to_beta():
+    schedule = linear_kl_warmup(4, beta=2.0)
+    assert [schedule(epoch, 123.0) for epoch in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+def test_each_epoch_trains_on_the_scheduled_beta(binary_images):
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=4, seed=0)
+    vae.compile(optimizer="adam")
+    history = vae.fit(
+        binary_images[:512],
+        epochs=4,
+        batch_size=64,
+        verbose=0,
+        callbacks=[BetaScheduler(linear_kl_warmup(2, beta=0.8))],
+    ).history
+    assert history["beta"] == pytest.approx([0.0, 0.4, 0.8, 0.8])
+    # The epoch's mean loss is beta * mean KL - mean reconstruction only if
+    # the compiled step used the epoch's beta.
+    beta, kl, rec = (np.array(history[key]) for key in ("beta", "kl", "reconstruction"))
+    expected = beta * kl - rec
+    np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
+    assert history["kl"][0] > 1.0  # a KL term worth weighting
+    assert vae.beta == pytest.approx(0.8)
+
+
+def test_scheduler_sets_a_conditional_vae(binary_images):
+    cvae = build_cvae("mlp", "label", latent_dim=2, seed=0)
+    cvae.compile(optimizer="adam")
+    conditions = np.eye(10, dtype="float32")[np.arange(256) % 10]
+    history = cvae.fit(
+        conditions,
+        binary_images[:256],
+        epochs=2,
+        batch_size=64,
+        verbose=0,
+        callbacks=[BetaScheduler(lambda epoch, beta: 3.0 * epoch)],
+    ).history
+    assert history["beta"] == [0.0, 3.0]
+    expected = [
+        3.0 * e * kl - rec
+        for e, (kl, rec) in enumerate(zip(history["kl"], history["reconstruction"], strict=True))
+    ]
+    np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
+
+
+def test_bad_schedules_and_models_are_refused_in_one_line():
+    with pytest.raises(
+        ValueError, match=r"Expected schedule to be a function .* Received: schedule=0\.5"
+    ):
+        BetaScheduler(0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"Expected warmup_epochs to be a positive integer\. Received: warmup_epochs=0",
+    ):
+        linear_kl_warmup(0)
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=2)
+    vae.compile(optimizer="adam")
+    x = np.zeros((8, 28, 28, 1), "float32")
+    with pytest.raises(
+        ValueError, match=r"Expected beta to be a non-negative float\. Received: beta=-1"
+    ):
+        vae.fit(x, verbose=0, callbacks=[BetaScheduler(lambda epoch, beta: -1)])
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    plain.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(
+        ValueError, match=r"Expected a keras_vae VAE or ConditionalVAE.*Received: model=Sequential"
+    ):
+        plain.fit(
+            np.zeros((4, 2)),
+            np.zeros((4, 1)),
+            verbose=0,
+            callbacks=[BetaScheduler(lambda e, b: 1.0)],
+        )
