@@ -30,6 +30,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
 from keras_vae import VAE, data  # noqa: E402
@@ -189,11 +190,18 @@ def main():
                     optimizer=keras.optimizers.Adam(rates[0], epsilon=1e-4),
                     jit_compile="auto" if args.jit_compile is None else args.jit_compile,
                 )
-            train = data.make_dataset(  # a resumed run draws other epochs than the first
+            # Each epoch's shuffle and draws are keyed by the seed and the epoch,
+            # so a resumed run trains on the data of an uninterrupted one.
+            epoch = tf.Variable(resumed, dtype=tf.int64, trainable=False)
+            train = data.make_dataset(
                 train_images,
                 binarize="dynamic",
                 batch_size=args.batch_size,
-                seed=args.seed + resumed,
+                seed=args.seed,
+                epoch=epoch,
+            )
+            set_epoch = keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda index, logs, v=epoch: v.assign(index)
             )
             schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _, r=rates: r[epoch])
             checkpoint = EpochCheckpoint(
@@ -204,7 +212,7 @@ def main():
                 train,
                 initial_epoch=resumed,
                 epochs=len(rates),
-                callbacks=[schedule, checkpoint],
+                callbacks=[set_epoch, schedule, checkpoint],
                 verbose=2,
             )
             minutes = (time.perf_counter() - start) / 60

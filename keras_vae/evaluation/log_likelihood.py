@@ -87,7 +87,8 @@ def log_likelihood(
         the mean of log p(x|z_k) over the same K samples) and `kl` (analytic
         KL(Q(z|x) || P(z))); `kl_per_dim` (list of the mean KL of each latent
         dimension), `active_units` (latent dimensions whose posterior mean
-        varies over the data with variance above 0.01), `num_samples`,
+        varies over the data with variance above 0.01; `None` for a single
+        example), `num_samples`,
         `num_examples` and `per_example` (float64 numpy array `[N]` of the
         log p(x) estimates).
 
@@ -432,7 +433,9 @@ def _summarize(
     """
     mean_log_likelihood = float(np.mean(per_example))
     kl = float(np.mean(np.sum(kl_per_dim, axis=-1)))
-    active = np.var(posterior_means, axis=0) > _ACTIVE_VARIANCE
+    # A variance across examples: undefined for one example (not "0 active").
+    num_examples = int(per_example.shape[0])
+    active = np.var(posterior_means, axis=0) > _ACTIVE_VARIANCE if num_examples > 1 else None
     return {
         "log_likelihood": mean_log_likelihood,
         "nll": -mean_log_likelihood,
@@ -441,8 +444,8 @@ def _summarize(
         "reconstruction": float(np.mean(reconstruction)),
         "kl": kl,
         "kl_per_dim": np.mean(kl_per_dim, axis=0).tolist(),
-        "active_units": int(np.sum(active)),
+        "active_units": None if active is None else int(np.sum(active)),
         "num_samples": num_samples,
-        "num_examples": int(per_example.shape[0]),
+        "num_examples": num_examples,
         "per_example": per_example,
     }

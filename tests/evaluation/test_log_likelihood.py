@@ -19,7 +19,7 @@ import tensorflow as tf
 from scipy.stats import multivariate_normal
 
 from keras_vae import VAE, ConditionalVAE
-from keras_vae.evaluation import log_likelihood
+from keras_vae.evaluation import format_metrics, log_likelihood
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
 
 SIGMA = 0.5
@@ -278,6 +278,10 @@ def test_active_units_and_kl_per_dim():
     assert metrics["kl_per_dim"][2] == pytest.approx(0.0, abs=1e-6)
     assert metrics["kl"] == pytest.approx(sum(metrics["kl_per_dim"]), rel=1e-6)
     assert metrics["active_units"] == 1
+    # A variance across examples says nothing about one example.
+    single = log_likelihood(vae, x[:1], 5, verbose=0)
+    assert single["active_units"] is None and single["num_examples"] == 1
+    assert "Active units" not in format_metrics(single)
 
 
 def test_progress_bar(capsys):
