@@ -135,6 +135,14 @@ results["fit_after_call_errors"] = [
 ]
 results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
 results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
+# A KL warm-up sets the mirrored beta weight from a callback between epochs.
+results["scheduled_history"] = vae.fit(
+    images,
+    batch_size=64,
+    epochs=2,
+    verbose=0,
+    callbacks=[keras_vae.callbacks.BetaScheduler(lambda epoch, beta: [0.0, 2.0][epoch])],
+).history
 
 # A model compiled with the defaults on one device (8 steps, XLA for an MLP),
 # saved, then loaded in a strategy's scope trains there.

@@ -43,6 +43,15 @@ def test_presets_train_under_a_strategy(mirrored):
         assert mirrored[key][-1] < mirrored[key][0]
 
 
+def test_a_beta_schedule_reaches_every_replica(mirrored):
+    history = mirrored["scheduled_history"]
+    assert history["beta"] == [0.0, 2.0]
+    for beta, loss, kl, rec in zip(
+        history["beta"], history["loss"], history["kl"], history["reconstruction"], strict=True
+    ):
+        assert loss == pytest.approx(beta * kl - rec, rel=1e-5)
+
+
 def test_a_single_device_model_loaded_in_a_strategy_scope_trains(mirrored):
     # compile()'s "auto" defaults are saved as "auto" and resolved for the strategy.
     assert mirrored["loaded_defaults"] == [1, False]
