@@ -71,6 +71,13 @@ class DistributionLayer(keras.layers.Layer):
     def params_size(event_shape):
         raise NotImplementedError
 
+    @property
+    def params_shapes(self):
+        """Shapes of one example's parameters that `call` takes: flat, then stacked."""
+        size = self.params_size(self.event_shape)
+        stacked = self.event_shape[:-1] + (size // self.event_size * self.event_shape[-1],)
+        return tuple(dict.fromkeys([(size,), stacked]))
+
     def _make_distribution(self, params):
         raise NotImplementedError
 

@@ -180,6 +180,10 @@ class PixelCNNBernoulli(DistributionLayer):
         """Shape of the decoder output for one example: `(h, w, feature_channels)`."""
         return self.event_shape[:-1] + (self.feature_channels,)
 
+    @property
+    def params_shapes(self):
+        return (self.params_shape,)
+
     def build(self, input_shape=None):
         if self.built:
             return

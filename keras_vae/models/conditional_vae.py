@@ -10,6 +10,7 @@ from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
     check_data,
+    check_decoder_output,
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
@@ -193,7 +194,8 @@ class ConditionalVAE(ELBOModel):
         """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
         z = checked_array("z", z, (self.latent_dim,))
         condition = checked_array("condition", condition, self.condition_shape)
-        return self.likelihood(self.decoder(self._decoder_inputs(z, condition), training=training))
+        params = self.decoder(self._decoder_inputs(z, condition), training=training)
+        return self.likelihood(check_decoder_output(params, self.likelihood))
 
     def _decoder_inputs(self, z, condition):
         return self.concatenate([z, self.flatten(condition)])

@@ -11,6 +11,7 @@ from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import (
     check_data,
+    check_decoder_output,
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
@@ -162,7 +163,8 @@ class VAE(ELBOModel):
     def decode(self, z, training=False):
         """The likelihood P(x|z), a `tfd.Distribution` of batch `[B]`."""
         z = checked_array("z", z, (self.latent_dim,))
-        return self.likelihood(self.decoder(z, training=training))
+        params = check_decoder_output(self.decoder(z, training=training), self.likelihood)
+        return self.likelihood(params)
 
     def call(self, x, training=False):
         """Reconstructions: the likelihood mean at the posterior mean of z.

@@ -32,6 +32,35 @@ def checked_array(name, value, event_shape):
     return value
 
 
+def check_decoder_output(params, likelihood):
+    """Raises unless the decoder's output `params` is one tensor `[batch, *shape]` that
+    `likelihood` reads as one example's parameters per row.
+
+    A distribution layer reads extra leading axes as batch axes: a decoder
+    output `[batch, 1, 12]` for an event shape `(12,)` gives a likelihood of
+    batch shape `[batch, 1]`, whose log-probability of `[batch, 12]` data
+    broadcasts to `[batch, batch]`, and the ELBO would silently score every x
+    under every z. Checked here, in one line, rather than inside the
+    likelihood's `call`, whose errors Keras reports over several lines.
+    Static shapes only: unknown dimensions pass.
+    """
+    shape = getattr(params, "shape", None)
+    if shape is None:
+        raise ValueError(
+            "Expected the decoder to output one tensor of likelihood parameters. "
+            f"Received: a decoder output of type {type(params).__name__}"
+        )
+    shape = tuple(shape)
+    expected = likelihood.params_shapes
+    if len(shape) >= 1 and None not in shape[1:] and shape[1:] not in expected:
+        raise ValueError(
+            f"Expected the decoder to output {type(likelihood).__name__} parameters shaped "
+            f"{' or '.join(_shape_str(s) for s in expected)}. "
+            f"Received: decoder_output.shape={shape}"
+        )
+    return params
+
+
 def first_batch(data):
     """What can be checked of data given to `fit`, `evaluate` or `predict`.
 

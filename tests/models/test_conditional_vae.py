@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae import ConditionalVAE
-from keras_vae.layers import IndependentBernoulli
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
 from keras_vae.models.presets import build_cvae
 from keras_vae.networks import mlp_decoder, mlp_encoder
 
@@ -331,6 +331,22 @@ def test_bad_condition_and_target_shapes():
         cvae.fit(np.zeros((4, 2), "float32"), np.full((4, 3), 2.0, "float32"), verbose=0)
     with pytest.raises(ValueError, match="Expected .*pairs"):
         cvae.fit(np.zeros((4, 2), "float32"), verbose=0)
+
+
+def test_decoder_output_unlike_the_likelihood_parameters_fails_in_one_line():
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
+    decoder = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(3), keras.layers.Reshape((1, 3))]
+    )
+    cvae = ConditionalVAE(encoder, decoder, 2, likelihood=GaussianLikelihood(3), hidden_units=4)
+    cvae.compile()
+    # A likelihood of batch [batch, 1] made log P(Y|z, X) [batch, batch], silently.
+    with pytest.raises(
+        ValueError,
+        match=r"^Expected the decoder to output GaussianLikelihood parameters shaped "
+        r"\[batch, 3\]\. Received: decoder_output.shape=\(1, 1, 3\)$",
+    ):
+        cvae.fit(np.zeros((4, 1), "float32"), np.zeros((4, 3), "float32"), verbose=0)
 
 
 def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images, tmp_path):

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae import VAE
-from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+from keras_vae.layers import GaussianLikelihood, IndependentBernoulli, IndependentNormal
 from keras_vae.models.presets import build_vae
 from keras_vae.models.priors import standard_normal
 from keras_vae.ops import random as portable_random
@@ -413,6 +413,46 @@ def test_unbuilt_model_must_match_likelihood_shape():
     vae = mlp_vae(latent_dim=2)
     with pytest.raises(ValueError, match="Expected x shaped"):
         vae.fit(np.zeros((4, 14, 14, 1), "float32"), verbose=0)
+
+
+@pytest.mark.parametrize(
+    "output_shape, likelihood, expected",
+    [
+        # A likelihood of batch [batch, 1]: its log_prob of [batch, 3] data was [batch, batch].
+        ((1, 3), GaussianLikelihood(3), r"\[batch, 3\]"),
+        ((3, 1), IndependentBernoulli(3), r"\[batch, 3\]"),
+        ((2,), GaussianLikelihood(3), r"\[batch, 3\]"),
+        ((3,), IndependentNormal(3), r"\[batch, 6\]"),
+    ],
+)
+def test_decoder_output_unlike_the_likelihood_parameters_fails_in_one_line(
+    output_shape, likelihood, expected
+):
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
+    decoder = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(math.prod(output_shape)),
+            keras.layers.Reshape(output_shape),
+        ]
+    )
+    vae = VAE(encoder, decoder, 2, likelihood=likelihood)
+    vae.compile()
+    message = (
+        rf"^Expected the decoder to output {type(likelihood).__name__} parameters shaped "
+        rf"{expected}\. Received: decoder_output.shape={re.escape(str((1, *output_shape)))}$"
+    )
+    with pytest.raises(ValueError, match=message):
+        vae.fit(np.zeros((4, 3), "float32"), epochs=1, verbose=0)
+
+
+def test_decoder_with_several_outputs_fails_in_one_line():
+    z = keras.Input((2,))
+    decoder = keras.Model(z, [keras.layers.Dense(3)(z), keras.layers.Dense(3)(z)])
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
+    vae = VAE(encoder, decoder, 2, likelihood=IndependentNormal(3))
+    with pytest.raises(ValueError, match=r"^Expected the decoder to output one tensor .*list$"):
+        vae.build((None, 3))
 
 
 def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
