@@ -1,5 +1,7 @@
 """The conditional variational autoencoder."""
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -11,6 +13,7 @@ from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
     check_data,
     check_decoder_output,
+    check_network_input,
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
@@ -173,6 +176,17 @@ class ConditionalVAE(ELBOModel):
 
     def build(self, condition_shape):
         self.condition_shape = tuple(condition_shape[1:])
+        check_network_input(
+            "encoder", self.encoder, self.target_shape, "targets, the likelihood's event shape"
+        )
+        condition_size = math.prod(self.condition_shape)
+        check_network_input(
+            "decoder",
+            self.decoder,
+            (self.latent_dim + condition_size,),
+            f"[z, flattened condition]: latent_dim={self.latent_dim} + condition size "
+            f"{condition_size}",
+        )
         condition = tf.zeros((1,) + self.condition_shape)
         target = tf.zeros((1,) + self.target_shape)
         # Keras builds on a first call wherever it happens: the variables go

@@ -12,6 +12,7 @@ from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_no
 from keras_vae.models.validation import (
     check_data,
     check_decoder_output,
+    check_network_input,
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
@@ -142,6 +143,10 @@ class VAE(ELBOModel):
                 f"{', '.join(map(str, self.likelihood.event_shape))}] to match the "
                 f"likelihood's event_shape. Received: input_shape={tuple(input_shape)}"
             )
+        check_network_input("encoder", self.encoder, event_shape, "x, the likelihood's event shape")
+        check_network_input(
+            "decoder", self.decoder, (self.latent_dim,), f"z, latent_dim={self.latent_dim}"
+        )
         x = tf.zeros((1,) + event_shape)
         # Keras builds on a first call wherever it happens: the variables go
         # to the model's strategy, not to the one (if any) of the caller.

@@ -61,6 +61,45 @@ def check_decoder_output(params, likelihood):
     return params
 
 
+def check_network_input(name, network, expected_shape, description):
+    """Raises unless `network` takes `[batch, *expected_shape]`, if it declares its input.
+
+    A network built on a `keras.Input` fails on its first call with Keras's
+    multi-line report of the layer that refused the shape; this names the
+    network and what it should take in one line. Networks that declare no
+    single input shape (a layer, a `Sequential` without `keras.Input`, several
+    inputs) are left to that call, and so are shapes Keras adjusts itself (a
+    last axis of size 1 added or dropped).
+
+    Args:
+        name: str. `"encoder"` or `"decoder"`.
+        network: Keras layer or model.
+        expected_shape: tuple of ints. What the model will feed it, per example.
+        description: str. What those inputs are, e.g. `"z, latent_dim=2"`.
+    """
+    try:
+        declared = network.input_shape
+    except (AttributeError, ValueError):
+        return
+    if not isinstance(declared, tuple) or not all(
+        d is None or isinstance(d, int) for d in declared
+    ):
+        return
+
+    def squeezed(shape):
+        return shape[:-1] if shape[-1:] == (1,) else shape
+
+    received, expected = squeezed(declared[1:]), squeezed(tuple(expected_shape))
+    if len(received) != len(expected) or any(
+        r is not None and r != e for r, e in zip(received, expected, strict=True)
+    ):
+        raise ValueError(
+            f"Expected the {name} to take inputs shaped {_shape_str(expected_shape)} "
+            f"({description}). "
+            f"Received: {name}.input_shape={declared}"
+        )
+
+
 def first_batch(data):
     """What can be checked of data given to `fit`, `evaluate` or `predict`.
 

@@ -349,6 +349,19 @@ def test_decoder_output_unlike_the_likelihood_parameters_fails_in_one_line():
         cvae.fit(np.zeros((4, 1), "float32"), np.zeros((4, 3), "float32"), verbose=0)
 
 
+def test_decoder_that_does_not_take_the_condition_fails_in_one_line():
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
+    decoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])  # z alone
+    cvae = ConditionalVAE(encoder, decoder, 2, likelihood=GaussianLikelihood(3), hidden_units=4)
+    with pytest.raises(
+        ValueError,
+        match=r"^Expected the decoder to take inputs shaped \[batch, 6\] \(\[z, flattened "
+        r"condition\]: latent_dim=2 \+ condition size 4\)\. Received: "
+        r"decoder.input_shape=\(None, 2\)$",
+    ):
+        cvae.fit(np.zeros((4, 2, 2), "float32"), np.zeros((4, 3), "float32"), verbose=0)
+
+
 def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images, tmp_path):
     from keras_vae.data import make_conditional_pairs, split_image
     from keras_vae.models.presets import build_cvae

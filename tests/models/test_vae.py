@@ -455,6 +455,41 @@ def test_decoder_with_several_outputs_fails_in_one_line():
         vae.build((None, 3))
 
 
+@pytest.mark.parametrize(
+    "encoder_input, decoder_input, message",
+    [
+        (
+            (4,),
+            (2,),
+            r"encoder to take inputs shaped \[batch, 3\] \(x, the likelihood's event "
+            r"shape\)\. Received: encoder.input_shape=\(None, 4\)",
+        ),
+        (
+            (3,),
+            (5,),
+            r"decoder to take inputs shaped \[batch, 2\] \(z, latent_dim=2\)\. "
+            r"Received: decoder.input_shape=\(None, 5\)",
+        ),
+    ],
+)
+def test_networks_that_take_other_shapes_fail_in_one_line(encoder_input, decoder_input, message):
+    encoder = keras.Sequential([keras.Input(encoder_input), keras.layers.Dense(4)])
+    decoder = keras.Sequential([keras.Input(decoder_input), keras.layers.Dense(3)])
+    vae = VAE(encoder, decoder, 2, likelihood=GaussianLikelihood(3))
+    vae.compile()
+    with pytest.raises(ValueError, match=f"^Expected the {message}$"):
+        vae.fit(np.zeros((4, 3), "float32"), epochs=1, verbose=0)
+
+
+def test_networks_whose_input_keras_adjusts_are_accepted():
+    # Keras adds or drops a last axis of size 1 to fit a functional model's input.
+    encoder = keras.Sequential([keras.Input((3, 1)), keras.layers.Flatten()])
+    decoder = keras.Sequential([keras.Input((2, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    vae = VAE(encoder, decoder, 2, likelihood=GaussianLikelihood(3))
+    vae.compile()
+    vae.fit(np.zeros((4, 3), "float32"), epochs=1, verbose=0)
+
+
 def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
     keras.utils.set_random_seed(0)
     vae = mlp_vae(latent_dim=4, objective="iwae", num_samples=5)
