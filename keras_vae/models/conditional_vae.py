@@ -348,12 +348,25 @@ class ConditionalVAE(ELBOModel):
         self._check_condition_batch(x)
         bernoulli = self.likelihood.binary
         check_data("target", y, self.target_shape, unit_interval=bernoulli)
+        if not isinstance(x, tf.TensorSpec) and np.shape(x)[0] != np.shape(y)[0]:
+            raise ValueError(
+                "Expected as many conditions as targets. Received: "
+                f"condition.shape={np.shape(x)}, target.shape={np.shape(y)}"
+            )
 
     def fit(self, x=None, y=None, **kwargs):
         x, y = lists_as_arrays(x, y)
         check_no_class_weight(kwargs.get("class_weight"))
         self._check_pairs(x, y)
         check_sample_weight(kwargs.get("sample_weight"), x)
+        if isinstance(kwargs.get("validation_data"), tuple):
+            # Keras reads the validation arrays before it calls `evaluate`, which checks them.
+            val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
+                kwargs["validation_data"]
+            )
+            val_x, val_y = lists_as_arrays(val_x, val_y)
+            self._check_pairs(val_x, val_y)
+            check_sample_weight(val_weight, val_x)
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):

@@ -362,6 +362,21 @@ def test_decoder_that_does_not_take_the_condition_fails_in_one_line():
         cvae.fit(np.zeros((4, 2, 2), "float32"), np.zeros((4, 3), "float32"), verbose=0)
 
 
+def test_fit_refuses_unpaired_arrays_and_validation_weights_in_one_line():
+    cvae = tiny_cvae()
+    cvae.compile()
+    c, y = np.eye(2, dtype="float32")[[0, 1, 0, 1]], np.ones((4, 3), "float32")
+    pairs = r"^Expected as many conditions as targets\. Received: condition.shape=\(4, 2\), "
+    with pytest.raises(ValueError, match=pairs + r"target.shape=\(3, 3\)$"):
+        cvae.fit(c, y[:3], verbose=0)
+    with pytest.raises(ValueError, match=pairs + r"target.shape=\(2, 3\)$"):
+        cvae.evaluate(c, y[:2], verbose=0)
+    with pytest.raises(ValueError, match=pairs + r"target.shape=\(2, 3\)$"):
+        cvae.fit(c, y, verbose=0, validation_data=(c, y[:2]))
+    with pytest.raises(ValueError, match=r"^Expected sample_weight shaped \[4\] or \[4, 1\]"):
+        cvae.fit(c, y, verbose=0, validation_data=(c, y, np.ones(3)))
+
+
 def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images, tmp_path):
     from keras_vae.data import make_conditional_pairs, split_image
     from keras_vae.models.presets import build_cvae
