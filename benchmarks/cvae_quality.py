@@ -201,7 +201,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             train_labels,
             args.epochs,
             "learned",
-            latent_dim=4,
+            latent_dim=args.completion_latent_dim,
             arch=arch,
             gsnn_weight=weight,
         )
@@ -229,7 +229,8 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             )
     return [
         f"Completion from the {condition.replace('-', ' ')} ({arch} CVAE, learned prior, "
-        f"latent 4, {args.epochs} epochs, {' / '.join(minutes)} min per gsnn_weight; "
+        f"latent {args.completion_latent_dim}, {args.epochs} epochs, "
+        f"{' / '.join(minutes)} min per gsnn_weight; "
         f"the first {n} test images, "
         f"{args.completions} completions each; the regressor is the same decoder network, "
         f"fed the observed pixels only, trained for {args.epochs} epochs). Temperature "
@@ -279,6 +280,9 @@ def main():
         default="mlp",
         choices=["mlp", "conv"],
         help="Networks of the completion CVAEs and of the regressor.",
+    )
+    parser.add_argument(
+        "--completion-latent-dim", type=int, default=4, help="Latents of the completion CVAEs."
     )
     parser.add_argument(
         "--parts", nargs="+", default=["label", "completion"], choices=["label", "completion"]
