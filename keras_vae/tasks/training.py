@@ -338,6 +338,8 @@ class _TrainingBackup:
             return
         with open(config_path) as f:
             saved = json.load(f)
+        # Backups of keras-vae before the option trained without a warm-up.
+        saved.setdefault("kl_warmup_epochs", 0)
         changed = sorted(
             key
             for key in set(saved) | set(config)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -146,6 +147,28 @@ def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypa
     # More epochs than the stopped run asked for are fine.
     _, metrics = training.train_model(epochs=3, output=str(out), **RUN)
     assert len(metrics["history"]["elbo"]) == 3 and metrics["config"]["epochs"] == 3
+
+
+def test_a_backup_of_the_version_before_kl_warmup_resumes(tmp_path, tfds_data_dir, monkeypatch):
+    # Before `kl_warmup_epochs`, the config had no such key and the model's
+    # own weights were `sampler_state` alone (`beta` was not a weight).
+    whole, _ = training.train_model(epochs=2, output=str(tmp_path / "a"), **RUN)
+    out = tmp_path / "b"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 0, weights_saved=True)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **RUN)
+    config = json.loads((out / "backup" / "config.json").read_text())
+    del config["kl_warmup_epochs"]
+    (out / "backup" / "config.json").write_text(json.dumps(config))
+    (weights,) = (out / "backup").glob("**/*.weights.h5")
+    with h5py.File(weights, "r+") as f:
+        assert sorted(f["vars"]) == ["0", "1"]
+        del f["vars/1"]
+    resumed, metrics = training.train_model(epochs=2, output=str(out), **RUN)
+    assert len(metrics["history"]["elbo"]) == 2 and resumed.beta == 1.0
+    for expected, actual in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
 
 
 def test_fewer_epochs_than_the_stopped_run_finished_are_refused(
