@@ -156,9 +156,12 @@ class Sampler:
                     f"num_samples={num_samples}"
                 )
             inputs["condition"] = condition
-        outputs = self._sample(**inputs)
-        images = np.array(outputs["image"])
-        return (images, np.array(outputs["z"])) if return_latent else images
+        if condition is not None and len(condition) == 0:
+            images, z = self._empty_batch()
+        else:
+            outputs = self._sample(**inputs)
+            images, z = np.array(outputs["image"]), np.array(outputs["z"])
+        return (images, z) if return_latent else images
 
     def complete(self, images, seed, num_samples=1):
         """Fills in the missing part of partly observed images (completion models).
@@ -218,7 +221,19 @@ class Sampler:
                     f"z.shape={z.shape}, condition.shape={condition.shape}"
                 )
             inputs["condition"] = condition
+        if len(z) == 0:
+            return self._empty_batch()[0]
         return np.array(self._decode(**inputs)["image"])
+
+    def _empty_batch(self):
+        """Images and z for zero rows, made without the interpreter.
+
+        LiteRT's XNNPack delegate can fail to resize a convolution to an empty
+        batch ("BytesRequired number of elements overflowed"), as in the int8
+        file of a convolutional decoder.
+        """
+        images = np.zeros((0, *self.image_shape), np.float32)
+        return images, np.zeros((0, self.latent_dim), np.float32)
 
     def label_condition(self, label):
         """The one-hot condition `[1, num_classes]` for `label` (label-conditioned models)."""

@@ -15,6 +15,7 @@ from PIL import Image
 from keras_vae.data import merge_image, split_image
 from keras_vae.export import MAX_NUM_SAMPLES, export_tflite, litert_sampler
 from keras_vae.export.litert_sampler import Sampler
+from keras_vae.models.presets import build_vae
 
 SCRIPT = Path(litert_sampler.__file__)
 
@@ -86,6 +87,26 @@ def test_decode_checks_shapes(vae, sampler):
         sampler.decode(np.zeros((3, LATENT_DIM + 1)))
     with pytest.raises(ValueError, match=r"^Expected condition=None"):
         sampler.decode(z, condition=one_hot([1, 2, 3]))
+
+
+@pytest.fixture(scope="module")
+def conv_int8_sampler(tmp_path_factory):
+    """The int8 file of a convolutional VAE, untrained."""
+    vae = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM)
+    vae.build((None, 28, 28, 1))
+    path = tmp_path_factory.mktemp("conv") / "vae-int8.tflite"
+    return Sampler(export_tflite(vae, path, quantize="int8", allow_untrained=True))
+
+
+def test_empty_batches_give_empty_arrays(sampler, label_sampler, conv_int8_sampler):
+    # LiteRT failed to resize the int8 convolutions to 0 rows (a RuntimeError).
+    for model in (sampler, conv_int8_sampler):
+        assert model.decode(np.zeros((0, LATENT_DIM))).shape == (0, 28, 28, 1)
+        assert model.decode(np.ones((2, LATENT_DIM))).shape == (2, 28, 28, 1)
+    no_condition = np.zeros((0, NUM_CLASSES), "float32")
+    images, z = label_sampler.sample(0, 3, no_condition, return_latent=True)
+    assert images.shape == (0, 28, 28, 1) and z.shape == (0, LATENT_DIM)
+    assert label_sampler.decode(np.zeros((0, LATENT_DIM)), no_condition).shape == (0, 28, 28, 1)
 
 
 def test_conditions(cvae, label_sampler):
