@@ -2,9 +2,11 @@
 
 import tensorflow as tf
 
+from keras_vae.export.validation import check_exportable
 from keras_vae.models import ConditionalVAE
 
 MAX_NUM_SAMPLES = 4096
+FUNCTIONS = ("decode", "sample", "encode", "reconstruct")
 SEED_DTYPE = tf.int32
 
 
@@ -46,13 +48,19 @@ class ServingModule(tf.Module):
         functions: sequence of str. The functions to build, among `decode`,
             `sample`, `encode` and `reconstruct`. Defaults to all four.
 
+    Raises:
+        ValueError: for a model that is not a built, exportable keras-vae
+            model (see `check_exportable`), or an unknown function name.
+
     Example:
 
     >>> module = ServingModule(vae)  # doctest: +SKIP
     >>> tf.saved_model.save(module, path, signatures=module.signatures())  # doctest: +SKIP
     """
 
-    def __init__(self, model, functions=("decode", "sample", "encode", "reconstruct")):
+    def __init__(self, model, functions=FUNCTIONS):
+        check_exportable(model, allow_untrained=True)
+        _check_names("functions", functions, FUNCTIONS)
         super().__init__(name="keras_vae_serving")
         self.conditional = isinstance(model, ConditionalVAE)
         self.latent_dim = int(model.latent_dim)
@@ -72,11 +80,20 @@ class ServingModule(tf.Module):
 
     def signatures(self, names=("serving_default", "sample", "encode", "reconstruct")):
         """Concrete functions keyed by signature name; `serving_default` is `decode`."""
+        _check_names("names", names, ("serving_default", *self.function_names))
         functions = {}
         for name in names:
             function = getattr(self, "decode" if name == "serving_default" else name)
             functions[name] = function.get_concrete_function()
         return functions
+
+
+def _check_names(argument, names, known):
+    if isinstance(names, str) or not set(names) <= set(known):
+        raise ValueError(
+            f"Expected {argument} to be a sequence of names among {known}. "
+            f"Received: {argument}={names!r}"
+        )
 
 
 def _check_scalar(tensor, name):
