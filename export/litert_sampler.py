@@ -384,8 +384,15 @@ def _make_parent(path):
     os.makedirs(folder, exist_ok=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad argument in one line, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="litert_sampler",
         description="Generate images with a keras-vae .tflite model (numpy and LiteRT only).",
     )

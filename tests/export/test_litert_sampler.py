@@ -179,6 +179,22 @@ def test_command_line_errors_are_one_line(vae_tflite, tmp_path, capsys, extra, m
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seed", "1.5"], "argument --seed: invalid int value: '1.5'"),
+        (["--num-samples", "many"], "argument --num-samples: invalid int value: 'many'"),
+        (["--colour"], "unrecognized arguments: --colour"),
+    ],
+)
+def test_command_line_bad_arguments_are_one_line(vae_tflite, tmp_path, capsys, extra, message):
+    argv = [vae_tflite[None], "--output", str(tmp_path / "out.npy"), *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        litert_sampler.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"litert_sampler: error: {message}\n"
+
+
 def test_command_line_output_under_a_file_or_at_a_folder(vae_tflite, tmp_path, capsys):
     (tmp_path / "a.png").write_text("a file")
     (tmp_path / "folder.npy").mkdir()
