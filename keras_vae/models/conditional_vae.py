@@ -73,7 +73,9 @@ class ConditionalVAE(ELBOModel):
             helpers. Defaults to `None`.
         image_shape: tuple of ints or `None`. Shape of the full image for the
             completion conditions, kept to reassemble completions.
-        beta: float. Weight of the KL term. Defaults to `1.0`.
+        beta: float. Weight of the KL term; the `beta` attribute can be
+            changed later, also during `fit` (see
+            `keras_vae.callbacks.BetaScheduler`). Defaults to `1.0`.
         gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
             draws in the loss (the hybrid objective above). Defaults to
             `0.0`, the conditional ELBO alone.

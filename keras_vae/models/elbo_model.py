@@ -76,7 +76,8 @@ class ELBOModel(keras.Model):
     `test_step`, with one `keras.metrics.Mean` per term, reset every epoch.
 
     Args:
-        beta: float. Weight of the KL term in the loss. Defaults to `1.0`.
+        beta: float. Weight of the KL term in the loss, held in a weight
+            that the `beta` property reads and sets. Defaults to `1.0`.
         seed: int or `None`. Seed of the generator that draws the latent
             samples during training. Defaults to `None`.
         **kwargs: Base `keras.Model` keyword arguments.

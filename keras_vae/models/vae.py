@@ -52,7 +52,8 @@ class VAE(ELBOModel):
         prior: `tfd.Distribution` or `None`. P(z), with event shape
             `[latent_dim]`. Defaults to a standard normal.
         beta: float. Weight of the KL term in the loss (beta-VAE). Defaults
-            to `1.0`, the ELBO.
+            to `1.0`, the ELBO. The `beta` attribute can be changed later,
+            also during `fit` (a KL warm-up: `keras_vae.callbacks.BetaScheduler`).
         objective: str. `"elbo"` or `"iwae"`, the importance-weighted bound
             of Burda et al. (2016) with `num_samples` samples, whose loss is
             the negated bound. Defaults to `"elbo"`.
