@@ -175,7 +175,8 @@ def main():
         size = args.train_size[min(index, len(args.train_size) - 1)]
         x = binarize(images[:size])
         contenders, jit_choice = keras_contenders(architecture, args.latent_dim, x, args.batch_size)
-        theirs, torch_version = torch_contenders(architecture, args.latent_dim, x, args.batch_size)
+        theirs, version = torch_contenders(architecture, args.latent_dim, x, args.batch_size)
+        torch_version = version or "no torch"
         contenders.update(theirs)
         for fn in contenders.values():
             fn()  # warm-up: tracing, compilation, allocator
