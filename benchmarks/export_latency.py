@@ -138,8 +138,8 @@ def main():
         name = f"TFLite {mode or 'float32'}"
         rows.append((name, os.path.getsize(tflite[mode]), measure(decode), measure(sample)))
 
-    images, _ = mnist_arrays("test")
-    x = binarize(images[: args.eval_size], args.seed + 1)
+    images, _ = mnist_arrays(f"test[:{args.eval_size}]")
+    x = binarize(images, args.seed + 1)
     posterior = model.encode(tf.constant(x))
     z = posterior.sample(seed=[args.seed, 0]).numpy()
     kl = tfp.distributions.kl_divergence(posterior, model.prior).numpy()

@@ -168,7 +168,7 @@ def main():
         help="Training images per epoch, one per architecture (the last repeats).",
     )
     args = parser.parse_args()
-    images, _ = mnist_arrays("train")
+    images, _ = mnist_arrays(f"train[:{max(args.train_size)}]")
 
     lines, torch_version = [], "no torch"
     for index, architecture in enumerate(args.architecture):
