@@ -176,7 +176,7 @@ def observed_part_accuracy(train_x, train_labels, test_binary, test_labels, cond
 
 def completion_part(classifier, train_raw, train_labels, test_x, test_labels, args, condition):
     """Completion from `condition`: CVAEs at each temperature against the regressor."""
-    n = args.completion_images
+    n = min(args.completion_images, len(test_x))
     originals, truth = test_x[:n], test_labels[:n]
     binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
     observed, _ = data.split_image(binary, condition)
@@ -294,10 +294,24 @@ def main():
         choices=["top-half", "center-column"],
         help="Which part is observed in the completion part.",
     )
+    parser.add_argument(
+        "--train-images", type=int, metavar="N", help="Train on the first N images (default: all)."
+    )
+    parser.add_argument(
+        "--test-images",
+        type=int,
+        metavar="N",
+        help="Score on the first N test images (default: all; completion uses at most "
+        "--completion-images of them).",
+    )
     args = parser.parse_args()
     setup_tfds_dir()
-    train_raw, train_labels = data.load_images("mnist", "train")
-    test_raw, test_labels = data.load_images("mnist", "test")
+    splits = [
+        name if count is None else f"{name}[:{count}]"
+        for name, count in (("train", args.train_images), ("test", args.test_images))
+    ]
+    train_raw, train_labels = data.load_images("mnist", splits[0])
+    test_raw, test_labels = data.load_images("mnist", splits[1])
     train_x, test_x = data.scale_images(train_raw), data.scale_images(test_raw)
 
     classifier, accuracy = train_classifier(
@@ -308,6 +322,8 @@ def main():
         f"{accuracy:.4f}.",
         "",
     ]
+    if splits != ["train", "test"]:
+        lines[0] = f"Data: MNIST {splits[0]} and {splits[1]}. " + lines[0]
     if "label" in args.parts:
         lines += label_part(classifier, train_raw, train_labels, test_x, test_labels, args.epochs)
     if "completion" in args.parts:

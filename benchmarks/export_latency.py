@@ -50,9 +50,9 @@ BATCHES = (1, 64)
 CLIP = 1e-6
 
 
-def train_model(latent_dim, epochs, seed):
+def train_model(latent_dim, epochs, seed, train_images=None):
     keras.utils.set_random_seed(seed)
-    images, _ = mnist_arrays("train")
+    images, _ = mnist_arrays("train" if train_images is None else f"train[:{train_images}]")
     model = build_vae("mlp", (28, 28, 1), latent_dim=latent_dim, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(binarize(images, seed), batch_size=128, epochs=epochs, verbose=0)
@@ -94,6 +94,9 @@ def main():
     parser.add_argument("--model", default=None, help="A trained .keras VAE; else train one.")
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument(
+        "--train-images", type=int, metavar="N", help="Train on the first N images (default: all)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=300, help="Timed calls per measurement.")
     parser.add_argument("--warmup", type=int, default=30)
@@ -104,8 +107,10 @@ def main():
     if args.model:
         model, source = load_model(args.model), f"`{args.model}`"
     else:
-        model = train_model(args.latent_dim, args.epochs, args.seed)
+        model = train_model(args.latent_dim, args.epochs, args.seed, args.train_images)
         source = f"MLP VAE, latent {args.latent_dim}, trained {args.epochs} epoch(s) here"
+        if args.train_images is not None:
+            source += f" on MNIST train[:{args.train_images}]"
     latent_dim = model.latent_dim
     folder = tempfile.mkdtemp(prefix="export_latency_")
     saved_model = export_saved_model(model, os.path.join(folder, "saved_model"))

@@ -26,6 +26,7 @@ from benchmarks.likelihood import (  # noqa: E402
     build,
     checkpoints,
     load_mnist,
+    train_split,
 )
 from keras_vae import data  # noqa: E402
 from keras_vae.evaluation import log_likelihood  # noqa: E402
@@ -40,13 +41,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument(
+        "--train-images", type=int, metavar="N", help="Train on the first N images (default: all)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--output", default="runs/likelihood")
     args = parser.parse_args()
     setup_tfds_dir()
 
-    train_images, test = load_mnist(args.test_images, args.seed)
+    train_images, test = load_mnist(args.test_images, args.seed, args.train_images)
     os.makedirs(args.output, exist_ok=True)
     stem = f"{args.run}-from-{os.path.splitext(os.path.basename(args.init))[0]}"
     prefix = os.path.join(args.output, f"{stem}-checkpoint")
@@ -95,7 +99,8 @@ def main():
     record(
         "IWAE fine-tuned with a larger K (MNIST, one stochastic layer)",
         [
-            f"Weights of `--init` trained on dynamically binarized MNIST train with the "
+            "Weights of `--init` trained on dynamically binarized MNIST "
+            f"{train_split(args.train_images)} with the "
             f"{args.run} objective for the epochs given, batch {args.batch_size}, Adam "
             f"(learning rate {args.learning_rate:g}, epsilon 1e-4, fresh state). Not the "
             "paper's protocol, which trains with this objective from the start. NLL = -log "

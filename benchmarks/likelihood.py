@@ -65,12 +65,18 @@ def build(run, seed):
     )
 
 
-def load_mnist(test_images, seed):
-    """MNIST train images (uint8, binarized per epoch later) and the first
-    `test_images` test images binarized once with `seed`."""
-    train_images, _ = data.load_images("mnist", "train")
+def load_mnist(test_images, seed, train_images=None):
+    """MNIST train images (uint8, binarized per epoch later; the first
+    `train_images`, or all) and the first `test_images` test images binarized
+    once with `seed`."""
+    train_images, _ = data.load_images("mnist", train_split(train_images))
     test, _ = data.load_images("mnist", f"test[:{test_images}]")
     return train_images, data.binarize_static(test, seed=seed)
+
+
+def train_split(train_images):
+    """The TFDS split that `load_mnist` trains on, for the record."""
+    return "train" if train_images is None else f"train[:{train_images}]"
 
 
 def paper_schedule(stages):
@@ -143,6 +149,9 @@ def main():
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument(
+        "--train-images", type=int, metavar="N", help="Train on the first N images (default: all)."
+    )
+    parser.add_argument(
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -165,7 +174,7 @@ def main():
     )
     args = parser.parse_args()
     setup_tfds_dir()
-    train_images, test = load_mnist(args.test_images, args.seed)
+    train_images, test = load_mnist(args.test_images, args.seed, args.train_images)
     os.makedirs(args.output, exist_ok=True)
 
     rows = []
@@ -239,7 +248,8 @@ def main():
     record(
         "Test log-likelihood against the IWAE paper (MNIST, one stochastic layer)",
         [
-            f"Dynamically binarized MNIST train, batch {args.batch_size}, Adam (epsilon 1e-4) "
+            f"Dynamically binarized MNIST {train_split(args.train_images)}, batch "
+            f"{args.batch_size}, Adam (epsilon 1e-4) "
             "on the paper's schedule truncated to the given stages; "
             f"`jit_compile={jit}`. NLL = -log p(x) from K={args.importance_samples} "
             f"importance samples on MNIST test[:{args.test_images}] binarized once "
