@@ -1,0 +1,309 @@
+"""Smoke tests of the benchmark scripts: each `main()` on a tiny slice of MNIST.
+
+Every test runs one script's command line through training, evaluation and
+`benchmarks.common.record`, with `RESULTS.md` and all output folders under
+`tmp_path`, then reads back the recorded block: its title, its command and
+its tables, whose figures must be finite and in a sane range.
+"""
+
+import math
+import re
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import (
+    common,
+    cvae_quality,
+    eval_speed,
+    export_latency,
+    iwae_finetune,
+    kl_warmup,
+    likelihood,
+    scaling,
+    train_quality,
+    train_throughput,
+)
+from keras_vae.models.presets import build_vae
+
+# The largest NLL or -ELBO an MNIST model can sanely give: 784 pixels at
+# probability 1e-6 each would be over 10,000 nats; an untrained one gives about 550.
+MAX_NATS = 1000.0
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch, tfds_data_dir):
+    """`record` writes to a tmp `RESULTS.md`; relative default outputs go under tmp_path."""
+    path = tmp_path / "RESULTS.md"
+    monkeypatch.setattr(common, "RESULTS", path)
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+def run(monkeypatch, module, *args):
+    """Runs `python -m benchmarks.<module> ARGS` in this process."""
+    script = common.REPO_ROOT / "benchmarks" / f"{module.__name__.split('.')[-1]}.py"
+    monkeypatch.setattr(sys, "argv", [str(script), *map(str, args)])
+    module.main()
+
+
+def recorded(path, module, title):
+    """The one block in `path`: checks its title and command, returns its text."""
+    text = path.read_text()
+    assert text.count("\n## ") + text.startswith("## ") == 1, text
+    assert text.startswith(f"## {title}"), text
+    name = module.__name__.split(".")[-1]
+    assert f"- command: `python -m benchmarks.{name} " in text
+    assert not re.search(r"\b(nan|inf)\b", text, re.IGNORECASE), text
+    return text
+
+
+def tables(text):
+    """The markdown tables of `text`: a list of tables, each a list of {header: cell}."""
+    found, lines = [], text.splitlines()
+    for index, line in enumerate(lines):
+        if re.fullmatch(r"\|( -*-+:? \|)+", line):
+            header = [cell.strip() for cell in lines[index - 1].strip("|").split("|")]
+            rows = []
+            for row in lines[index + 1 :]:
+                if not row.startswith("|"):
+                    break
+                cells = [cell.strip() for cell in row.strip("|").split("|")]
+                assert len(cells) == len(header), row
+                rows.append(dict(zip(header, cells, strict=True)))
+            assert rows, header
+            found.append(rows)
+    return found
+
+
+def number(cell):
+    """The first number in a cell ("1,234", "-97.57", "**0.981**", "19 of 50"), finite."""
+    match = re.search(r"[-+]?\d[\d,]*(\.\d+)?", cell)
+    assert match, cell
+    value = float(match.group().replace(",", ""))
+    assert math.isfinite(value), cell
+    return value
+
+
+@pytest.fixture
+def trained_vae(tmp_path):
+    """A `.keras` MLP VAE (latent 4) fitted for one step on random binary images."""
+    keras.utils.set_random_seed(0)
+    model = build_vae("mlp", (28, 28, 1), latent_dim=4, seed=0)
+    model.compile(optimizer="adam")
+    images = (np.random.default_rng(0).random((32, 28, 28, 1)) < 0.2).astype("float32")
+    model.fit(images, batch_size=32, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_eval_speed(results, monkeypatch, trained_vae):
+    run(
+        monkeypatch, eval_speed,
+        "--model", trained_vae, "--num-images", 20, "--importance-samples", 1, 4,
+        "--batch-size", 10,
+    )  # fmt: skip
+    text = recorded(results, eval_speed, "Importance-weighted log-likelihood")
+    (rows,) = tables(text)
+    assert [number(row["K"]) for row in rows] == [1, 4]
+    for row in rows:
+        nll, elbo = number(row["NLL (nats)"]), number(row["ELBO (nats)"])
+        assert 0 < nll < MAX_NATS and -MAX_NATS < elbo < 0
+        assert row["active units"].endswith("of 4")
+    # With K = 1 the estimate is the ELBO itself (up to the sample drawn).
+    assert number(rows[0]["NLL (nats)"]) == pytest.approx(-number(rows[0]["ELBO (nats)"]), rel=0.1)
+
+
+def test_scaling(results, monkeypatch):
+    run(
+        monkeypatch, scaling,
+        "--sizes", 128, "--latent-dims", 2, "--batch-size", 64, "--rounds", 1,
+    )  # fmt: skip
+    text = recorded(results, scaling, "Training cost against dataset size and latent size (mlp)")
+    (rows,) = tables(text)
+    settings = [(number(row["training images"]), number(row["latent dim"])) for row in rows]
+    assert settings == [(128, 50), (128, 2)]
+    for row in rows:
+        assert number(row["seconds per epoch"]) >= 0 and number(row["images/s"]) > 0
+
+
+def test_train_throughput_without_torch(results, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    run(
+        monkeypatch, train_throughput,
+        "--architecture", "mlp", "--latent-dim", 4, "--batch-size", 64, "--rounds", 1,
+        "--train-size", 256,
+    )  # fmt: skip
+    text = recorded(results, train_throughput, "Training throughput")
+    (rows,) = tables(text)
+    rates = {row["contender"]: row for row in rows}
+    assert {
+        "keras_vae.VAE",
+        "keras_vae.VAE, mixed_bfloat16",
+        train_throughput.REFERENCE,
+        train_throughput.FLOOR,
+    } <= set(rates)
+    for row in rows:
+        assert number(row["images/s"]) > 0
+        assert number(row[f"ratio to {train_throughput.REFERENCE}"]) > 0
+    assert number(rates[train_throughput.REFERENCE][f"ratio to {train_throughput.REFERENCE}"]) == 1
+    assert {row[f"ratio to {train_throughput.TORCH}"] for row in rows} == {"n/a"}
+    assert text.rstrip().endswith(", no torch.")
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_torch_contenders():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    x = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.2).astype("float32")
+    for architecture in ("mlp", "conv"):
+        contenders, version = train_throughput.torch_contenders(architecture, 4, x, 16)
+        assert set(contenders) == {train_throughput.TORCH, "PyTorch bfloat16 autocast"}
+        assert version.startswith(f"torch {torch.__version__}")
+        for run_one_epoch in contenders.values():
+            assert 0 < run_one_epoch() < MAX_NATS  # the last batch's loss
+
+
+def test_train_quality(results, monkeypatch, tmp_path):
+    output = tmp_path / "quality"
+    run(
+        monkeypatch, train_quality,
+        "--latent-dim", 4, "--epochs", 1, "--train-split", "train[:256]",
+        "--test-split", "test[:100]", "--output", output, "--copy-samples", tmp_path / "s.png",
+    )  # fmt: skip
+    text = recorded(results, train_quality, "Test ELBO: mlp VAE, latent 4, 1 epochs")
+    assert "Splits: MNIST train[:256] and test[:100]." in text
+    (rows,) = tables(text)
+    assert [row["split"] for row in rows] == ["train", "test"]
+    for row in rows:
+        elbo, reconstruction, kl = (number(row[k]) for k in ("ELBO", "reconstruction", "KL"))
+        assert -MAX_NATS < elbo < 0 and kl >= 0
+        assert elbo == pytest.approx(reconstruction - kl, abs=0.02)
+    assert (output / "model.keras").is_file() and (tmp_path / "s.png").is_file()
+
+
+def test_kl_warmup(results, monkeypatch):
+    run(
+        monkeypatch, kl_warmup,
+        "--latent-dim", 4, "--epochs", 1, "--warmup-epochs", 1, "--importance-samples", 4,
+        "--test-images", 20, "--train-split", "train[:256]", "--test-split", "test[:100]",
+    )  # fmt: skip
+    text = recorded(results, kl_warmup, "KL warm-up: mlp VAE, latent 4, 1 epochs")
+    ((row,),) = tables(text)
+    assert row["warm-up epochs"] == "1"
+    assert -MAX_NATS < number(row["test ELBO"]) < 0 < number(row["NLL"]) < MAX_NATS
+    assert number(row["test KL"]) >= 0 and row["active units"].endswith("of 4")
+
+
+def test_likelihood(results, monkeypatch, tmp_path):
+    output = tmp_path / "likelihood"
+    args = [
+        "--runs", "iwae5", "--stages", 1, "--batch-size", 64, "--train-images", 128,
+        "--importance-samples", 4, "--test-images", 20, "--output", output,
+    ]  # fmt: skip
+    run(monkeypatch, likelihood, *args)
+    text = recorded(results, likelihood, "Test log-likelihood against the IWAE paper")
+    assert "MNIST train[:128]" in text
+    ((row,),) = tables(text)
+    assert row["run"] == "iwae5" and row["epochs"] == "1 (1 stages)"
+    assert number(row["train min"]) >= 0
+    assert 0 < number(row["NLL"]) < MAX_NATS and 0 < number(row["-ELBO"]) < MAX_NATS
+    assert number(row["gap"]) == pytest.approx(number(row["NLL"]) - number(row["paper NLL"]))
+    assert (output / "iwae5-1stages.keras").is_file()
+
+    # --reuse scores the saved model again without training.
+    results.unlink()
+    run(monkeypatch, likelihood, *args, "--reuse")
+    ((reused,),) = tables(recorded(results, likelihood, "Test log-likelihood"))
+    assert reused["train min"] == "reused" and reused["NLL"] == row["NLL"]
+
+
+@pytest.fixture
+def iwae5_model(tmp_path):
+    """`benchmarks.likelihood`'s IWAE K=5 model, untrained, saved as iwae5-0stages.keras."""
+    keras.utils.set_random_seed(0)
+    model = likelihood.build("iwae5", 0)
+    model.build((None, 28, 28, 1))
+    path = tmp_path / "iwae5-0stages.keras"
+    model.save(path)
+    return path
+
+
+def test_iwae_finetune(results, monkeypatch, tmp_path, iwae5_model):
+    output = tmp_path / "finetune"
+    run(
+        monkeypatch, iwae_finetune,
+        "--init", iwae5_model, "--run", "iwae50", "--epochs", 1, "--batch-size", 64,
+        "--train-images", 128, "--importance-samples", 4, "--test-images", 20,
+        "--checkpoint-every", 1, "--output", output,
+    )  # fmt: skip
+    text = recorded(results, iwae_finetune, "IWAE fine-tuned with a larger K")
+    ((row,),) = tables(text)
+    assert row["run"] == "iwae50" and row["extra epochs"] == "1"
+    assert 0 < number(row["NLL"]) < MAX_NATS and 0 < number(row["-ELBO"]) < MAX_NATS
+    assert row["active units"].endswith("of 50")
+    assert (output / "iwae50-from-iwae5-0stages-1.keras").is_file()
+    assert (output / "iwae50-from-iwae5-0stages-checkpoint-1.keras").is_file()
+
+
+def test_export_latency(results, monkeypatch, tmp_path):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    run(
+        monkeypatch, export_latency,
+        "--latent-dim", 4, "--train-images", 256, "--runs", 2, "--warmup", 1, "--eval-size", 20,
+    )  # fmt: skip
+    text = recorded(results, export_latency, "Export: latency, size and quantization cost")
+    assert "trained 1 epoch(s) here on MNIST train[:256]" in text
+    (rows,) = tables(text)
+    assert [row["export"] for row in rows] == [
+        "Keras decode, eager",
+        "Keras decode, tf.function",
+        "SavedModel `serving_default`",
+        *(f"TFLite {mode or 'float32'}" for mode in export_latency.QUANTIZE),
+    ]
+    reference = number(rows[0]["test ELBO"])
+    assert -MAX_NATS < reference < 0
+    for row in rows:
+        assert number(row["decode 1 (µs)"]) > 0 and number(row["decode 64 (µs)"]) > 0
+    for row in rows[3:]:
+        assert number(row["size"]) > 0
+        assert number(row["sample 1 (µs)"]) > 0 and number(row["sample 64 (µs)"]) > 0
+        assert number(row["test ELBO"]) == pytest.approx(reference, abs=5)
+    assert abs(number(rows[3]["ELBO cost (nats)"])) < 0.01  # float32 decodes as Keras does
+    assert list(tmp_path.glob("export_latency_*/saved_model"))
+
+
+def test_cvae_quality(results, monkeypatch, tmp_path):
+    classifier = tmp_path / "classifier.keras"
+    run(
+        monkeypatch, cvae_quality,
+        "--epochs", 1, "--classifier-epochs", 1, "--classifier", classifier,
+        "--observed-classifier-epochs", 1, "--completion-images", 50, "--completions", 2,
+        "--temperatures", 1, "--gsnn-weights", 0.1, "--train-images", 512,
+        "--test-images", 200,
+    )  # fmt: skip
+    text = recorded(results, cvae_quality, "Conditional VAE on MNIST: generation and completion")
+    assert text.count("Data: MNIST train[:512] and test[:200].") == 1
+    accuracy = float(re.search(r"test accuracy (\S+)\.", text).group(1))
+    assert 0.3 < accuracy <= 1  # well above chance even after one epoch on 512 images
+    label, completion = tables(text)
+    assert [row["prior"] for row in label] == ["standard, latent 4", "learned, latent 8"]
+    for row in label:
+        shares = [number(row[str(k)]) for k in range(10)]
+        assert all(0 <= share <= 1 for share in shares)
+        assert number(row["all"]) == pytest.approx(sum(shares) / 10, abs=0.01)
+        assert number(row["diversity"]) > 0
+    assert [row["completer"] for row in completion] == [
+        "CVAE, gsnn_weight 0.1, temperature 1",
+        "deterministic regressor",
+    ]
+    for row in completion:
+        for column in list(row)[1:3]:
+            assert 0 <= number(row[column]) <= 1
+        assert 0 <= number(row["pixel entropy"]) <= 1
+    assert "the first 50 test images, 2 completions each" in text
+    assert re.search(r"top half alone \(missing pixels zeroed\) labels 0\.\d{3} ", text)
+    assert classifier.is_file()
