@@ -61,4 +61,4 @@ def torch_epoch(model, optimizer, x, batch_size, autocast=False):
             loss = model.loss(x[index])
         loss.backward()
         optimizer.step()
-    return float(loss)
+    return float(loss.detach())
