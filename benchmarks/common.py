@@ -20,6 +20,23 @@ def setup_tfds_dir():
         os.environ["TFDS_DATA_DIR"] = str(SHARED_TFDS)
 
 
+def add_split_args(parser):
+    """`--train-split` and `--test-split`, as `keras-vae train` takes them."""
+    parser.add_argument(
+        "--train-split", default="train", help="TFDS split to train on, e.g. 'train[:1000]'."
+    )
+    parser.add_argument(
+        "--test-split", default="test", help="TFDS split for the test ELBO, e.g. 'test[:500]'."
+    )
+
+
+def splits_note(args):
+    """A sentence naming the splits for the record, or "" for the whole of MNIST."""
+    if (args.train_split, args.test_split) == ("train", "test"):
+        return ""
+    return f" Splits: MNIST {args.train_split} and {args.test_split}."
+
+
 def mnist_arrays(split="train"):
     """MNIST images float32 [N, 28, 28, 1] in [0, 1] and labels."""
     setup_tfds_dir()

@@ -14,7 +14,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.common import record, setup_tfds_dir  # noqa: E402
+from benchmarks.common import add_split_args, record, setup_tfds_dir, splits_note  # noqa: E402
 from keras_vae import data  # noqa: E402
 from keras_vae.evaluation import log_likelihood  # noqa: E402
 from keras_vae.tasks import train_model  # noqa: E402
@@ -29,12 +29,7 @@ def main():
     parser.add_argument("--importance-samples", type=int, default=1000)
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--train-split", default="train", help="TFDS split to train on, e.g. 'train[:1000]'."
-    )
-    parser.add_argument(
-        "--test-split", default="test", help="TFDS split for the test ELBO, e.g. 'test[:500]'."
-    )
+    add_split_args(parser)
     args = parser.parse_args()
     setup_tfds_dir()
     images, _ = data.load_images("mnist", f"test[:{args.test_images}]")
@@ -61,9 +56,6 @@ def main():
             f"{minutes:.1f} |"
         )
         print(rows[-1], flush=True)
-    splits = ""
-    if (args.train_split, args.test_split) != ("train", "test"):
-        splits = f" Splits: MNIST {args.train_split} and {args.test_split} (the test ELBO's)."
     record(
         f"KL warm-up: {args.architecture} VAE, latent {args.latent_dim}, {args.epochs} epochs",
         [
@@ -72,7 +64,8 @@ def main():
             "in the first W epochs, then 1. Test ELBO on all test images (binarized with "
             f"seed + 1); NLL with K = {args.importance_samples} importance samples and active "
             "units (posterior-mean variance across images above 0.01) on "
-            f"test[:{args.test_images}] binarized with seed 0. Nats per example." + splits,
+            f"test[:{args.test_images}] binarized with seed 0. Nats per example."
+            + splits_note(args),
             "",
             "| warm-up epochs | test ELBO | NLL | test KL | active units | train min |",
             "| ---: | ---: | ---: | ---: | ---: | ---: |",

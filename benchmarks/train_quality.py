@@ -14,7 +14,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.common import record, setup_tfds_dir  # noqa: E402
+from benchmarks.common import add_split_args, record, setup_tfds_dir, splits_note  # noqa: E402
 from keras_vae.tasks import train_model  # noqa: E402
 
 
@@ -24,12 +24,7 @@ def main():
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--train-split", default="train", help="TFDS split to train on, e.g. 'train[:1000]'."
-    )
-    parser.add_argument(
-        "--test-split", default="test", help="TFDS split for the test ELBO, e.g. 'test[:500]'."
-    )
+    add_split_args(parser)
     parser.add_argument("--output", default="runs/benchmark-quality")
     parser.add_argument("--copy-samples", default=None, help="Also copy samples.png here.")
     args = parser.parse_args()
@@ -50,14 +45,11 @@ def main():
     if args.copy_samples:
         shutil.copy(os.path.join(args.output, "samples.png"), args.copy_samples)
     test, train = metrics["test"], metrics["train"]
-    splits = ""
-    if (args.train_split, args.test_split) != ("train", "test"):
-        splits = f" Splits: MNIST {args.train_split} and {args.test_split}."
     record(
         f"Test ELBO: {args.architecture} VAE, latent {args.latent_dim}, {args.epochs} epochs",
         [
             "Dynamically binarized MNIST, batch 128, Adam 1e-3; the test split is scored on one "
-            "fixed binarization (seed + 1). Per example, in nats." + splits,
+            "fixed binarization (seed + 1). Per example, in nats." + splits_note(args),
             "",
             "| split | ELBO | reconstruction | KL |",
             "| --- | ---: | ---: | ---: |",
