@@ -173,6 +173,7 @@ def _check_saved_model(model, path, reference):
         )
     signatures = tf.saved_model.load(path).signatures
     inputs = {k: tf.constant(v) for k, v in reference["decode_inputs"].items()}
+    _check_decode_inputs(signatures["serving_default"], inputs, path)
     decoded = signatures["serving_default"](**inputs)["image"].numpy()
     sample_inputs = {
         "seed": tf.constant(reference["seed"], tf.int32),
@@ -193,6 +194,32 @@ def _check_saved_model(model, path, reference):
     result["tolerance"] = TOLERANCES[None]
     result["ok"] = worst <= TOLERANCES[None]
     return result
+
+
+def _check_decode_inputs(signature, inputs, path):
+    """Raises in one line unless `signature` (`serving_default`) takes `inputs`.
+
+    A SavedModel of another model (a VAE's for a CVAE, or another latent
+    size) would otherwise fail inside the call with TensorFlow's multi-line
+    binding or graph error.
+    """
+    specs = getattr(signature, "structured_input_signature", None)
+    if specs is None:  # not a concrete function (tests wrap them)
+        return
+    takes = {name: spec.shape for name, spec in specs[1].items()}
+    if set(takes) != set(inputs) or not all(
+        takes[name].is_compatible_with(value.shape) for name, value in inputs.items()
+    ):
+
+        def shapes(named):
+            return ", ".join(f"{k} {list(v)}" for k, v in sorted(named.items()))
+
+        given = {name: [None, *value.shape[1:]] for name, value in inputs.items()}
+        raise ValueError(
+            f"Expected a SavedModel of this model, whose decode takes {shapes(given)}. "
+            f"Received: saved_model_dir={path!r}, whose serving_default takes "
+            f"{shapes({k: v.as_list() for k, v in takes.items()})}"
+        )
 
 
 def _check_tflite(path, reference):

@@ -1,6 +1,7 @@
 """verify_export and format_report."""
 
 import os
+import re
 import types
 
 import pytest
@@ -44,6 +45,23 @@ def test_verify_catches_a_model_that_does_not_match(vae_saved_model, vae_tflite)
     assert report["tflite"]["decode_max_abs_diff"] > 1e-3
     text = format_report(report)
     assert "MISMATCH" in text and text.splitlines()[-1].endswith("an export does not match")
+
+
+def test_verify_refuses_a_saved_model_of_another_model_in_one_line(
+    vae, cvae, vae_saved_model, cvae_saved_model, vae_tflite
+):
+    smaller = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM - 1, seed=5)
+    smaller.build((None, 28, 28, 1))
+    z, both = rf"z \[None, {LATENT_DIM}\]", rf"condition \[None, 10\], z \[None, {LATENT_DIM}\]"
+    cases = [
+        (cvae, vae_saved_model, rf"decode takes {both}\. Received: .* takes {z}$"),
+        (vae, cvae_saved_model, rf"decode takes {z}\. Received: .* takes {both}$"),
+        (smaller, vae_saved_model, rf"z \[None, {LATENT_DIM - 1}\]\. Received: .* takes {z}$"),
+    ]
+    for model, path, detail in cases:
+        with pytest.raises(ValueError, match=r"^Expected a SavedModel of this model") as error:
+            verify_export(model, saved_model_dir=path, tflite_path=vae_tflite[None])
+        assert re.search(detail, str(error.value)) and "\n" not in str(error.value)
 
 
 def _shift_saved_model_signature(monkeypatch, name, shift):
