@@ -3,6 +3,7 @@
 import keras
 
 from keras_vae.layers.distribution_layer import check_positive_float
+from keras_vae.models.elbo_model import ELBOModel
 from keras_vae.models.validation import check_positive_int
 
 
@@ -43,14 +44,14 @@ class BetaScheduler(keras.callbacks.Callback):
         self.verbose = verbose
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not hasattr(self.model, "kl_weight"):
+        if not isinstance(self.model, ELBOModel):
             raise ValueError(
                 "Expected a keras_vae VAE or ConditionalVAE, which has a KL weight `beta`. "
                 f"Received: model={type(self.model).__name__}"
             )
         old = self.model.beta
         beta = self.schedule(epoch, old)
-        self.model.beta = check_positive_float("beta", beta, allow_zero=True)
+        self.model.beta = beta  # checked by the setter
         if self.verbose > 0 and beta != old:
             keras.utils.io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: BetaScheduler setting beta to {beta}."

@@ -118,8 +118,7 @@ def log_likelihood(
     batch_size = check_positive_int("batch_size", batch_size)
     if chunk_size is not None:
         chunk_size = check_positive_int("chunk_size", chunk_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected seed to be a non-negative integer. Received: seed={seed!r}")
+    check_positive_int("seed", seed, allow_zero=True)
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"Expected verbose to be 0, 1 or 2. Received: verbose={verbose!r}")
     conditional = _check_model(model)

@@ -170,10 +170,13 @@ def check_data(name, data, event_shape, unit_interval=False):
             )
 
 
-def check_positive_int(name, value):
-    """Raises unless `value` is a positive Python or numpy integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"Expected {name} to be a positive integer. Received: {name}={value!r}")
+def check_positive_int(name, value, allow_zero=False):
+    """Returns `value` as an int, or raises unless it is a positive (or, with
+    `allow_zero`, non-negative) Python or numpy integer."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or not (value >= 0 if allow_zero else value > 0):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"Expected {name} to be a {kind} integer. Received: {name}={value!r}")
     return int(value)
 
 

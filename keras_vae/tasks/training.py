@@ -179,16 +179,7 @@ def train_model(
         latent_dim = DEFAULT_LATENT_DIMS[model]
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
-    if (
-        isinstance(kl_warmup_epochs, bool)
-        or not isinstance(kl_warmup_epochs, numbers.Integral)
-        or kl_warmup_epochs < 0
-    ):
-        raise ValueError(
-            "Expected kl_warmup_epochs to be a non-negative integer. "
-            f"Received: kl_warmup_epochs={kl_warmup_epochs!r}"
-        )
-    kl_warmup_epochs = int(kl_warmup_epochs)
+    kl_warmup_epochs = check_positive_int("kl_warmup_epochs", kl_warmup_epochs, allow_zero=True)
     binarize_mode = None if binarize == "none" else binarize
     if likelihood is None:
         likelihood = "gaussian" if binarize_mode is None else "bernoulli"
