@@ -77,8 +77,9 @@ class ConditionalVAE(ELBOModel):
             changed later, also during `fit` (see
             `keras_vae.callbacks.BetaScheduler`). Defaults to `1.0`.
         gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
-            draws in the loss (the hybrid objective above). Defaults to
-            `0.0`, the conditional ELBO alone.
+            draws in the loss (the hybrid objective above); the
+            `gsnn_weight` attribute can be changed later, also during `fit`
+            from a callback. Defaults to `0.0`, the conditional ELBO alone.
         seed: int or `None`. Seed for the training samples.
         **kwargs: Base `keras.Model` keyword arguments.
 
@@ -119,12 +120,7 @@ class ConditionalVAE(ELBOModel):
     ):
         super().__init__(beta=beta, seed=seed, **kwargs)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.gsnn_weight = check_positive_float("gsnn_weight", gsnn_weight, allow_zero=True)
-        if self.gsnn_weight >= 1.0:
-            raise ValueError(
-                "Expected gsnn_weight to be in [0, 1) (1 would drop the ELBO and "
-                f"leave the encoder untrained). Received: gsnn_weight={gsnn_weight}"
-            )
+        self.gsnn_weight = gsnn_weight
         self.hidden_units = check_positive_int("hidden_units", hidden_units)
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
@@ -222,6 +218,34 @@ class ConditionalVAE(ELBOModel):
             return self.standard_prior
         hidden = self.prior_hidden(self.flatten(condition))
         return self.prior_head(self.prior_params(hidden))
+
+    @property
+    def gsnn_weight(self):
+        """float in [0, 1). The weight of the GSNN term in the loss.
+
+        Setting it changes the loss from the next training step on, also
+        inside `fit` (from a callback): the compiled steps hold it as a
+        constant, so they are traced again.
+        """
+        return self._gsnn_weight
+
+    @gsnn_weight.setter
+    def gsnn_weight(self, value):
+        value = check_positive_float("gsnn_weight", value, allow_zero=True)
+        if value >= 1.0:
+            raise ValueError(
+                "Expected gsnn_weight to be in [0, 1) (1 would drop the ELBO and "
+                f"leave the encoder untrained). Received: gsnn_weight={value}"
+            )
+        changed = value != getattr(self, "_gsnn_weight", value)
+        self._gsnn_weight = value
+        if changed:
+            # `fit` calls `self.train_function` at every step, so a function
+            # made again here is used from the next step on; `evaluate` makes
+            # its own when it finds none.
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+            self.test_function = None
 
     def call(self, condition, training=False):
         """The likelihood mean at the prior mean of z: the typical Y for X."""

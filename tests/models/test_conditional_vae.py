@@ -124,11 +124,14 @@ def test_learned_prior_kl_matches_tfp():
     assert not np.allclose(p.mean().numpy()[0], p.mean().numpy()[c[:, 0] != c[0, 0]][0])
 
 
-def test_hybrid_loss_equals_hand_computation():
-    # Near-zero posterior and prior scales make both draws their means, so the
-    # hybrid loss (Sohn et al., 2015) can be computed by hand; beta=0 keeps the
-    # (then huge) KL out of the loss.
-    weight = 0.3
+def deterministic_hybrid_cvae(weight):
+    """A learned-prior `tiny_cvae` whose posterior and prior draws are their means.
+
+    Near-zero posterior and prior scales make both draws their means, so the
+    hybrid loss (Sohn et al., 2015) can be computed by hand; beta=0 keeps the
+    (then huge) KL out of the loss. Returns the model and, per example of
+    `HAND_Y`, log P(Y|z, X) at the posterior's and at the prior's mean.
+    """
     cvae = tiny_cvae(prior="learned", gsnn_weight=weight, beta=0.0)
     rng = np.random.default_rng(2)
     raw_scale = -30.0
@@ -142,7 +145,6 @@ def test_hybrid_loss_equals_hand_computation():
         kernel[:, 2:] = 0.0
         params.set_weights([kernel, np.array([0.2, -0.3, raw_scale, raw_scale], "float32")])
     w, b = set_random_decoder(cvae, rng)
-    terms = {k: v.numpy() for k, v in cvae.compute_terms(HAND_C, HAND_Y).items()}
 
     def mean(hidden, params, inputs):
         h = np.maximum(inputs @ hidden.get_weights()[0] + hidden.get_weights()[1], 0.0)
@@ -155,10 +157,48 @@ def test_hybrid_loss_equals_hand_computation():
     )
     from_prior = bernoulli_log_likelihood(mean(cvae.prior_hidden, cvae.prior_params, HAND_C), w, b)
     assert np.abs(from_posterior - from_prior).min() > 0.1  # the two terms are told apart
+    return cvae, from_posterior, from_prior
+
+
+def test_hybrid_loss_equals_hand_computation():
+    weight = 0.3
+    cvae, from_posterior, from_prior = deterministic_hybrid_cvae(weight)
+    terms = {k: v.numpy() for k, v in cvae.compute_terms(HAND_C, HAND_Y).items()}
     np.testing.assert_allclose(terms["reconstruction"], from_posterior, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(
         terms["loss"], -(1 - weight) * from_posterior - weight * from_prior, rtol=1e-4, atol=1e-3
     )
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_gsnn_weight_set_during_fit_takes_effect(jit_compile):
+    # The compiled steps hold gsnn_weight as a constant: setting it (here from
+    # a callback, as a schedule would) must trace them again, inside `fit`
+    # and for a later `evaluate`. The learning rate is 0, so each epoch's
+    # loss is the hand-computed hybrid loss at that epoch's weight.
+    cvae, from_posterior, from_prior = deterministic_hybrid_cvae(0.0)
+    cvae.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
+    weights = [0.0, 0.3, 0.6, 0.6]
+
+    def set_weight(epoch, logs):
+        cvae.gsnn_weight = weights[epoch]
+
+    history = cvae.fit(
+        HAND_C,
+        HAND_Y,
+        batch_size=2,
+        epochs=len(weights),
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=set_weight)],
+    )
+    expected = [np.mean(-(1 - w) * from_posterior - w * from_prior) for w in weights]
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-4, atol=1e-3)
+    cvae.gsnn_weight = 0.2
+    loss = cvae.evaluate(HAND_C, HAND_Y, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(loss, np.mean(-0.8 * from_posterior - 0.2 * from_prior), rtol=1e-4)
+    with pytest.raises(ValueError, match="Received: gsnn_weight=1.0"):
+        cvae.gsnn_weight = 1
+    assert cvae.gsnn_weight == 0.2
 
 
 def test_hybrid_loss_trains_the_decoder_on_prior_draws():
