@@ -240,12 +240,7 @@ class ConditionalVAE(ELBOModel):
         changed = value != getattr(self, "_gsnn_weight", value)
         self._gsnn_weight = value
         if changed:
-            # `fit` calls `self.train_function` at every step, so a function
-            # made again here is used from the next step on; `evaluate` makes
-            # its own when it finds none.
-            if self.train_function is not None:
-                self.make_train_function(force=True)
-            self.test_function = None
+            self._trace_steps_again()
 
     def call(self, condition, training=False):
         """The likelihood mean at the prior mean of z: the typical Y for X."""

@@ -135,6 +135,17 @@ class ELBOModel(keras.Model):
         """`beta` if this model can train with it; subclasses raise otherwise."""
         return beta
 
+    def _trace_steps_again(self):
+        """Makes the compiled steps again after a change to what they hold as constants.
+
+        `fit` calls `self.train_function` at every step, so a function made
+        here is used from the next step on, also inside `fit` (a callback);
+        `evaluate` makes its own when it finds none.
+        """
+        if self.train_function is not None:
+            self.make_train_function(force=True)
+        self.test_function = None
+
     def kl_weight(self):
         """`beta` as a float32 scalar tensor, for the objective's graph."""
         return tf.convert_to_tensor(self._beta)

@@ -25,6 +25,14 @@ from keras_vae.ops import elbo as elbo_ops
 OBJECTIVES = ("elbo", "iwae")
 
 
+def _check_objective_beta(objective, beta):
+    if objective == "iwae" and beta != 1.0:
+        raise ValueError(
+            "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
+            f"Received: beta={beta}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(ELBOModel):
     """Variational autoencoder trained with `model.fit` on the ELBO.
@@ -59,7 +67,9 @@ class VAE(ELBOModel):
             the negated bound. Defaults to `"elbo"`.
         num_samples: int. Latent samples per example in the objective: the
             ELBO averages over them, the IWAE bound weights them. Defaults
-            to `1`.
+            to `1`. The `objective` and `num_samples` attributes can be
+            changed later, also during `fit` from a callback (e.g. to
+            fine-tune with a larger K).
         seed: int or `None`. Seed for the training samples. Defaults to `None`.
         **kwargs: Base `keras.Model` keyword arguments.
 
@@ -96,13 +106,8 @@ class VAE(ELBOModel):
     ):
         super().__init__(beta=beta, seed=seed, **kwargs)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.num_samples = check_positive_int("num_samples", num_samples)
-        if objective not in OBJECTIVES:
-            raise ValueError(
-                f"Expected objective to be one of {OBJECTIVES}. Received: objective={objective!r}"
-            )
+        self.num_samples = num_samples
         self.objective = objective
-        self._check_beta(self.beta)
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(
@@ -188,12 +193,43 @@ class VAE(ELBOModel):
         self._check_inputs(x)
         return keras.ops.convert_to_numpy(self(tf.convert_to_tensor(x, tf.float32)))
 
-    def _check_beta(self, beta):
-        if getattr(self, "objective", "elbo") == "iwae" and beta != 1.0:
+    @property
+    def objective(self):
+        """str. `"elbo"` or `"iwae"`, the bound trained on.
+
+        Setting it (or `num_samples`) changes the loss from the next training
+        step on, also inside `fit` (from a callback): the compiled steps hold
+        both as constants, so they are traced again.
+        """
+        return self._objective
+
+    @objective.setter
+    def objective(self, value):
+        if value not in OBJECTIVES:
             raise ValueError(
-                "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
-                f"Received: beta={beta}"
+                f"Expected objective to be one of {OBJECTIVES}. Received: objective={value!r}"
             )
+        _check_objective_beta(value, self.beta)
+        changed = value != getattr(self, "_objective", value)
+        self._objective = value
+        if changed:
+            self._trace_steps_again()
+
+    @property
+    def num_samples(self):
+        """int. Draws of z per example in the training objective (K)."""
+        return self._num_samples
+
+    @num_samples.setter
+    def num_samples(self, value):
+        value = check_positive_int("num_samples", value)
+        changed = value != getattr(self, "_num_samples", value)
+        self._num_samples = value
+        if changed:
+            self._trace_steps_again()
+
+    def _check_beta(self, beta):
+        _check_objective_beta(getattr(self, "objective", "elbo"), beta)
         return beta
 
     def compute_terms(self, x, y=None, training=False):

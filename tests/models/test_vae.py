@@ -310,6 +310,53 @@ def test_setting_beta_takes_effect_in_already_compiled_steps(compiled_with_xla):
     assert VAE.from_config(vae.get_config()).beta == 2.5
 
 
+@pytest.mark.parametrize("compiled_with_xla", [False, True])
+def test_setting_objective_and_num_samples_during_fit_takes_effect(compiled_with_xla):
+    # The compiled steps hold `objective` and `num_samples` as constants:
+    # setting them from a callback must trace the steps again. With K > 1 the
+    # IWAE loss is below -ELBO (the mean of the K one-sample ELBOs) by
+    # Jensen's inequality; the ELBO objective's loss is -ELBO exactly, and the
+    # K = 1 IWAE loss is -ELBO with a sampled KL (equal in expectation; over
+    # 2048 examples the difference is a few hundredths of a nat).
+    keras.utils.set_random_seed(0)
+    vae = tiny_vae(seed=0)
+    vae.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled_with_xla)
+    x = (np.random.default_rng(0).random((2048, 3)) < 0.5).astype("float32")
+    schedule = [("elbo", 1), ("iwae", 8), ("iwae", 1), ("iwae", 8), ("elbo", 8)]
+
+    def set_objective(epoch, logs):
+        vae.objective, vae.num_samples = schedule[epoch]
+
+    history = vae.fit(
+        x,
+        batch_size=2048,
+        epochs=len(schedule),
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=set_objective)],
+    ).history
+    gaps = -np.array(history["elbo"]) - np.array(history["loss"])
+    assert gaps[1] > 0.2 and gaps[3] > 0.2, gaps
+    assert abs(gaps[2]) < 0.1, gaps
+    np.testing.assert_allclose(gaps[[0, 4]], 0.0, atol=1e-4)
+    vae.objective, vae.num_samples = "iwae", 8
+    logs = vae.evaluate(x, batch_size=2048, verbose=0, return_dict=True)
+    assert -logs["elbo"] - logs["loss"] > 0.2
+    assert VAE.from_config(vae.get_config()).num_samples == 8
+
+
+def test_objective_and_num_samples_are_checked_when_set():
+    vae = tiny_vae(beta=0.5)
+    with pytest.raises(ValueError, match=r"Expected beta=1\.0 with objective='iwae'"):
+        vae.objective = "iwae"
+    with pytest.raises(
+        ValueError, match=r"Expected objective to be one of .*Received: objective='x'"
+    ):
+        vae.objective = "x"
+    with pytest.raises(ValueError, match=r"Received: num_samples=0"):
+        vae.num_samples = 0
+    assert (vae.objective, vae.num_samples) == ("elbo", 1)
+
+
 def test_beta_is_checked_when_set():
     vae = tiny_vae()
     with pytest.raises(
