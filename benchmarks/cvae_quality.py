@@ -13,7 +13,10 @@
    reports the classifier's agreement with the true label (per completion, and
    voting over an input's completions, paired against the regressor), the
    per-pixel variance across completions and the sharpness of the completed
-   pixels (their mean binary entropy). For scale, the same convnet trained on
+   pixels (their mean binary entropy), and the negative log-likelihood of the
+   true missing pixels under each model (the CVAE's importance-weighted
+   estimate of -log p(y|x); the regressor's factorized Bernoulli, exactly).
+   For scale, the same convnet trained on
    the observed part alone: no completer can make the classifier right more
    often than the best classifier of the observed part, and this one
    estimates that ceiling from below.
@@ -32,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
 from keras_vae import data  # noqa: E402
+from keras_vae.evaluation import log_likelihood  # noqa: E402
 from keras_vae.models.presets import build_cvae  # noqa: E402
 from keras_vae.networks import conv_completion_networks, mlp_decoder  # noqa: E402
 from keras_vae.tasks import complete_images  # noqa: E402
@@ -179,10 +183,17 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
     n = min(args.completion_images, len(test_x))
     originals, truth = test_x[:n], test_labels[:n]
     binary = (np.random.default_rng(0).random(originals.shape) < originals).astype("float32")
-    observed, _ = data.split_image(binary, condition)
+    observed, true_missing = data.split_image(binary, condition)
     arch = args.completion_architecture
     regressor = fit_regressor(train_raw, args.epochs, condition, arch)
-    missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(regressor.predict(observed, verbose=0)))
+    missing_logits = regressor.predict(observed, verbose=0)
+    missing = keras.ops.convert_to_numpy(keras.ops.sigmoid(missing_logits))
+    # The regressor as a density: independent Bernoulli pixels of these means.
+    regressor_nll = keras.ops.convert_to_numpy(
+        keras.ops.sum(
+            keras.ops.binary_crossentropy(true_missing, missing_logits, from_logits=True), axis=-1
+        )
+    )
     regressed = data.merge_image(observed, missing, condition, (28, 28, 1))
     regressor_correct = classify(classifier, regressed) == truth
     ceiling = observed_part_accuracy(
@@ -206,6 +217,9 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             gsnn_weight=weight,
         )
         minutes.append(f"{seconds / 60:.1f}")
+        nll = log_likelihood(
+            cvae, (observed, true_missing), num_samples=args.nll_samples, verbose=0
+        )["nll"]
         for temperature in args.temperatures:
             completions = complete_images(
                 cvae, originals, args.completions, seed=0, temperature=temperature
@@ -225,7 +239,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             rows.append(
                 f"| CVAE, gsnn_weight {weight:g}, temperature {temperature:g} | "
                 f"{agreement.mean():.3f} | {vote.mean():.3f} | {gap:+.3f} ± {half_width:.3f} | "
-                f"{variance:.4f} | {pixel_entropy(generated):.3f} |"
+                f"{variance:.4f} | {pixel_entropy(generated):.3f} | {nll:.2f} |"
             )
     return [
         f"Completion from the {condition.replace('-', ' ')} ({arch} CVAE, learned prior, "
@@ -240,15 +254,20 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
         "probabilities averaged over an input's completions; its difference from the "
         "regressor is paired over the same images, with a 95% interval. Pixel entropy: "
         "mean binary entropy of the completed pixels' probabilities, in bits (0 is a "
-        "sharp binary image; lower is sharper).",
+        "sharp binary image; lower is sharper). NLL: the negative log-likelihood of the "
+        "true missing pixels (binary), in nats per image, averaged over the images: for "
+        f"the CVAE, the importance-weighted estimate of -log p(y|x) with K={args.nll_samples} "
+        "(an upper bound in expectation; temperature does not enter it); for the "
+        "regressor, exact under its independent Bernoulli pixels.",
         "",
         "| completer | classifier agrees with true label, per completion | vote | vote minus "
-        "regressor | per-pixel variance across completions (missing part) | pixel entropy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "regressor | per-pixel variance across completions (missing part) | pixel entropy "
+        "| NLL (nats) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         f"| deterministic regressor | {regressor_correct.mean():.3f} | "
         f"{regressor_correct.mean():.3f} | 0 | 0 (one output per input) | "
-        f"{pixel_entropy(missing):.3f} |",
+        f"{pixel_entropy(missing):.3f} | {regressor_nll.mean():.2f} |",
         "",
         f"For scale: the classifier's convnet trained for {args.observed_classifier_epochs} "
         f"epochs on the {condition.replace('-', ' ')} alone (missing pixels zeroed) labels "
@@ -280,6 +299,12 @@ def main():
         default="mlp",
         choices=["mlp", "conv"],
         help="Networks of the completion CVAEs and of the regressor.",
+    )
+    parser.add_argument(
+        "--nll-samples",
+        type=int,
+        default=100,
+        help="Importance samples K of the completion CVAEs' log-likelihood.",
     )
     parser.add_argument(
         "--completion-latent-dim", type=int, default=4, help="Latents of the completion CVAEs."

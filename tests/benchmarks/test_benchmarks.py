@@ -283,7 +283,7 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
         "--epochs", 1, "--classifier-epochs", 1, "--classifier", classifier,
         "--observed-classifier-epochs", 1, "--completion-images", 50, "--completions", 2,
         "--temperatures", 1, "--gsnn-weights", 0.1, "--train-images", 512,
-        "--test-images", 200,
+        "--test-images", 200, "--nll-samples", 3,
     )  # fmt: skip
     text = recorded(results, cvae_quality, "Conditional VAE on MNIST: generation and completion")
     assert text.count("Data: MNIST train[:512] and test[:200].") == 1
@@ -304,6 +304,9 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
         for column in list(row)[1:3]:
             assert 0 <= number(row[column]) <= 1
         assert 0 <= number(row["pixel entropy"]) <= 1
+        # 392 binary pixels: below 392 ln 2 (a coin per pixel) once trained at all.
+        assert 0 < number(row["NLL (nats)"]) < 392 * np.log(2)
+    assert "with K=3" in text
     assert "the first 50 test images, 2 completions each" in text
     assert re.search(r"top half alone \(missing pixels zeroed\) labels 0\.\d{3} ", text)
     assert classifier.is_file()
