@@ -43,10 +43,20 @@ class ServingModule(tf.Module):
     checked at run time against their declared shapes (`tf.ensure_shape`),
     since neither TF Serving nor a loaded signature does it first.
 
+    An empty batch (0 rows of `z`, `x` or conditions) gets empty outputs of
+    the declared shapes. With `empty_batches=True`, the networks then run on
+    one row of zeros whose output is dropped (a `tf.cond`): with oneDNN,
+    TF 2.21's convolutions give 0 rows a wrong shape, so a convolutional
+    decoder answered `[0, 28, 28, 32]` and an encoder failed.
+
     Args:
         model: a built `VAE` or `ConditionalVAE`.
         functions: sequence of str. The functions to build, among `decode`,
             `sample`, `encode` and `reconstruct`. Defaults to all four.
+        empty_batches: bool. Whether to route empty batches around the
+            networks as above. Defaults to `True`; the TFLite export turns it
+            off (LiteRT's `Sampler` answers empty batches itself, and the
+            flatbuffer stays free of control flow).
 
     Raises:
         ValueError: for a model that is not a built, exportable keras-vae
@@ -58,7 +68,7 @@ class ServingModule(tf.Module):
     >>> tf.saved_model.save(module, path, signatures=module.signatures())  # doctest: +SKIP
     """
 
-    def __init__(self, model, functions=FUNCTIONS):
+    def __init__(self, model, functions=FUNCTIONS, empty_batches=True):
         check_exportable(model, allow_untrained=True)
         _check_names("functions", functions, FUNCTIONS)
         super().__init__(name="keras_vae_serving")
@@ -67,7 +77,8 @@ class ServingModule(tf.Module):
         self.condition_shape = tuple(model.condition_shape) if self.conditional else None
         self.data_shape = tuple(model.target_shape if self.conditional else model.event_shape)
         make = _conditional_functions if self.conditional else _functions
-        available = make(model, self.latent_dim, self.data_shape, self.condition_shape)
+        rows = _rows_or_empty if empty_batches else _rows
+        available = make(model, self.latent_dim, self.data_shape, self.condition_shape, rows)
         functions = {name: available[name] for name in functions}
         for name, function in functions.items():
             setattr(self, name, function)
@@ -184,13 +195,31 @@ def _scalar_specs():
     ]
 
 
-def _functions(model, latent_dim, data_shape, condition_shape):
+def _rows(function, *inputs):
+    return function(*inputs)
+
+
+def _rows_or_empty(function, *inputs):
+    """`function(*inputs)`, or for 0 rows its output on one row of zeros, emptied.
+
+    The inputs share their batch size and have static shapes past it.
+    """
+
+    def empty():
+        rows = [tf.zeros([1, *t.shape[1:]], t.dtype) for t in inputs]
+        return tf.nest.map_structure(lambda t: t[:0], function(*rows))
+
+    return tf.cond(tf.shape(inputs[0])[0] > 0, lambda: function(*inputs), empty)
+
+
+def _functions(model, latent_dim, data_shape, condition_shape, rows):
     del condition_shape
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
     x_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="x")
 
     def decode(z):
-        return {"image": model.decode(_checked(z, "z", (latent_dim,))).mean()}
+        z = _checked(z, "z", (latent_dim,))
+        return rows(lambda z: {"image": model.decode(z).mean()}, z)
 
     def sample(seed, num_samples):
         seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
@@ -198,12 +227,15 @@ def _functions(model, latent_dim, data_shape, condition_shape):
         return {"image": model.decode(z).mean(), "z": z}
 
     def encode(x):
-        posterior = model.encode(_checked(x, "x", data_shape)).distribution
-        return {"loc": posterior.loc, "scale": posterior.scale}
+        def loc_and_scale(x):
+            posterior = model.encode(x).distribution
+            return {"loc": posterior.loc, "scale": posterior.scale}
+
+        return rows(loc_and_scale, _checked(x, "x", data_shape))
 
     def reconstruct(x):
         x = _checked(x, "x", data_shape)
-        return {"image": model.decode(model.encode(x).mean()).mean()}
+        return rows(lambda x: {"image": model.decode(model.encode(x).mean()).mean()}, x)
 
     return {
         "decode": tf.function(decode, input_signature=[z_spec]),
@@ -213,7 +245,7 @@ def _functions(model, latent_dim, data_shape, condition_shape):
     }
 
 
-def _conditional_functions(model, latent_dim, data_shape, condition_shape):
+def _conditional_functions(model, latent_dim, data_shape, condition_shape, rows):
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
     target_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="target")
     condition_spec = tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")
@@ -224,7 +256,7 @@ def _conditional_functions(model, latent_dim, data_shape, condition_shape):
     def decode(z, condition):
         z, condition = _checked(z, "z", (latent_dim,)), check_condition(condition)
         z = _check_same_batch(z, condition)
-        return {"image": model.decode(z, condition).mean()}
+        return rows(lambda z, condition: {"image": model.decode(z, condition).mean()}, z, condition)
 
     def sample(seed, num_samples, condition):
         seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
@@ -233,19 +265,28 @@ def _conditional_functions(model, latent_dim, data_shape, condition_shape):
         z = tf.reshape(model.sample_latent(condition, num_samples, seed), [-1, latent_dim])
         # Row b * num_samples + k is draw k for condition b, as in `generate`.
         repeated = tf.repeat(condition, num_samples, axis=0)
-        return {"image": model.decode(z, repeated).mean(), "z": z}
+        image = rows(lambda z, c: model.decode(z, c).mean(), z, repeated)
+        return {"image": image, "z": z}
 
     def encode(target, condition):
         target, condition = _checked(target, "target", data_shape), check_condition(condition)
         target = _check_same_batch(target, condition, "target")
-        posterior = model.encode(target, condition).distribution
-        return {"loc": posterior.loc, "scale": posterior.scale}
+
+        def loc_and_scale(target, condition):
+            posterior = model.encode(target, condition).distribution
+            return {"loc": posterior.loc, "scale": posterior.scale}
+
+        return rows(loc_and_scale, target, condition)
 
     def reconstruct(target, condition):
         target, condition = _checked(target, "target", data_shape), check_condition(condition)
         target = _check_same_batch(target, condition, "target")
-        z = model.encode(target, condition).mean()
-        return {"image": model.decode(z, condition).mean()}
+
+        def image(target, condition):
+            z = model.encode(target, condition).mean()
+            return {"image": model.decode(z, condition).mean()}
+
+        return rows(image, target, condition)
 
     return {
         "decode": tf.function(decode, input_signature=[z_spec, condition_spec]),

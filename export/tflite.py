@@ -130,7 +130,7 @@ def convert_tflite(model, quantize: str | None = None, representative_conditions
     Returns:
         The bytes of the `.tflite` file, metadata included.
     """
-    module = ServingModule(model, functions=TFLITE_SIGNATURES)
+    module = ServingModule(model, functions=TFLITE_SIGNATURES, empty_batches=False)
     calibration = None
     if quantize == "int8":
         calibration = _calibration_data(model, module, representative_conditions)

@@ -11,6 +11,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
+    call_network,
     check_data,
     check_decoder_output,
     check_network_input,
@@ -198,7 +199,7 @@ class ConditionalVAE(ELBOModel):
         """Q(z|Y, X), a `tfd.Distribution` of batch `[B]`."""
         target = checked_array("target", target, self.target_shape)
         condition = checked_array("condition", condition, self.condition_shape)
-        features = self.flatten(self.encoder(target, training=training))
+        features = self.flatten(call_network(self.encoder, target, training))
         joined = self.concatenate([features, self.flatten(condition)])
         return self.posterior(self.posterior_params(self.posterior_hidden(joined)))
 
@@ -206,7 +207,7 @@ class ConditionalVAE(ELBOModel):
         """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
         z = checked_array("z", z, (self.latent_dim,))
         condition = checked_array("condition", condition, self.condition_shape)
-        params = self.decoder(self._decoder_inputs(z, condition), training=training)
+        params = call_network(self.decoder, self._decoder_inputs(z, condition), training)
         return self.likelihood(check_decoder_output(params, self.likelihood))
 
     def _decoder_inputs(self, z, condition):

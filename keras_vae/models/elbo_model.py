@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.priors import is_diagonal_normal
-from keras_vae.models.validation import check_positive_int
+from keras_vae.models.validation import call_network, check_positive_int
 from keras_vae.ops import random as portable_random
 from keras_vae.ops.math import reparameterize
 
@@ -286,7 +286,8 @@ class ELBOModel(keras.Model):
         batch_size = check_positive_int("batch_size", batch_size)
         rows = int(inputs.shape[0])
         params = [
-            self.decoder(inputs[start : start + batch_size]) for start in range(0, rows, batch_size)
+            call_network(self.decoder, inputs[start : start + batch_size])
+            for start in range(0, max(rows, 1), batch_size)
         ]
         return self.likelihood(params[0] if len(params) == 1 else tf.concat(params, 0))
 

@@ -10,6 +10,7 @@ from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulliDistribution
 from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import (
+    call_network,
     check_data,
     check_decoder_output,
     check_network_input,
@@ -168,13 +169,13 @@ class VAE(ELBOModel):
     def encode(self, x, training=False):
         """The approximate posterior Q(z|x), a `tfd.Distribution` of batch `[B]`."""
         x = checked_array("x", x, self.event_shape)
-        features = self.flatten(self.encoder(x, training=training))
+        features = self.flatten(call_network(self.encoder, x, training))
         return self.posterior(self.posterior_params(features))
 
     def decode(self, z, training=False):
         """The likelihood P(x|z), a `tfd.Distribution` of batch `[B]`."""
         z = checked_array("z", z, (self.latent_dim,))
-        params = check_decoder_output(self.decoder(z, training=training), self.likelihood)
+        params = check_decoder_output(call_network(self.decoder, z, training), self.likelihood)
         return self.likelihood(params)
 
     def call(self, x, training=False):

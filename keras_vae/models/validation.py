@@ -32,6 +32,23 @@ def checked_array(name, value, event_shape):
     return value
 
 
+def call_network(network, inputs, training=False):
+    """`network(inputs, training=training)`, shaped right for an empty batch too.
+
+    With oneDNN, TensorFlow's default on x86 CPUs, TF 2.21's convolutions
+    give 0 rows the wrong shape: a Conv2D returns (in graphs) its input's
+    shape, and a convolutional decoder's `[0, 28, 28, 32]` then reads as
+    wrong decoder output. An input whose batch is statically 0 (an eager
+    call on no rows) therefore runs one row of zeros, and none of its output
+    is kept. Other batches, and the training step's dynamic batch, go
+    straight through.
+    """
+    if inputs.shape[0] == 0:
+        row = tf.zeros([1, *inputs.shape[1:]], inputs.dtype)
+        return keras.tree.map_structure(lambda t: t[:0], network(row, training=training))
+    return network(inputs, training=training)
+
+
 def check_decoder_output(params, likelihood):
     """Raises unless the decoder's output `params` is one tensor `[batch, *shape]` that
     `likelihood` reads as one example's parameters per row.

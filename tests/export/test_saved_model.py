@@ -14,7 +14,7 @@ import tensorflow as tf
 from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot, reference_normal
 
 from keras_vae.export import MAX_NUM_SAMPLES, export_saved_model, next_version
-from keras_vae.models.presets import build_vae
+from keras_vae.models.presets import build_cvae, build_vae
 
 SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -486,3 +486,40 @@ def test_seed_and_num_samples_must_be_scalars(vae_signatures, cvae_signatures, k
     message = rf"Shape of tensor {name} \[1\] is not compatible with expected shape \[\]"
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         signatures["sample"](**inputs)
+
+
+@pytest.mark.parametrize("kind", ["vae", "completion-cvae"])
+def test_conv_signatures_answer_an_empty_batch_with_empty_outputs(kind, tmp_path):
+    # With oneDNN, TF 2.21's convolutions gave 0 rows the wrong shape: the
+    # conv decoder's signature answered [0, 28, 28, 32] and encode failed.
+    if kind == "vae":
+        model = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM, seed=0)
+        model.build((None, 28, 28, 1))
+        condition = {}
+    else:
+        model = build_cvae("conv", "top-half", latent_dim=LATENT_DIM, seed=0)
+        model.build((None, 392))
+        condition = {"condition": tf.zeros([0, 392])}
+    data = {"x": tf.zeros([0, 28, 28, 1])} if kind == "vae" else {"target": tf.zeros([0, 392])}
+    path = export_saved_model(model, tmp_path, allow_untrained=True)
+    signatures = tf.saved_model.load(str(path)).signatures
+    z = tf.zeros([0, LATENT_DIM])
+    outputs = {
+        "serving_default": signatures["serving_default"](z=z, **condition),
+        "encode": signatures["encode"](**data, **condition),
+        "reconstruct": signatures["reconstruct"](**data, **condition),
+    }
+    if condition:
+        seed, num_samples = tf.constant(0), tf.constant(3)
+        outputs["sample"] = signatures["sample"](seed=seed, num_samples=num_samples, **condition)
+    data_shape = list(next(iter(data.values())).shape[1:])
+    for name, result in outputs.items():
+        for key, value in result.items():
+            expected = [0, LATENT_DIM] if key in ("loc", "scale", "z") else [0, *data_shape]
+            assert value.shape.as_list() == expected, (name, key)
+    # Non-empty batches still go through the networks.
+    z = tf.random.normal([2, LATENT_DIM], seed=1)
+    two = {k: tf.concat([v, tf.zeros([2, *v.shape[1:]])], 0) for k, v in condition.items()}
+    image = signatures["serving_default"](z=z, **two)["image"].numpy()
+    expected = model.decode(z, *two.values()).mean().numpy()
+    np.testing.assert_allclose(image, expected, atol=1e-5)

@@ -219,6 +219,19 @@ def test_hybrid_loss_trains_the_decoder_on_prior_draws():
     assert ConditionalVAE.from_config(config).gsnn_weight == 0.5
 
 
+@pytest.mark.parametrize("condition", ["label", "top-half"])
+def test_conv_cvae_on_an_empty_batch_gives_empty_outputs(condition):
+    # With oneDNN, TF 2.21's convolutions gave 0 rows the wrong shape.
+    cvae = build_cvae("conv", condition, latent_dim=4, seed=0)
+    condition_shape = (10,) if condition == "label" else (392,)
+    cvae.build((None, *condition_shape))
+    c = np.zeros((0, *condition_shape), "float32")
+    y = np.zeros((0, *cvae.target_shape), "float32")
+    assert cvae.decode(np.zeros((0, 4), "float32"), c).mean().shape == (0, *cvae.target_shape)
+    assert cvae.encode(y, c).mean().shape == (0, 4)
+    assert cvae.generate(c, num_samples=3, seed=0).shape == (0, 3, *cvae.target_shape)
+
+
 @pytest.mark.parametrize("prior", ["standard", "learned"])
 def test_generate_shape_and_seed(prior):
     cvae = tiny_cvae(prior=prior)

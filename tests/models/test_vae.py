@@ -208,6 +208,22 @@ def test_encode_and_decode_take_lists_and_refuse_a_missing_batch_axis_in_one_lin
         vae.decode(z[0])
 
 
+def test_conv_model_on_an_empty_batch_gives_empty_outputs():
+    # With oneDNN, TF 2.21's convolutions gave 0 rows the wrong shape: the
+    # conv decoder's output [0, 28, 28, 32] failed the decoder-output check.
+    vae = build_vae("conv", (28, 28, 1), latent_dim=4, seed=0)
+    vae.build((None, 28, 28, 1))
+    x, z = np.zeros((0, 28, 28, 1), "float32"), np.zeros((0, 4), "float32")
+    assert vae.decode(z).mean().shape == (0, 28, 28, 1)
+    assert vae.encode(x).mean().shape == (0, 4)
+    assert vae.reconstruct(x).shape == (0, 28, 28, 1)
+    # One row is unaffected.
+    one = np.random.default_rng(0).normal(size=(1, 4)).astype("float32")
+    np.testing.assert_allclose(
+        vae.decode(one).mean(), vae.decode(np.concatenate([one, one])).mean()[:1], atol=1e-6
+    )
+
+
 def test_sample_is_seeded_and_in_unit_interval():
     vae = mlp_vae(latent_dim=4)
     vae.build((None, 28, 28, 1))
