@@ -430,6 +430,31 @@ def test_bad_arguments(kwargs, message):
         log_likelihood(vae, sample_data(4), **kwargs)
 
 
+class Sampled(Exception):
+    pass
+
+
+def test_too_many_noise_counters_are_refused_before_sampling(monkeypatch):
+    # The noise counters of a batch are int32, so K * B * latent_dim must stay below
+    # 2**31 (the counter offsets are int32 tensors), with B the examples of the
+    # largest batch: 4 here, not batch_size. The estimator would take minutes.
+    module = importlib.import_module("keras_vae.evaluation.log_likelihood")
+
+    def sample(*args):
+        raise Sampled
+
+    monkeypatch.setattr(module, "_batch_estimator", sample)
+    vae, _ = exact_vae()
+    message = (
+        "Expected num_samples * batch_size * latent_dim below 2**31. Received: "
+        "num_samples=268435456, batch_size=100, latent_dim=2"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        log_likelihood(vae, sample_data(4), 2**28, verbose=0)  # 2**28 * 4 * 2 = 2**31
+    with pytest.raises(Sampled):
+        log_likelihood(vae, sample_data(4), 2**28 - 1, verbose=0)
+
+
 def test_bins_are_for_continuous_likelihoods():
     vae = VAE(
         keras.layers.Identity(),
