@@ -11,6 +11,7 @@ import functools
 import importlib
 import math
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -521,3 +522,10 @@ def test_bernoulli_data_outside_the_unit_interval_and_grey_values():
         log_likelihood(vae, np.array([[0.0, 1.0, 2.0]], "float32"), 2, verbose=0)
     with pytest.warns(UserWarning, match="not binary"):
         log_likelihood(vae, np.array([[0.0, 1.0, 0.5]], "float32"), 2, verbose=0)
+    # A grey value in any batch warns, not only in the last one; binary data never do.
+    data = np.array([[0.0, 1.0, 0.5], [1.0, 0.0, 1.0]], "float32")
+    with pytest.warns(UserWarning, match="not binary"):
+        log_likelihood(vae, data, 2, batch_size=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_likelihood(vae, data[1:], 2, verbose=0)
