@@ -191,6 +191,13 @@ def test_int8_decoder_computes_in_int8(vae_tflite):
     assert np.int8 not in {detail["dtype"] for detail in float_model.get_tensor_details()}
 
 
+def test_float16_file_stores_float16_weights(vae_tflite):
+    # Not int8 weights: without float16 as a supported type, Optimize.DEFAULT alone
+    # would quantize the weights to int8 (the dynamic mode) under the float16 name.
+    types = {d["dtype"] for d in Interpreter(vae_tflite["float16"]).get_tensor_details()}
+    assert np.float16 in types and np.int8 not in types
+
+
 # --- bad input and atomic writes ---------------------------------------------------------
 
 
