@@ -1,5 +1,6 @@
 """Training and evaluation steps shared by the VAE family."""
 
+import contextlib
 import copy
 
 import keras
@@ -168,7 +169,10 @@ class ELBOModel(keras.Model):
           training function runs 8 batches, which removes most of the
           per-batch Python overhead. Callbacks and the progress bar then see
           every 8th batch; pass `steps_per_execution=1` for per-batch
-          callbacks. Under a `tf.distribute` strategy with several replicas
+          callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
+          that 8 does not divide runs with the largest number of batches
+          per call that does (Keras would round the steps up to a multiple
+          of 8). Under a `tf.distribute` strategy with several replicas
           it is 1: Keras's multi-step loop fails there
           (keras-team/keras#19246).
         - `jit_compile="auto"` compiles the step with XLA on CPU when the
@@ -221,7 +225,46 @@ class ELBOModel(keras.Model):
             # A dataset shuffles itself (`keras_vae.data.make_dataset` does);
             # Keras's default `shuffle=True` would only warn that it is ignored.
             kwargs.setdefault("shuffle", False)
-        return super().fit(x, y, **kwargs)
+        steps = (kwargs.get("steps_per_epoch"), kwargs.get("validation_steps"))
+        with self._executions_dividing(*steps):
+            return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        with self._executions_dividing(kwargs.get("steps")):
+            return super().evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        with self._executions_dividing(kwargs.get("steps")):
+            return super().predict(x, **kwargs)
+
+    @contextlib.contextmanager
+    def _executions_dividing(self, *steps):
+        """Runs with the `"auto"` steps per execution lowered to divide every given `steps`.
+
+        Keras runs whole executions, so a `steps_per_epoch` (or `steps`,
+        `validation_steps`) that is not a multiple of `steps_per_execution`
+        is rounded up to one: 3 steps per epoch trained 8 batches. When
+        `compile` chose the 8 itself, the run uses the largest number up to
+        it that divides them all (5 for 10 steps). A number passed to
+        `compile` is left to Keras.
+        """
+        steps = [int(s) for s in steps if isinstance(s, (int, np.integer)) and s > 0]
+        chosen = self.steps_per_execution
+        auto = "steps_per_execution" in getattr(self, "_auto_compile_args", {})
+        if not auto or all(s % chosen == 0 for s in steps):
+            yield
+            return
+        divisor = max(d for d in range(1, chosen + 1) if all(s % d == 0 for s in steps))
+        self._set_steps_per_execution(divisor)
+        try:
+            yield
+        finally:
+            self._set_steps_per_execution(chosen)
+
+    def _set_steps_per_execution(self, value):
+        # The compiled functions hold it as a constant: they are made again.
+        self.steps_per_execution = value
+        self.train_function = self.test_function = self.predict_function = None
 
     @property
     def metrics(self):

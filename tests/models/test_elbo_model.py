@@ -1,0 +1,55 @@
+"""The VAE family with the rest of Keras: callbacks, data inputs and compile options."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_vae import VAE
+from keras_vae.layers import IndependentBernoulli
+
+
+def deterministic_vae(pixels=3, latent_dim=2, seed=0):
+    """A linear VAE whose posterior scale is ~1e-13: its ELBO does not depend on the noise."""
+    encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
+    decoder = keras.Sequential([keras.Input((latent_dim,)), keras.layers.Dense(pixels)])
+    vae = VAE(encoder, decoder, latent_dim, likelihood=IndependentBernoulli(pixels), seed=seed)
+    vae.build((None, pixels))
+    kernel, bias = vae.posterior_params.get_weights()
+    kernel[:, latent_dim:] = 0.0
+    bias[latent_dim:] = -30.0
+    vae.posterior_params.set_weights([kernel, bias])
+    return vae
+
+
+def binary_rows(n, pixels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 2, (n, pixels)).astype("float32")
+
+
+def mean_elbo(vae, x):
+    return float(np.mean(vae.compute_terms(tf.constant(x))["elbo"].numpy()))
+
+
+@pytest.mark.parametrize("steps", [3, 10, 16])
+def test_steps_per_epoch_and_steps_are_honoured_with_the_auto_steps_per_execution(steps):
+    # compile's "auto" runs 8 batches per call; Keras rounds a number of steps
+    # up to a multiple of it (3 steps trained 8, predicted 8 batches).
+    vae = deterministic_vae()
+    vae.compile(optimizer="sgd")
+    x = binary_rows(40)
+    repeated = tf.data.Dataset.from_tensor_slices(x).batch(4).repeat()
+    history = vae.fit(
+        repeated,
+        epochs=2,
+        steps_per_epoch=steps,
+        validation_data=repeated,
+        validation_steps=steps,
+        verbose=0,
+    ).history
+    assert int(vae.optimizer.iterations.numpy()) == 2 * steps
+    assert vae.steps_per_execution == 8  # only those runs used fewer
+    seen = np.resize(x, (4 * steps, 3))  # the first `steps` batches, cycling over x
+    assert history["val_elbo"][-1] == pytest.approx(mean_elbo(vae, seen), rel=1e-5)
+    logs = vae.evaluate(repeated, steps=steps, verbose=0, return_dict=True)
+    assert logs["elbo"] == pytest.approx(mean_elbo(vae, seen), rel=1e-5)
+    np.testing.assert_allclose(vae.predict(repeated, steps=steps, verbose=0), vae(seen), atol=1e-6)
