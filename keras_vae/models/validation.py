@@ -120,12 +120,23 @@ def check_network_input(name, network, expected_shape, description):
 def first_batch(data):
     """What can be checked of data given to `fit`, `evaluate` or `predict`.
 
-    Returns a `tf.data.Dataset`'s element spec, a `keras.utils.PyDataset`'s
+    Returns a `tf.data.Dataset`'s element spec (and raises if a part of it has
+    an unknown rank), a `keras.utils.PyDataset`'s
     first batch (the tuple of its parts, if it yields tuples), `None` for an
     iterator or a generator (which cannot be read ahead without consuming it)
     and anything else (arrays, tensors, lists) as it is.
     """
     if isinstance(data, tf.data.Dataset):
+        if any(
+            isinstance(spec, tf.TensorSpec) and spec.shape.rank is None
+            for spec in tf.nest.flatten(data.element_spec)
+        ):
+            # Keras's own layers fail on such tensors, in a multi-line report.
+            raise ValueError(
+                "Expected a tf.data.Dataset whose elements have a known number of dimensions "
+                "(tf.py_function and from_generator without shapes lose it: restore it with "
+                f"tf.ensure_shape). Received: element_spec={data.element_spec}"
+            )
         return data.element_spec
     if isinstance(data, keras.utils.PyDataset):
         return data[0]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import VAE
+from keras_vae import VAE, ConditionalVAE
 from keras_vae.layers import IndependentBernoulli
 
 
@@ -20,6 +20,16 @@ def deterministic_vae(pixels=3, latent_dim=2, seed=0):
     bias[latent_dim:] = -30.0
     vae.posterior_params.set_weights([kernel, bias])
     return vae
+
+
+def tiny_cvae(pixels=3, latent_dim=2, classes=2):
+    encoder = keras.Sequential([keras.Input((pixels,)), keras.layers.Identity()])
+    decoder = keras.Sequential([keras.Input((latent_dim + classes,)), keras.layers.Dense(pixels)])
+    cvae = ConditionalVAE(
+        encoder, decoder, latent_dim, likelihood=IndependentBernoulli(pixels), hidden_units=4
+    )
+    cvae.build((None, classes))
+    return cvae
 
 
 def binary_rows(n, pixels=3, seed=0):
@@ -53,3 +63,33 @@ def test_steps_per_epoch_and_steps_are_honoured_with_the_auto_steps_per_executio
     logs = vae.evaluate(repeated, steps=steps, verbose=0, return_dict=True)
     assert logs["elbo"] == pytest.approx(mean_elbo(vae, seen), rel=1e-5)
     np.testing.assert_allclose(vae.predict(repeated, steps=steps, verbose=0), vae(seen), atol=1e-6)
+
+
+def without_rank(tensor):
+    return tf.py_function(lambda t: t, [tensor], tf.float32)  # as a Python augmentation would
+
+
+@pytest.mark.parametrize("model", ["vae", "cvae"])
+def test_a_dataset_of_unknown_rank_fails_in_one_line(model):
+    x = binary_rows(8)
+    if model == "vae":
+        vae = deterministic_vae()
+        dataset = tf.data.Dataset.from_tensor_slices(x).batch(4).map(without_rank)
+    else:
+        vae = tiny_cvae()
+        pairs = tf.data.Dataset.from_tensor_slices((binary_rows(8, pixels=2), x)).batch(4)
+        dataset = pairs.map(lambda c, t: (c, without_rank(t)))
+    vae.compile(optimizer="sgd")
+    for run in (vae.fit, vae.evaluate, vae.predict):
+        with pytest.raises(ValueError, match=r"known number of dimensions.*tf\.ensure_shape\)\."):
+            run(dataset, verbose=0)
+
+
+def test_a_dataset_whose_rank_is_restored_trains_on_the_same_elbo():
+    vae = deterministic_vae()
+    vae.compile(optimizer="sgd")
+    x = binary_rows(8)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(4).map(without_rank)
+    restored = dataset.map(lambda t: tf.ensure_shape(t, [None, 3]))
+    logs = vae.evaluate(restored, verbose=0, return_dict=True)
+    assert logs["elbo"] == pytest.approx(mean_elbo(vae, x), rel=1e-5)
