@@ -178,7 +178,8 @@ class ELBOModel(keras.Model):
         - `jit_compile="auto"` compiles the step with XLA on CPU when the
           model has no convolution layer (see `resolve_jit_compile`): about
           1.25x faster for the MNIST MLP, while convolutions ran slower under
-          XLA. Keras's own `"auto"` never uses XLA on CPU.
+          XLA. Keras's own `"auto"` never uses XLA on CPU. With
+          `run_eagerly=True` it is `False`.
 
         Args:
             optimizer: str or `keras.optimizers.Optimizer`. Defaults to
@@ -200,10 +201,14 @@ class ELBOModel(keras.Model):
         }
         if isinstance(steps_per_execution, str) and steps_per_execution == "auto":
             steps_per_execution = 1 if self.distribute_strategy.num_replicas_in_sync > 1 else 8
+        resolved = resolve_jit_compile(self, jit_compile)
+        if kwargs.get("run_eagerly") and jit_compile == "auto":
+            # Nothing is compiled: Keras would warn that it turns XLA off.
+            resolved = False
         super().compile(
             optimizer=optimizer,
             steps_per_execution=steps_per_execution,
-            jit_compile=resolve_jit_compile(self, jit_compile),
+            jit_compile=resolved,
             **kwargs,
         )
 

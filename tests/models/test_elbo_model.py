@@ -1,5 +1,7 @@
 """The VAE family with the rest of Keras: callbacks, data inputs and compile options."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -93,3 +95,16 @@ def test_a_dataset_whose_rank_is_restored_trains_on_the_same_elbo():
     restored = dataset.map(lambda t: tf.ensure_shape(t, [None, 3]))
     logs = vae.evaluate(restored, verbose=0, return_dict=True)
     assert logs["elbo"] == pytest.approx(mean_elbo(vae, x), rel=1e-5)
+
+
+def test_run_eagerly_trains_without_warning_about_the_auto_jit_compile():
+    vae = deterministic_vae()
+    x = binary_rows(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error"
+        )  # "run_eagerly ... cannot also be True. Disabling jit_compile"
+        vae.compile(optimizer="sgd", run_eagerly=True)
+        logs = vae.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False).history
+    assert (vae.run_eagerly, vae.jit_compile) == (True, False)
+    assert np.isfinite(logs["elbo"][0])
