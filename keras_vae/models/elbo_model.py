@@ -187,8 +187,18 @@ class ELBOModel(keras.Model):
             steps_per_execution: `"auto"` or int. Batches per compiled
                 call. Defaults to `"auto"`.
             jit_compile: `"auto"`, `True` or `False`. Defaults to `"auto"`.
-            **kwargs: Other `keras.Model.compile` arguments.
+            **kwargs: Other `keras.Model.compile` arguments. `loss`,
+                `loss_weights`, `metrics` and `weighted_metrics` must be
+                `None`: the model's objective and metrics are its own.
         """
+        for name in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+            if kwargs.get(name) is not None:
+                # `train_step` never reads them: Keras would drop them silently.
+                raise ValueError(
+                    f"Expected {name}=None: a keras_vae model trains on its own objective "
+                    "and reports loss, elbo, reconstruction and kl. "
+                    f"Received: {name}={kwargs[name]!r}"
+                )
         # Kept as given: a model loaded under another strategy resolves "auto"
         # for it (8 steps or XLA fail under a multi-replica strategy).
         self._auto_compile_args = {

@@ -108,3 +108,19 @@ def test_run_eagerly_trains_without_warning_about_the_auto_jit_compile():
         logs = vae.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False).history
     assert (vae.run_eagerly, vae.jit_compile) == (True, False)
     assert np.isfinite(logs["elbo"][0])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"loss": "mse"},
+        {"metrics": ["mae"]},
+        {"weighted_metrics": ["mae"]},
+        {"loss_weights": [1.0]},
+    ],
+)
+def test_compile_refuses_losses_and_metrics_it_would_ignore(kwargs):
+    # They were accepted, and fit logged the ELBO terms alone.
+    (name,), vae = tuple(kwargs), deterministic_vae()
+    with pytest.raises(ValueError, match=rf"^Expected {name}=None: .* Received: {name}="):
+        vae.compile(optimizer="sgd", **kwargs)
