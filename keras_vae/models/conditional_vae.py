@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_vae.layers import DistributionLayer, IndependentNormal, PixelCNNBernoulli
 from keras_vae.layers.distribution_layer import check_positive_float
-from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
+from keras_vae.models.elbo_model import ELBOModel, keras_keywords, likelihood_seed
 from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
     call_network,
@@ -376,7 +376,8 @@ class ConditionalVAE(ELBOModel):
                 f"condition.shape={np.shape(x)}, target.shape={np.shape(y)}"
             )
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("fit", args, kwargs)
         x, y = lists_as_arrays(x, y)
         check_no_class_weight(kwargs.get("class_weight"))
         self._check_pairs(x, y)
@@ -391,13 +392,15 @@ class ConditionalVAE(ELBOModel):
             check_sample_weight(val_weight, val_x)
         return super().fit(x, y, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("evaluate", args, kwargs)
         x, y = lists_as_arrays(x, y)
         self._check_pairs(x, y)
         check_sample_weight(kwargs.get("sample_weight"), x)
         return super().evaluate(x, y, **kwargs)
 
-    def predict(self, x, **kwargs):
+    def predict(self, x, *args, **kwargs):
+        kwargs = keras_keywords("predict", args, kwargs)
         (x,) = lists_as_arrays(x)
         self._check_conditions(x)
         return super().predict(x, **kwargs)

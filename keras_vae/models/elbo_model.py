@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import inspect
 
 import keras
 import numpy as np
@@ -66,6 +67,27 @@ def resolve_jit_compile(model, jit_compile="auto"):
 def likelihood_seed(seed):
     """The stateless seed `[seed, 1]` of the likelihood's draws (low 32 bits of `seed`)."""
     return tf.stack([portable_random._int32_scalar(seed, "seed"), 1])
+
+
+def keras_keywords(method, args, kwargs):
+    """`kwargs` with the positional `args` named as `keras.Model.<method>` names them.
+
+    `fit(x, y, batch_size, epochs, ...)`, `evaluate(x, y, batch_size, ...)`
+    and `predict(x, batch_size, ...)` take their arguments in Keras's order;
+    the overrides that check them read them by name.
+    """
+    parameters = list(inspect.signature(getattr(keras.Model, method)).parameters)
+    names = parameters[2 if method == "predict" else 3 :]  # after self, x (and y)
+    if len(args) > len(names):
+        raise TypeError(
+            f"{method}() takes at most {len(names)} positional arguments after "
+            f"{'x' if method == 'predict' else 'x and y'}. Received: {len(args)}"
+        )
+    for name, value in zip(names, args, strict=False):
+        if name in kwargs:
+            raise TypeError(f"{method}() got multiple values for argument '{name}'")
+        kwargs[name] = value
+    return kwargs
 
 
 class ELBOModel(keras.Model):
@@ -235,7 +257,8 @@ class ELBOModel(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("fit", args, kwargs)
         if isinstance(x, tf.data.Dataset):
             # A dataset shuffles itself (`keras_vae.data.make_dataset` does);
             # Keras's default `shuffle=True` would only warn that it is ignored.
@@ -244,11 +267,13 @@ class ELBOModel(keras.Model):
         with self._executions_dividing(*steps):
             return super().fit(x, y, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("evaluate", args, kwargs)
         with self._executions_dividing(kwargs.get("steps")):
             return super().evaluate(x, y, **kwargs)
 
-    def predict(self, x, **kwargs):
+    def predict(self, x, *args, **kwargs):
+        kwargs = keras_keywords("predict", args, kwargs)
         with self._executions_dividing(kwargs.get("steps")):
             return super().predict(x, **kwargs)
 

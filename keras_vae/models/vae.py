@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras_vae.layers import IndependentBernoulli, IndependentNormal
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulliDistribution
-from keras_vae.models.elbo_model import ELBOModel, likelihood_seed
+from keras_vae.models.elbo_model import ELBOModel, keras_keywords, likelihood_seed
 from keras_vae.models.priors import draw_latent, is_diagonal_normal, standard_normal
 from keras_vae.models.validation import (
     call_network,
@@ -328,7 +328,8 @@ class VAE(ELBOModel):
             return
         check_data("x", x, self.event_shape, unit_interval=self.likelihood.binary)
 
-    def fit(self, x=None, y=None, **kwargs):
+    def fit(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("fit", args, kwargs)
         (x,) = lists_as_arrays(x)
         check_no_class_weight(kwargs.get("class_weight"))
         self._check_inputs(x)
@@ -341,13 +342,15 @@ class VAE(ELBOModel):
             kwargs["validation_data"] = (val_x, val_y, val_weight)
         return super().fit(x, y, **kwargs)
 
-    def evaluate(self, x=None, y=None, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        kwargs = keras_keywords("evaluate", args, kwargs)
         (x,) = lists_as_arrays(x)
         self._check_inputs(x)
         y = _weight_carrier(x, y, kwargs.get("sample_weight"))
         return super().evaluate(x, y, **kwargs)
 
-    def predict(self, x, **kwargs):
+    def predict(self, x, *args, **kwargs):
+        kwargs = keras_keywords("predict", args, kwargs)
         (x,) = lists_as_arrays(x)
         self._check_inputs(x)
         return super().predict(x, **kwargs)

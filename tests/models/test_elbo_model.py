@@ -124,3 +124,22 @@ def test_compile_refuses_losses_and_metrics_it_would_ignore(kwargs):
     (name,), vae = tuple(kwargs), deterministic_vae()
     with pytest.raises(ValueError, match=rf"^Expected {name}=None: .* Received: {name}="):
         vae.compile(optimizer="sgd", **kwargs)
+
+
+@pytest.mark.parametrize("model", ["vae", "cvae"])
+def test_fit_evaluate_and_predict_take_keras_positional_arguments(model):
+    # keras.Model.fit(x, y, batch_size, epochs, verbose, ...): these raised TypeError.
+    x = binary_rows(20)
+    if model == "vae":
+        vae, data = deterministic_vae(), (x, None)
+    else:
+        vae, data = tiny_cvae(), (binary_rows(20, pixels=2, seed=1), x)
+    vae.compile(optimizer="sgd")
+    history = vae.fit(*data, 8, 2, 0, None, 0.0, None, False)  # ..., callbacks, split, val, shuffle
+    assert history.epoch == [0, 1]
+    assert int(vae.optimizer.iterations.numpy()) == 2 * 3  # batches of 8, 8 and 4
+    logs = vae.evaluate(*data, 8, 0, None, None, None, True)  # ..., return_dict
+    assert sorted(logs) == ["elbo", "kl", "loss", "reconstruction"]
+    assert vae.predict(data[0], 8, 0).shape == (20, 3)
+    with pytest.raises(TypeError, match="multiple values for argument 'batch_size'"):
+        vae.fit(*data, 8, batch_size=8)
