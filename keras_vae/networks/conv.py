@@ -68,7 +68,9 @@ def conv_encoder(
             name=f"conv_{i}",
         )(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(hidden_units, activation=activation, name="dense")(x)
+    # Named by role: the encoder's and the decoder's weights get distinct paths in
+    # one model (TensorBoard tags its weight histograms by path).
+    x = keras.layers.Dense(hidden_units, activation=activation, name="encoder_dense")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -128,7 +130,9 @@ def conv_decoder(
 
     grid = (height // factor, width // factor, filters[0])
     inputs = keras.Input(shape=(input_dim,), name="z")
-    x = keras.layers.Dense(grid[0] * grid[1] * grid[2], activation=activation, name="dense")(inputs)
+    x = keras.layers.Dense(
+        grid[0] * grid[1] * grid[2], activation=activation, name="decoder_dense"
+    )(inputs)
     x = keras.layers.Reshape(grid, name="reshape")(x)
     for i, units in enumerate(filters):
         x = keras.layers.Conv2DTranspose(

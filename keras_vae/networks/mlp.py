@@ -48,7 +48,9 @@ def mlp_encoder(
     inputs = keras.Input(shape=input_shape, name="x")
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(units, activation=activation, name=f"dense_{i}")(x)
+        # Named by role: the encoder's and the decoder's weights get distinct paths in
+        # one model (TensorBoard tags its weight histograms by path).
+        x = keras.layers.Dense(units, activation=activation, name=f"encoder_dense_{i}")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -94,7 +96,7 @@ def mlp_decoder(
     inputs = keras.Input(shape=(input_dim,), name="z")
     x = inputs
     for i, units in enumerate(hidden_units):
-        x = keras.layers.Dense(units, activation=activation, name=f"dense_{i}")(x)
+        x = keras.layers.Dense(units, activation=activation, name=f"decoder_dense_{i}")(x)
     x = keras.layers.Dense(math.prod(output_shape), name="params")(x)
     outputs = keras.layers.Reshape(output_shape, name="reshape")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -143,3 +143,49 @@ def test_fit_evaluate_and_predict_take_keras_positional_arguments(model):
     assert vae.predict(data[0], 8, 0).shape == (20, 3)
     with pytest.raises(TypeError, match="multiple values for argument 'batch_size'"):
         vae.fit(*data, 8, batch_size=8)
+
+
+PRESETS = [
+    ("vae", "mlp", None),
+    ("vae", "conv", None),
+    ("cvae", "mlp", "label"),
+    ("cvae", "conv", "top-half"),
+]
+
+
+def built_preset(model, architecture, condition):
+    from keras_vae.data import make_conditional_pairs
+    from keras_vae.models.presets import build_cvae, build_vae
+
+    if model == "vae":
+        vae = build_vae(architecture, (28, 28, 1), latent_dim=4)
+        vae.build((None, 28, 28, 1))
+        return vae
+    cvae = build_cvae(architecture, condition, latent_dim=4)
+    conditions, _ = make_conditional_pairs(np.zeros((2, 28, 28), "uint8"), [0, 1], condition)
+    cvae.build((None,) + conditions.shape[1:])
+    return cvae
+
+
+@pytest.mark.parametrize(("model", "architecture", "condition"), PRESETS)
+def test_every_weight_of_a_preset_has_its_own_path(model, architecture, condition):
+    # TensorBoard(histogram_freq=1) tags each histogram with the weight's
+    # path: the encoder's and the decoder's `dense_0/kernel` shared one tag.
+    paths = [weight.path for weight in built_preset(model, architecture, condition).weights]
+    assert len(set(paths)) == len(paths), sorted(p for p in paths if paths.count(p) > 1)
+
+
+def test_tensorboard_writes_one_histogram_per_weight(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    vae = built_preset("vae", "mlp", None)
+    vae.compile(optimizer="sgd", jit_compile=False)
+    x = binary_rows(8, pixels=28 * 28).reshape(8, 28, 28, 1)
+    tensorboard = keras.callbacks.TensorBoard(str(tmp_path), histogram_freq=1)
+    vae.fit(x, batch_size=8, epochs=1, verbose=0, callbacks=[tensorboard])
+    events = event_accumulator.EventAccumulator(str(tmp_path / "train"), {"tensors": 0})
+    events.Reload()
+    histograms = [tag for tag in events.Tags()["tensors"] if tag.endswith("/histogram")]
+    assert len(histograms) == len(vae.weights) - 2  # all but sampler_state and beta (ints)
+    for tag in histograms:
+        assert len(events.Tensors(tag)) == 1, tag  # one event: epoch 0, one weight
