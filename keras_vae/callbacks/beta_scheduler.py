@@ -18,11 +18,24 @@ class BetaScheduler(keras.callbacks.Callback):
     schedule. The model's `elbo` metric is the true ELBO whatever `beta` is;
     `loss` weights the KL by the epoch's `beta`, which is logged as `beta`.
 
+    Since `loss` and `val_loss` change meaning with `beta`, a warm-up makes
+    them incomparable across epochs: select checkpoints and stop early on
+    `val_elbo` with `mode="max"` (`keras.callbacks.ModelCheckpoint`,
+    `EarlyStopping`). `beta` is a weight, so checkpoints and
+    `BackupAndRestore` keep it. It joins the epoch's logs when this callback's
+    `on_epoch_end` runs: list it before `CSVLogger`, `TensorBoard` or a
+    `ModelCheckpoint` whose file name uses it, or they will not see it (as
+    with Keras's `LearningRateScheduler`).
+
     Example:
 
     ```python
     warmup = keras_vae.callbacks.BetaScheduler(keras_vae.callbacks.linear_kl_warmup(10))
-    vae.fit(train, epochs=30, callbacks=[warmup])  # beta 0, 0.1, ..., 0.9, then 1
+    best = keras.callbacks.ModelCheckpoint(
+        "best.keras", monitor="val_elbo", mode="max", save_best_only=True
+    )
+    vae.fit(train, epochs=30, validation_data=valid, callbacks=[warmup, best])
+    # beta 0, 0.1, ..., 0.9, then 1; best.keras holds the epoch of the best ELBO
     ```
 
     Args:

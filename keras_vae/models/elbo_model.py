@@ -98,6 +98,13 @@ class ELBOModel(keras.Model):
     `kl` (in nats). This class turns them into Keras's `train_step` and
     `test_step`, with one `keras.metrics.Mean` per term, reset every epoch.
 
+    The networks' own penalties (`kernel_regularizer`, `add_loss`) are added
+    to the loss that training minimises, but the logged `loss` is the
+    per-example objective alone (Keras's built-in losses log their sum).
+    Keras cannot tell which way `elbo`, `reconstruction` and `kl` should go:
+    `ModelCheckpoint` and `EarlyStopping` on them need `mode="max"` (or
+    `"min"` for `kl`).
+
     Args:
         beta: float. Weight of the KL term in the loss, held in a weight
             that the `beta` property reads and sets. Defaults to `1.0`.
@@ -190,8 +197,9 @@ class ELBOModel(keras.Model):
         - `steps_per_execution="auto"` is 8: each call into the compiled
           training function runs 8 batches, which removes most of the
           per-batch Python overhead. Callbacks and the progress bar then see
-          every 8th batch; pass `steps_per_execution=1` for per-batch
-          callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
+          every 8th batch (`TensorBoard(update_freq="batch")` writes one
+          point per call, numbered by call); pass `steps_per_execution=1`
+          for per-batch callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
           that 8 does not divide runs with the largest number of batches
           per call that does (Keras would round the steps up to a multiple
           of 8). Under a `tf.distribute` strategy with several replicas

@@ -79,3 +79,49 @@ def test_bad_schedules_and_models_are_refused_in_one_line():
             verbose=0,
             callbacks=[BetaScheduler(lambda e, b: 1.0)],
         )
+
+
+def test_checkpoint_on_val_elbo_keeps_the_best_epoch_and_its_beta(binary_images, tmp_path):
+    # The recipe of BetaScheduler's docstring and the README: listed after the
+    # scheduler, CSVLogger logs beta and ModelCheckpoint (val_elbo, mode="max")
+    # keeps the weights, beta included, of the epoch with the best val_elbo.
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=4, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    snapshots = []
+    history = vae.fit(
+        binary_images[:256],
+        epochs=4,
+        batch_size=64,
+        validation_data=(binary_images[256:384],),
+        verbose=0,
+        callbacks=[
+            BetaScheduler(linear_kl_warmup(2)),
+            keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+            keras.callbacks.ModelCheckpoint(
+                str(tmp_path / "best.weights.h5"),
+                monitor="val_elbo",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+            ),
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: snapshots.append(vae.get_weights())
+            ),
+        ],
+    ).history
+    log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(log["beta"], [0.0, 0.5, 1.0, 1.0])
+    best = int(np.argmax(history["val_elbo"]))
+    restored = build_vae("mlp", (28, 28, 1), latent_dim=4)
+    restored.build((None, 28, 28, 1))
+    restored.load_weights(tmp_path / "best.weights.h5")
+    assert restored.beta == history["beta"][best]
+    for got, want in zip(restored.get_weights(), snapshots[best], strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="mode='max'"):  # Keras refuses mode="auto" for it
+        vae.fit(
+            binary_images[:64],
+            validation_data=(binary_images[64:128],),
+            verbose=0,
+            callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "x.keras"), "val_elbo")],
+        )
