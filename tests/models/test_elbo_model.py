@@ -101,9 +101,8 @@ def test_run_eagerly_trains_without_warning_about_the_auto_jit_compile():
     vae = deterministic_vae()
     x = binary_rows(16)
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "error"
-        )  # "run_eagerly ... cannot also be True. Disabling jit_compile"
+        # Keras warned "If run_eagerly is True, then jit_compile cannot also be True".
+        warnings.simplefilter("error")
         vae.compile(optimizer="sgd", run_eagerly=True)
         logs = vae.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False).history
     assert (vae.run_eagerly, vae.jit_compile) == (True, False)
