@@ -344,3 +344,27 @@ def test_dataset_bad_inputs(condition, target, kwargs, parts):
     with pytest.raises(ValueError) as error:
         make_conditional_dataset(condition, target, **kwargs)
     _assert_one_line_error(error, *parts)
+
+
+@pytest.mark.parametrize(
+    ("binarize", "keyed"),
+    [("dynamic", False), ("dynamic", True), ("static", False)],
+    ids=["dynamic-by-pass", "dynamic-by-epoch", "static"],
+)
+def test_condition_and_target_pixels_are_drawn_independently(binarize, keyed):
+    # Grey images split into equal halves: a draw of the whole image gives each
+    # observed pixel and the missing pixel at the same offset independent values,
+    # so they agree half the time (noise shared by the two parts would make them equal).
+    images = np.full((64, 4, 4), 128, np.uint8)
+    observed, missing = make_conditional_pairs(images, None, "top-half")
+    epoch = tf.Variable(0, dtype=tf.int64) if keyed else None
+    ds = make_conditional_dataset(
+        observed, missing, binarize=binarize, shuffle=False, batch_size=64, seed=3, epoch=epoch
+    )
+    condition, target = _epoch(ds)
+    assert condition.shape == target.shape == (64, 8)
+    p = 128 / 255
+    agreement = np.mean(condition == target)
+    expected = p**2 + (1 - p) ** 2
+    sigma = np.sqrt(expected * (1 - expected) / condition.size)
+    assert abs(agreement - expected) < 5 * sigma, agreement
