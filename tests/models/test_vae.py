@@ -120,6 +120,24 @@ def test_examples_of_zero_weight_do_not_move_the_weights():
         np.testing.assert_array_equal(before, after)
 
 
+def test_training_minimises_the_weighted_mean_so_scaling_the_weights_changes_nothing():
+    # sum(w * loss) / sum(w) does not change when every weight is tripled; a
+    # loss divided by the batch size instead would take a step three times as long.
+    x = np.random.default_rng(5).integers(0, 2, (8, 3)).astype("float32")
+    weights = np.array([1, 2, 0, 1, 3, 1, 0, 2], "float32")
+    trained = []
+    for scale in (1.0, 3.0):
+        keras.utils.set_random_seed(0)
+        vae = tiny_vae(seed=2)
+        before = vae.get_weights()
+        vae.compile(optimizer=keras.optimizers.SGD(0.1))
+        vae.fit(x, sample_weight=scale * weights, batch_size=8, shuffle=False, verbose=0)
+        trained.append(vae.get_weights())
+    assert any(not np.allclose(b, a) for b, a in zip(before, trained[0], strict=True))
+    for one, three in zip(*trained, strict=True):
+        np.testing.assert_allclose(one, three, rtol=1e-5, atol=1e-6)
+
+
 def test_a_batch_of_zero_weights_leaves_the_weights_alone():
     x = np.random.default_rng(4).integers(0, 2, (8, 3)).astype("float32")
     weights = np.r_[np.zeros(4), np.ones(4)].astype("float32")
