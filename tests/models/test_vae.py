@@ -571,6 +571,20 @@ def test_networks_whose_input_keras_adjusts_are_accepted():
     vae.fit(np.zeros((4, 3), "float32"), epochs=1, verbose=0)
 
 
+def test_the_seed_alone_fixes_the_training_draws():
+    # The noise of two models made with the same seed, under different global
+    # random states, is the same; another seed gives other noise.
+    posterior = tfd.Independent(tfd.Normal(tf.zeros([4, 2]), tf.ones([4, 2])), 1)
+    draws = {}
+    for global_seed, seed in ((1, 7), (2, 7), (1, 8)):
+        keras.utils.set_random_seed(global_seed)
+        vae = tiny_vae(seed=seed)
+        draws[global_seed, seed] = [vae.sample_posterior(posterior).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(draws[1, 7], draws[2, 7])
+    assert not np.allclose(draws[1, 7][0], draws[1, 7][1])
+    assert not np.allclose(draws[1, 7][0], draws[1, 8][0])
+
+
 def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
     keras.utils.set_random_seed(0)
     vae = mlp_vae(latent_dim=4, objective="iwae", num_samples=5)
