@@ -585,6 +585,19 @@ def test_the_seed_alone_fixes_the_training_draws():
     assert not np.allclose(draws[1, 7][0], draws[1, 8][0])
 
 
+def test_neighbouring_seeds_draw_streams_that_do_not_overlap():
+    # Runs with seeds 7 and 8 (replicates of an experiment) must not see the
+    # same noise shifted by a step, as a seed added to the step counter would give.
+    posterior = tfd.Independent(tfd.Normal(tf.zeros([4, 2]), tf.ones([4, 2])), 1)
+    streams = []
+    for seed in (7, 8):
+        vae = tiny_vae(seed=seed)
+        streams.append([vae.sample_posterior(posterior).numpy() for _ in range(3)])
+    for first in streams[0]:
+        for second in streams[1]:
+            assert not np.allclose(first, second)
+
+
 def test_iwae_objective_trains_on_the_importance_weighted_bound(binary_images):
     keras.utils.set_random_seed(0)
     vae = mlp_vae(latent_dim=4, objective="iwae", num_samples=5)
