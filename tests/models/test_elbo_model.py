@@ -188,3 +188,18 @@ def test_tensorboard_writes_one_histogram_per_weight(tmp_path):
     assert len(histograms) == len(vae.weights) - 2  # all but sampler_state and beta (ints)
     for tag in histograms:
         assert len(events.Tensors(tag)) == 1, tag  # one event: epoch 0, one weight
+
+
+def test_fit_logs_the_sample_weighted_means_of_the_terms():
+    # The posterior scale is ~1e-13, so the terms do not depend on the noise, and
+    # a learning rate of zero keeps them fixed over the epoch.
+    vae = deterministic_vae()
+    vae.compile(optimizer=keras.optimizers.SGD(0.0))
+    x = binary_rows(12)
+    weights = np.random.default_rng(1).uniform(0.0, 3.0, 12).astype("float32")
+    history = vae.fit(x, sample_weight=weights, batch_size=4, shuffle=False, verbose=0).history
+    terms = vae.compute_terms(tf.constant(x))
+    for name in ("loss", "elbo", "reconstruction", "kl"):
+        expected = np.average(terms[name].numpy(), weights=weights)
+        np.testing.assert_allclose(history[name][0], expected, rtol=1e-5)
+    assert abs(history["loss"][0] - terms["loss"].numpy().mean()) > 1e-3  # the weights matter
