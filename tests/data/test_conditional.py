@@ -368,3 +368,17 @@ def test_condition_and_target_pixels_are_drawn_independently(binarize, keyed):
     expected = p**2 + (1 - p) ** 2
     sigma = np.sqrt(expected * (1 - expected) / condition.size)
     assert abs(agreement - expected) < 5 * sigma, agreement
+
+
+@pytest.mark.parametrize("binarize", ["static", "dynamic"])
+def test_uint8_targets_are_drawn_with_their_grey_value_as_probability(binarize):
+    # A uint8 target k is a pixel of grey k / 255: its draws are ones at that rate.
+    condition = np.zeros((500, 1), np.float32)
+    target = np.full((500, 8), 64, np.uint8)
+    ds = make_conditional_dataset(
+        condition, target, binarize=binarize, shuffle=False, batch_size=100, seed=2
+    )
+    draws = _epoch(ds)[1]
+    assert set(np.unique(draws)) == {0.0, 1.0}
+    p = 64 / 255
+    assert abs(draws.mean() - p) < 5 * np.sqrt(p * (1 - p) / draws.size)
