@@ -238,10 +238,7 @@ class ConditionalVAE(ELBOModel):
                 "Expected gsnn_weight to be in [0, 1) (1 would drop the ELBO and "
                 f"leave the encoder untrained). Received: gsnn_weight={value}"
             )
-        changed = value != getattr(self, "_gsnn_weight", value)
-        self._gsnn_weight = value
-        if changed:
-            self._trace_steps_again()
+        self._set_step_constant("gsnn_weight", value)
 
     def call(self, condition, training=False):
         """The likelihood mean at the prior mean of z: the typical Y for X."""

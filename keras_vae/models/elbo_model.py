@@ -165,16 +165,21 @@ class ELBOModel(keras.Model):
         """`beta` if this model can train with it; subclasses raise otherwise."""
         return beta
 
-    def _trace_steps_again(self):
-        """Makes the compiled steps again after a change to what they hold as constants.
+    def _set_step_constant(self, name, value):
+        """Sets `self._<name>`, a value the compiled steps hold as a constant.
 
-        `fit` calls `self.train_function` at every step, so a function made
-        here is used from the next step on, also inside `fit` (a callback);
-        `evaluate` makes its own when it finds none.
+        A change makes the steps again: `fit` calls `self.train_function` at
+        every step, so a function made here is used from the next step on,
+        also inside `fit` (a callback); `evaluate` makes its own when it
+        finds none.
         """
-        if self.train_function is not None:
-            self.make_train_function(force=True)
-        self.test_function = None
+        attribute = f"_{name}"
+        changed = hasattr(self, attribute) and getattr(self, attribute) != value
+        setattr(self, attribute, value)
+        if changed:
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+            self.test_function = None
 
     def kl_weight(self):
         """`beta` as a float32 scalar tensor, for the objective's graph."""

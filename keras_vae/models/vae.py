@@ -211,10 +211,7 @@ class VAE(ELBOModel):
                 f"Expected objective to be one of {OBJECTIVES}. Received: objective={value!r}"
             )
         _check_objective_beta(value, self.beta)
-        changed = value != getattr(self, "_objective", value)
-        self._objective = value
-        if changed:
-            self._trace_steps_again()
+        self._set_step_constant("objective", value)
 
     @property
     def num_samples(self):
@@ -224,10 +221,7 @@ class VAE(ELBOModel):
     @num_samples.setter
     def num_samples(self, value):
         value = check_positive_int("num_samples", value)
-        changed = value != getattr(self, "_num_samples", value)
-        self._num_samples = value
-        if changed:
-            self._trace_steps_again()
+        self._set_step_constant("num_samples", value)
 
     def _check_beta(self, beta):
         _check_objective_beta(getattr(self, "objective", "elbo"), beta)
