@@ -51,16 +51,32 @@ def binarize(images, seed=0):
     return (rng.random(images.shape) < images).astype("float32")
 
 
-def machine():
+def machine(cpuinfo="/proc/cpuinfo"):
+    """The CPU, its vector extensions that matter here, cores and Python.
+
+    CPUs sold under one name ("AMD EPYC") differ a lot: `mixed_bfloat16` is
+    fast only where the CPU computes in bfloat16 (AVX-512 BF16 or AMX), so the
+    record gives the family, model and those flags of the first processor.
+    """
     cpu = platform.processor() or platform.machine()
+    details = []
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+        with open(cpuinfo) as f:
+            info = dict(
+                line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line
+            )
+        info = {key.strip(): value.strip() for key, value in info.items()}
+        cpu = info.get("model name", cpu)
+        if "cpu family" in info and "model" in info:
+            details.append(f"family {info['cpu family']} model {info['model']}")
+        flags = set(info.get("flags", "").split())
+        extensions = [
+            flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags
+        ]
+        details.append(" ".join(extensions) or "no AVX2")
     except OSError:
         pass
+    cpu = f"{cpu} ({'; '.join(details)})" if details else cpu
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

@@ -42,6 +42,27 @@ def results(tmp_path, monkeypatch, tfds_data_dir):
     return path
 
 
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu avx avx2 fma", "(family 25 model 17; avx2)"),
+        (
+            "avx2 avx512f avx512_bf16 amx_bf16",
+            "(family 25 model 17; avx2 avx512f avx512_bf16 amx_bf16)",
+        ),
+        ("fpu sse4_2", "(family 25 model 17; no AVX2)"),
+    ],
+)
+def test_machine_names_cpu_family_and_bfloat16_support(tmp_path, flags, expected):
+    processor = f"model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: {flags}\n"
+    # Only the first processor is read: the second one's flags must not leak in.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(processor + "\n" + processor.replace(flags, "avx512_bf16"))
+    line = common.machine(cpuinfo)
+    assert line.startswith(f"AMD EPYC {expected}, "), line
+    assert line.endswith(f" cores, Python {sys.version.split()[0]}"), line
+
+
 def run(monkeypatch, module, *args):
     """Runs `python -m benchmarks.<module> ARGS` in this process."""
     script = common.REPO_ROOT / "benchmarks" / f"{module.__name__.split('.')[-1]}.py"
