@@ -9,7 +9,7 @@ export TFDS_DATA_DIR ?= $(if $(wildcard $(SHARED_TFDS)),$(SHARED_TFDS),$(HOME)/t
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= runs/mnist-mlp
 
-.PHONY: demo test lint install
+.PHONY: demo test test-slow lint install
 
 $(BIN)/keras-vae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The tests marked slow (long training runs, the benchmark scripts), which `make test` leaves out.
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -121,6 +121,7 @@ def trained_vae(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_eval_speed(results, monkeypatch, trained_vae):
     run(
         monkeypatch, eval_speed,
@@ -138,6 +139,7 @@ def test_eval_speed(results, monkeypatch, trained_vae):
     assert number(rows[0]["NLL (nats)"]) == pytest.approx(-number(rows[0]["ELBO (nats)"]), rel=0.1)
 
 
+@pytest.mark.slow
 def test_scaling(results, monkeypatch):
     run(
         monkeypatch, scaling,
@@ -151,6 +153,7 @@ def test_scaling(results, monkeypatch):
         assert number(row["seconds per epoch"]) >= 0 and number(row["images/s"]) > 0
 
 
+@pytest.mark.slow
 def test_train_throughput_without_torch(results, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     run(
@@ -188,6 +191,7 @@ def test_torch_contenders():
             assert 0 < run_one_epoch() < MAX_NATS  # the last batch's loss
 
 
+@pytest.mark.slow
 def test_train_quality(results, monkeypatch, tmp_path):
     output = tmp_path / "quality"
     run(
@@ -206,6 +210,7 @@ def test_train_quality(results, monkeypatch, tmp_path):
     assert (output / "model.keras").is_file() and (tmp_path / "s.png").is_file()
 
 
+@pytest.mark.slow
 def test_kl_warmup(results, monkeypatch):
     run(
         monkeypatch, kl_warmup,
@@ -219,6 +224,7 @@ def test_kl_warmup(results, monkeypatch):
     assert number(row["test KL"]) >= 0 and row["active units"].endswith("of 4")
 
 
+@pytest.mark.slow
 def test_likelihood(results, monkeypatch, tmp_path):
     output = tmp_path / "likelihood"
     args = [
@@ -253,6 +259,7 @@ def iwae5_model(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_iwae_finetune(results, monkeypatch, tmp_path, iwae5_model):
     output = tmp_path / "finetune"
     run(
@@ -270,6 +277,7 @@ def test_iwae_finetune(results, monkeypatch, tmp_path, iwae5_model):
     assert (output / "iwae50-from-iwae5-0stages-checkpoint-1.keras").is_file()
 
 
+@pytest.mark.slow
 def test_export_latency(results, monkeypatch, tmp_path):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     run(
@@ -297,6 +305,7 @@ def test_export_latency(results, monkeypatch, tmp_path):
     assert list(tmp_path.glob("export_latency_*/saved_model"))
 
 
+@pytest.mark.slow
 def test_cvae_quality(results, monkeypatch, tmp_path):
     classifier = tmp_path / "classifier.keras"
     run(

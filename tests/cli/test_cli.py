@@ -88,6 +88,7 @@ def test_tensorboard_shows_the_samples_png_grid_after_every_epoch(vae_run, cvae_
         np.testing.assert_array_equal(actual, expected)
 
 
+@pytest.mark.slow
 def test_the_same_seed_trains_the_same_model_whatever_ran_before(tmp_path, tfds_data_dir):
     # The pipelines were made before train set the global seed, so their
     # shuffle and binarization followed the last global seed set in the
@@ -107,6 +108,7 @@ def test_the_same_seed_trains_the_same_model_whatever_ran_before(tmp_path, tfds_
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_train_under_a_mixed_dtype_policy(vae_run, tmp_path, capsys):
     out = tmp_path / "bf16"
     assert main(["train", "--architecture", "mlp", "--latent-dim", "4", "--epochs", "2",
@@ -168,6 +170,7 @@ def test_evaluate_json_matches_training_metrics(vae_run, capsys):
     assert result["elbo"] == pytest.approx(expected["elbo"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_train_with_xla(tmp_path, tfds_data_dir):
     out = tmp_path / "xla"
     assert main(["train", "--latent-dim", "4", "--epochs", "2", "--jit-compile", "--output",
@@ -379,6 +382,7 @@ def test_complete_input_that_is_missing_or_not_npy(tmp_path, capsys):
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.slow
 def test_entry_point_exit_codes(vae_run, tmp_path):
     ok = subprocess.run(
         [sys.executable, "-m", "keras_vae.cli.main", "sample", str(vae_run / "model.keras"),
@@ -420,6 +424,7 @@ def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
     assert "Received: importance_samples=0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_gaussian_model_on_dequantized_8_bit_images(
     tmp_path, capsys, tfds_data_dir
 ):
@@ -475,6 +480,7 @@ def test_export_then_litert_sample_matches_cli_sample(vae_run, tmp_path, capsys)
     assert not (tmp_path / "m.tflite").exists()
 
 
+@pytest.mark.slow
 def test_pixelcnn_vae_trains_samples_evaluates_and_is_not_exported(tmp_path, capsys, tfds_data_dir):
     out = tmp_path / "pixelcnn"
     assert main(["train", "--architecture", "conv", "--likelihood", "pixelcnn", "--latent-dim",
@@ -531,6 +537,7 @@ def test_seeds_below_zero(vae_run, cvae_runs, tmp_path, capsys):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+@pytest.mark.slow
 def test_label_cvae_counts_classes_from_the_dataset_not_the_split(tmp_path, tfds_data_dir):
     # These slices hold the labels 4, 1, 0, 7 and 2, 0: none above 7.
     out = tmp_path / "few"
@@ -658,6 +665,7 @@ def _export_stopped_while_staging(model, base, tflite, stop):
     return process.wait(timeout=120)
 
 
+@pytest.mark.slow
 def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
     base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
     code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, signal.SIGTERM)
@@ -666,6 +674,7 @@ def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
     assert not base.exists() and not tflite.parent.exists()
 
 
+@pytest.mark.slow
 def test_the_next_export_removes_what_a_killed_one_left(vae_run, tmp_path):
     base, tflite = tmp_path / "served", tmp_path / "model.tflite"
     code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, signal.SIGKILL)

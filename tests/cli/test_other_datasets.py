@@ -59,6 +59,7 @@ def _train(folder, output, *extra):
     return json.loads((output / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra", [[], ["--architecture", "conv", "--binarize", "none"]], ids=["mlp", "conv-gaussian"]
 )
@@ -84,6 +85,7 @@ def test_train_evaluate_export_and_sample_colour_images(color_dir, tmp_path, cap
     assert samples.shape == (4, *SHAPE) and 0.0 <= samples.min() <= samples.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_label_cvae_on_three_classes(color_dir, tmp_path, capsys):
     metrics = _train(color_dir, tmp_path / "run", "--model", "cvae", "--condition", "label")
     assert metrics["config"]["condition"] == "label"

@@ -54,6 +54,7 @@ def _record_epochs(monkeypatch):
     return epochs_run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights_saved", [True, False])
 def test_a_stopped_run_resumes_where_it_stopped(
     tmp_path, tfds_data_dir, monkeypatch, weights_saved
@@ -82,7 +83,7 @@ def test_a_stopped_run_resumes_where_it_stopped(
     assert sorted(os.listdir(out)) == ["logs", "metrics.json", "model.keras", "samples.png"]
 
 
-@pytest.mark.parametrize("weights_saved", [True, False])
+@pytest.mark.parametrize("weights_saved", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_a_resumed_run_trains_the_model_of_an_uninterrupted_one(
     tmp_path, tfds_data_dir, monkeypatch, weights_saved
 ):
@@ -101,6 +102,7 @@ def test_a_resumed_run_trains_the_model_of_an_uninterrupted_one(
         assert metrics[part] == whole_metrics[part], part
 
 
+@pytest.mark.slow
 def test_resumed_weights_are_the_saved_ones(tmp_path, tfds_data_dir, monkeypatch):
     out = tmp_path / "run"
     saved = {}
@@ -128,6 +130,7 @@ def test_resumed_weights_are_the_saved_ones(tmp_path, tfds_data_dir, monkeypatch
         np.testing.assert_array_equal(before, after)
 
 
+@pytest.mark.slow
 def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypatch, capsys):
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
@@ -149,6 +152,7 @@ def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypa
     assert len(metrics["history"]["elbo"]) == 3 and metrics["config"]["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_a_backup_of_the_version_before_kl_warmup_resumes(tmp_path, tfds_data_dir, monkeypatch):
     # Before `kl_warmup_epochs`, the config had no such key and the model's
     # own weights were `sampler_state` alone (`beta` was not a weight).
@@ -171,6 +175,7 @@ def test_a_backup_of_the_version_before_kl_warmup_resumes(tmp_path, tfds_data_di
         np.testing.assert_array_equal(actual, expected)
 
 
+@pytest.mark.slow
 def test_fewer_epochs_than_the_stopped_run_finished_are_refused(
     tmp_path, tfds_data_dir, monkeypatch
 ):
@@ -188,6 +193,7 @@ def test_fewer_epochs_than_the_stopped_run_finished_are_refused(
     assert not (out / "backup").exists()
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_its_first_epoch_starts_over(tmp_path, tfds_data_dir, monkeypatch):
     class StopAtFirstBatch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -208,6 +214,7 @@ def test_a_run_stopped_in_its_first_epoch_starts_over(tmp_path, tfds_data_dir, m
     assert metrics["config"]["latent_dim"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_in", ["weights", "metadata"])
 def test_a_run_stopped_while_its_backup_is_written_resumes(
     tmp_path, tfds_data_dir, monkeypatch, stop_in
@@ -264,6 +271,7 @@ def test_a_run_stopped_while_its_backup_is_written_resumes(
     assert not (out / "backup").exists()
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypatch):
     out = tmp_path / "run"
     with monkeypatch.context() as patch:

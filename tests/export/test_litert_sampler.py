@@ -98,6 +98,7 @@ def conv_int8_sampler(tmp_path_factory):
     return Sampler(export_tflite(vae, path, quantize="int8", allow_untrained=True))
 
 
+@pytest.mark.slow
 def test_empty_batches_give_empty_arrays(sampler, label_sampler, conv_int8_sampler):
     # LiteRT failed to resize the int8 convolutions to 0 rows (a RuntimeError).
     for model in (sampler, conv_int8_sampler):

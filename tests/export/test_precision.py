@@ -19,6 +19,7 @@ def mixed_vae(mixed_bfloat16):
     return model
 
 
+@pytest.mark.slow
 def test_float32_copy_has_the_same_weights_and_close_outputs(mixed_vae):
     assert not computes_in_float32(mixed_vae)
     copy = float32_model(mixed_vae)
@@ -32,6 +33,7 @@ def test_float32_copy_has_the_same_weights_and_close_outputs(mixed_vae):
     assert float32_model(copy) is copy
 
 
+@pytest.mark.slow
 def test_mixed_precision_cvae_copy(mixed_bfloat16):
     model = build_cvae("mlp", "label", latent_dim=LATENT_DIM, prior="learned", seed=0)
     model.compile(optimizer="adam")
@@ -44,6 +46,7 @@ def test_mixed_precision_cvae_copy(mixed_bfloat16):
     )
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_exports_to_builtin_tflite_and_saved_model(mixed_vae, tmp_path):
     path = tmp_path / "m.tflite"
     report = export_model(mixed_vae, saved_model_base=str(tmp_path / "sm"), tflite_path=str(path))

@@ -170,7 +170,7 @@ def test_hybrid_loss_equals_hand_computation():
     )
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_gsnn_weight_set_during_fit_takes_effect(jit_compile):
     # The compiled steps hold gsnn_weight as a constant: setting it (here from
     # a callback, as a schedule would) must trace them again, inside `fit`
@@ -299,6 +299,7 @@ def test_training_on_mnist_labels_raises_the_conditional_elbo(mnist_test_images)
     assert after > before + 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["standard", "learned"])
 def test_mixed_bfloat16_training_keeps_the_objective_in_float32(
     mixed_bfloat16, prior, mnist_test_images
@@ -328,7 +329,7 @@ def test_dataset_of_pairs_and_predict():
     assert cvae.reconstruct(c, y).shape == (32, 3)
 
 
-@pytest.mark.parametrize("prior", ["standard", "learned"])
+@pytest.mark.parametrize("prior", ["standard", pytest.param("learned", marks=pytest.mark.slow)])
 def test_save_load_round_trip(tmp_path, prior):
     cvae = tiny_cvae(prior=prior, condition_type="label")
     cvae.compile(optimizer="adam")
@@ -430,6 +431,7 @@ def test_fit_refuses_unpaired_arrays_and_validation_weights_in_one_line():
         cvae.fit(c, y, verbose=0, validation_data=(c, y, np.ones(3)))
 
 
+@pytest.mark.slow
 def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images, tmp_path):
     from keras_vae.data import make_conditional_pairs, split_image
     from keras_vae.models.presets import build_cvae
@@ -458,6 +460,7 @@ def test_conv_completion_cvae_trains_completes_and_round_trips(mnist_test_images
     np.testing.assert_array_equal(complete_images(loaded, images[:4], 3, seed=0), completions)
 
 
+@pytest.mark.slow
 def test_lists_and_py_datasets_of_pairs():
     conditions = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
     targets = (np.random.default_rng(0).random((4, 4, 4, 1)) < 0.5).astype("float32")

@@ -17,10 +17,12 @@ def mirrored():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_defaults_that_mirrored_training_can_run(mirrored):
     assert mirrored["steps_per_execution"] == 1 and mirrored["jit_compile"] is False
 
 
+@pytest.mark.slow
 def test_a_mirrored_step_equals_a_single_device_step(mirrored):
     # The loss of this model has no noise, so the update is exact: each replica's
     # gradient, of the mean over its half batch, must be averaged, not summed

@@ -306,6 +306,7 @@ def test_fit_accepts_a_dataset(binary_images):
     assert vae.predict(ds, verbose=0).shape == (256, 28, 28, 1)
 
 
+@pytest.mark.slow
 def test_gaussian_likelihood_vae_trains(mnist_test_images):
     images, _ = mnist_test_images
     vae = mlp_vae(latent_dim=4, likelihood="gaussian")
@@ -344,7 +345,7 @@ def test_setting_beta_takes_effect_in_already_compiled_steps(compiled_with_xla):
     assert VAE.from_config(vae.get_config()).beta == 2.5
 
 
-@pytest.mark.parametrize("compiled_with_xla", [False, True])
+@pytest.mark.parametrize("compiled_with_xla", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_setting_objective_and_num_samples_during_fit_takes_effect(compiled_with_xla):
     # The compiled steps hold `objective` and `num_samples` as constants:
     # setting them from a callback must trace the steps again. With K > 1 the
@@ -693,6 +694,7 @@ def test_auto_jit_compile_uses_xla_on_cpu_for_models_without_convolutions():
         mlp_vae().compile(jit_compile="yes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_mixed_bfloat16_keeps_the_objective_in_float32(mixed_bfloat16, architecture, binary_images):
     x = binary_images[:256]
@@ -736,6 +738,7 @@ def sgd_update(vae, x):
     return [a - b for a, b in zip(after, before, strict=True)]
 
 
+@pytest.mark.slow
 def test_mixed_float16_steps_match_float32(mixed_float16, binary_images):
     # Keras wraps the optimizer in a LossScaleOptimizer, which unscales the
     # gradients: the step must scale the loss, or the updates shrink 32768x.
@@ -766,6 +769,7 @@ class Batches(keras.utils.PyDataset):
         return (batch,) if self.as_tuple else batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_tuple", [False, True])
 def test_fit_and_evaluate_accept_a_py_dataset(as_tuple, binary_images):
     x = binary_images[:512]

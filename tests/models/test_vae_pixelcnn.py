@@ -30,6 +30,7 @@ def trained(tmp_path_factory, mnist_test_images):
     return models, elbos, test
 
 
+@pytest.mark.slow
 def test_pixelcnn_likelihood_beats_the_factorized_one_on_mnist(trained):
     # Neighbouring pixels explain each other: the same encoder, decoder and
     # budget reach a much higher test ELBO.
@@ -38,6 +39,7 @@ def test_pixelcnn_likelihood_beats_the_factorized_one_on_mnist(trained):
     assert elbos["pixelcnn"] > elbos["bernoulli"] + 50, elbos
 
 
+@pytest.mark.slow
 def test_importance_weighted_estimate_is_at_least_the_elbo(trained):
     models, elbos, test = trained
     result = log_likelihood(models["pixelcnn"], test[:100], num_samples=20, verbose=0)
@@ -45,6 +47,7 @@ def test_importance_weighted_estimate_is_at_least_the_elbo(trained):
     assert result["log_likelihood"] < 0
 
 
+@pytest.mark.slow
 def test_sample_and_reconstruct(trained):
     vae = trained[0]["pixelcnn"]
     draws = vae.sample(3, seed=5, use_mean=False)
@@ -67,6 +70,7 @@ def test_sample_and_reconstruct(trained):
     assert np.mean(np.where(x == 1, recon, 1 - recon)) > 0.9
 
 
+@pytest.mark.slow
 def test_save_load_keeps_the_model(tmp_path, trained):
     vae, test = trained[0]["pixelcnn"], trained[2][:64]
     path = str(tmp_path / "pixelcnn.keras")
@@ -87,6 +91,7 @@ def test_models_with_convolutions_or_pixelcnn_train_without_xla_by_default():
     assert vae.jit_compile is False
 
 
+@pytest.mark.slow
 def test_cvae_and_export_refuse_the_pixelcnn_likelihood(trained):
     with pytest.raises(ValueError, match="Received: likelihood='pixelcnn'"):
         build_cvae("mlp", "label", likelihood="pixelcnn")
