@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_vae.utils.cpu import BFLOAT16_FLAGS, first_processor
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
 SHARED_TFDS = REPO_ROOT.parent / "shared" / "data" / "tensorflow_datasets"
@@ -51,31 +53,22 @@ def binarize(images, seed=0):
     return (rng.random(images.shape) < images).astype("float32")
 
 
-def machine(cpuinfo="/proc/cpuinfo"):
+def machine(cpuinfo=None):
     """The CPU, its vector extensions that matter here, cores and Python.
 
     CPUs sold under one name ("AMD EPYC") differ a lot: `mixed_bfloat16` is
     fast only where the CPU computes in bfloat16 (AVX-512 BF16 or AMX), so the
     record gives the family, model and those flags of the first processor.
     """
-    cpu = platform.processor() or platform.machine()
+    info = first_processor(cpuinfo)
+    cpu = info.get("model name") or platform.processor() or platform.machine()
     details = []
-    try:
-        with open(cpuinfo) as f:
-            info = dict(
-                line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line
-            )
-        info = {key.strip(): value.strip() for key, value in info.items()}
-        cpu = info.get("model name", cpu)
-        if "cpu family" in info and "model" in info:
-            details.append(f"family {info['cpu family']} model {info['model']}")
-        flags = set(info.get("flags", "").split())
-        extensions = [
-            flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags
-        ]
+    if "cpu family" in info and "model" in info:
+        details.append(f"family {info['cpu family']} model {info['model']}")
+    if "flags" in info:
+        flags = set(info["flags"].split())
+        extensions = [flag for flag in ("avx2", "avx512f", *BFLOAT16_FLAGS) if flag in flags]
         details.append(" ".join(extensions) or "no AVX2")
-    except OSError:
-        pass
     cpu = f"{cpu} ({'; '.join(details)})" if details else cpu
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

@@ -15,6 +15,7 @@ from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
+from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
 from keras_vae.utils.dtype_policy import global_dtype_policy
 from keras_vae.utils.images import file_in_the_way, image_grid, save_images
 from keras_vae.utils.staged_path import StagedPath
@@ -136,8 +137,9 @@ def train_model(
             such a model is not exportable) or `"gaussian"` (`binarize="none"`).
             Defaults to `None`: Bernoulli for binarized data, Gaussian otherwise.
         dtype_policy: str. The Keras dtype policy of the model's layers:
-            `"float32"`, `"mixed_bfloat16"` (faster on CPUs with AVX512-BF16)
-            or `"mixed_float16"` (GPUs; the loss is scaled). Mixed policies
+            `"float32"`, `"mixed_bfloat16"` (faster on CPUs with AVX512-BF16;
+            warns on a CPU without bfloat16 arithmetic and no GPU, where it is
+            slower) or `"mixed_float16"` (GPUs; the loss is scaled). Mixed policies
             run the networks in 16 bits; the weights, the distribution layers
             and the ELBO stay in float32, and `keras-vae export` writes a
             float32 copy. The global policy is left as it was. Defaults to
@@ -196,6 +198,7 @@ def train_model(
         )
     if output is not None:
         _check_output_folder(output)
+    warn_if_bfloat16_is_emulated(dtype_policy)
     train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
     test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
     image_shape = train_images.shape[1:]
