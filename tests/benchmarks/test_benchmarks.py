@@ -3,7 +3,9 @@
 Every test runs one script's command line through training, evaluation and
 `benchmarks.common.record`, with `RESULTS.md` and all output folders under
 `tmp_path`, then reads back the recorded block: its title, its command and
-its tables, whose figures must be finite and in a sane range.
+its tables, whose figures must be finite and in a sane range. These runs are
+marked slow (`make test-slow`); the default run checks only the records'
+`machine` line.
 """
 
 import math
