@@ -242,10 +242,11 @@ class Sampler:
                 "Expected a conditional model for a label. Received: a model without a "
                 "condition input"
             )
-        if self.condition_type not in (None, "label") or len(self.condition_shape) != 1:
+        if self.condition_type != "label":
+            # As `keras-vae sample --label`: a 1-D condition alone is not known to be one-hot.
             raise ValueError(
-                "Expected a label-conditioned model. Received: condition_type="
-                f"{self.condition_type!r}, condition_shape={self.condition_shape}"
+                "Expected a label-conditioned model (condition_type='label'). Received: "
+                f"condition_type={self.condition_type!r}, condition_shape={self.condition_shape}"
             )
         num_classes = self.condition_shape[0]
         if isinstance(label, bool) or not isinstance(label, numbers.Integral):
@@ -421,16 +422,17 @@ def main(argv=None):
         condition = None
         if args.label is not None:
             condition = sampler.label_condition(args.label)
-        elif sampler.condition_type not in (None, "label"):
-            raise ValueError(
-                "Expected a VAE or a label-conditioned model to sample from the command line "
-                "(a completion model completes images: use Sampler.complete). Received: "
-                f"condition_type={sampler.condition_type!r}"
-            )
-        elif sampler.condition_shape is not None:
+        elif sampler.condition_type == "label":
             raise ValueError(
                 "Expected --label for a label-conditioned model. Received: condition_type="
                 f"{sampler.condition_type!r} and no --label"
+            )
+        elif sampler.condition_shape is not None:
+            raise ValueError(
+                "Expected a VAE or a label-conditioned model to sample from the command line "
+                "(a completion model completes images: use Sampler.complete; for other "
+                "conditions, pass them to Sampler.sample). Received: "
+                f"condition_type={sampler.condition_type!r}"
             )
         images = sampler.sample(args.seed, args.num_samples, condition)
         path = save(np.clip(images, 0.0, 1.0).astype(np.float32), args.output)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.data.conditional import CONDITIONS, pixel_indices
 from keras_vae.layers import DistributionLayer, IndependentNormal, PixelCNNBernoulli
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.elbo_model import ELBOModel, keras_keywords, likelihood_seed
@@ -69,11 +70,16 @@ class ConditionalVAE(ELBOModel):
         hidden_units: int. Width of the hidden layers that join the condition
             to the encoder's features and form the learned prior. Defaults to
             `256`.
-        condition_type: str or `None`. What the condition is (`"label"`,
-            `"center-column"`, `"top-half"`), kept for the CLI and the data
-            helpers. Defaults to `None`.
-        image_shape: tuple of ints or `None`. Shape of the full image for the
-            completion conditions, kept to reassemble completions.
+        condition_type: str or `None`. What the condition is: `"label"`
+            (one-hot rows `[B, num_classes]`), `"center-column"` or
+            `"top-half"` (the observed pixels, as `keras_vae.data.split_image`
+            gives them; needs `image_shape`). It is saved with the model and
+            its exports: `keras-vae sample --label` and the LiteRT sampler's
+            `--label` need `"label"`, `complete` a completion type. `None`
+            for any other condition. Defaults to `None`.
+        image_shape: tuple of ints or `None`. Shape of the full image: needed
+            for the completion conditions, to reassemble completions; for
+            `"label"` it may be given and must be the target's shape.
         beta: float. Weight of the KL term; the `beta` attribute can be
             changed later, also during `fit` (see
             `keras_vae.callbacks.BetaScheduler`). Defaults to `1.0`.
@@ -93,6 +99,7 @@ class ConditionalVAE(ELBOModel):
     ...     decoder=mlp_decoder(16 + 10, (28, 28, 1)),
     ...     latent_dim=16,
     ...     likelihood=IndependentBernoulli((28, 28, 1)),
+    ...     condition_type="label",
     ... )
     >>> cvae.compile(optimizer="adam")
     >>> cvae.fit(one_hot_labels, images, epochs=1)  # doctest: +SKIP
@@ -141,6 +148,7 @@ class ConditionalVAE(ELBOModel):
             )
         if prior not in PRIORS:
             raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
+        self._observed_size = self._check_condition_type(condition_type, image_shape, likelihood)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -168,13 +176,61 @@ class ConditionalVAE(ELBOModel):
             )
             self.prior_head = IndependentNormal(self.latent_dim, name="prior")
 
+    @staticmethod
+    def _check_condition_type(condition_type, image_shape, likelihood):
+        """Checks `condition_type` and `image_shape` against the likelihood.
+
+        Returns the number of observed pixels a completion model's condition
+        holds, or `None` for other models.
+        """
+        if condition_type is not None and condition_type not in CONDITIONS:
+            raise ValueError(
+                f"Expected condition_type to be None or one of {CONDITIONS}. "
+                f"Received: condition_type={condition_type!r}"
+            )
+        target_shape = tuple(likelihood.event_shape)
+        if condition_type in (None, "label"):
+            if image_shape is not None and tuple(image_shape) != target_shape:
+                raise ValueError(
+                    "Expected image_shape to be None or the target's shape (the likelihood's "
+                    f"event shape {target_shape}) for condition_type={condition_type!r}. "
+                    f"Received: image_shape={image_shape!r}"
+                )
+            return None
+        if image_shape is None:
+            raise ValueError(
+                f"Expected image_shape, the full image's (H, W) or (H, W, C), for "
+                f"condition_type={condition_type!r}: completions are put back into it. "
+                "Received: image_shape=None"
+            )
+        observed, missing = pixel_indices(condition_type, image_shape)
+        if target_shape != (len(missing),):
+            raise ValueError(
+                f"Expected a likelihood over the {len(missing)} missing pixels of an image "
+                f"shaped {tuple(image_shape)} for condition_type={condition_type!r} (event "
+                f"shape ({len(missing)},)). Received: likelihood event shape {target_shape}"
+            )
+        return len(observed)
+
     @property
     def target_shape(self):
         """Shape of one target Y (the likelihood's event shape)."""
         return tuple(self.likelihood.event_shape)
 
     def build(self, condition_shape):
-        self.condition_shape = tuple(condition_shape[1:])
+        condition_shape = tuple(condition_shape[1:])
+        if self.condition_type == "label" and len(condition_shape) != 1:
+            raise ValueError(
+                "Expected one-hot label conditions shaped [B, num_classes] for "
+                f"condition_type='label'. Received: condition shape {condition_shape}"
+            )
+        if self._observed_size is not None and condition_shape != (self._observed_size,):
+            raise ValueError(
+                f"Expected conditions shaped [B, {self._observed_size}], the observed pixels of "
+                f"condition_type={self.condition_type!r} in an image shaped {self.image_shape}. "
+                f"Received: condition shape {condition_shape}"
+            )
+        self.condition_shape = condition_shape
         check_network_input(
             "encoder", self.encoder, self.target_shape, "targets, the likelihood's event shape"
         )

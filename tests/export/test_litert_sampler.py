@@ -1,6 +1,7 @@
 """The standalone LiteRT sampler: library, command line, and a TensorFlow-free venv."""
 
 import ast
+import copy
 import os
 import shutil
 import subprocess
@@ -359,8 +360,31 @@ def test_command_line_refuses_to_sample_a_completion_model(
     model = str(exports_dir / "completion.tflite")  # the completion_sampler's file
     assert litert_sampler.main([model, "--output", str(out)]) == 1
     error = capsys.readouterr().err.strip()
-    assert error.endswith("use Sampler.complete). Received: condition_type='top-half'")
+    assert error.endswith("to Sampler.sample). Received: condition_type='top-half'")
     assert len(error.splitlines()) == 1 and not out.exists()
+
+
+def test_label_needs_a_model_saved_as_label_conditioned(
+    label_sampler, cvae_tflite, tmp_path, monkeypatch, capsys
+):
+    # A CVAE built without condition_type: its 1-D condition need not be one-hot
+    # rows, and `keras-vae sample --label` refuses it too.
+    untyped = copy.copy(label_sampler)
+    untyped.condition_type = None
+    with pytest.raises(
+        ValueError,
+        match=r"^Expected a label-conditioned model \(condition_type='label'\)\. "
+        r"Received: condition_type=None, condition_shape=\(10,\)$",
+    ):
+        untyped.label_condition(3)
+    monkeypatch.setattr(litert_sampler, "Sampler", lambda path, num_threads=None: untyped)
+    out = tmp_path / "out.npy"
+    for flags in (["--label", "3"], []):
+        assert litert_sampler.main([cvae_tflite[None], "--output", str(out), *flags]) == 1
+        error = capsys.readouterr().err.strip()
+        shape = ", condition_shape=(10,)" if flags else ""
+        assert error.endswith(f"Received: condition_type=None{shape}")
+        assert len(error.splitlines()) == 1 and not out.exists()
 
 
 def test_complete_needs_a_completion_model(label_sampler):

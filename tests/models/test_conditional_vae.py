@@ -372,6 +372,58 @@ def test_bad_constructor_arguments(kwargs, message):
         ConditionalVAE(**args)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        # A misspelt type was kept, and the CLI then refused the model as unconditional.
+        ({"condition_type": "lable"}, r"condition_type to be None or one of .*'lable'"),
+        ({"condition_type": "top-half"}, r"image_shape, .* Received: image_shape=None$"),
+        (
+            {"condition_type": "top-half", "image_shape": (4, 2)},
+            r"a likelihood over the 4 missing pixels .* Received: likelihood event shape \(3,\)$",
+        ),
+        (
+            {"condition_type": "center-column", "image_shape": (3, 1)},
+            r"images at least 2 pixels wide .* Received: image_shape=\(3, 1\)$",
+        ),
+        (
+            {"condition_type": "label", "image_shape": (28, 28, 1)},
+            r"image_shape to be None or the target's shape .* for condition_type='label'\. "
+            r"Received: image_shape=\(28, 28, 1\)$",
+        ),
+    ],
+)
+def test_condition_type_and_image_shape_are_checked_against_the_likelihood(kwargs, message):
+    args = {
+        "encoder": keras.layers.Flatten(),
+        "decoder": keras.layers.Dense(3),
+        "latent_dim": 2,
+        "likelihood": IndependentBernoulli(3),
+    }
+    with pytest.raises(ValueError, match=f"^Expected {message}"):
+        ConditionalVAE(**args, **kwargs)
+
+
+def test_a_completion_model_takes_the_observed_pixels_and_a_label_model_one_hot_rows():
+    # Top half of a 2x3 image: 3 observed pixels, 3 missing.
+    completion = tiny_cvae(condition_type="top-half", image_shape=(2, 3), classes=3)
+    assert completion.condition_shape == (3,)
+    with pytest.raises(
+        ValueError,
+        match=r"^Expected conditions shaped \[B, 3\], the observed pixels of "
+        r"condition_type='top-half' in an image shaped \(2, 3\)\. "
+        r"Received: condition shape \(2,\)$",
+    ):
+        tiny_cvae(condition_type="top-half", image_shape=(2, 3), classes=2)
+    with pytest.raises(
+        ValueError,
+        match=r"^Expected one-hot label conditions shaped \[B, num_classes\] for "
+        r"condition_type='label'\. Received: condition shape \(1, 2\)$",
+    ):
+        tiny_cvae(condition_type="label").build((None, 1, 2))
+    assert tiny_cvae(condition_type="label", classes=4).condition_shape == (4,)
+
+
 def test_bad_condition_and_target_shapes():
     cvae = tiny_cvae()
     cvae.compile(optimizer="adam")
