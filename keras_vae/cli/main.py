@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+import warnings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -411,11 +412,20 @@ def main(argv=None) -> int:
 
     # TFDS and TF log deprecation notes through absl; the CLI shows errors only.
     absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-        COMMANDS[args.command](args)
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"keras-vae {args.command}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+    prefix = f"keras-vae {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        # One line, as errors are, instead of Python's file:line and source line.
+        text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print(f"{prefix}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            COMMANDS[args.command](args)
+        except (ValueError, OSError, RuntimeError) as e:
+            print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
+            return 1
     return 0
 
 

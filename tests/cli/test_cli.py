@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -16,6 +17,9 @@ from keras_vae import data
 from keras_vae.cli.main import main
 from keras_vae.evaluation import format_metrics, log_likelihood
 from keras_vae.tasks import train_model
+
+# Python's own, to check that `main` puts it back.
+WARNINGS_SHOWWARNING = warnings.showwarning
 
 SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
 
@@ -301,6 +305,30 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_warnings_are_one_line_like_errors(tmp_path, monkeypatch, capsys):
+    from keras_vae.tasks import training
+    from keras_vae.utils import cpu
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2\n")
+    monkeypatch.setattr(cpu, "CPUINFO", str(cpuinfo))
+
+    def load_images(*args, **kwargs):
+        raise RuntimeError("stop after the warning")
+
+    monkeypatch.setattr(training.data, "load_images", load_images)
+    argv = ["train", "--dtype-policy", "mixed_bfloat16", "--output", str(tmp_path / "out")]
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(
+        "keras-vae train: warning: dtype_policy='mixed_bfloat16' on a CPU without bfloat16"
+    )
+    assert lines[1] == "keras-vae train: error: stop after the warning"
+    # Outside the command, Python shows warnings as before.
+    assert warnings.showwarning is WARNINGS_SHOWWARNING
 
 
 def test_label_on_unconditional_model_and_out_of_range(vae_run, cvae_runs, capsys, tmp_path):
