@@ -90,6 +90,41 @@ def keras_keywords(method, args, kwargs):
     return kwargs
 
 
+class CappedProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, with the step count capped at the epoch's steps.
+
+    With `steps_per_execution=k`, Keras reports the last call of an epoch as
+    ending at the next multiple of `k`: 469 MNIST batches under the default 8
+    showed "472/469" and a negative time left. `fit`, `evaluate` and
+    `predict` use this logger unless given a `ProgbarLogger` (or a
+    `CallbackList`).
+    """
+
+    def _capped(self, batch):
+        return batch if not self.target else min(batch, self.target - 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(self._capped(batch), logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        super().on_test_batch_end(self._capped(batch), logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        super().on_predict_batch_end(self._capped(batch), logs)
+
+
+def with_capped_progbar(kwargs):
+    """`kwargs` of `fit`, `evaluate` or `predict` with a `CappedProgbarLogger` if Keras would
+    add its own progress bar."""
+    callbacks = kwargs.get("callbacks")
+    if kwargs.get("verbose", "auto") == 0 or isinstance(callbacks, keras.callbacks.CallbackList):
+        return kwargs
+    callbacks = list(callbacks or [])
+    if not any(isinstance(cb, keras.callbacks.ProgbarLogger) for cb in callbacks):
+        callbacks.append(CappedProgbarLogger())
+    return {**kwargs, "callbacks": callbacks}
+
+
 class ELBOModel(keras.Model):
     """A Keras model trained on a per-example variational bound.
 
@@ -203,8 +238,9 @@ class ELBOModel(keras.Model):
           training function runs 8 batches, which removes most of the
           per-batch Python overhead. Callbacks and the progress bar then see
           every 8th batch (`TensorBoard(update_freq="batch")` writes one
-          point per call, numbered by call); pass `steps_per_execution=1`
-          for per-batch callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
+          point per call, numbered by call; the progress bar's count stops
+          at the epoch's batches, see `CappedProgbarLogger`); pass
+          `steps_per_execution=1` for per-batch callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
           that 8 does not divide runs with the largest number of batches
           per call that does (Keras would round the steps up to a multiple
           of 8). Under a `tf.distribute` strategy with several replicas
@@ -278,17 +314,17 @@ class ELBOModel(keras.Model):
             kwargs.setdefault("shuffle", False)
         steps = (kwargs.get("steps_per_epoch"), kwargs.get("validation_steps"))
         with self._executions_dividing(*steps):
-            return super().fit(x, y, **kwargs)
+            return super().fit(x, y, **with_capped_progbar(kwargs))
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("evaluate", args, kwargs)
         with self._executions_dividing(kwargs.get("steps")):
-            return super().evaluate(x, y, **kwargs)
+            return super().evaluate(x, y, **with_capped_progbar(kwargs))
 
     def predict(self, x, *args, **kwargs):
         kwargs = keras_keywords("predict", args, kwargs)
         with self._executions_dividing(kwargs.get("steps")):
-            return super().predict(x, **kwargs)
+            return super().predict(x, **with_capped_progbar(kwargs))
 
     @contextlib.contextmanager
     def _executions_dividing(self, *steps):
