@@ -24,6 +24,7 @@ removing overhead can win: its ratio to the hand-written Keras VAE is the
 most a float32 implementation of these networks could reach.
 
     python -m benchmarks.train_throughput --architecture mlp conv
+    python -m benchmarks.train_throughput --without bfloat16  # CPUs that emulate bfloat16
 """
 
 import argparse
@@ -167,7 +168,22 @@ def main():
         default=[30000, 10000],
         help="Training images per epoch, one per architecture (the last repeats).",
     )
+    parser.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        metavar="TEXT",
+        help="Leave out the contenders whose name contains any TEXT (for example bfloat16, "
+        "which CPUs without bfloat16 arithmetic run about 10x slower). The two references "
+        "cannot be left out.",
+    )
     args = parser.parse_args()
+    for text in args.without:
+        if text in REFERENCE or text in TORCH:
+            parser.error(
+                f"Expected --without to spare the references ({REFERENCE!r}, {TORCH!r}). "
+                f"Received: without={text!r}"
+            )
     images, _ = mnist_arrays(f"train[:{max(args.train_size)}]")
 
     lines, torch_version = [], "no torch"
@@ -178,6 +194,11 @@ def main():
         theirs, version = torch_contenders(architecture, args.latent_dim, x, args.batch_size)
         torch_version = version or "no torch"
         contenders.update(theirs)
+        contenders = {
+            name: fn
+            for name, fn in contenders.items()
+            if not any(text in name for text in args.without)
+        }
         for fn in contenders.values():
             fn()  # warm-up: tracing, compilation, allocator
         best = dict.fromkeys(contenders, 0.0)

@@ -161,17 +161,17 @@ def test_train_throughput_without_torch(results, monkeypatch):
     run(
         monkeypatch, train_throughput,
         "--architecture", "mlp", "--latent-dim", 4, "--batch-size", 64, "--rounds", 1,
-        "--train-size", 256,
+        "--train-size", 256, "--without", "jit_compile=",
     )  # fmt: skip
     text = recorded(results, train_throughput, "Training throughput")
     (rows,) = tables(text)
     rates = {row["contender"]: row for row in rows}
-    assert {
+    assert set(rates) == {
         "keras_vae.VAE",
         "keras_vae.VAE, mixed_bfloat16",
         train_throughput.REFERENCE,
         train_throughput.FLOOR,
-    } <= set(rates)
+    }
     for row in rows:
         assert number(row["images/s"]) > 0
         assert number(row[f"ratio to {train_throughput.REFERENCE}"]) > 0
@@ -179,6 +179,17 @@ def test_train_throughput_without_torch(results, monkeypatch):
     assert {row[f"ratio to {train_throughput.TORCH}"] for row in rows} == {"n/a"}
     assert text.rstrip().endswith(", no torch.")
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize("text", ["Keras", "PyTorch float"])
+def test_train_throughput_keeps_its_references(monkeypatch, capsys, text):
+    with pytest.raises(SystemExit) as exit_info:
+        run(monkeypatch, train_throughput, "--without", "bfloat16", text)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"Expected --without to spare the references ('hand-written Keras', "
+        f"'PyTorch float32'). Received: without={text!r}"
+    )
 
 
 def test_torch_contenders():
