@@ -240,8 +240,9 @@ class ELBOModel(keras.Model):
           every 8th batch (`TensorBoard(update_freq="batch")` writes one
           point per call, numbered by call; the progress bar's count stops
           at the epoch's batches, see `CappedProgbarLogger`); pass
-          `steps_per_execution=1` for per-batch callbacks. A `steps_per_epoch`, `validation_steps` or `steps`
-          that 8 does not divide runs with the largest number of batches
+          `steps_per_execution=1` for per-batch callbacks. A
+          `steps_per_epoch`, `validation_steps` or `steps` that 8 does not
+          divide runs with the largest number of batches
           per call that does (Keras would round the steps up to a multiple
           of 8). Under a `tf.distribute` strategy with several replicas
           it is 1: Keras's multi-step loop fails there

@@ -186,8 +186,9 @@ def test_train_throughput_keeps_its_references(monkeypatch, capsys, text):
     with pytest.raises(SystemExit) as exit_info:
         run(monkeypatch, train_throughput, "--without", "bfloat16", text)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().endswith(
-        f"Expected --without to spare the references ('hand-written Keras', "
+    error = capsys.readouterr().err.strip()
+    assert error.endswith(
+        "Expected --without to spare the references ('hand-written Keras', "
         f"'PyTorch float32'). Received: without={text!r}"
     )
 
