@@ -349,6 +349,17 @@ def test_save_load_round_trip(tmp_path, prior):
     assert int(loaded.optimizer.iterations) == 4
 
 
+def constructor_arguments(**kwargs):
+    """Valid `ConditionalVAE` arguments for 3-pixel targets, updated with `kwargs`."""
+    return {
+        "encoder": keras.layers.Flatten(),
+        "decoder": keras.layers.Dense(3),
+        "latent_dim": 2,
+        "likelihood": IndependentBernoulli(3),
+        **kwargs,
+    }
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -361,15 +372,8 @@ def test_save_load_round_trip(tmp_path, prior):
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
-    args = {
-        "encoder": keras.layers.Flatten(),
-        "decoder": keras.layers.Dense(3),
-        "latent_dim": 2,
-        "likelihood": IndependentBernoulli(3),
-    }
-    args.update(kwargs)
     with pytest.raises(ValueError, match=f"Expected {message}.*Received: {message}="):
-        ConditionalVAE(**args)
+        ConditionalVAE(**constructor_arguments(**kwargs))
 
 
 @pytest.mark.parametrize(
@@ -394,14 +398,8 @@ def test_bad_constructor_arguments(kwargs, message):
     ],
 )
 def test_condition_type_and_image_shape_are_checked_against_the_likelihood(kwargs, message):
-    args = {
-        "encoder": keras.layers.Flatten(),
-        "decoder": keras.layers.Dense(3),
-        "latent_dim": 2,
-        "likelihood": IndependentBernoulli(3),
-    }
     with pytest.raises(ValueError, match=f"^Expected {message}"):
-        ConditionalVAE(**args, **kwargs)
+        ConditionalVAE(**constructor_arguments(**kwargs))
 
 
 def test_a_completion_model_takes_the_observed_pixels_and_a_label_model_one_hot_rows():
