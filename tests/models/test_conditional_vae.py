@@ -379,7 +379,7 @@ def test_bad_constructor_arguments(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        # A misspelt type was kept, and the CLI then refused the model as unconditional.
+        # A misspelt type was kept; `sample --label` and `complete` then refused the model.
         ({"condition_type": "lable"}, r"condition_type to be None or one of .*'lable'"),
         ({"condition_type": "top-half"}, r"image_shape, .* Received: image_shape=None$"),
         (
