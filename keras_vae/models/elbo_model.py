@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import inspect
+import types
 
 import keras
 import numpy as np
@@ -309,9 +310,10 @@ class ELBOModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("fit", args, kwargs)
-        if isinstance(x, tf.data.Dataset):
-            # A dataset shuffles itself (`keras_vae.data.make_dataset` does);
-            # Keras's default `shuffle=True` would only warn that it is ignored.
+        if isinstance(x, (tf.data.Dataset, types.GeneratorType)):
+            # A dataset shuffles itself (`keras_vae.data.make_dataset` does),
+            # a generator yields its own order; Keras's default `shuffle=True`
+            # would only warn that it is ignored.
             kwargs.setdefault("shuffle", False)
         steps = (kwargs.get("steps_per_epoch"), kwargs.get("validation_steps"))
         with self._executions_dividing(*steps):
