@@ -88,7 +88,8 @@ def test_progress_bar_counts_stop_at_the_epoch_steps(capsys, own_progbar):
     counts = progress_counts(capsys.readouterr().out)
     assert ("11", "11") in counts
     overshoot = [count for count in counts if int(count[0]) > int(count[1])]
-    # A ProgbarLogger of the caller's own is used as given (Keras's, which overshoots).
+    # A ProgbarLogger of the caller's own is used as given: Keras's, which
+    # overshoots (if a Keras release stops doing so, CappedProgbarLogger can go).
     assert bool(overshoot) == own_progbar, counts
 
 
