@@ -148,7 +148,7 @@ class ConditionalVAE(ELBOModel):
             )
         if prior not in PRIORS:
             raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
-        self._observed_size = self._check_condition_type(condition_type, image_shape, likelihood)
+        self._check_condition_type(condition_type, image_shape, likelihood)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -178,11 +178,7 @@ class ConditionalVAE(ELBOModel):
 
     @staticmethod
     def _check_condition_type(condition_type, image_shape, likelihood):
-        """Checks `condition_type` and `image_shape` against the likelihood.
-
-        Returns the number of observed pixels a completion model's condition
-        holds, or `None` for other models.
-        """
+        """Checks `condition_type` and `image_shape` against the likelihood."""
         if condition_type is not None and condition_type not in CONDITIONS:
             raise ValueError(
                 f"Expected condition_type to be None or one of {CONDITIONS}. "
@@ -196,21 +192,20 @@ class ConditionalVAE(ELBOModel):
                     f"event shape {target_shape}) for condition_type={condition_type!r}. "
                     f"Received: image_shape={image_shape!r}"
                 )
-            return None
+            return
         if image_shape is None:
             raise ValueError(
                 f"Expected image_shape, the full image's (H, W) or (H, W, C), for "
                 f"condition_type={condition_type!r}: completions are put back into it. "
                 "Received: image_shape=None"
             )
-        observed, missing = pixel_indices(condition_type, image_shape)
+        _, missing = pixel_indices(condition_type, image_shape)
         if target_shape != (len(missing),):
             raise ValueError(
                 f"Expected a likelihood over the {len(missing)} missing pixels of an image "
                 f"shaped {tuple(image_shape)} for condition_type={condition_type!r} (event "
                 f"shape ({len(missing)},)). Received: likelihood event shape {target_shape}"
             )
-        return len(observed)
 
     @property
     def target_shape(self):
@@ -224,9 +219,14 @@ class ConditionalVAE(ELBOModel):
                 "Expected one-hot label conditions shaped [B, num_classes] for "
                 f"condition_type='label'. Received: condition shape {condition_shape}"
             )
-        if self._observed_size is not None and condition_shape != (self._observed_size,):
+        observed = (
+            None
+            if self.condition_type in (None, "label")
+            else len(pixel_indices(self.condition_type, self.image_shape)[0])
+        )
+        if observed is not None and condition_shape != (observed,):
             raise ValueError(
-                f"Expected conditions shaped [B, {self._observed_size}], the observed pixels of "
+                f"Expected conditions shaped [B, {observed}], the observed pixels of "
                 f"condition_type={self.condition_type!r} in an image shaped {self.image_shape}. "
                 f"Received: condition shape {condition_shape}"
             )
