@@ -23,6 +23,7 @@ from keras_vae.models.validation import (
     first_batch,
     lists_as_arrays,
 )
+from keras_vae.networks.validation import check_units
 from keras_vae.ops import elbo as elbo_ops
 
 PRIORS = ("standard", "learned")
@@ -67,9 +68,16 @@ class ConditionalVAE(ELBOModel):
             `event_shape` is the target's shape.
         prior: str. `"standard"` (N(0, I)) or `"learned"` (a Gaussian network
             of the condition). Defaults to `"standard"`.
-        hidden_units: int. Width of the hidden layers that join the condition
-            to the encoder's features and form the learned prior. Defaults to
-            `256`.
+        hidden_units: int. Width of the hidden layer that joins the condition
+            to the encoder's features (and of the learned prior's, unless
+            `prior_hidden_units` is given). Defaults to `256`.
+        prior_hidden_units: int, sequence of ints or `None`. Widths of the
+            learned prior's hidden layers, in order. At generation time the
+            prior network alone turns the condition into z, so for completion
+            it decides which digit the missing part shows: give it the depth
+            of a regressor of the missing part (`build_cvae` gives it the
+            decoder's `(256, 512)` for completion). `None` means one layer of
+            `hidden_units`. Defaults to `None`.
         condition_type: str or `None`. What the condition is: `"label"`
             (one-hot rows `[B, num_classes]`), `"center-column"` or
             `"top-half"` (the observed pixels, as `keras_vae.data.split_image`
@@ -119,6 +127,7 @@ class ConditionalVAE(ELBOModel):
         likelihood,
         prior="standard",
         hidden_units=256,
+        prior_hidden_units=None,
         condition_type=None,
         image_shape=None,
         beta=1.0,
@@ -130,6 +139,11 @@ class ConditionalVAE(ELBOModel):
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.gsnn_weight = gsnn_weight
         self.hidden_units = check_positive_int("hidden_units", hidden_units)
+        self.prior_hidden_units = (
+            None
+            if prior_hidden_units is None
+            else check_units("prior_hidden_units", prior_hidden_units)
+        )
         for name, value in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(
@@ -148,6 +162,12 @@ class ConditionalVAE(ELBOModel):
             )
         if prior not in PRIORS:
             raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
+        if prior != "learned" and prior_hidden_units is not None:
+            raise ValueError(
+                "Expected prior_hidden_units=None for a standard prior, which has no "
+                f"network (prior='learned' has one). Received: prior_hidden_units="
+                f"{prior_hidden_units!r}"
+            )
         self._check_condition_type(condition_type, image_shape, likelihood)
         self.encoder = encoder
         self.decoder = decoder
@@ -168,9 +188,16 @@ class ConditionalVAE(ELBOModel):
         self.posterior = IndependentNormal(self.latent_dim, name="posterior")
         self.standard_prior = standard_normal(self.latent_dim)
         if prior == "learned":
+            widths = self.prior_hidden_units or (self.hidden_units,)
+            # The first layer keeps its name from the one-layer prior, so
+            # models saved before `prior_hidden_units` existed still load.
             self.prior_hidden = keras.layers.Dense(
-                self.hidden_units, activation="relu", name="prior_hidden"
+                widths[0], activation="relu", name="prior_hidden"
             )
+            self.prior_deeper = [
+                keras.layers.Dense(units, activation="relu", name=f"prior_hidden_{i}")
+                for i, units in enumerate(widths[1:], start=1)
+            ]
             self.prior_params = keras.layers.Dense(
                 IndependentNormal.params_size(self.latent_dim), name="prior_params"
             )
@@ -274,6 +301,8 @@ class ConditionalVAE(ELBOModel):
         if self.prior_type == "standard":
             return self.standard_prior
         hidden = self.prior_hidden(self.flatten(condition))
+        for layer in self.prior_deeper:
+            hidden = layer(hidden)
         return self.prior_head(self.prior_params(hidden))
 
     @property
@@ -474,6 +503,7 @@ class ConditionalVAE(ELBOModel):
                 "latent_dim": self.latent_dim,
                 "prior": self.prior_type,
                 "hidden_units": self.hidden_units,
+                "prior_hidden_units": self.prior_hidden_units,
                 "gsnn_weight": self.gsnn_weight,
                 "condition_type": self.condition_type,
                 "image_shape": self.image_shape,

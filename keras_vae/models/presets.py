@@ -8,6 +8,10 @@ from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.networks import ARCHITECTURES, build_networks, conv_completion_networks
 
 LIKELIHOODS = ("bernoulli", "gaussian", "pixelcnn")
+# The learned prior's hidden widths for completion: those of the MLP decoder,
+# so the prior can be as good a regressor of the missing part's digit as the
+# decoder network is (see benchmarks/RESULTS.md, completion).
+COMPLETION_PRIOR_UNITS = (256, 512)
 
 
 def make_likelihood(likelihood: str, event_shape):
@@ -83,6 +87,7 @@ def build_cvae(
     beta: float = 1.0,
     seed: int | None = None,
     gsnn_weight: float = 0.0,
+    prior_hidden_units=None,
 ) -> ConditionalVAE:
     """A ConditionalVAE for class-conditional generation or image completion.
 
@@ -104,6 +109,12 @@ def build_cvae(
         gsnn_weight: float in [0, 1). Weight of the reconstruction from prior
             draws in the loss (Sohn et al.'s hybrid objective, see
             `ConditionalVAE`). Defaults to `0.0`.
+        prior_hidden_units: int, sequence of ints or `None`. Hidden widths of
+            the learned prior (see `ConditionalVAE`). `None` gives it
+            `COMPLETION_PRIOR_UNITS`, the MLP decoder's widths, for the
+            completion conditions (there it picks the digit the missing
+            part shows) and one layer of 256 for `"label"`. Defaults to
+            `None`.
 
     Returns:
         An unbuilt, uncompiled `ConditionalVAE`.
@@ -131,12 +142,15 @@ def build_cvae(
         encoder, decoder = build_networks(
             architecture, target_shape, latent_dim + condition_size, target_shape
         )
+    if prior_hidden_units is None and prior == "learned" and condition != "label":
+        prior_hidden_units = COMPLETION_PRIOR_UNITS
     return ConditionalVAE(
         encoder,
         decoder,
         latent_dim,
         likelihood=make_likelihood(likelihood, target_shape),
         prior=prior,
+        prior_hidden_units=prior_hidden_units,
         condition_type=condition,
         image_shape=image_shape,
         beta=beta,

@@ -329,6 +329,53 @@ def test_dataset_of_pairs_and_predict():
     assert cvae.reconstruct(c, y).shape == (32, 3)
 
 
+def test_deeper_learned_prior_equals_a_hand_forward_pass():
+    cvae = tiny_cvae(prior="learned", prior_hidden_units=(5, 3))
+    layers = [cvae.prior_hidden, *cvae.prior_deeper, cvae.prior_params]
+    assert [layer.units for layer in layers] == [5, 3, 4]
+    rng = np.random.default_rng(2)
+    weights = []
+    for layer in layers:
+        weights.append([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+        layer.set_weights(weights[-1])
+    h = HAND_C
+    for kernel, bias in weights[:-1]:
+        h = np.maximum(h @ kernel + bias, 0.0)
+    params = h @ weights[-1][0] + weights[-1][1]
+    prior = cvae.prior(tf.constant(HAND_C))
+    np.testing.assert_allclose(prior.mean().numpy(), params[:, :2], rtol=1e-5, atol=1e-6)
+    scale = np.log1p(np.exp(params[:, 2:])) + 1e-5
+    np.testing.assert_allclose(prior.stddev().numpy(), scale, rtol=1e-5, atol=1e-6)
+
+
+def test_build_cvae_gives_a_completion_prior_the_decoder_widths():
+    completion = build_cvae("mlp", "top-half", latent_dim=2, prior="learned")
+    assert completion.prior_hidden_units == (256, 512)
+    assert [layer.units for layer in [completion.prior_hidden, *completion.prior_deeper]] == [
+        256,
+        512,
+    ]
+    label = build_cvae("mlp", "label", latent_dim=2, prior="learned")
+    assert label.prior_hidden_units is None and label.prior_deeper == []
+    assert build_cvae("mlp", "top-half", prior="standard").prior_hidden_units is None
+
+
+@pytest.mark.parametrize("prior_hidden_units", [None, (5, 3)])
+def test_save_load_round_trip_keeps_the_prior_network(tmp_path, prior_hidden_units):
+    cvae = tiny_cvae(prior="learned", prior_hidden_units=prior_hidden_units)
+    rng = np.random.default_rng(3)
+    for layer in cvae.layers:
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    path = str(tmp_path / "cvae.keras")
+    cvae.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.prior_hidden_units == prior_hidden_units
+    expected = cvae.prior(tf.constant(HAND_C))
+    got = loaded.prior(tf.constant(HAND_C))
+    np.testing.assert_allclose(got.mean().numpy(), expected.mean().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got.stddev().numpy(), expected.stddev().numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("prior", ["standard", pytest.param("learned", marks=pytest.mark.slow)])
 def test_save_load_round_trip(tmp_path, prior):
     cvae = tiny_cvae(prior=prior, condition_type="label")
@@ -369,6 +416,10 @@ def constructor_arguments(**kwargs):
         ({"decoder": 3}, "decoder"),
         ({"gsnn_weight": 1.0}, "gsnn_weight"),
         ({"gsnn_weight": -0.1}, "gsnn_weight"),
+        ({"prior": "learned", "prior_hidden_units": (8, 0)}, "prior_hidden_units"),
+        ({"prior": "learned", "prior_hidden_units": 2.5}, "prior_hidden_units"),
+        ({"prior": "learned", "prior_hidden_units": ()}, "prior_hidden_units"),
+        ({"prior_hidden_units": 8}, "prior_hidden_units"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, message):
