@@ -204,7 +204,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
         condition,
         args.observed_classifier_epochs,
     )
-    rows, minutes = [], []
+    rows, minutes, prior_units = [], [], None
     for weight in args.gsnn_weights:
         cvae, seconds = fit_cvae(
             condition,
@@ -217,6 +217,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             gsnn_weight=weight,
         )
         minutes.append(f"{seconds / 60:.1f}")
+        prior_units = cvae.prior_hidden_units or (cvae.hidden_units,)
         nll = log_likelihood(
             cvae, (observed, true_missing), num_samples=args.nll_samples, verbose=0
         )["nll"]
@@ -242,7 +243,8 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
                 f"{variance:.4f} | {pixel_entropy(generated):.3f} | {nll:.2f} |"
             )
     return [
-        f"Completion from the {condition.replace('-', ' ')} ({arch} CVAE, learned prior, "
+        f"Completion from the {condition.replace('-', ' ')} ({arch} CVAE, learned prior "
+        f"with hidden layers {prior_units}, "
         f"latent {args.completion_latent_dim}, {args.epochs} epochs, "
         f"{' / '.join(minutes)} min per gsnn_weight; "
         f"the first {n} test images, "

@@ -352,5 +352,6 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
         assert 0 < number(row["NLL (nats)"]) < 392 * np.log(2)
     assert "with K=3" in text
     assert "the first 50 test images, 2 completions each" in text
+    assert "learned prior with hidden layers (256, 512)," in text
     assert re.search(r"top half alone \(missing pixels zeroed\) labels 0\.\d{3} ", text)
     assert classifier.is_file()
