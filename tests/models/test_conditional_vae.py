@@ -1,4 +1,6 @@
+import json
 import math
+import zipfile
 
 import keras
 import numpy as np
@@ -372,6 +374,27 @@ def test_save_load_round_trip_keeps_the_prior_network(tmp_path, prior_hidden_uni
     assert loaded.prior_hidden_units == prior_hidden_units
     expected = cvae.prior(tf.constant(HAND_C))
     got = loaded.prior(tf.constant(HAND_C))
+    np.testing.assert_allclose(got.mean().numpy(), expected.mean().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got.stddev().numpy(), expected.stddev().numpy(), rtol=1e-6)
+
+
+def test_a_file_saved_before_prior_hidden_units_loads_with_its_one_layer_prior(tmp_path):
+    cvae = tiny_cvae(prior="learned")
+    path = tmp_path / "cvae.keras"
+    cvae.save(str(path))
+    # Such a file's config has no "prior_hidden_units" key: remove it from this one.
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(content)
+                del config["config"]["prior_hidden_units"]
+                content = json.dumps(config).encode()
+            target.writestr(item, content)
+    loaded = keras.saving.load_model(str(old))
+    assert loaded.prior_hidden_units is None and loaded.prior_deeper == []
+    expected, got = cvae.prior(tf.constant(HAND_C)), loaded.prior(tf.constant(HAND_C))
     np.testing.assert_allclose(got.mean().numpy(), expected.mean().numpy(), rtol=1e-6)
     np.testing.assert_allclose(got.stddev().numpy(), expected.stddev().numpy(), rtol=1e-6)
 
