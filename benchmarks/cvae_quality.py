@@ -217,7 +217,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             gsnn_weight=weight,
         )
         minutes.append(f"{seconds / 60:.1f}")
-        prior_units = cvae.prior_hidden_units or (cvae.hidden_units,)
+        prior_units = tuple(layer.units for layer in (cvae.prior_hidden, *cvae.prior_deeper))
         nll = log_likelihood(
             cvae, (observed, true_missing), num_samples=args.nll_samples, verbose=0
         )["nll"]
