@@ -189,8 +189,9 @@ class ConditionalVAE(ELBOModel):
         self.standard_prior = standard_normal(self.latent_dim)
         if prior == "learned":
             widths = self.prior_hidden_units or (self.hidden_units,)
-            # The first layer keeps its name from the one-layer prior, so
-            # models saved before `prior_hidden_units` existed still load.
+            # Keras saves layers by creation order: the prior's layers come
+            # after the posterior's, first layer first, so files saved with
+            # the one-layer prior (before `prior_hidden_units`) still load.
             self.prior_hidden = keras.layers.Dense(
                 widths[0], activation="relu", name="prior_hidden"
             )

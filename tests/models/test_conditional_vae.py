@@ -1,7 +1,10 @@
+import io
 import json
 import math
+import os
 import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -378,25 +381,27 @@ def test_save_load_round_trip_keeps_the_prior_network(tmp_path, prior_hidden_uni
     np.testing.assert_allclose(got.stddev().numpy(), expected.stddev().numpy(), rtol=1e-6)
 
 
-def test_a_file_saved_before_prior_hidden_units_loads_with_its_one_layer_prior(tmp_path):
-    cvae = tiny_cvae(prior="learned")
-    path = tmp_path / "cvae.keras"
-    cvae.save(str(path))
-    # Such a file's config has no "prior_hidden_units" key: remove it from this one.
-    old = tmp_path / "old.keras"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(content)
-                del config["config"]["prior_hidden_units"]
-                content = json.dumps(config).encode()
-            target.writestr(item, content)
-    loaded = keras.saving.load_model(str(old))
+def test_a_file_saved_before_prior_hidden_units_loads_with_its_one_layer_prior():
+    # Written by keras-vae f231fa0: `tiny_cvae(prior="learned")`'s layout, built,
+    # untrained; no "prior_hidden_units" in its config. Keras saves the model's
+    # Dense layers by creation order: `prior_hidden` is the third, `prior_params`
+    # the fourth.
+    path = os.path.join(os.path.dirname(__file__), "data", "cvae_before_prior_hidden_units.keras")
+    with (
+        zipfile.ZipFile(path) as archive,
+        h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as f,
+    ):
+        assert "prior_hidden_units" not in json.loads(archive.read("config.json"))["config"]
+        hidden = [f[f"layers/dense_2/vars/{i}"][()] for i in range(2)]
+        params = [f[f"layers/dense_3/vars/{i}"][()] for i in range(2)]
+    loaded = keras.saving.load_model(path)
     assert loaded.prior_hidden_units is None and loaded.prior_deeper == []
-    expected, got = cvae.prior(tf.constant(HAND_C)), loaded.prior(tf.constant(HAND_C))
-    np.testing.assert_allclose(got.mean().numpy(), expected.mean().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(got.stddev().numpy(), expected.stddev().numpy(), rtol=1e-6)
+    h = np.maximum(HAND_C @ hidden[0] + hidden[1], 0.0)
+    expected = h @ params[0] + params[1]
+    prior = loaded.prior(tf.constant(HAND_C))
+    np.testing.assert_allclose(prior.mean().numpy(), expected[:, :2], rtol=1e-5, atol=1e-6)
+    scale = np.log1p(np.exp(expected[:, 2:])) + 1e-5
+    np.testing.assert_allclose(prior.stddev().numpy(), scale, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("prior", ["standard", pytest.param("learned", marks=pytest.mark.slow)])
