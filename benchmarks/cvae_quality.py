@@ -42,34 +42,59 @@ from keras_vae.tasks import complete_images  # noqa: E402
 
 
 def train_classifier(x, y, x_test, y_test, epochs, path=None):
-    """A small convnet; reloaded from `path` when it exists there."""
+    """A small convnet with batch normalization; reloaded from `path` when it exists there.
+
+    Adam's learning rate decays from 2e-3 to 0 over the `epochs` (cosine). Six
+    epochs reach 99.22 % test accuracy on the AVX2-only EPYC of
+    `benchmarks/RESULTS.md`, where the previous network (two unpooled
+    convolutions, constant rate, 4 epochs) reached only 98.83 %.
+    """
     if path and os.path.exists(path):
         model = keras.saving.load_model(path)
         return model, model.evaluate(x_test, y_test, verbose=0)[1]
     keras.utils.set_random_seed(0)
+    layers = keras.layers
     model = keras.Sequential(
         [
             keras.Input((28, 28, 1)),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Dropout(0.25),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(10),
+            layers.Conv2D(32, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(momentum=0.9),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(momentum=0.9),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dropout(0.3),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(10),
         ]
     )
+    batch_size = 128
+    steps = epochs * -(-len(x) // batch_size)
     model.compile(
-        optimizer="adam",
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x, y, batch_size=128, epochs=epochs, verbose=2)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=2)
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         model.save(path)
     return model, model.evaluate(x_test, y_test, verbose=0)[1]
+
+
+def classifier_sentence(source, accuracy):
+    """The record's line on the classifier; it flags one below the target's 99 %."""
+    sentence = f"Classifier ({source}): test accuracy {accuracy:.4f}."
+    if accuracy < 0.99:
+        sentence += (
+            " Below the 99 % that the class-conditional target asks of it: train it for "
+            "more `--classifier-epochs` (into a new `--classifier` path)."
+        )
+    return sentence
 
 
 def classify(classifier, images):
@@ -282,7 +307,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="CVAE and regressor epochs.")
-    parser.add_argument("--classifier-epochs", type=int, default=4)
+    parser.add_argument("--classifier-epochs", type=int, default=6)
     parser.add_argument("--classifier", default="runs/mnist_classifier.keras")
     parser.add_argument(
         "--observed-classifier-epochs",
@@ -341,14 +366,16 @@ def main():
     test_raw, test_labels = data.load_images("mnist", splits[1])
     train_x, test_x = data.scale_images(train_raw), data.scale_images(test_raw)
 
+    reused = os.path.exists(args.classifier)
     classifier, accuracy = train_classifier(
         train_x, train_labels, test_x, test_labels, args.classifier_epochs, args.classifier
     )
-    lines = [
-        f"Classifier (small convnet, {args.classifier_epochs} epochs): test accuracy "
-        f"{accuracy:.4f}.",
-        "",
-    ]
+    source = (
+        f"loaded from {args.classifier}"
+        if reused
+        else f"small convnet with batch normalization, {args.classifier_epochs} epochs"
+    )
+    lines = [classifier_sentence(source, accuracy), ""]
     if splits != ["train", "test"]:
         lines[0] = f"Data: MNIST {splits[0]} and {splits[1]}. " + lines[0]
     if "label" in args.parts:

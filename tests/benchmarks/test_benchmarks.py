@@ -319,12 +319,19 @@ def test_export_latency(results, monkeypatch, tmp_path):
     assert list(tmp_path.glob("export_latency_*/saved_model"))
 
 
+@pytest.mark.parametrize("accuracy, flagged", [(0.9899, True), (0.99, False), (0.9922, False)])
+def test_cvae_quality_flags_a_classifier_below_the_targets_99_percent(accuracy, flagged):
+    sentence = cvae_quality.classifier_sentence("a convnet", accuracy)
+    assert sentence.startswith(f"Classifier (a convnet): test accuracy {accuracy:.4f}.")
+    assert ("Below the 99 %" in sentence) == flagged
+
+
 @pytest.mark.slow
 def test_cvae_quality(results, monkeypatch, tmp_path):
     classifier = tmp_path / "classifier.keras"
     run(
         monkeypatch, cvae_quality,
-        "--epochs", 1, "--classifier-epochs", 1, "--classifier", classifier,
+        "--epochs", 1, "--classifier-epochs", 8, "--classifier", classifier,
         "--observed-classifier-epochs", 1, "--completion-images", 50, "--completions", 2,
         "--temperatures", 1, "--gsnn-weights", 0.1, "--train-images", 512,
         "--test-images", 200, "--nll-samples", 3,
@@ -332,7 +339,7 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
     text = recorded(results, cvae_quality, "Conditional VAE on MNIST: generation and completion")
     assert text.count("Data: MNIST train[:512] and test[:200].") == 1
     accuracy = float(re.search(r"test accuracy (\S+)\.", text).group(1))
-    assert 0.3 < accuracy <= 1  # well above chance even after one epoch on 512 images
+    assert 0.3 < accuracy <= 1  # well above chance even after 8 epochs (32 steps) on 512 images
     label, completion = tables(text)
     assert [row["prior"] for row in label] == ["standard, latent 4", "learned, latent 8"]
     for row in label:
@@ -354,4 +361,15 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
     assert "the first 50 test images, 2 completions each" in text
     assert "learned prior with hidden layers (256, 512)," in text
     assert re.search(r"top half alone \(missing pixels zeroed\) labels 0\.\d{3} ", text)
+    assert "small convnet with batch normalization, 8 epochs): test accuracy" in text
+    assert "Below the 99 %" in text  # 512 training images
     assert classifier.is_file()
+    # A second run reuses the saved classifier and says so instead of naming epochs.
+    results.unlink()
+    run(
+        monkeypatch, cvae_quality,
+        "--epochs", 1, "--classifier-epochs", 3, "--classifier", classifier, "--parts", "label",
+        "--train-images", 512, "--test-images", 200,
+    )  # fmt: skip
+    text = recorded(results, cvae_quality, "Conditional VAE on MNIST: generation and completion")
+    assert f"(loaded from {classifier}): test accuracy {accuracy:.4f}." in text
