@@ -350,6 +350,14 @@ def _as_pixels(array, name, image_ranks=False):
     """
     array = _numeric_array(array, name)
     if image_ranks:
+        if array.ndim == 3 and array.shape[-1] == 1:
+            # [N, H, W] would read it as N images one pixel wide: almost surely
+            # one [H, W, 1] image that lacks its batch axis.
+            raise ValueError(
+                f"Expected {name} shaped [N, H, W] or [N, H, W, C]; a rank-3 array with a "
+                "last axis of 1 would be images one pixel wide (for one [H, W, 1] image, add "
+                f"a batch axis: {name}[None]). Received: {name}.shape={array.shape}"
+            )
         if array.ndim == 3:
             array = array[..., np.newaxis]
         if array.ndim != 4 or 0 in array.shape:

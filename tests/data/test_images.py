@@ -190,6 +190,7 @@ def test_scale_accepts_numeric_dtypes(dtype):
         (np.zeros((4, 4)), "images.shape=(4, 4)"),
         (np.zeros((1, 2, 3, 4, 5)), "images.shape=(1, 2, 3, 4, 5)"),
         (np.zeros((0, 4, 4)), "images.shape=(0, 4, 4, 1)"),
+        (np.zeros((28, 28, 1), np.uint8), "add a batch axis: images[None]"),
     ],
 )
 def test_scale_bad_inputs(images, part):
@@ -376,6 +377,17 @@ def test_dataset_bad_arguments(kwargs, parts):
     with pytest.raises(ValueError) as error:
         make_dataset(np.zeros((10, 4, 4), np.uint8), **kwargs)
     _assert_one_line_error(error, *parts)
+
+
+def test_make_dataset_refuses_one_image_without_its_batch_axis():
+    image = np.zeros((28, 28, 1), np.uint8)
+    with pytest.raises(ValueError) as error:
+        make_dataset(image)
+    _assert_one_line_error(error, "images.shape=(28, 28, 1)", "images[None]")
+    # With the batch axis it is one image, and a rank-3 [N, H, W] batch still works.
+    assert [tuple(b.shape) for b in make_dataset(image[None], binarize=None)] == [(1, 28, 28, 1)]
+    batches = make_dataset(np.zeros((3, 28, 28), np.uint8), binarize=None, batch_size=2)
+    assert [tuple(b.shape) for b in batches] == [(2, 28, 28, 1), (1, 28, 28, 1)]
 
 
 def test_dataset_yields_tensors_for_fit():
