@@ -107,7 +107,9 @@ def scale_images(images: np.ndarray) -> np.ndarray:
 
     Args:
         images: numeric array `[N, H, W]` or `[N, H, W, C]`, integer with
-            values in 0..255, or float with values in [0, 1].
+            values in 0..255, or float with values in [0, 1]. A rank-3 array
+            whose last axis is 1 is refused: it is one `[H, W, 1]` image
+            without its batch axis (pass `images[None]`).
 
     Returns:
         float32 array `[N, H, W, C]` in [0, 1] (a channel axis of size 1 is
@@ -213,7 +215,7 @@ def make_dataset(
 
     Args:
         images: numeric array `[N, H, W]` or `[N, H, W, C]`, uint8 0..255 or
-            float in [0, 1] (as in `scale_images`).
+            float in [0, 1], accepted as in `scale_images`.
         labels: must be `None`. Unconditional VAEs train on images alone;
             use `make_conditional_pairs` and `make_conditional_dataset` for a
             label-conditioned model.
