@@ -334,6 +334,21 @@ def test_dataset_of_pairs_and_predict():
     assert cvae.reconstruct(c, y).shape == (32, 3)
 
 
+def assert_prior_is_hand_pass(cvae, weights):
+    """P(z | HAND_C) equals a numpy pass: ReLU layers, then loc and softplus scale + 1e-5.
+
+    `weights` holds the `[kernel, bias]` of each hidden layer, then of the head.
+    """
+    h = HAND_C
+    for kernel, bias in weights[:-1]:
+        h = np.maximum(h @ kernel + bias, 0.0)
+    params = h @ weights[-1][0] + weights[-1][1]
+    prior = cvae.prior(tf.constant(HAND_C))
+    np.testing.assert_allclose(prior.mean().numpy(), params[:, :2], rtol=1e-5, atol=1e-6)
+    scale = np.log1p(np.exp(params[:, 2:])) + 1e-5
+    np.testing.assert_allclose(prior.stddev().numpy(), scale, rtol=1e-5, atol=1e-6)
+
+
 def test_deeper_learned_prior_equals_a_hand_forward_pass():
     cvae = tiny_cvae(prior="learned", prior_hidden_units=(5, 3))
     layers = [cvae.prior_hidden, *cvae.prior_deeper, cvae.prior_params]
@@ -343,14 +358,7 @@ def test_deeper_learned_prior_equals_a_hand_forward_pass():
     for layer in layers:
         weights.append([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
         layer.set_weights(weights[-1])
-    h = HAND_C
-    for kernel, bias in weights[:-1]:
-        h = np.maximum(h @ kernel + bias, 0.0)
-    params = h @ weights[-1][0] + weights[-1][1]
-    prior = cvae.prior(tf.constant(HAND_C))
-    np.testing.assert_allclose(prior.mean().numpy(), params[:, :2], rtol=1e-5, atol=1e-6)
-    scale = np.log1p(np.exp(params[:, 2:])) + 1e-5
-    np.testing.assert_allclose(prior.stddev().numpy(), scale, rtol=1e-5, atol=1e-6)
+    assert_prior_is_hand_pass(cvae, weights)
 
 
 def test_build_cvae_gives_a_completion_prior_the_decoder_widths():
@@ -396,12 +404,7 @@ def test_a_file_saved_before_prior_hidden_units_loads_with_its_one_layer_prior()
         params = [f[f"layers/dense_3/vars/{i}"][()] for i in range(2)]
     loaded = keras.saving.load_model(path)
     assert loaded.prior_hidden_units is None and loaded.prior_deeper == []
-    h = np.maximum(HAND_C @ hidden[0] + hidden[1], 0.0)
-    expected = h @ params[0] + params[1]
-    prior = loaded.prior(tf.constant(HAND_C))
-    np.testing.assert_allclose(prior.mean().numpy(), expected[:, :2], rtol=1e-5, atol=1e-6)
-    scale = np.log1p(np.exp(expected[:, 2:])) + 1e-5
-    np.testing.assert_allclose(prior.stddev().numpy(), scale, rtol=1e-5, atol=1e-6)
+    assert_prior_is_hand_pass(loaded, [hidden, params])
 
 
 @pytest.mark.parametrize("prior", ["standard", pytest.param("learned", marks=pytest.mark.slow)])
