@@ -6,7 +6,16 @@ import os
 # progress bar; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_vae import callbacks, data, evaluation, layers, networks, ops  # noqa: E402
+from keras_vae import (  # noqa: E402
+    callbacks,
+    data,
+    evaluation,
+    layers,
+    networks,
+    ops,
+    posteriors,
+    priors,
+)
 from keras_vae.models import VAE, ConditionalVAE  # noqa: E402
 
 __version__ = "0.1.0"
@@ -20,5 +29,7 @@ __all__ = [
     "layers",
     "networks",
     "ops",
+    "posteriors",
+    "priors",
     "__version__",
 ]

@@ -56,9 +56,14 @@ class DistributionLayer(keras.layers.Layer):
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
     """
 
-    # Whether the layer models binary data: inputs are then checked to lie in
-    # [0, 1] and scored on one fixed binarization.
+    # Capabilities, which models, evaluation and export read instead of
+    # asking for a class. `binary`: the layer models binary data (inputs are
+    # checked to lie in [0, 1] and scored on one fixed binarization).
+    # `closed_form_mean`: the distribution has a `mean()`. `exportable`: the
+    # SavedModel and TFLite exports can decode with it.
     binary = False
+    closed_form_mean = True
+    exportable = True
 
     def __init__(self, event_shape, **kwargs):
         # Distributions are built in float32 even under a mixed-precision
@@ -77,6 +82,15 @@ class DistributionLayer(keras.layers.Layer):
         size = self.params_size(self.event_shape)
         stacked = self.event_shape[:-1] + (size // self.event_size * self.event_shape[-1],)
         return tuple(dict.fromkeys([(size,), stacked]))
+
+    def expected_value(self, distribution, x):
+        """The per-element expected value that reconstructions and samples show.
+
+        The mean; a likelihood without a closed-form mean (autoregressive)
+        overrides it with its conditional expectations along `x`.
+        """
+        del x
+        return distribution.mean()
 
     def _make_distribution(self, params):
         raise NotImplementedError

@@ -149,6 +149,9 @@ class PixelCNNBernoulli(DistributionLayer):
     """
 
     binary = True
+    # Sampling is a loop over the pixels: no closed-form mean, not exported.
+    closed_form_mean = False
+    exportable = False
 
     def __init__(
         self,
@@ -174,6 +177,10 @@ class PixelCNNBernoulli(DistributionLayer):
                 "Expected first_kernel_size to be odd. "
                 f"Received: first_kernel_size={first_kernel_size!r}"
             )
+
+    def expected_value(self, distribution, x):
+        """p(x_i = 1 | x_<i, z) at the pixels of `x`."""
+        return distribution.conditional_probs(x)
 
     @property
     def params_shape(self):

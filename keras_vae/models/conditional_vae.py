@@ -7,30 +7,23 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.data.conditional import CONDITIONS, pixel_indices
-from keras_vae.layers import DistributionLayer, IndependentNormal, PixelCNNBernoulli
+from keras_vae.layers import DistributionLayer
 from keras_vae.layers.distribution_layer import check_positive_float
-from keras_vae.models.elbo_model import ELBOModel, keras_keywords, likelihood_seed
-from keras_vae.models.priors import draw_latent, standard_normal
 from keras_vae.models.validation import (
-    call_network,
     check_data,
-    check_decoder_output,
     check_network_input,
-    check_no_class_weight,
     check_positive_int,
     check_sample_weight,
-    checked_array,
     first_batch,
-    lists_as_arrays,
 )
+from keras_vae.models.vae import VAE
 from keras_vae.networks.validation import check_units
 from keras_vae.ops import elbo as elbo_ops
-
-PRIORS = ("standard", "learned")
+from keras_vae.priors import ConditionalGaussian
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class ConditionalVAE(ELBOModel):
+class ConditionalVAE(VAE):
     """Conditional VAE: models P(Y|X) with Q(z|Y, X), P(Y|z, X) and P(z|X).
 
     Trained on the conditional ELBO
@@ -40,11 +33,18 @@ class ConditionalVAE(ELBOModel):
     with data as `(condition, target)` pairs, Keras's `(x, y)`: call
     `fit(conditions, targets)` or fit a dataset of pairs. The condition joins
     the encoder (its flattened value is concatenated with the encoder's
-    features, then a hidden layer forms Q's parameters) and the decoder (the
-    decoder network receives `[z, flattened condition]`, so it takes
+    features, then a hidden layer feeds the posterior layer) and the decoder
+    (the decoder network receives `[z, flattened condition]`, so it takes
     `latent_dim + condition_size` inputs). The prior is a standard normal (as
-    in the tutorial) or a learned Gaussian whose mean and scale depend on X;
-    with both Gaussian the KL is analytic.
+    in the tutorial), a learned Gaussian P(z|X) (`"learned"`, a
+    `keras_vae.priors.ConditionalGaussian`) or any unconditional prior of
+    `keras_vae.priors` except the VampPrior.
+
+    It shares all of `VAE`'s machinery and contract, with the condition
+    given: `encode(target, condition)`, `decode(z, condition)`,
+    `prior(condition)`, `sample(num_samples, condition)`,
+    `reconstruct(target, condition)`; `generate(condition, ...)` is
+    `sample` with the condition first.
 
     At test time z comes from the prior P(z|X), but the ELBO trains the
     decoder only on draws of Q(z|Y, X). `gsnn_weight` > 0 adds Sohn et al.'s
@@ -64,20 +64,24 @@ class ConditionalVAE(ELBOModel):
         decoder: Keras layer or model. Maps `[z, condition]` (concatenated,
             `latent_dim + condition_size` wide) to the likelihood's parameters.
         latent_dim: int. Number of latent dimensions.
-        likelihood: `keras_vae.layers.DistributionLayer`. P(Y|z, X); its
-            `event_shape` is the target's shape.
-        prior: str. `"standard"` (N(0, I)) or `"learned"` (a Gaussian network
-            of the condition). Defaults to `"standard"`.
+        likelihood: `keras_vae.layers.DistributionLayer` with a closed-form
+            mean. P(Y|z, X); its `event_shape` is the target's shape.
+        prior: `keras_vae.priors.Prior` or a name: `"standard"` (N(0, I)),
+            `"learned"` (a Gaussian network of the condition) or `"mog"`.
+            Defaults to `"standard"`.
+        posterior: `keras_vae.posteriors.Posterior`, a name (`"diagonal"`,
+            `"full"`, `"iaf"`) or `None` (diagonal Gaussian).
         hidden_units: int. Width of the hidden layer that joins the condition
             to the encoder's features (and of the learned prior's, unless
             `prior_hidden_units` is given). Defaults to `256`.
         prior_hidden_units: int, sequence of ints or `None`. Widths of the
-            learned prior's hidden layers, in order. At generation time the
-            prior network alone turns the condition into z, so for completion
-            it decides which digit the missing part shows: give it the depth
-            of a regressor of the missing part (`build_cvae` gives it the
-            decoder's `(256, 512)` for completion). `None` means one layer of
-            `hidden_units`. Defaults to `None`.
+            learned prior's hidden layers, for `prior="learned"`. At
+            generation time the prior network alone turns the condition into
+            z, so for completion it decides which digit the missing part
+            shows: give it the depth of a regressor of the missing part
+            (`build_cvae` gives it the decoder's `(256, 512)` for
+            completion). `None` means one layer of `hidden_units`. Defaults
+            to `None`.
         condition_type: str or `None`. What the condition is: `"label"`
             (one-hot rows `[B, num_classes]`), `"center-column"` or
             `"top-half"` (the observed pixels, as `keras_vae.data.split_image`
@@ -95,6 +99,10 @@ class ConditionalVAE(ELBOModel):
             draws in the loss (the hybrid objective above); the
             `gsnn_weight` attribute can be changed later, also during `fit`
             from a callback. Defaults to `0.0`, the conditional ELBO alone.
+        objective: str. `"elbo"` or `"iwae"`, as for `VAE`. Defaults to
+            `"elbo"`.
+        num_samples: int. Latent samples per example in the objective, as
+            for `VAE`. Defaults to `1`.
         seed: int or `None`. Seed for the training samples.
         **kwargs: Base `keras.Model` keyword arguments.
 
@@ -119,6 +127,9 @@ class ConditionalVAE(ELBOModel):
         Variational Autoencoders*, arXiv:1606.05908, section 4.
     """
 
+    conditional = True
+    data_name = "target"
+
     def __init__(
         self,
         encoder,
@@ -126,83 +137,61 @@ class ConditionalVAE(ELBOModel):
         latent_dim,
         likelihood,
         prior="standard",
+        posterior=None,
         hidden_units=256,
         prior_hidden_units=None,
         condition_type=None,
         image_shape=None,
         beta=1.0,
         gsnn_weight=0.0,
+        objective="elbo",
+        num_samples=1,
         seed=None,
         **kwargs,
     ):
-        super().__init__(beta=beta, seed=seed, **kwargs)
-        self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        self.gsnn_weight = gsnn_weight
-        self.hidden_units = check_positive_int("hidden_units", hidden_units)
-        self.prior_hidden_units = (
-            None
-            if prior_hidden_units is None
-            else check_units("prior_hidden_units", prior_hidden_units)
-        )
-        for name, value in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(value, keras.layers.Layer):
-                raise ValueError(
-                    f"Expected {name} to be a Keras layer or model. Received: {name}={value!r}"
-                )
         if not isinstance(likelihood, DistributionLayer):
             raise ValueError(
                 "Expected likelihood to be a keras_vae distribution layer such as "
                 f"IndependentBernoulli. Received: likelihood={likelihood!r}"
             )
-        if isinstance(likelihood, PixelCNNBernoulli):
+        if not likelihood.closed_form_mean:
             raise ValueError(
                 "Expected a likelihood with a closed-form mean for a ConditionalVAE "
-                "(IndependentBernoulli or GaussianLikelihood); PixelCNNBernoulli is "
-                f"supported by VAE only. Received: likelihood={likelihood!r}"
+                "(IndependentBernoulli or GaussianLikelihood). "
+                f"Received: likelihood={likelihood!r}"
             )
-        if prior not in PRIORS:
-            raise ValueError(f"Expected prior to be one of {PRIORS}. Received: prior={prior!r}")
-        if prior != "learned" and prior_hidden_units is not None:
+        hidden_units = check_positive_int("hidden_units", hidden_units)
+        if prior == "learned":
+            widths = (hidden_units,) if prior_hidden_units is None else prior_hidden_units
+            prior = ConditionalGaussian(check_units("prior_hidden_units", widths), name="prior")
+        elif prior_hidden_units is not None:
             raise ValueError(
-                "Expected prior_hidden_units=None for a standard prior, which has no "
-                f"network (prior='learned' has one). Received: prior_hidden_units="
+                "Expected prior_hidden_units=None unless prior='learned' (the other priors "
+                f"have no network of the condition). Received: prior_hidden_units="
                 f"{prior_hidden_units!r}"
             )
         self._check_condition_type(condition_type, image_shape, likelihood)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.likelihood = likelihood
-        self.prior_type = prior
+        super().__init__(
+            encoder,
+            decoder,
+            latent_dim,
+            likelihood=likelihood,
+            prior=prior,
+            posterior=posterior,
+            beta=beta,
+            objective=objective,
+            num_samples=num_samples,
+            seed=seed,
+            **kwargs,
+        )
+        self.gsnn_weight = gsnn_weight
+        self.hidden_units = hidden_units
         self.condition_type = condition_type
         self.image_shape = None if image_shape is None else tuple(image_shape)
-        self.condition_shape = None
-
-        self.flatten = keras.layers.Flatten(name="flatten")
         self.concatenate = keras.layers.Concatenate(name="concatenate")
         self.posterior_hidden = keras.layers.Dense(
             self.hidden_units, activation="relu", name="posterior_hidden"
         )
-        self.posterior_params = keras.layers.Dense(
-            IndependentNormal.params_size(self.latent_dim), name="posterior_params"
-        )
-        self.posterior = IndependentNormal(self.latent_dim, name="posterior")
-        self.standard_prior = standard_normal(self.latent_dim)
-        if prior == "learned":
-            widths = self.prior_hidden_units or (self.hidden_units,)
-            # Keras saves layers by creation order: the prior's layers come
-            # after the posterior's, first layer first, so files saved with
-            # the one-layer prior (before `prior_hidden_units`) still load.
-            self.prior_hidden = keras.layers.Dense(
-                widths[0], activation="relu", name="prior_hidden"
-            )
-            self.prior_deeper = [
-                keras.layers.Dense(units, activation="relu", name=f"prior_hidden_{i}")
-                for i, units in enumerate(widths[1:], start=1)
-            ]
-            self.prior_params = keras.layers.Dense(
-                IndependentNormal.params_size(self.latent_dim), name="prior_params"
-            )
-            self.prior_head = IndependentNormal(self.latent_dim, name="prior")
 
     @staticmethod
     def _check_condition_type(condition_type, image_shape, likelihood):
@@ -238,7 +227,7 @@ class ConditionalVAE(ELBOModel):
     @property
     def target_shape(self):
         """Shape of one target Y (the likelihood's event shape)."""
-        return tuple(self.likelihood.event_shape)
+        return self.event_shape
 
     def build(self, condition_shape):
         condition_shape = tuple(condition_shape[1:])
@@ -270,41 +259,26 @@ class ConditionalVAE(ELBOModel):
             f"[z, flattened condition]: latent_dim={self.latent_dim} + condition size "
             f"{condition_size}",
         )
-        condition = tf.zeros((1,) + self.condition_shape)
-        target = tf.zeros((1,) + self.target_shape)
-        # Keras builds on a first call wherever it happens: the variables go
-        # to the model's strategy, not to the one (if any) of the caller.
-        with self.distribute_strategy.scope():
-            self.decode(self.encode(target, condition).mean(), condition)
-            self.prior(condition)
-        self.built = True
+        self._build_parts()
 
-    def encode(self, target, condition, training=False):
-        """Q(z|Y, X), a `tfd.Distribution` of batch `[B]`."""
-        target = checked_array("target", target, self.target_shape)
-        condition = checked_array("condition", condition, self.condition_shape)
-        features = self.flatten(call_network(self.encoder, target, training))
-        joined = self.concatenate([features, self.flatten(condition)])
-        return self.posterior(self.posterior_params(self.posterior_hidden(joined)))
+    # -- The hooks of the shared machinery -------------------------------------
 
-    def decode(self, z, condition, training=False):
-        """P(Y|z, X), a `tfd.Distribution` of batch `[B]`."""
-        z = checked_array("z", z, (self.latent_dim,))
-        condition = checked_array("condition", condition, self.condition_shape)
-        params = call_network(self.decoder, self._decoder_inputs(z, condition), training)
-        return self.likelihood(check_decoder_output(params, self.likelihood))
+    def encoder_features(self, x, condition, training=False):
+        features = super().encoder_features(x, condition, training)
+        return self.posterior_hidden(self.concatenate([features, self.flatten(condition)]))
 
-    def _decoder_inputs(self, z, condition):
+    def decoder_inputs(self, z, condition):
         return self.concatenate([z, self.flatten(condition)])
 
-    def prior(self, condition):
-        """P(z|X): a standard normal (batch `[]`) or the learned Gaussian (batch `[B]`)."""
-        if self.prior_type == "standard":
-            return self.standard_prior
-        hidden = self.prior_hidden(self.flatten(condition))
-        for layer in self.prior_deeper:
-            hidden = layer(hidden)
-        return self.prior_head(self.prior_params(hidden))
+    def split_batch(self, x, y):
+        if y is None:
+            raise ValueError(
+                "Expected (condition, target) pairs to train a ConditionalVAE. "
+                "Received: only conditions"
+            )
+        return y, x
+
+    # -- The conditional objective ---------------------------------------------
 
     @property
     def gsnn_weight(self):
@@ -326,50 +300,42 @@ class ConditionalVAE(ELBOModel):
             )
         self._set_step_constant("gsnn_weight", value)
 
-    def call(self, condition, training=False):
-        """The likelihood mean at the prior mean of z: the typical Y for X."""
-        z = self._prior_for_batch(condition).mean()
-        return self.decode(z, condition, training=training).mean()
-
-    def _prior_for_batch(self, condition):
-        # The standard prior has batch shape []; samplers want one row per condition.
-        if self.prior_type == "standard":
-            return standard_normal(self.latent_dim, batch_shape=tf.shape(condition)[:1])
-        return self.prior(condition)
-
     def compute_terms(self, x, y=None, training=False):
-        if y is None:
-            raise ValueError(
-                "Expected (condition, target) pairs to train a ConditionalVAE. "
-                "Received: only conditions"
-            )
-        condition = tf.cast(x, self.compute_dtype)
-        target = tf.cast(y, self.likelihood.compute_dtype)
-        posterior = self.encode(target, condition, training=training)
-        z = self.sample_posterior(posterior)
-        decode = lambda z: self.decode(z, condition, training=training)  # noqa: E731
-        terms = elbo_ops.elbo(
-            posterior, decode, self.prior(condition), target, z, beta=self.kl_weight()
-        )
+        terms = super().compute_terms(x, y, training)
         if self.gsnn_weight > 0:
-            prior_z = self.sample_posterior(self._prior_for_batch(condition))
-            terms["loss"] = elbo_ops.hybrid_loss(
-                terms["loss"], decode(prior_z).log_prob(target), self.gsnn_weight
+            target, condition = self.split_batch(x, y)
+            condition = tf.cast(condition, self.compute_dtype)
+            prior_z = self._training_prior_draw(condition)
+            reconstruction = self.decode(prior_z, condition, training=training).log_prob(
+                tf.cast(target, self.likelihood.compute_dtype)
             )
+            terms["loss"] = elbo_ops.hybrid_loss(terms["loss"], reconstruction, self.gsnn_weight)
         return terms
 
-    def sample_latent(self, condition, num_samples, seed, temperature=1.0):
-        """`num_samples` draws of z from P(z|X) for each condition, portable RNG.
+    def _training_prior_draw(self, condition):
+        """One reparameterized draw of P(z|X) per condition `[B, latent_dim]`, Philox noise."""
+        batch = tf.shape(condition)[0]
+        leading = tf.stack([batch, 1]) if self.prior_layer.conditional else tf.reshape(batch, [1])
+        seed = self.next_seed()
+        eps = tf.random.stateless_normal(
+            tf.concat([leading, [self.latent_dim]], 0), seed, alg="philox"
+        )
+        uniform = tf.random.stateless_uniform(leading, seed[::-1], alg="philox")
+        z = self.prior_layer.sample_from_noise(eps, uniform, 1.0, condition)
+        return tf.reshape(z, [batch, self.latent_dim])
 
-        Returns:
-            float32 tensor `[B, num_samples, latent_dim]`.
-        """
-        return draw_latent(self._prior_for_batch(condition), num_samples, seed, temperature)
+    # -- Generation ------------------------------------------------------------
+
+    def call(self, condition, training=False):
+        """The likelihood mean at the prior mean of z: the typical Y for X."""
+        prior = self.prior(condition)
+        z = tf.broadcast_to(prior.mean(), [tf.shape(condition)[0], self.latent_dim])
+        return self.decode(z, condition, training=training).mean()
 
     def generate(
         self, condition, num_samples=1, seed=None, use_mean=True, temperature=1.0, batch_size=1024
     ):
-        """Draws targets Y for each condition X.
+        """Draws targets Y for each condition X: `sample` with the condition first.
 
         Args:
             condition: array `[B, *condition_shape]`.
@@ -377,10 +343,9 @@ class ConditionalVAE(ELBOModel):
             seed: int or `None`. Same seed, same latents (also in exports).
             use_mean: bool. Return the likelihood's mean rather than a draw
                 from it. Defaults to `True`.
-            temperature: float. Draws z with the scale of P(z|X) multiplied
-                by it: below 1, fewer but more typical variations; `0`
-                decodes the prior mean. Exported models sample at `1.0`.
-                Defaults to `1.0`.
+            temperature: float. Scales the spread of P(z|X): below 1, fewer
+                but more typical variations; `0` decodes the prior mean.
+                Exported models sample at `1.0`. Defaults to `1.0`.
             batch_size: int. Draws decoded at a time, which bounds the
                 decoder's memory; the result does not depend on it. Defaults
                 to `1024`.
@@ -388,36 +353,32 @@ class ConditionalVAE(ELBOModel):
         Returns:
             numpy array `[B, num_samples, *target_shape]`.
         """
-        num_samples = check_positive_int("num_samples", num_samples)
-        temperature = check_positive_float("temperature", temperature, allow_zero=True)
-        condition = self._checked_condition(condition)
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
-        z = self.sample_latent(condition, num_samples, seed, temperature)
-        batch = tf.shape(condition)[0]
-        repeated = tf.repeat(condition, num_samples, axis=0)
-        inputs = self._decoder_inputs(tf.reshape(z, [-1, self.latent_dim]), repeated)
-        likelihood = self._decode_in_chunks(inputs, batch_size)
-        y = likelihood.mean() if use_mean else likelihood.sample(seed=likelihood_seed(seed))
-        shape = tf.concat([[batch, num_samples], self.target_shape], 0)
-        return keras.ops.convert_to_numpy(tf.reshape(y, shape))
+        return self.sample(
+            num_samples,
+            condition,
+            seed=seed,
+            temperature=temperature,
+            use_mean=use_mean,
+            batch_size=batch_size,
+        )
 
-    def reconstruct(self, condition, target):
-        """The likelihood mean at the posterior mean of z, given X and Y."""
-        condition = self._checked_condition(condition)
-        check_data("target", target, self.target_shape)
-        target = tf.convert_to_tensor(target, tf.float32)
-        if target.shape[0] != condition.shape[0]:
-            raise ValueError(
-                "Expected target and condition with the same batch size. Received: "
-                f"target.shape={tuple(target.shape)}, condition.shape={tuple(condition.shape)}"
-            )
-        z = self.encode(target, condition).mean()
-        return keras.ops.convert_to_numpy(self.decode(z, condition).mean())
+    # -- Data checks -----------------------------------------------------------
 
-    def _checked_condition(self, condition):
+    def _checked_condition_batch(self, condition):
+        self._condition_argument(condition)
         self._check_condition_batch(condition)
         return tf.convert_to_tensor(condition, tf.float32)
+
+    def _checked_reconstruct_inputs(self, x, condition):
+        condition = self._checked_condition_batch(condition)
+        check_data("target", x, self.target_shape)
+        x = tf.convert_to_tensor(x, tf.float32)
+        if x.shape[0] != condition.shape[0]:
+            raise ValueError(
+                "Expected target and condition with the same batch size. Received: "
+                f"target.shape={tuple(x.shape)}, condition.shape={tuple(condition.shape)}"
+            )
+        return x, condition
 
     def _check_condition_batch(self, batch):
         """Builds the model for a batch of conditions (or its `TensorSpec`) if needed, then
@@ -451,44 +412,19 @@ class ConditionalVAE(ELBOModel):
                 "dataset of pairs. Received: y=None"
             )
         self._check_condition_batch(x)
-        bernoulli = self.likelihood.binary
-        check_data("target", y, self.target_shape, unit_interval=bernoulli)
+        check_data("target", y, self.target_shape, unit_interval=self.likelihood.binary)
         if not isinstance(x, tf.TensorSpec) and np.shape(x)[0] != np.shape(y)[0]:
             raise ValueError(
                 "Expected as many conditions as targets. Received: "
                 f"condition.shape={np.shape(x)}, target.shape={np.shape(y)}"
             )
 
-    def fit(self, x=None, y=None, *args, **kwargs):
-        kwargs = keras_keywords("fit", args, kwargs)
-        x, y = lists_as_arrays(x, y)
-        check_no_class_weight(kwargs.get("class_weight"))
+    def _checked_training_data(self, x, y, sample_weight):
         self._check_pairs(x, y)
-        check_sample_weight(kwargs.get("sample_weight"), x)
-        if isinstance(kwargs.get("validation_data"), tuple):
-            # Keras reads the validation arrays before it calls `evaluate`, which checks them.
-            val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
-                kwargs["validation_data"]
-            )
-            val_x, val_y = lists_as_arrays(val_x, val_y)
-            self._check_pairs(val_x, val_y)
-            check_sample_weight(val_weight, val_x)
-        return super().fit(x, y, **kwargs)
+        check_sample_weight(sample_weight, x)
+        return y
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        kwargs = keras_keywords("evaluate", args, kwargs)
-        x, y = lists_as_arrays(x, y)
-        self._check_pairs(x, y)
-        check_sample_weight(kwargs.get("sample_weight"), x)
-        return super().evaluate(x, y, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        kwargs = keras_keywords("predict", args, kwargs)
-        (x,) = lists_as_arrays(x)
-        self._check_conditions(x)
-        return super().predict(x, **kwargs)
-
-    def _check_conditions(self, x):
+    def _check_predict_inputs(self, x):
         """Builds the model for the conditions' shape if needed, then checks them against it."""
         batch = first_batch(x)
         if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) and isinstance(batch, tuple):
@@ -501,10 +437,7 @@ class ConditionalVAE(ELBOModel):
         config = super().get_config()
         config.update(
             {
-                "latent_dim": self.latent_dim,
-                "prior": self.prior_type,
                 "hidden_units": self.hidden_units,
-                "prior_hidden_units": self.prior_hidden_units,
                 "gsnn_weight": self.gsnn_weight,
                 "condition_type": self.condition_type,
                 "image_shape": self.image_shape,

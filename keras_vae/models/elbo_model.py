@@ -11,10 +11,8 @@ import tensorflow as tf
 
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
-from keras_vae.models.priors import is_diagonal_normal
 from keras_vae.models.validation import call_network, check_positive_int
 from keras_vae.ops import random as portable_random
-from keras_vae.ops.math import reparameterize
 
 # Layers whose XLA-compiled training step was slower on CPU (benchmarks/RESULTS.md).
 CONVOLUTIONS = (
@@ -150,8 +148,15 @@ class ELBOModel(keras.Model):
     """
 
     metric_names = ("loss", "elbo", "reconstruction", "kl")
-    # Constructor arguments that are Keras objects, (de)serialized as such.
-    nested_keys = ("encoder", "decoder", "likelihood")
+    # Constructor arguments that are Keras objects, (de)serialized as such,
+    # and the attributes that hold them.
+    nested_keys = {
+        "encoder": "encoder",
+        "decoder": "decoder",
+        "likelihood": "likelihood",
+        "prior": "prior_layer",
+        "posterior": "posterior_layer",
+    }
 
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -381,35 +386,6 @@ class ELBOModel(keras.Model):
             state = tf.random.experimental.stateless_fold_in(state, replica)
         return state
 
-    def sample_posterior(self, posterior, num_samples=None):
-        """Reparameterized training draws z = loc + scale * eps of Q(z|x).
-
-        The noise is `tf.random.stateless_normal` with the Philox algorithm
-        named explicitly, seeded by `next_seed()`. TFP's seeded `sample` and
-        the default `alg="auto_select"` cost about 2 ms per call under XLA on
-        CPU, which made an XLA-compiled MNIST step about 30% slower.
-        Posteriors that are not diagonal Gaussians use TFP's `sample`. XLA
-        turns the same seed into other normals than TensorFlow's kernels
-        do, so a model trained with and without `jit_compile` sees different
-        (equally distributed) noise.
-
-        Args:
-            posterior: `tfd.Distribution` of batch shape `[B]`.
-            num_samples: int or `None`. `None` draws `[B, d]`; an int draws
-                `[num_samples, B, d]`.
-        """
-        seed = self.next_seed()
-        if not is_diagonal_normal(posterior):
-            shape = () if num_samples is None else num_samples
-            return posterior.sample(shape, seed=seed)
-        loc = posterior.distribution.loc
-        scale = posterior.distribution.scale
-        shape = tf.shape(loc)
-        if num_samples is not None:
-            shape = tf.concat([[num_samples], shape], 0)
-        eps = tf.random.stateless_normal(shape, seed, dtype=loc.dtype, alg="philox")
-        return reparameterize(loc, scale, eps)
-
     def _decode_in_chunks(self, inputs, batch_size):
         """The likelihood for decoder `inputs` `[N, d]`, decoding `batch_size` rows at a time.
 
@@ -470,8 +446,8 @@ class ELBOModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({"beta": self.beta, "seed": self.seed})
-        for key in self.nested_keys:
-            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
+        for key, attribute in self.nested_keys.items():
+            config[key] = keras.saving.serialize_keras_object(getattr(self, attribute))
         return config
 
     @classmethod
@@ -479,6 +455,6 @@ class ELBOModel(keras.Model):
         # Deserialization consumes nested dicts: work on a copy.
         config = copy.deepcopy(config)
         for key in cls.nested_keys:
-            if config.get(key) is not None:
+            if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

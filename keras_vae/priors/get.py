@@ -1,0 +1,32 @@
+"""Priors by name, as `VAE(prior=...)` and the CLI take them."""
+
+from keras_vae.priors.conditional_gaussian import ConditionalGaussian
+from keras_vae.priors.mixture_of_gaussians import MixtureOfGaussians
+from keras_vae.priors.prior import Prior
+from keras_vae.priors.standard_normal import StandardNormal
+from keras_vae.priors.vamp_prior import VampPrior
+
+PRIORS = {
+    "standard": StandardNormal,
+    "mog": MixtureOfGaussians,
+    "vamp": VampPrior,
+    "learned": ConditionalGaussian,
+}
+
+
+def get(prior):
+    """A `Prior` from a name in `PRIORS`, a `Prior` (returned as is) or `None` (standard).
+
+    Raises:
+        ValueError: for anything else, naming the accepted values.
+    """
+    if prior is None:
+        return StandardNormal()
+    if isinstance(prior, Prior):
+        return prior
+    if isinstance(prior, str) and prior in PRIORS:
+        return PRIORS[prior]()
+    raise ValueError(
+        f"Expected prior to be one of {tuple(PRIORS)} or a keras_vae.priors.Prior. "
+        f"Received: prior={prior!r}"
+    )

@@ -1,0 +1,28 @@
+"""Choosing mixture components with the portable uniform draws."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def choose_components(weights, uniform):
+    """One-hot component choices `[..., K]` for uniform draws `[...]`.
+
+    Component k is chosen when the cumulative weight of the components
+    before it is at most `u` and the next one's is above it (inverse-CDF
+    sampling). Written with MATMUL, GREATER_EQUAL, SUM and EQUAL, so a TFLite
+    model makes the same choice as Keras. Draws above the last cumulative
+    weight (rounding leaves it a few ulps below 1) take the last component.
+
+    Args:
+        weights: float tensor `[K]` of probabilities that sum to 1.
+        uniform: float tensor `[...]` of draws in (0, 1).
+
+    Returns:
+        float tensor `[..., K]`.
+    """
+    num = int(weights.shape[-1])
+    # Cumulative sums as a product with a constant triangle: no CUMSUM kernel needed.
+    triangle = tf.constant(np.triu(np.ones((num, num), np.float32)))
+    upper = tf.linalg.matvec(triangle, weights, transpose_a=True)[:-1]
+    index = tf.reduce_sum(tf.cast(uniform[..., None] >= upper, tf.int32), axis=-1)
+    return tf.cast(tf.equal(index[..., None], tf.constant(np.arange(num, dtype=np.int32))), tf.float32)
