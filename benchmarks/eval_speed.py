@@ -39,7 +39,7 @@ def main():
         seconds = time.perf_counter() - start
         rows.append(
             f"| {k} | {seconds:.1f} | {result['nll']:.2f} | {result['elbo']:.2f} | "
-            f"{result['active_units']} of {len(result['kl_per_dim'])} |"
+            f"{result['active_units']} of {result['latent_dim']} |"
         )
     record(
         f"Importance-weighted log-likelihood: time and NLL on {args.num_images} test images",

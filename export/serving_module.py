@@ -3,7 +3,6 @@
 import tensorflow as tf
 
 from keras_vae.export.validation import check_exportable
-from keras_vae.models import ConditionalVAE
 
 MAX_NUM_SAMPLES = 4096
 FUNCTIONS = ("decode", "sample", "encode", "reconstruct")
@@ -29,10 +28,19 @@ class ServingModule(tf.Module):
       at run time unless `1 <= num_samples <= MAX_NUM_SAMPLES` and, for a
       CVAE, `B * num_samples <= MAX_NUM_SAMPLES`: the cap bounds the rows a
       request allocates, not only the draws per condition.
-    - `encode(x)` / `encode(target, condition)`: -> `{"loc", "scale"}` of
-      Q(z|x), each `[B, L]`.
+    - `encode(x)` / `encode(target, condition)`: -> the posterior layer's
+      `export_outputs`, each with batch `B`: `loc` `[B, L]` always (the
+      posterior's point: its mean, or for an IAF the flow's image of its
+      base mean), `scale` `[B, L]` for a diagonal Gaussian, `scale_tril`
+      `[B, L, L]` for a full-covariance one.
     - `reconstruct(x)` / `reconstruct(target, condition)`: -> `{"image"}`,
-      the likelihood mean at the posterior mean.
+      the likelihood mean at the posterior's point.
+
+    Only the model's contract is used (`decode`, `encode`, `sample_latent`,
+    the posterior layer's `point` and `export_outputs`), so every prior and
+    posterior exports the same way; a model's `conditional` and `data_name`
+    decide whether the functions take a condition and how the data input is
+    named.
 
     The model is held in the functions' closures, not as an attribute, and
     the module tracks the plain `tf.Variable`s the functions read. Tracking
@@ -72,13 +80,12 @@ class ServingModule(tf.Module):
         check_exportable(model, allow_untrained=True)
         _check_names("functions", functions, FUNCTIONS)
         super().__init__(name="keras_vae_serving")
-        self.conditional = isinstance(model, ConditionalVAE)
+        self.conditional = bool(model.conditional)
         self.latent_dim = int(model.latent_dim)
         self.condition_shape = tuple(model.condition_shape) if self.conditional else None
-        self.data_shape = tuple(model.target_shape if self.conditional else model.event_shape)
-        make = _conditional_functions if self.conditional else _functions
+        self.data_shape = tuple(model.event_shape)
         rows = _rows_or_empty if empty_batches else _rows
-        available = make(model, self.latent_dim, self.data_shape, self.condition_shape, rows)
+        available = _functions(model, self.latent_dim, self.data_shape, self.condition_shape, rows)
         functions = {name: available[name] for name in functions}
         for name, function in functions.items():
             setattr(self, name, function)
@@ -213,84 +220,68 @@ def _rows_or_empty(function, *inputs):
 
 
 def _functions(model, latent_dim, data_shape, condition_shape, rows):
-    del condition_shape
+    """The four serving functions; with a `condition_shape`, each also takes `condition`.
+
+    Conditions travel as an optional last argument (`*condition`, empty for
+    an unconditional model), so one definition serves both signatures.
+    """
+    data_name = model.data_name
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
-    x_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="x")
+    data_spec = tf.TensorSpec([None, *data_shape], tf.float32, name=data_name)
+    condition_specs = []
+    if condition_shape is not None:
+        condition_specs = [tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")]
 
-    def decode(z):
-        z = _checked(z, "z", (latent_dim,))
-        return rows(lambda z: {"image": model.decode(z).mean()}, z)
+    def checked_pair(tensor, name, shape, condition):
+        """`tensor` and the condition (a 0- or 1-tuple), both checked against their shapes."""
+        tensor = _checked(tensor, name, shape)
+        if not condition:
+            return tensor, ()
+        condition = _checked(condition[0], "condition", condition_shape)
+        return _check_same_batch(tensor, condition, name), (condition,)
 
-    def sample(seed, num_samples):
+    def optional(condition):
+        return condition[0] if condition else None
+
+    def decode(z, *condition):
+        z, condition = checked_pair(z, "z", (latent_dim,), condition)
+        return rows(lambda z, *c: {"image": model.decode(z, optional(c)).mean()}, z, *condition)
+
+    def sample(seed, num_samples, *condition):
         seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
-        z = model.sample_latent(num_samples, seed)
-        return {"image": model.decode(z).mean(), "z": z}
-
-    def encode(x):
-        def loc_and_scale(x):
-            posterior = model.encode(x).distribution
-            return {"loc": posterior.loc, "scale": posterior.scale}
-
-        return rows(loc_and_scale, _checked(x, "x", data_shape))
-
-    def reconstruct(x):
-        x = _checked(x, "x", data_shape)
-        return rows(lambda x: {"image": model.decode(model.encode(x).mean()).mean()}, x)
-
-    return {
-        "decode": tf.function(decode, input_signature=[z_spec]),
-        "sample": tf.function(sample, input_signature=_scalar_specs()),
-        "encode": tf.function(encode, input_signature=[x_spec]),
-        "reconstruct": tf.function(reconstruct, input_signature=[x_spec]),
-    }
-
-
-def _conditional_functions(model, latent_dim, data_shape, condition_shape, rows):
-    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
-    target_spec = tf.TensorSpec([None, *data_shape], tf.float32, name="target")
-    condition_spec = tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")
-
-    def check_condition(condition):
-        return _checked(condition, "condition", condition_shape)
-
-    def decode(z, condition):
-        z, condition = _checked(z, "z", (latent_dim,)), check_condition(condition)
-        z = _check_same_batch(z, condition)
-        return rows(lambda z, condition: {"image": model.decode(z, condition).mean()}, z, condition)
-
-    def sample(seed, num_samples, condition):
-        seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
-        condition = check_condition(condition)
+        if not condition:
+            z = model.sample_latent(num_samples, seed)
+            return {"image": model.decode(z).mean(), "z": z}
+        condition = _checked(condition[0], "condition", condition_shape)
         num_samples = _check_total_rows(num_samples, condition)
-        z = tf.reshape(model.sample_latent(condition, num_samples, seed), [-1, latent_dim])
-        # Row b * num_samples + k is draw k for condition b, as in `generate`.
+        latent = model.sample_latent(num_samples, seed, condition=condition)
+        z = tf.reshape(latent, [-1, latent_dim])
+        # Row b * num_samples + k is draw k for condition b, as in `sample`.
         repeated = tf.repeat(condition, num_samples, axis=0)
         image = rows(lambda z, c: model.decode(z, c).mean(), z, repeated)
         return {"image": image, "z": z}
 
-    def encode(target, condition):
-        target, condition = _checked(target, "target", data_shape), check_condition(condition)
-        target = _check_same_batch(target, condition, "target")
+    def encode(x, *condition):
+        x, condition = checked_pair(x, data_name, data_shape, condition)
 
-        def loc_and_scale(target, condition):
-            posterior = model.encode(target, condition).distribution
-            return {"loc": posterior.loc, "scale": posterior.scale}
+        def outputs(x, *c):
+            return model.posterior_layer.export_outputs(model.encode(x, optional(c)))
 
-        return rows(loc_and_scale, target, condition)
+        return rows(outputs, x, *condition)
 
-    def reconstruct(target, condition):
-        target, condition = _checked(target, "target", data_shape), check_condition(condition)
-        target = _check_same_batch(target, condition, "target")
+    def reconstruct(x, *condition):
+        x, condition = checked_pair(x, data_name, data_shape, condition)
 
-        def image(target, condition):
-            z = model.encode(target, condition).mean()
-            return {"image": model.decode(z, condition).mean()}
+        def image(x, *c):
+            posterior = model.encode(x, optional(c))
+            z = model.posterior_layer.point(posterior)
+            return {"image": model.decode(z, optional(c)).mean()}
 
-        return rows(image, target, condition)
+        return rows(image, x, *condition)
 
     return {
-        "decode": tf.function(decode, input_signature=[z_spec, condition_spec]),
-        "sample": tf.function(sample, input_signature=[*_scalar_specs(), condition_spec]),
-        "encode": tf.function(encode, input_signature=[target_spec, condition_spec]),
-        "reconstruct": tf.function(reconstruct, input_signature=[target_spec, condition_spec]),
+        "decode": tf.function(decode, input_signature=[z_spec, *condition_specs]),
+        "sample": tf.function(sample, input_signature=[*_scalar_specs(), *condition_specs]),
+        "encode": tf.function(encode, input_signature=[data_spec, *condition_specs]),
+        "reconstruct": tf.function(reconstruct, input_signature=[data_spec, *condition_specs]),
     }

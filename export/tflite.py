@@ -295,39 +295,30 @@ def _calibration_data(model, module, conditions):
     returns them.
     """
     data = []
-    if not module.conditional:
-        for seed in range(CALIBRATION_BATCHES):
-            num_samples = CALIBRATION_BATCH_SIZE
-            z = model.sample_latent(num_samples, seed).numpy()
-            data.append(("decode", {"z": z}))
-            data.append(("sample", {"seed": np.int32(seed), "num_samples": np.int32(num_samples)}))
-        return data
     per_batch = max(1, CALIBRATION_BATCH_SIZE // 4)
     for seed in range(CALIBRATION_BATCHES):
-        start = (seed * per_batch) % len(conditions)
-        condition = np.take(conditions, range(start, start + per_batch), axis=0, mode="wrap")
-        num_samples = 4
-        z = model.sample_latent(tf.constant(condition), num_samples, seed).numpy()
-        z = z.reshape(-1, module.latent_dim)
-        repeated = np.repeat(condition, num_samples, axis=0)
-        data.append(("decode", {"z": z, "condition": repeated}))
-        data.append(
-            (
-                "sample",
-                {
-                    "seed": np.int32(seed),
-                    "num_samples": np.int32(num_samples),
-                    "condition": condition,
-                },
-            )
-        )
+        if module.conditional:
+            start = (seed * per_batch) % len(conditions)
+            condition = np.take(conditions, range(start, start + per_batch), axis=0, mode="wrap")
+            num_samples = 4
+        else:
+            condition, num_samples = None, CALIBRATION_BATCH_SIZE
+        z = model.sample_latent(num_samples, seed, condition=condition)
+        z = tf.reshape(z, [-1, module.latent_dim]).numpy()
+        decode_inputs = {"z": z}
+        sample_inputs = {"seed": np.int32(seed), "num_samples": np.int32(num_samples)}
+        if condition is not None:
+            decode_inputs["condition"] = np.repeat(condition, num_samples, axis=0)
+            sample_inputs["condition"] = condition
+        data.append(("decode", decode_inputs))
+        data.append(("sample", sample_inputs))
     return data
 
 
 def _metadata(model, module, quantize):
-    condition_type = getattr(model, "condition_type", None)
+    condition_type = model.condition_type
     layout = {}
-    if condition_type in ("center-column", "top-half") and getattr(model, "image_shape", None):
+    if condition_type in ("center-column", "top-half") and model.image_shape:
         # A device rebuilds images from the flat observed and missing pixels.
         observed, missing = data.pixel_indices(condition_type, model.image_shape)
         layout = {
@@ -340,10 +331,12 @@ def _metadata(model, module, quantize):
         "format": "keras_vae",
         "keras_vae_version": keras_vae.__version__,
         "model": type(model).__name__,
+        "prior": type(model.prior_layer).__name__,
+        "posterior": type(model.posterior_layer).__name__,
         "latent_dim": module.latent_dim,
         "data_shape": list(module.data_shape),
         "condition_shape": None if module.condition_shape is None else list(module.condition_shape),
-        "condition_type": getattr(model, "condition_type", None),
+        "condition_type": condition_type,
         "quantize": quantize,
         "seed_dtype": "int32",
         "max_num_samples": MAX_NUM_SAMPLES,

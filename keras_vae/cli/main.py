@@ -8,6 +8,11 @@ import sys
 import threading
 import warnings
 
+# The names of `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`,
+# spelled out so that parsing arguments does not import TensorFlow.
+PRIORS = ("standard", "learned", "mog", "vamp")
+POSTERIORS = ("diagonal", "full", "iaf")
+
 
 class _Parser(argparse.ArgumentParser):
     """Reports a bad argument in one line, without the usage block."""
@@ -65,7 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--condition", default=None, help="CVAE condition: label, center-column or top-half."
     )
-    train.add_argument("--prior", default="standard", help="CVAE prior: standard or learned.")
+    train.add_argument(
+        "--prior",
+        default="standard",
+        choices=PRIORS,
+        help="P(z): standard N(0, I), learned (a Gaussian network of the condition, P(z|X); "
+        "CVAE only), mog (a learned mixture of Gaussians) or vamp (VampPrior; VAE only).",
+    )
+    train.add_argument(
+        "--prior-components",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Gaussians of --prior mog (default 10) or pseudo-inputs of --prior vamp "
+        "(default 500).",
+    )
+    train.add_argument(
+        "--posterior",
+        default="diagonal",
+        choices=POSTERIORS,
+        help="Q(z|x): diagonal Gaussian, full covariance, or iaf (an inverse autoregressive "
+        "flow on a diagonal Gaussian).",
+    )
     train.add_argument(
         "--gsnn-weight",
         type=float,
@@ -178,6 +204,8 @@ def _train(args):
         model=args.model,
         condition=args.condition,
         prior=args.prior,
+        prior_components=args.prior_components,
+        posterior=args.posterior,
         gsnn_weight=args.gsnn_weight,
         likelihood=args.likelihood,
         train_split=args.train_split,

@@ -9,7 +9,7 @@ def format_metrics(metrics: dict) -> str:
     Known keys get one line each, in the order log-likelihood, NLL (with bits
     per dimension), ELBO (with its reconstruction and KL terms) and active
     units; any other scalar is listed after them as `name: value`. Arrays and
-    lists (`per_example`, `kl_per_dim`) are not printed.
+    lists (`per_example`) are not printed.
 
     Args:
         metrics: dict. For example the return value of `log_likelihood`, or
@@ -50,11 +50,15 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"NLL: {metrics['nll']:.2f} nats{suffix}")
     if take("elbo"):
         terms = take("reconstruction", "kl")
-        suffix = f" (reconstruction {terms[0]:.2f}, KL {terms[1]:.2f})" if terms else ""
+        estimator = take("kl_estimator")
+        kind = {"analytic": "analytic ", "monte_carlo": "Monte Carlo "}.get(
+            estimator[0] if estimator else None, ""
+        )
+        suffix = f" (reconstruction {terms[0]:.2f}, {kind}KL {terms[1]:.2f})" if terms else ""
         lines.append(f"ELBO: {metrics['elbo']:.2f} nats{suffix}")
     if take("active_units"):
-        total = take("kl_per_dim")
-        suffix = f" of {len(total[0])}" if total else ""
+        total = take("latent_dim")
+        suffix = f" of {total[0]}" if total else ""
         lines.append(f"Active units: {metrics['active_units']}{suffix}")
     for key, value in metrics.items():
         if key not in used and isinstance(value, numbers.Real) and not isinstance(value, bool):

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.models import VAE, ConditionalVAE
+from keras_vae.models import VAE
 from keras_vae.models.validation import check_data, check_positive_int
 from keras_vae.ops import random as portable_random
 from keras_vae.ops.elbo import importance_terms
-from keras_vae.ops.math import gaussian_kl, reparameterize
+from keras_vae.ops.math import kl_divergence
 
 # The default chunk keeps chunk * batch * event_size float32 values under 64 MB.
 _CHUNK_FLOATS = 64 * 2**20 // 4
@@ -26,7 +26,7 @@ _EMPTY_MESSAGE = "Expected data to hold at least one example. Received: num_exam
 
 
 def log_likelihood(
-    model: VAE | ConditionalVAE,
+    model: VAE,
     data: np.ndarray | tf.Tensor | tf.data.Dataset | tuple,
     num_samples: int = 5000,
     batch_size: int = 100,
@@ -43,7 +43,10 @@ def log_likelihood(
 
     a stochastic lower bound that is tight as K grows and equals the ELBO in
     expectation for K = 1. For a `ConditionalVAE` the same estimate of
-    log p(y|x) uses Q(z|y, x), P(y|z, x) and P(z|x).
+    log p(y|x) uses Q(z|y, x), P(y|z, x) and P(z|x). Only the model's
+    contract is used (`encode`, `decode`, `prior`, and its posterior layer's
+    `reparameterize` and `point`), so every prior and posterior is scored the
+    same way: log q and log p are the distributions' own `log_prob`.
 
     The K samples are drawn in chunks of `chunk_size` and their log weights
     combined with a running log-sum-exp, so K = 5000 on the 10,000 MNIST
@@ -84,11 +87,13 @@ def log_likelihood(
         `None` for a continuous likelihood without `bins`, whose log p(x) is
         a density, in nats per unit volume, and may be positive),
         `elbo` (`reconstruction - kl`), `reconstruction` (E_q log p(x|z),
-        the mean of log p(x|z_k) over the same K samples) and `kl` (analytic
-        KL(Q(z|x) || P(z))); `kl_per_dim` (list of the mean KL of each latent
-        dimension), `active_units` (latent dimensions whose posterior mean
-        varies over the data with variance above 0.01; `None` for a single
-        example), `num_samples`,
+        the mean of log p(x|z_k) over the same K samples) and `kl`
+        (KL(Q(z|x) || P(z)): analytic where TFP has a closed form, else the
+        mean of log q(z_k) - log p(z_k) over the same K samples);
+        `kl_estimator` (`"analytic"` or `"monte_carlo"`), `latent_dim`,
+        `active_units` (latent dimensions whose posterior point, the mean
+        where it has a closed form, varies over the data with variance above
+        0.01; `None` for a single example), `num_samples`,
         `num_examples` and `per_example` (float64 numpy array `[N]` of the
         log p(x) estimates).
 
@@ -150,7 +155,7 @@ def log_likelihood(
     if model.likelihood.binary:
         bernoulli_name = "targets" if conditional else "data"
     results = _run(estimate, batches, seed, num_batches, verbose, bernoulli_name)
-    per_example, reconstruction, kl_per_dim, posterior_means = (
+    per_example, reconstruction, kl, posterior_means = (
         np.concatenate(parts) for parts in zip(*results, strict=True)
     )
     if bins is not None:
@@ -158,9 +163,11 @@ def log_likelihood(
         per_example = per_example - event_size * math.log(bins)
         reconstruction = reconstruction - event_size * math.log(bins)
     discrete = model.likelihood.binary or bins is not None
-    return _summarize(
-        per_example, reconstruction, kl_per_dim, posterior_means, num_samples, event_size, discrete
+    metrics = _summarize(
+        per_example, reconstruction, kl, posterior_means, num_samples, event_size, discrete
     )
+    metrics["kl_estimator"] = model.kl_estimator
+    return metrics
 
 
 def _run(estimate, batches, seed, num_batches, verbose, bernoulli_name):
@@ -200,11 +207,9 @@ def _batch_seed(seed, index):
 
 
 def _check_model(model):
-    """Whether `model` is conditional; raises unless it is a VAE or a ConditionalVAE."""
-    if isinstance(model, ConditionalVAE):
-        return True
+    """Whether `model` is conditional; raises unless it is a model of the VAE family."""
     if isinstance(model, VAE):
-        return False
+        return model.conditional
     raise ValueError(
         "Expected model to be a keras_vae VAE or ConditionalVAE (a model with an "
         f"encoder and encode and decode methods). Received: model={model!r}"
@@ -316,15 +321,14 @@ def _check_unit_interval(name, values):
     return bool(tf.reduce_all((values == 0) | (values == 1)))
 
 
-def _draw(loc, scale, seed, counter_offset, num):
-    """`num` reparameterized draws `[num, B, d]` of the portable generator."""
-    shape = tf.concat([[num], tf.shape(loc)], 0)
-    return reparameterize(loc, scale, portable_random.normal(shape, seed, counter_offset))
+def _noise(shape, seed, counter_offset):
+    """Standard normal noise of the portable generator, `shape` `[num, B, d]`."""
+    return portable_random.normal(shape, seed, counter_offset)
 
 
 # XLA fuses the generator's integer ops, about 5x faster than running them op by
 # op, but compiles for about a second per shape.
-_compiled_draw = tf.function(_draw, jit_compile=True)
+_compiled_noise = tf.function(_noise, jit_compile=True)
 
 
 # One traced estimator per model, (num_samples, chunk_size) and draw, so calls with other
@@ -336,9 +340,8 @@ _ESTIMATORS = weakref.WeakKeyDictionary()
 def _batch_estimator(model, conditional, num_samples, chunk_size, batch_size):
     """A `tf.function` from a batch to its per-example terms.
 
-    It maps `(target, condition, seed)` to `[B]` tensors log p(x) and
-    E_q log p(x|z), the `[B, latent_dim]` per-dimension KL and the
-    `[B, latent_dim]` posterior means.
+    It maps `(target, condition, seed)` to `[B]` tensors log p(x),
+    E_q log p(x|z) and the KL, and the `[B, latent_dim]` posterior points.
     """
     cache = _ESTIMATORS.setdefault(model, {})
     compiled = num_samples * batch_size * model.latent_dim >= _XLA_MIN_DRAWS
@@ -356,54 +359,58 @@ def _batch_estimator(model, conditional, num_samples, chunk_size, batch_size):
 
 def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
     target_spec, condition_spec = specs
-    draw = _compiled_draw if compiled else _draw
+    noise = _compiled_noise if compiled else _noise
     conditional = condition_spec is not None
     num_full, remainder = divmod(num_samples, chunk_size)
 
     def estimate(target, condition, seed):
         model = model_ref()
-        if conditional:
-            posterior = model.encode(target, condition)
-            prior = model.prior(condition)
-        else:
-            posterior = model.encode(target)
-            prior = model.prior
-        loc, scale = posterior.distribution.loc, posterior.distribution.scale
-        kl_per_dim = gaussian_kl(
-            loc, scale, prior.distribution.loc, prior.distribution.scale, axis=None
-        )
-        counters_per_sample = tf.size(loc)
+        posterior = model.encode(target, condition)
+        prior = model.prior(condition)
+        point = model.posterior_layer.point(posterior)
+        latent_shape = tf.shape(point)
+        counters_per_sample = tf.size(point)
+        analytic = model.kl_estimator == "analytic"
 
         def chunk_terms(start, num):
             # Sample k of example b uses counters k * B * d + b * d + j: no overlap
             # between samples, and the same numbers whatever the chunking.
-            z = draw(loc, scale, seed, start * counters_per_sample, num)
+            eps = noise(tf.concat([[num], latent_shape], 0), seed, start * counters_per_sample)
+            z = model.posterior_layer.reparameterize(posterior, eps)
+            tiled = None
             if conditional:
                 tiled = tf.tile(condition, [num] + [1] * (condition.shape.rank - 1))
-                decode = lambda z: model.decode(z, tiled)  # noqa: E731
-            else:
-                decode = model.decode
+            decode = lambda z: model.decode(z, tiled)  # noqa: E731
             log_likelihood, log_weights = importance_terms(posterior, decode, prior, target, z)
             return (
                 tf.cast(tf.reduce_logsumexp(log_weights, 0), tf.float64),
                 tf.cast(tf.reduce_sum(log_likelihood, 0), tf.float64),
+                # log q(z_k) - log p(z_k), for the Monte Carlo KL.
+                tf.cast(tf.reduce_sum(log_likelihood - log_weights, 0), tf.float64),
             )
 
-        batch = tf.shape(loc)[:1]
+        batch = latent_shape[:1]
         log_sum = tf.fill(batch, tf.constant(-np.inf, tf.float64))
         total = tf.zeros(batch, tf.float64)
+        log_ratio = tf.zeros(batch, tf.float64)
         for i in tf.range(num_full):
             # One chunk in memory at a time.
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            chunk_log_sum, chunk_total = chunk_terms(i * chunk_size, chunk_size)
+            chunk_log_sum, chunk_total, chunk_ratio = chunk_terms(i * chunk_size, chunk_size)
             log_sum = tf.reduce_logsumexp(tf.stack([log_sum, chunk_log_sum]), 0)
             total += chunk_total
+            log_ratio += chunk_ratio
         if remainder:
-            chunk_log_sum, chunk_total = chunk_terms(num_full * chunk_size, remainder)
+            chunk_log_sum, chunk_total, chunk_ratio = chunk_terms(num_full * chunk_size, remainder)
             log_sum = tf.reduce_logsumexp(tf.stack([log_sum, chunk_log_sum]), 0)
             total += chunk_total
+            log_ratio += chunk_ratio
         log_num = tf.constant(math.log(num_samples), tf.float64)
-        return log_sum - log_num, total / num_samples, kl_per_dim, loc
+        if analytic:
+            kl = tf.cast(kl_divergence(posterior, prior)[0], tf.float64)
+        else:
+            kl = log_ratio / num_samples
+        return log_sum - log_num, total / num_samples, kl, point
 
     # Input signatures give one trace for every batch size, the last partial one included.
     seed_spec = tf.TensorSpec((), tf.int32)
@@ -422,16 +429,14 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
     return lambda target, condition, seed: estimate_single(target, seed)
 
 
-def _summarize(
-    per_example, reconstruction, kl_per_dim, posterior_means, num_samples, size, discrete
-):
+def _summarize(per_example, reconstruction, kl, posterior_means, num_samples, size, discrete):
     """The metrics dict of `log_likelihood` from per-example numpy arrays.
 
     Bits per dimension are reported for `discrete` data only: a density's
     log p(x) depends on the units of x.
     """
     mean_log_likelihood = float(np.mean(per_example))
-    kl = float(np.mean(np.sum(kl_per_dim, axis=-1)))
+    kl = float(np.mean(kl))
     # A variance across examples: undefined for one example (not "0 active").
     num_examples = int(per_example.shape[0])
     active = np.var(posterior_means, axis=0) > _ACTIVE_VARIANCE if num_examples > 1 else None
@@ -442,7 +447,7 @@ def _summarize(
         "elbo": float(np.mean(reconstruction)) - kl,
         "reconstruction": float(np.mean(reconstruction)),
         "kl": kl,
-        "kl_per_dim": np.mean(kl_per_dim, axis=0).tolist(),
+        "latent_dim": int(posterior_means.shape[-1]),
         "active_units": None if active is None else int(np.sum(active)),
         "num_samples": num_samples,
         "num_examples": num_examples,

@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras_vae.data.conditional import CONDITIONS, pixel_indices
 from keras_vae.layers import DistributionLayer
 from keras_vae.layers.distribution_layer import check_positive_float
+from keras_vae.models.vae import VAE
 from keras_vae.models.validation import (
     check_data,
     check_network_input,
@@ -16,7 +17,6 @@ from keras_vae.models.validation import (
     check_sample_weight,
     first_batch,
 )
-from keras_vae.models.vae import VAE
 from keras_vae.networks.validation import check_units
 from keras_vae.ops import elbo as elbo_ops
 from keras_vae.priors import ConditionalGaussian

@@ -59,8 +59,8 @@ class VAE(ELBOModel):
     `encode(x, condition)` -> Q(z|x[, c]), `decode(z, condition)` ->
     P(x|z[, c]), `prior(condition)` -> P(z[|c]), `sample_latent` and
     `sample` (seeded, portable draws), and `reconstruct(x, condition)`.
-    `conditional`, `event_shape` and `condition_shape` say what the model
-    generates and what it is conditioned on.
+    `conditional`, `condition_type`, `event_shape` and `condition_shape` say
+    what the model generates and what it is conditioned on.
 
     Args:
         encoder: Keras layer or model. Maps x to a feature tensor.
@@ -108,6 +108,8 @@ class VAE(ELBOModel):
     """
 
     conditional = False
+    # What a conditional model is conditioned on (see `ConditionalVAE`).
+    condition_type = None
     # How error messages and exported signatures name the modelled data.
     data_name = "x"
 
@@ -397,8 +399,10 @@ class VAE(ELBOModel):
             decode = lambda z: self.decode(z, condition, training=training)  # noqa: E731
             return elbo_ops.elbo(posterior, decode, prior, data, z, beta=self.kl_weight())
         z = self.sample_posterior(posterior, self.num_samples)
-        tiled = None if condition is None else tf.tile(
-            condition, [self.num_samples] + [1] * (condition.shape.rank - 1)
+        tiled = (
+            None
+            if condition is None
+            else tf.tile(condition, [self.num_samples] + [1] * (condition.shape.rank - 1))
         )
         decode = lambda z: self.decode(z, tiled, training=training)  # noqa: E731
         return elbo_ops.multi_sample_terms(

@@ -37,8 +37,8 @@ class Posterior(keras.layers.Layer):
         # Densities stay float32 under a mixed-precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.latent_dim = None if latent_dim is None else check_positive_int(
-            "latent_dim", latent_dim
+        self.latent_dim = (
+            None if latent_dim is None else check_positive_int("latent_dim", latent_dim)
         )
         self._has_layers = False
 

@@ -43,8 +43,8 @@ class Prior(keras.layers.Layer):
         # Draws and densities stay float32 under a mixed-precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.latent_dim = None if latent_dim is None else check_positive_int(
-            "latent_dim", latent_dim
+        self.latent_dim = (
+            None if latent_dim is None else check_positive_int("latent_dim", latent_dim)
         )
 
     def bind(self, model):

@@ -5,7 +5,7 @@ import numpy as np
 
 from keras_vae import data
 from keras_vae.evaluation import log_likelihood
-from keras_vae.models import VAE, ConditionalVAE
+from keras_vae.models import VAE
 from keras_vae.models.validation import check_positive_int
 from keras_vae.tasks.training import make_datasets
 
@@ -21,7 +21,7 @@ def load_model(path: str):
             f"Expected a readable .keras model saved by keras-vae. Received: model={path!r} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    if not isinstance(model, (VAE, ConditionalVAE)):
+    if not isinstance(model, VAE):  # the family's base: a ConditionalVAE is one too
         raise ValueError(
             "Expected a .keras file holding a keras_vae VAE or ConditionalVAE. "
             f"Received: model={path!r} holding a {type(model).__name__}"
@@ -61,10 +61,10 @@ def evaluate_model(
         importance_samples: int or `None`. When given, also the
             importance-weighted estimate of log p(x) with this many samples
             (`keras_vae.evaluation.log_likelihood`): adds `nll` (positive
-            nats), `log_likelihood`, `bits_per_dim`, `active_units` and
-            `kl_per_dim`. For a continuous likelihood these score the 8-bit
-            images (targets): each is dequantized to `(k + u) / 256` with
-            noise from `seed` and D ln 256 is subtracted from the density's
+            nats), `log_likelihood`, `bits_per_dim` and `active_units`.
+            For a continuous likelihood these score the 8-bit images
+            (targets): each is dequantized to `(k + u) / 256` with noise
+            from `seed` and D ln 256 is subtracted from the density's
             log p (`keras_vae.data.dequantize`), so `nll` is a bound on the
             images' discrete negative log-probability and `bits_per_dim`
             compares with published 8-bit figures. The ELBO metrics stay
@@ -72,15 +72,17 @@ def evaluate_model(
         verbose: int. Progress bar for the importance-weighted estimate.
 
     Returns:
-        A dict of floats (and `kl_per_dim`, a list) in nats per example.
+        A dict of floats in nats per example, and `kl_estimator`: how the
+        `kl` term was computed (`"analytic"` or `"monte_carlo"`, see
+        `VAE.kl_estimator`).
     """
     if importance_samples is not None:
         check_positive_int("importance_samples", importance_samples)
     if isinstance(model, str):
         model = load_model(model)
     images, labels = data.load_images(dataset, split, data_dir=data_dir)
-    kind = "cvae" if isinstance(model, ConditionalVAE) else "vae"
-    condition = getattr(model, "condition_type", None)
+    kind = "cvae" if model.conditional else "vae"
+    condition = model.condition_type
     if kind == "cvae" and condition not in data.CONDITIONS:
         raise ValueError(
             f"Expected a ConditionalVAE with a condition_type in {data.CONDITIONS} to evaluate "
@@ -92,6 +94,7 @@ def evaluate_model(
         kind, condition, images, labels, binarize, batch_size, seed, False, num_classes
     )
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
+    metrics["kl_estimator"] = model.kl_estimator
     if importance_samples is not None:
         bins = None
         if binarize is None and np.issubdtype(images.dtype, np.integer):
@@ -104,7 +107,7 @@ def evaluate_model(
         estimate = log_likelihood(
             model, ds, num_samples=importance_samples, seed=seed, verbose=verbose, bins=bins
         )
-        for key in ("log_likelihood", "nll", "bits_per_dim", "active_units", "kl_per_dim"):
+        for key in ("log_likelihood", "nll", "bits_per_dim", "active_units", "latent_dim"):
             metrics[key] = estimate[key]
         metrics["importance_samples"] = importance_samples
     return metrics

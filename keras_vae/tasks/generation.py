@@ -3,16 +3,20 @@
 import numpy as np
 
 from keras_vae.data import merge_image, split_image
-from keras_vae.models import VAE, ConditionalVAE
 from keras_vae.models.validation import check_data, check_positive_int
 
 
+def _describe(model) -> str:
+    """How error messages name a model: its class and what it is conditioned on."""
+    kind = model.condition_type
+    return type(model).__name__ + (f" with condition_type={kind!r}" if kind else "")
+
+
 def _num_classes(model) -> int:
-    if not isinstance(model, ConditionalVAE) or model.condition_type != "label":
-        kind = getattr(model, "condition_type", None) if isinstance(model, ConditionalVAE) else None
+    if model.condition_type != "label":
         raise ValueError(
-            "Expected a label-conditioned ConditionalVAE for a label. Received: a "
-            + (f"ConditionalVAE with condition_type={kind!r}" if kind else type(model).__name__)
+            f"Expected a label-conditioned ConditionalVAE for a label. Received: a "
+            f"{_describe(model)}"
         )
     return int(model.condition_shape[0])
 
@@ -43,15 +47,19 @@ def sample_images(
             `num_samples` or `label`.
     """
     num_samples = check_positive_int("num_samples", num_samples)
-    if isinstance(model, VAE):
+    if not model.conditional:
         if label is not None:
             _num_classes(model)
         return np.clip(model.sample(num_samples, seed=seed, temperature=temperature), 0.0, 1.0)
-    if label is None and isinstance(model, ConditionalVAE) and model.condition_type != "label":
+    if label is None and model.condition_type != "label":
         raise ValueError(
             "Expected a VAE or a label-conditioned ConditionalVAE to sample. Received: a "
-            f"ConditionalVAE with condition_type={model.condition_type!r}, which completes "
-            "images: use complete_images (keras-vae complete)"
+            f"{_describe(model)}, which "
+            + (
+                "completes images: use complete_images (keras-vae complete)"
+                if model.condition_type
+                else "has no image conditions to sample from"
+            )
         )
     num_classes = _num_classes(model)
     if label is None:
@@ -72,7 +80,7 @@ def sample_images(
 
 
 def complete_images(
-    model: ConditionalVAE,
+    model,
     images: np.ndarray,
     num_completions: int,
     seed: int,
@@ -98,12 +106,11 @@ def complete_images(
     Returns:
         float32 array `[N, num_completions, H, W, C]` in [0, 1].
     """
-    kind = getattr(model, "condition_type", None)
-    if not isinstance(model, ConditionalVAE) or kind in (None, "label"):
+    kind = model.condition_type
+    if kind in (None, "label"):
         raise ValueError(
             "Expected a ConditionalVAE trained for completion (condition_type "
-            f"'center-column' or 'top-half'). Received: {type(model).__name__}"
-            + (f" with condition_type={kind!r}" if isinstance(model, ConditionalVAE) else "")
+            f"'center-column' or 'top-half'). Received: {_describe(model)}"
         )
     num_completions = check_positive_int("num_completions", num_completions)
     image_shape = tuple(model.image_shape)

@@ -12,8 +12,15 @@ import tensorflow as tf
 from keras_vae import data
 from keras_vae.callbacks import BetaScheduler, linear_kl_warmup
 from keras_vae.layers.distribution_layer import check_positive_float
-from keras_vae.models.presets import LIKELIHOODS, build_cvae, build_vae
+from keras_vae.models.presets import (
+    LIKELIHOODS,
+    PRIOR_COMPONENTS,
+    build_cvae,
+    build_vae,
+    check_prior_components,
+)
 from keras_vae.models.validation import check_choice, check_positive_int
+from keras_vae.posteriors import POSTERIORS
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
 from keras_vae.utils.dtype_policy import global_dtype_policy
@@ -24,6 +31,14 @@ BINARIZATIONS = ("dynamic", "static", "none")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 MODELS = ("vae", "cvae")
 DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
+# The priors each model takes by name: P(z|X) needs a condition X, and the
+# VampPrior's components are posteriors without one.
+MODEL_PRIORS = {"vae": ("standard", "mog", "vamp"), "cvae": ("standard", "learned", "mog")}
+_PRIOR_REFUSALS = {
+    ("vae", "learned"): "a learned prior P(z|X) needs a condition X; use model='cvae'",
+    ("cvae", "vamp"): "the VampPrior's components are posteriors without a condition; "
+    "use model='vae'",
+}
 
 
 def make_datasets(
@@ -80,6 +95,8 @@ def train_model(
     likelihood: str | None = None,
     dtype_policy: str = "float32",
     kl_warmup_epochs: int = 0,
+    posterior: str = "diagonal",
+    prior_components: int | None = None,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -119,7 +136,10 @@ def train_model(
         model: str. `"vae"` or `"cvae"`. Defaults to `"vae"`.
         condition: str or `None`. For a CVAE: `"label"`, `"center-column"`
             or `"top-half"`.
-        prior: str. CVAE prior P(z|X): `"standard"` or `"learned"`.
+        prior: str. P(z): `"standard"` (N(0, I)), `"mog"` (a learned
+            mixture of Gaussians), `"vamp"` (VampPrior, VAE only) or
+            `"learned"` (a Gaussian network of the condition, P(z|X), CVAE
+            only). Defaults to `"standard"`.
         train_split: str. TFDS split to train on, e.g. `"train[:1000]"`.
         test_split: str. TFDS split for the final test metrics.
         data_dir: str or `None`. TFDS data folder (else `TFDS_DATA_DIR`).
@@ -149,6 +169,13 @@ def train_model(
             on (`keras_vae.callbacks.linear_kl_warmup`), which counters
             posterior collapse. The history logs each epoch's `beta`. `0` (the
             default) trains with `beta` throughout.
+        posterior: str. Q(z|x): `"diagonal"` (a diagonal Gaussian), `"full"`
+            (full covariance) or `"iaf"` (an inverse autoregressive flow).
+            Defaults to `"diagonal"`.
+        prior_components: int or `None`. Gaussians of `prior="mog"` or
+            pseudo-inputs of `prior="vamp"`; refused with other priors.
+            `None` keeps the prior's default (10 and 500); the run's config
+            records the number used. Defaults to `None`.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -168,11 +195,9 @@ def train_model(
             f"Expected gsnn_weight=0.0 for model='vae' (it weights a CVAE loss term). "
             f"Received: gsnn_weight={gsnn_weight!r}"
         )
-    elif prior != "standard":
-        raise ValueError(
-            f"Expected prior='standard' for model='vae' (a learned prior P(z|X) needs a "
-            f"condition X; use model='cvae'). Received: prior={prior!r}"
-        )
+    _check_prior(model, prior)
+    check_choice("posterior", posterior, tuple(POSTERIORS))
+    check_prior_components(prior, prior_components)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise ValueError(f"Expected seed to be an integer in [0, 2**32). Received: seed={seed!r}")
     seed = int(seed)  # numpy integers too: metrics.json holds it
@@ -220,27 +245,38 @@ def train_model(
     )  # fmt: skip
 
     with global_dtype_policy(dtype_policy):  # layers take the policy when made
+        shared = dict(
+            architecture=architecture,
+            latent_dim=latent_dim,
+            likelihood=likelihood,
+            beta=beta,
+            seed=seed,
+            prior=prior,
+            posterior=posterior,
+            prior_components=prior_components,
+        )
         if model == "vae":
-            vae = build_vae(architecture, image_shape, latent_dim, likelihood, beta, seed)
+            vae = build_vae(input_shape=image_shape, **shared)
         else:
             vae = build_cvae(
-                architecture,
-                condition,
-                image_shape,
-                latent_dim,
-                num_classes,
-                prior,
-                likelihood,
-                beta,
-                seed,
-                gsnn_weight,
+                condition=condition,
+                image_shape=image_shape,
+                num_classes=num_classes,
+                gsnn_weight=gsnn_weight,
+                **shared,
             )
         vae.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
+    if prior in PRIOR_COMPONENTS:
+        # Recorded as the number the model has: leaving the default or giving
+        # it is the same run, which resumes the other.
+        prior_components = getattr(vae.prior_layer, PRIOR_COMPONENTS[prior])
     config = {
         "dataset": dataset,
         "model": model,
         "condition": condition,
-        "prior": prior if model == "cvae" else None,
+        "prior": prior,
+        "prior_components": prior_components,
+        "posterior": posterior,
         "gsnn_weight": gsnn_weight if model == "cvae" else None,
         "architecture": architecture,
         "latent_dim": latent_dim,
@@ -301,6 +337,17 @@ def train_model(
         _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
         backup.remove()
     return vae, metrics
+
+
+def _check_prior(model, prior):
+    """Raises unless `prior` names a prior that `model` (`"vae"` or `"cvae"`) takes."""
+    reason = _PRIOR_REFUSALS.get((model, prior)) if isinstance(prior, str) else None
+    if reason is not None:
+        raise ValueError(
+            f"Expected prior to be one of {MODEL_PRIORS[model]} for model={model!r} ({reason}). "
+            f"Received: prior={prior!r}"
+        )
+    check_choice("prior", prior, MODEL_PRIORS[model])
 
 
 class _TrainingBackup:

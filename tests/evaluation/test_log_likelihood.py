@@ -82,7 +82,7 @@ def linear_vae(loc_matrix, loc_bias, scale, decoder_kernel=W.T, decoder_bias=B):
     vae.decoder.set_weights([decoder_kernel, decoder_bias])
     kernel = np.concatenate([loc_matrix, np.zeros_like(loc_matrix)], axis=1)
     bias = np.concatenate([loc_bias, raw_scale(np.broadcast_to(scale, (latent_dim,)))])
-    vae.posterior_params.set_weights([kernel, bias])
+    vae.posterior_layer.params.set_weights([kernel, bias])
     return vae
 
 
@@ -358,7 +358,7 @@ def linear_cvae(prior, scale_factor=1.0):
     loc_matrix = np.concatenate([matrix, -V.T @ matrix + prior_matrix * shrink])
     loc_bias = -B @ matrix + prior_bias * shrink
     cvae.posterior_hidden.set_weights(relu_pass_through(DATA_DIM + CONDITION_DIM))
-    cvae.posterior_params.set_weights(linear_head(loc_matrix, loc_bias, scale_factor * scale))
+    cvae.posterior_layer.params.set_weights(linear_head(loc_matrix, loc_bias, scale_factor * scale))
     return cvae
 
 

@@ -335,7 +335,7 @@ def test_fresh_process_calls_every_signature(vae, cvae, children):
     posterior = cvae.encode(x, condition).distribution
     close(got["encode"]["loc"], posterior.loc)
     close(got["encode"]["scale"], posterior.scale)
-    close(got["reconstruct"]["image"], cvae.reconstruct(condition, x))
+    close(got["reconstruct"]["image"], cvae.reconstruct(x, condition))
 
     for kind in ("vae", "cvae"):
         errors = out[kind]["errors"]
@@ -379,7 +379,7 @@ def test_cvae_sample_rows_are_condition_major(cvae, cvae_signatures):
         seed=tf.constant(11), num_samples=tf.constant(2), condition=tf.constant(condition)
     )
     generated = cvae.generate(condition, 2, seed=11)
-    latents = cvae.sample_latent(tf.constant(condition), 2, 11).numpy()
+    latents = cvae.sample_latent(2, 11, condition=condition).numpy()
     for b in range(3):
         for k in range(2):
             np.testing.assert_allclose(out["image"][b * 2 + k], generated[b, k], atol=1e-6)

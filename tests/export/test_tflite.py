@@ -142,7 +142,7 @@ def test_cvae_float_sample_and_decode(cvae, cvae_tflite):
     images, z = sampler.sample(4, 3, condition, return_latent=True)
     generated = cvae.generate(condition, 3, seed=4)
     np.testing.assert_allclose(images, generated.reshape(9, 28, 28, 1), atol=1e-5, rtol=0)
-    latents = cvae.sample_latent(tf.constant(condition), 3, 4).numpy().reshape(9, LATENT_DIM)
+    latents = cvae.sample_latent(3, 4, condition=condition).numpy().reshape(9, LATENT_DIM)
     np.testing.assert_allclose(z, latents, atol=1e-5, rtol=0)
     repeated = np.repeat(condition, 3, axis=0)
     np.testing.assert_allclose(
@@ -178,7 +178,7 @@ def test_quantized_models_are_smaller_and_close(
     cvae_sampler = Sampler(cvae_tflite[quantize])
     condition = one_hot([1, 2, 3, 4])
     images, latents = cvae_sampler.sample(2, 4, condition, return_latent=True)
-    expected = cvae.sample_latent(tf.constant(condition), 4, 2).numpy().reshape(16, LATENT_DIM)
+    expected = cvae.sample_latent(4, 2, condition=condition).numpy().reshape(16, LATENT_DIM)
     np.testing.assert_allclose(latents, expected, atol=latent_atol)
     assert np.abs(images - cvae.generate(condition, 4, seed=2).reshape(16, 28, 28, 1)).mean() < 0.05
 
