@@ -249,7 +249,7 @@ def completion_part(classifier, train_raw, train_labels, test_x, test_labels, ar
             gsnn_weight=weight,
         )
         minutes.append(f"{seconds / 60:.1f}")
-        prior_units = tuple(layer.units for layer in (cvae.prior_hidden, *cvae.prior_deeper))
+        prior_units = cvae.prior_layer.hidden_units
         nll = log_likelihood(
             cvae, (observed, true_missing), num_samples=args.nll_samples, verbose=0
         )["nll"]

@@ -147,7 +147,7 @@ def main():
     x = binarize(images, args.seed + 1)
     posterior = model.encode(tf.constant(x))
     z = posterior.sample(seed=[args.seed, 0]).numpy()
-    kl = tfp.distributions.kl_divergence(posterior, model.prior).numpy()
+    kl = tfp.distributions.kl_divergence(posterior, model.prior()).numpy()
     keras_probabilities = decode_in_batches(lambda b: model.decode(b).mean().numpy(), z)
     reference = elbo(keras_probabilities, x, kl)
     elbos = {mode: elbo(decode_in_batches(s.decode, z), x, kl) for mode, s in samplers.items()}

@@ -9,18 +9,23 @@ test split with the K=5000 importance-weighted estimate
 with the factorized Bernoulli likelihood (`conv`) or the autoregressive
 `PixelCNNBernoulli` (`conv-pixelcnn`).
 
+The MLP runs take any prior and posterior of the model family (`--prior
+{standard,mog,vamp}`, `--prior-components K`, `--posterior
+{diagonal,full,iaf}`), so the same budget compares them.
+
 The schedule is the paper's, truncated: stage i lasts 3^i epochs at learning
 rate 1e-3 * 10^(-i/7), Adam with epsilon 1e-4; `--stages 8` is the paper's full
-3280 epochs ("3^8 passes"). The paper's batch size is 20; the default here is
-100, which runs several times faster on a CPU. Models are saved under
-`--output` and, with `--reuse`, reloaded instead of retrained; `--resume`
-continues the saved model of the most stages below `--stages` (with its
-optimizer state) instead of starting over, or the run's checkpoint, written
-every `--checkpoint-every` epochs, when that one is further along. Every
-schedule is a prefix of the longer ones, so a long run (the paper's 3280
-epochs) can be carried over several sittings.
+3280 epochs ("3^8 passes"); `--epochs N` cuts the schedule after N epochs. The
+paper's batch size is 20; the default here is 100, which runs several times
+faster on a CPU. Models are saved under `--output` and, with `--reuse`,
+reloaded instead of retrained; `--resume` continues the saved model of the most
+stages below `--stages` (with its optimizer state) instead of starting over, or
+the run's checkpoint, written every `--checkpoint-every` epochs, when that one
+is further along. Every schedule is a prefix of the longer ones, so a long run
+(the paper's 3280 epochs) can be carried over several sittings.
 
     python -m benchmarks.likelihood --runs vae iwae5 iwae50 --stages 4 3 3
+    python -m benchmarks.likelihood --runs vae --stages 7 --epochs 500 --prior vamp
 """
 
 import argparse
@@ -38,6 +43,7 @@ from keras_vae.evaluation import log_likelihood  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.networks import mlp_decoder, mlp_encoder  # noqa: E402
+from keras_vae.priors import MixtureOfGaussians, VampPrior  # noqa: E402
 
 # Burda et al. (2016), table 1, MNIST, one stochastic layer, NLL in nats.
 RUNS = {
@@ -49,7 +55,7 @@ RUNS = {
 }
 
 
-def build(run, seed):
+def build(run, seed, prior="standard", posterior="diagonal", prior_components=None):
     spec = RUNS[run]
     if run.startswith("conv"):
         likelihood = "pixelcnn" if run == "conv-pixelcnn" else "bernoulli"
@@ -59,10 +65,33 @@ def build(run, seed):
         mlp_decoder(50, (28, 28, 1), hidden_units=(200, 200), activation="tanh"),
         latent_dim=50,
         likelihood=IndependentBernoulli((28, 28, 1)),
+        prior=make_prior(prior, prior_components),
+        posterior=posterior,
         objective=spec["objective"],
         num_samples=spec["num_samples"],
         seed=seed,
     )
+
+
+def make_prior(name, components):
+    """The prior called `name`, with `components` mixture components if given."""
+    if components is None or name == "standard":
+        return name
+    return {"mog": MixtureOfGaussians, "vamp": VampPrior}[name](components)
+
+
+def run_label(run, args):
+    """The run's name in files and the record: the prior and posterior when not the defaults."""
+    if run.startswith("conv"):
+        return run
+    parts = [run]
+    if args.prior != "standard":
+        parts.append(
+            args.prior + ("" if args.prior_components is None else str(args.prior_components))
+        )
+    if args.posterior != "diagonal":
+        parts.append(args.posterior)
+    return "-".join(parts)
 
 
 def load_mnist(test_images, seed, train_images=None):
@@ -145,6 +174,16 @@ def main():
     parser.add_argument(
         "--stages", type=int, nargs="+", default=[4], help="Schedule stages, one per run."
     )
+    parser.add_argument(
+        "--epochs", type=int, help="Cut the schedule after this many epochs (default: all)."
+    )
+    parser.add_argument("--prior", default="standard", choices=("standard", "mog", "vamp"))
+    parser.add_argument(
+        "--prior-components",
+        type=int,
+        help="Mixture components (mog) or pseudo-inputs (vamp); default: the class's.",
+    )
+    parser.add_argument("--posterior", default="diagonal", choices=("diagonal", "full", "iaf"))
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--test-images", type=int, default=10000)
@@ -180,13 +219,15 @@ def main():
     rows = []
     for index, run in enumerate(args.runs):
         stages = args.stages[min(index, len(args.stages) - 1)]
-        rates = paper_schedule(stages)
-        path = os.path.join(args.output, f"{run}-{stages}stages.keras")
+        rates = paper_schedule(stages)[: args.epochs]
+        label = run_label(run, args)
+        cut = "" if len(rates) == len(paper_schedule(stages)) else f"-{len(rates)}epochs"
+        path = os.path.join(args.output, f"{label}-{stages}stages{cut}.keras")
         minutes, resumed = None, 0
         if args.reuse and os.path.exists(path):
             model = keras.saving.load_model(path)
         else:
-            saved = latest_start(args.output, run, stages, rates) if args.resume else None
+            saved = latest_start(args.output, label, stages, rates) if args.resume else None
             if saved is not None:
                 # The .keras file holds the optimizer and sampler state too.
                 model = keras.saving.load_model(saved[0])
@@ -194,7 +235,7 @@ def main():
                 print(f"resuming {run} from {saved[0]} after {resumed} epochs", flush=True)
             else:
                 keras.utils.set_random_seed(args.seed)
-                model = build(run, args.seed)
+                model = build(run, args.seed, args.prior, args.posterior, args.prior_components)
                 model.compile(
                     optimizer=keras.optimizers.Adam(rates[0], epsilon=1e-4),
                     jit_compile="auto" if args.jit_compile is None else args.jit_compile,
@@ -214,7 +255,7 @@ def main():
             )
             schedule = keras.callbacks.LearningRateScheduler(lambda epoch, _, r=rates: r[epoch])
             checkpoint = EpochCheckpoint(
-                os.path.join(args.output, f"{run}-checkpoint"), args.checkpoint_every
+                os.path.join(args.output, f"{label}-checkpoint"), args.checkpoint_every
             )
             start = time.perf_counter()
             model.fit(
@@ -236,11 +277,12 @@ def main():
         gap = "" if spec["paper"] is None else f"{result['nll'] - spec['paper']:+.2f}"
         objective = "ELBO" if spec["objective"] == "elbo" else f"IWAE, K={spec['num_samples']}"
         rows.append(
-            f"| {run} | {objective} | {len(rates)} ({stages} stages) | "
+            f"| {label} | {objective} | {len(rates)} ({stages} stages) | "
             f"{'reused' if minutes is None else f'{minutes:.1f}'}"
             f"{f' (epochs {resumed + 1}-{len(rates)}, resumed)' if resumed else ''} | "
             f"{result['nll']:.2f} | "
-            f"{-result['elbo']:.2f} | {result['active_units']} of 50 | "
+            f"{-result['elbo']:.2f} ({result['kl_estimator'].replace('_', ' ')} KL) | "
+            f"{result['active_units']} of 50 | "
             f"{paper} | {gap} | {eval_minutes:.1f} |"
         )
         print(rows[-1], flush=True)
