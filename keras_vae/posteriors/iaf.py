@@ -126,14 +126,15 @@ class IAF(Posterior):
         self.steps = []
         for t in range(self.num_steps):
             masks = made_masks(d, self.hidden_units, 2, reverse=t % 2 == 1)
+            # The flow and its log-determinant stay float32 under a mixed policy.
             hidden = [
-                MaskedDense(units, mask, name=f"step_{t}_hidden_{i}")
+                MaskedDense(units, mask, dtype="float32", name=f"step_{t}_hidden_{i}")
                 for i, (units, mask) in enumerate(zip(self.hidden_units, masks, strict=False))
             ]
             context = keras.layers.Dense(
-                self.hidden_units[0], use_bias=False, name=f"step_{t}_context"
+                self.hidden_units[0], use_bias=False, dtype="float32", name=f"step_{t}_context"
             )
-            output = MaskedDense(2 * d, masks[-1], name=f"step_{t}_output")
+            output = MaskedDense(2 * d, masks[-1], dtype="float32", name=f"step_{t}_output")
             self.steps.append((hidden, context, output))
 
     def _network(self, step, context):

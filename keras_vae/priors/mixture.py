@@ -24,7 +24,7 @@ def choose_components(weights, uniform):
     # Cumulative sums as a product with a constant triangle: no CUMSUM kernel needed.
     triangle = tf.constant(np.triu(np.ones((num, num), np.float32)))
     upper = tf.linalg.matvec(triangle, weights, transpose_a=True)[:-1]
-    index = tf.reduce_sum(tf.cast(uniform[..., None] > upper, tf.int32), axis=-1)
+    index = tf.reduce_sum(tf.cast(uniform[..., None] >= upper, tf.int32), axis=-1)
     return tf.cast(
         tf.equal(index[..., None], tf.constant(np.arange(num, dtype=np.int32))), tf.float32
     )

@@ -169,16 +169,7 @@ def test_config_round_trip(posterior):
     [
         "diagonal",
         "full",
-        pytest.param(
-            "iaf",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=tf.errors.InvalidArgumentError,
-                reason="component bug: IAF's MaskedDense and context layers follow the global "
-                "mixed policy and return bfloat16 shift and gate, which IAFStep multiplies with "
-                "the float32 z (the Posterior docstring promises float32 densities)",
-            ),
-        ),
+        "iaf",
     ],
 )
 def test_mixed_bfloat16_keeps_draws_and_densities_float32(mixed_bfloat16, case):
