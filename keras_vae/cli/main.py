@@ -8,10 +8,8 @@ import sys
 import threading
 import warnings
 
-# The names of `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`,
-# spelled out so that parsing arguments does not import TensorFlow.
-PRIORS = ("standard", "learned", "mog", "vamp")
-POSTERIORS = ("diagonal", "full", "iaf")
+from keras_vae.posteriors import POSTERIORS
+from keras_vae.priors import PRIORS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--prior",
         default="standard",
-        choices=PRIORS,
-        help="P(z): standard N(0, I), learned (a Gaussian network of the condition, P(z|X); "
-        "CVAE only), mog (a learned mixture of Gaussians) or vamp (VampPrior; VAE only).",
+        choices=tuple(PRIORS),
+        help="P(z): standard N(0, I), mog (a learned mixture of Gaussians), vamp (VampPrior; "
+        "VAE only) or learned (a Gaussian network of the condition, P(z|X); CVAE only).",
     )
     train.add_argument(
         "--prior-components",
@@ -88,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--posterior",
         default="diagonal",
-        choices=POSTERIORS,
+        choices=tuple(POSTERIORS),
         help="Q(z|x): diagonal Gaussian, full covariance, or iaf (an inverse autoregressive "
         "flow on a diagonal Gaussian).",
     )

@@ -16,12 +16,17 @@ from PIL import Image
 from keras_vae import data
 from keras_vae.cli.main import main
 from keras_vae.evaluation import format_metrics, log_likelihood
+from keras_vae.posteriors import IAF, FullCovarianceNormal
+from keras_vae.priors import MixtureOfGaussians, VampPrior
 from keras_vae.tasks import train_model
 
 # Python's own, to check that `main` puts it back.
 WARNINGS_SHOWWARNING = warnings.showwarning
 
 SMALL = ["--train-split", "train[:1000]", "--test-split", "test[:300]", "--quiet"]
+# One epoch on 256 images without XLA, whose compilation would take most of the time.
+TINY = ["--latent-dim", "2", "--epochs", "1", "--train-split", "train[:256]",
+        "--test-split", "test[:64]", "--no-jit-compile", "--quiet"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +155,43 @@ def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
         0.5 * metrics["test"]["kl"] - metrics["test"]["reconstruction"], rel=1e-5
     )
     assert keras.saving.load_model(out / "model.keras").beta == 0.5
+
+
+@pytest.mark.parametrize(
+    "argv, prior, weight, num_components, posterior",
+    [
+        (["--prior", "vamp", "--prior-components", "8", "--posterior", "iaf"],
+         VampPrior, "pseudo_inputs", 8, IAF),
+        (["--prior", "mog", "--posterior", "full"],
+         MixtureOfGaussians, "means", 10, FullCovarianceNormal),
+        (["--model", "cvae", "--condition", "label", "--prior", "mog", "--prior-components", "3",
+          "--posterior", "iaf"], MixtureOfGaussians, "means", 3, IAF),
+    ],
+    ids=["vamp-iaf", "mog-full", "cvae-mog-iaf"],
+)  # fmt: skip
+def test_train_with_a_prior_and_a_posterior(
+    argv, prior, weight, num_components, posterior, tmp_path, tfds_data_dir
+):
+    out = tmp_path / "run"
+    assert main(["train", *argv, *TINY, "--output", str(out)]) == 0
+    model = keras.saving.load_model(out / "model.keras")
+    assert type(model.prior_layer) is prior and type(model.posterior_layer) is posterior
+    # The saved weights have the components asked for (the default one, if none).
+    assert getattr(model.prior_layer, weight).shape[0] == num_components
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    names = dict(zip(argv[::2], argv[1::2], strict=True))
+    assert (config["prior"], config["posterior"]) == (names["--prior"], names["--posterior"])
+    assert config["prior_components"] == num_components
+
+
+@pytest.mark.parametrize("option", ["--prior", "--posterior"])
+def test_an_unknown_prior_or_posterior_is_a_usage_error(option, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["train", option, "nope", "--output", "x"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-vae train: error: argument {option}: invalid choice: 'nope'")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_evaluate_json_matches_training_metrics(vae_run, capsys):
@@ -292,7 +334,20 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
         (["train", "--seed", "-1", "--output", "x"], "Received: seed=-1"),
         (["train", "--learning-rate", "nan", "--output", "x"], "Received: learning_rate=nan"),
         (["train", "--learning-rate", "-0.1", "--output", "x"], "Received: learning_rate=-0.1"),
-        (["train", "--prior", "learned", "--output", "x"], "Received: prior='learned'"),
+        (["train", "--prior", "learned", "--output", "x"],
+         "Expected prior to be one of ('standard', 'mog', 'vamp') for model='vae' "
+         "(a learned prior P(z|X) needs a condition X; use model='cvae'). "
+         "Received: prior='learned'"),
+        (["train", "--model", "cvae", "--condition", "label", "--prior", "vamp", "--output", "x"],
+         "Received: prior='vamp'"),
+        (["train", "--prior", "mog", "--prior-components", "0", "--output", "x"],
+         "Expected prior_components to be a positive integer. Received: prior_components=0"),
+        (["train", "--prior-components", "0", "--output", "x"], "Received: prior_components=0"),
+        (["train", "--prior-components", "5", "--output", "x"],
+         "Received: prior_components=5 with prior='standard'"),
+        (["train", "--model", "cvae", "--condition", "label", "--prior", "learned",
+          "--prior-components", "4", "--output", "x"],
+         "Received: prior_components=4 with prior='learned'"),
         (["train", "--dtype-policy", "float16", "--output", "x"],
          "Received: dtype_policy='float16'"),
         (["train", "--kl-warmup-epochs", "-1", "--output", "x"],

@@ -152,6 +152,30 @@ def test_a_run_with_other_arguments_is_refused(tmp_path, tfds_data_dir, monkeypa
     assert len(metrics["history"]["elbo"]) == 3 and metrics["config"]["epochs"] == 3
 
 
+def test_a_run_with_another_prior_or_posterior_is_refused(tmp_path, tfds_data_dir, monkeypatch):
+    run = {**RUN, "train_split": "train[:200]", "test_split": "test[:100]", "prior": "mog"}
+    run["jit_compile"] = False  # XLA's compilation would take most of the time
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _stop_after_epoch(patch, 0, weights_saved=True)
+        with pytest.raises(Stopped):
+            training.train_model(epochs=2, output=str(out), **run)
+    for changed, received in [
+        ({"posterior": "iaf"}, "posterior='iaf' (the run had 'diagonal')"),
+        ({"prior_components": 4}, "prior_components=4 (the run had 10)"),
+        ({"prior": "standard"}, "prior='standard' (the run had 'mog')"),
+        ({"prior": "vamp", "prior_components": 10}, "prior='vamp' (the run had 'mog')"),
+    ]:
+        with pytest.raises(ValueError, match="^Expected the arguments of the stopped run") as error:
+            training.train_model(epochs=2, output=str(out), **{**run, **changed})
+        assert received in str(error.value)
+    # The default number of components, given, is the same run: it resumes (and
+    # with the one epoch it finished, has nothing left to train).
+    _, metrics = training.train_model(epochs=1, output=str(out), **{**run, "prior_components": 10})
+    assert (metrics["config"]["prior"], metrics["config"]["prior_components"]) == ("mog", 10)
+    assert not (out / "backup").exists()
+
+
 @pytest.mark.slow
 def test_a_backup_of_the_version_before_kl_warmup_resumes(tmp_path, tfds_data_dir, monkeypatch):
     # Before `kl_warmup_epochs`, the config had no such key and the model's
