@@ -20,6 +20,7 @@ from keras_vae.models.presets import (
     check_prior_components,
 )
 from keras_vae.models.validation import check_choice, check_positive_int
+from keras_vae.networks import ARCHITECTURES
 from keras_vae.posteriors import POSTERIORS
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
@@ -204,6 +205,10 @@ def train_model(
     check_positive_float("learning_rate", learning_rate)
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
+    # Checked here too (the presets check them again), before any data loads.
+    check_choice("architecture", architecture, ARCHITECTURES)
+    check_positive_int("latent_dim", latent_dim)
+    check_positive_float("beta", beta, allow_zero=True)
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     kl_warmup_epochs = check_positive_int("kl_warmup_epochs", kl_warmup_epochs, allow_zero=True)
