@@ -4,7 +4,10 @@ import pytest
 from keras_vae.evaluation import format_metrics
 
 
-def test_log_likelihood_metrics():
+@pytest.mark.parametrize(
+    "estimator, name", [("analytic", "analytic KL"), ("monte_carlo", "Monte Carlo KL")]
+)
+def test_log_likelihood_metrics(estimator, name):
     metrics = {
         "log_likelihood": -86.2149,
         "nll": 86.2149,
@@ -12,16 +15,17 @@ def test_log_likelihood_metrics():
         "elbo": -90.371,
         "reconstruction": -65.126,
         "kl": 25.245,
-        "kl_per_dim": [1.0, 0.0, 2.5],
+        "latent_dim": 3,
         "active_units": 2,
         "num_samples": 5000,
         "num_examples": 10000,
         "per_example": np.zeros(10000),
+        "kl_estimator": estimator,
     }
     assert format_metrics(metrics) == (
         "Log-likelihood: -86.21 nats (importance-weighted, K=5000, 10000 examples)\n"
         "NLL: 86.21 nats (0.1586 bits/dim)\n"
-        "ELBO: -90.37 nats (reconstruction -65.13, KL 25.25)\n"
+        f"ELBO: -90.37 nats (reconstruction -65.13, {name} 25.25)\n"
         "Active units: 2 of 3"
     )
 

@@ -17,11 +17,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from keras_vae import VAE, ConditionalVAE
 from keras_vae.evaluation import format_metrics, log_likelihood
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli
+from keras_vae.posteriors import IAF
+from keras_vae.priors import MixtureOfGaussians
 
 SIGMA = 0.5
 # Orthogonal columns: W^T W = diag(1.5, 0.8).
@@ -69,19 +72,33 @@ def closed_form_elbo(x, loc_matrix, loc_bias, scale):
     return reconstruction - kl, reconstruction, kl
 
 
-def linear_vae(loc_matrix, loc_bias, scale, decoder_kernel=W.T, decoder_bias=B):
-    """A VAE with x = z @ decoder_kernel + b and Q(z|x) = N(x @ loc_matrix + loc_bias, s^2)."""
+def linear_vae(loc_matrix, loc_bias, scale, decoder_kernel=W.T, decoder_bias=B, prior=None):
+    """A VAE with x = z @ decoder_kernel + b and Q(z|x) = N(x @ loc_matrix + loc_bias, S).
+
+    A `scale` vector (or scalar) s gives the diagonal posterior, S = diag(s^2);
+    a lower-triangular matrix L gives the full-covariance one, S = L L^T.
+    """
     latent_dim = loc_matrix.shape[1]
+    full = np.ndim(scale) == 2
     vae = VAE(
         encoder=keras.layers.Identity(),
         decoder=keras.layers.Dense(DATA_DIM),
         latent_dim=latent_dim,
         likelihood=GaussianLikelihood(DATA_DIM, scale=SIGMA),
+        prior=prior,
+        posterior="full" if full else "diagonal",
     )
     vae.build((None, DATA_DIM))
     vae.decoder.set_weights([decoder_kernel, decoder_bias])
-    kernel = np.concatenate([loc_matrix, np.zeros_like(loc_matrix)], axis=1)
-    bias = np.concatenate([loc_bias, raw_scale(np.broadcast_to(scale, (latent_dim,)))])
+    if full:
+        # The head reads a [d, d] matrix row-major: L's strict lower triangle as is, its
+        # diagonal through softplus(raw) + 1e-5; the upper triangle is unused.
+        raw = np.tril(scale, -1) + np.diag(raw_scale(np.diag(scale)))
+        kernel = np.concatenate([loc_matrix, np.zeros((len(loc_matrix), raw.size))], axis=1)
+        bias = np.concatenate([loc_bias, raw.ravel()])
+    else:
+        kernel = np.concatenate([loc_matrix, np.zeros_like(loc_matrix)], axis=1)
+        bias = np.concatenate([loc_bias, raw_scale(np.broadcast_to(scale, (latent_dim,)))])
     vae.posterior_layer.params.set_weights([kernel, bias])
     return vae
 
@@ -196,6 +213,149 @@ def test_elbo_terms_match_the_closed_form():
     assert metrics["nll"] == -metrics["log_likelihood"]
     assert metrics["bits_per_dim"] is None  # a density's log p(x) depends on the units of x
     assert (metrics["num_samples"], metrics["num_examples"]) == (2000, 40)
+    assert (metrics["kl_estimator"], metrics["latent_dim"]) == ("analytic", LATENT_DIM)
+
+
+# A decoder whose columns are not orthogonal: the exact posterior has a full covariance.
+W_FULL = np.array([[1.0, 0.6], [-0.5, 0.8], [0.5, 0.3]])
+
+
+def test_full_covariance_posterior_set_to_the_exact_one():
+    covariance = np.linalg.inv(np.eye(LATENT_DIM) + W_FULL.T @ W_FULL / SIGMA**2)
+    assert abs(covariance[0, 1]) > 0.01  # not a diagonal posterior in disguise
+    loc_matrix = W_FULL @ covariance / SIGMA**2
+    loc_bias = -B @ loc_matrix
+    vae = linear_vae(loc_matrix, loc_bias, np.linalg.cholesky(covariance), decoder_kernel=W_FULL.T)
+    x = sample_data(40).astype("float64")
+    metrics = log_likelihood(vae, x.astype("float32"), 2000, batch_size=16, verbose=0)
+    # Every importance weight is p(x) itself, whatever the draw.
+    marginal = multivariate_normal(mean=B, cov=W_FULL @ W_FULL.T + SIGMA**2 * np.eye(DATA_DIM))
+    np.testing.assert_allclose(metrics["per_example"], marginal.logpdf(x), atol=2e-4)
+    # Between Gaussians the KL is closed form, and the estimator reports that it used it:
+    # KL(N(m, S) || N(0, I)) = (tr S + m^T m - d - log det S) / 2.
+    m = x @ loc_matrix + loc_bias
+    kl = 0.5 * (
+        np.trace(covariance) + np.sum(m**2, -1) - LATENT_DIM - np.log(np.linalg.det(covariance))
+    )
+    assert metrics["kl_estimator"] == "analytic"
+    assert metrics["kl"] == pytest.approx(np.mean(kl), rel=1e-5)
+    # E_q log N(x; W z + b, sigma^2 I) = log N(x; W m + b, sigma^2 I) - tr(W S W^T) / (2 sigma^2).
+    residual = multivariate_normal(mean=np.zeros(DATA_DIM), cov=SIGMA**2 * np.eye(DATA_DIM))
+    trace = np.trace(W_FULL @ covariance @ W_FULL.T)
+    reconstruction = residual.logpdf(x - m @ W_FULL.T - B) - 0.5 * trace / SIGMA**2
+    assert metrics["reconstruction"] == pytest.approx(np.mean(reconstruction), abs=0.02)
+    assert metrics["elbo"] == pytest.approx(np.mean(marginal.logpdf(x)), abs=0.02)
+
+
+# A learned mixture prior sum_k w_k N(mu_k, diag(s_k^2)), set by hand. With the
+# linear decoder, p(x) = sum_k w_k N(x; W mu_k + b, W diag(s_k^2) W^T + sigma^2 I);
+# KL(Q || P) has no closed form.
+MIXTURE_MEANS = np.array([[1.0, -0.5], [-0.8, 0.6], [0.2, 1.2]])
+MIXTURE_SCALES = np.array([[0.6, 0.9], [1.1, 0.5], [0.7, 0.7]])
+MIXTURE_LOGITS = np.array([0.3, -0.2, 0.0])
+MIXTURE_WEIGHTS = np.exp(MIXTURE_LOGITS - logsumexp(MIXTURE_LOGITS))
+
+
+def mixture_log_density(z):
+    """log p(z) `[...]` of the mixture prior at z `[..., d]`, in float64."""
+    components = -0.5 * np.sum(
+        ((z[..., None, :] - MIXTURE_MEANS) / MIXTURE_SCALES) ** 2
+        + np.log(2 * np.pi * MIXTURE_SCALES**2),
+        axis=-1,
+    )
+    return logsumexp(components + np.log(MIXTURE_WEIGHTS), axis=-1)
+
+
+def exact_mixture_log_likelihood(x):
+    terms = [
+        np.log(weight)
+        + multivariate_normal(
+            mean=W @ mean + B, cov=W @ np.diag(scale**2) @ W.T + SIGMA**2 * np.eye(DATA_DIM)
+        ).logpdf(x)
+        for weight, mean, scale in zip(MIXTURE_WEIGHTS, MIXTURE_MEANS, MIXTURE_SCALES, strict=True)
+    ]
+    return logsumexp(terms, axis=0)
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "full"])
+def test_mixture_prior_gives_a_monte_carlo_kl(posterior):
+    matrix, scale = exact_posterior()
+    # The full posterior's factor adds a correlation to the diagonal one.
+    scale_tril = np.diag(scale) if posterior == "diagonal" else np.diag(scale) + [[0, 0], [0.2, 0]]
+    prior = MixtureOfGaussians(num_components=len(MIXTURE_MEANS))
+    vae = linear_vae(
+        matrix, -B @ matrix, scale if posterior == "diagonal" else scale_tril, prior=prior
+    )
+    prior.means.assign(MIXTURE_MEANS)
+    prior.raw_scales.assign(raw_scale(MIXTURE_SCALES))
+    prior.logits.assign(MIXTURE_LOGITS)
+    assert vae.kl_estimator == "monte_carlo"
+    x = sample_data(40).astype("float64")
+    num_samples = 2000
+    metrics = log_likelihood(vae, x.astype("float32"), num_samples, batch_size=20, verbose=0)
+    assert metrics["kl_estimator"] == "monte_carlo"
+    assert ", Monte Carlo KL " in format_metrics(metrics)
+
+    # An independent estimate of the KL, log q(z) - log p(z) at numpy's own draws of Q.
+    loc = x @ matrix - B @ matrix
+    rng = np.random.default_rng(7)
+    eps = rng.standard_normal((len(x), 20000, LATENT_DIM))
+    z = loc[:, None, :] + eps @ scale_tril.T
+    log_q = -0.5 * np.sum(eps**2 + np.log(2 * np.pi), -1) - np.sum(np.log(np.diag(scale_tril)))
+    ratios = log_q - mixture_log_density(z)
+    # Both are means of the same per-draw ratio: within 4 standard errors of each other.
+    error = np.std(ratios) * math.hypot(
+        1 / math.sqrt(ratios.size), 1 / math.sqrt(len(x) * num_samples)
+    )
+    assert metrics["kl"] == pytest.approx(np.mean(ratios), abs=4 * error)
+    assert metrics["elbo"] == pytest.approx(metrics["reconstruction"] - metrics["kl"])
+    # The importance-weighted estimate uses the mixture's own density.
+    expected = exact_mixture_log_likelihood(x)
+    assert metrics["log_likelihood"] == pytest.approx(np.mean(expected), abs=0.02)
+    np.testing.assert_allclose(metrics["per_example"], expected, atol=0.25)
+    assert metrics["elbo"] < metrics["log_likelihood"]
+
+
+def test_iaf_posterior_whose_flow_only_scales():
+    # With its output layers zeroed, every IAF step is z <- sigmoid(0 + 2) z: Q is its base
+    # Gaussian scaled, which can be set to the exact posterior. log q must then include the
+    # flow's log-determinant for every importance weight to be p(x).
+    num_steps, context_units = 2, 4
+    vae = VAE(
+        encoder=keras.layers.Identity(),
+        decoder=keras.layers.Dense(DATA_DIM),
+        latent_dim=LATENT_DIM,
+        likelihood=GaussianLikelihood(DATA_DIM, scale=SIGMA),
+        posterior=IAF(num_steps=num_steps, hidden_units=(8,), context_units=context_units),
+    )
+    vae.build((None, DATA_DIM))
+    vae.decoder.set_weights([W.T, B])
+    shrink = (1.0 / (1.0 + math.exp(-2.0))) ** num_steps
+    matrix, scale = exact_posterior()
+    kernel = np.zeros((DATA_DIM, 2 * LATENT_DIM + context_units))
+    kernel[:, :LATENT_DIM] = matrix / shrink
+    bias = np.zeros(2 * LATENT_DIM + context_units)
+    bias[:LATENT_DIM] = -B @ matrix / shrink
+    bias[LATENT_DIM : 2 * LATENT_DIM] = raw_scale(scale / shrink)
+    vae.posterior_layer.params.set_weights([kernel, bias])
+    for _, _, output in vae.posterior_layer.steps:
+        output.set_weights([np.zeros_like(w) for w in output.get_weights()])
+    assert vae.kl_estimator == "monte_carlo"
+    x = sample_data(20).astype("float64")
+    num_samples = 500
+    metrics = log_likelihood(vae, x.astype("float32"), num_samples, batch_size=10, verbose=0)
+    np.testing.assert_allclose(metrics["per_example"], exact_log_likelihood(x), atol=2e-4)
+    assert metrics["kl_estimator"] == "monte_carlo"
+    # The Monte Carlo KL against the closed form of KL(N(m, diag(s^2)) || N(0, I)), within
+    # 4 standard errors of the per-draw ratio (its spread from numpy's own draws).
+    loc = x @ matrix - B @ matrix
+    kl = 0.5 * np.sum(scale**2 + loc**2 - 1.0 - np.log(scale**2), axis=-1)
+    eps = np.random.default_rng(3).standard_normal((len(x), 10000, LATENT_DIM))
+    z = loc[:, None, :] + scale * eps
+    ratios = np.sum(0.5 * (z**2 - eps**2) - np.log(scale), axis=-1)
+    np.testing.assert_allclose(np.mean(ratios, axis=1), kl, atol=0.05)  # the reference itself
+    error = np.std(ratios) / math.sqrt(len(x) * num_samples)
+    assert metrics["kl"] == pytest.approx(np.mean(kl), abs=4 * error)
 
 
 def test_bins_bound_the_log_probability_of_discrete_data():
@@ -274,8 +434,9 @@ def test_same_seed_same_result_and_other_seed_other_result():
     assert len(np.unique(repeated["per_example"])) == 40
 
 
-def test_active_units_and_kl_per_dim():
-    # Latent 0 follows x, latent 1 barely (Var_x E[z_1] about 1e-4), latent 2 ignores x.
+def test_active_units_and_kl():
+    # Latent 0 follows x, latent 1 barely (Var_x E[z_1] about 1e-4), latent 2 ignores x
+    # (and, as N(0, 1), adds nothing to the KL).
     loc_matrix = np.zeros((DATA_DIM, 3))
     loc_matrix[0, 0], loc_matrix[0, 1] = 1.0, 0.01
     loc_bias = np.array([0.0, 0.2, 0.0])
@@ -286,11 +447,13 @@ def test_active_units_and_kl_per_dim():
     metrics = log_likelihood(vae, x, 5, batch_size=64, verbose=0)
 
     loc = x.astype("float64") @ loc_matrix + loc_bias
-    kl = 0.5 * (scale**2 + loc**2 - 1.0 - np.log(scale**2))
-    np.testing.assert_allclose(metrics["kl_per_dim"], np.mean(kl, axis=0), rtol=1e-4, atol=1e-6)
-    assert metrics["kl_per_dim"][2] == pytest.approx(0.0, abs=1e-6)
-    assert metrics["kl"] == pytest.approx(sum(metrics["kl_per_dim"]), rel=1e-6)
-    assert metrics["active_units"] == 1
+    kl = 0.5 * np.sum(scale**2 + loc**2 - 1.0 - np.log(scale**2), axis=-1)
+    assert metrics["kl"] == pytest.approx(np.mean(kl), rel=1e-5)
+    assert metrics["kl_estimator"] == "analytic"
+    assert (metrics["active_units"], metrics["latent_dim"]) == (1, 3)
+    assert "kl_per_dim" not in metrics
+    text = format_metrics(metrics)
+    assert "Active units: 1 of 3" in text and ", analytic KL " in text
     # A variance across examples says nothing about one example.
     single = log_likelihood(vae, x[:1], 5, verbose=0)
     assert single["active_units"] is None and single["num_examples"] == 1
@@ -350,8 +513,9 @@ def linear_cvae(prior, scale_factor=1.0):
     cvae.decoder.set_weights([np.concatenate([W.T, V.T]), B])
     prior_matrix, prior_bias, prior_scale = prior_params(prior)
     if prior == "learned":
-        cvae.prior_hidden.set_weights(relu_pass_through(CONDITION_DIM))
-        cvae.prior_params.set_weights(linear_head(prior_matrix, prior_bias, prior_scale))
+        (hidden,) = cvae.prior_layer.hidden
+        hidden.set_weights(relu_pass_through(CONDITION_DIM))
+        cvae.prior_layer.params.set_weights(linear_head(prior_matrix, prior_bias, prior_scale))
     # Exact posterior mean: (y - c V^T - b) @ M + (c @ P + p0) @ S / s_p^2.
     matrix, scale = exact_posterior(prior_scale)
     shrink = scale**2 / prior_scale**2
@@ -389,6 +553,8 @@ def test_conditional_exact_posterior_gives_exact_log_likelihood(prior):
     expected = exact_conditional_log_likelihood(conditions, targets, prior)
     metrics = log_likelihood(cvae, (conditions, targets), 1, batch_size=8, verbose=0)
     np.testing.assert_allclose(metrics["per_example"], expected, atol=2e-4)
+    # KL(Q(z|y, c) || P(z|c)) between diagonal Gaussians has a closed form.
+    assert metrics["kl_estimator"] == "analytic"
     dataset = tf.data.Dataset.from_tensor_slices((conditions, targets)).batch(7)
     metrics = log_likelihood(cvae, dataset, 10, batch_size=8, verbose=0)
     np.testing.assert_allclose(metrics["per_example"], expected, atol=2e-4)

@@ -1,12 +1,18 @@
 """Constants, data and an independent RNG reference shared by the export tests."""
 
 import numpy as np
+from ai_edge_litert import schema_py_generated as litert_schema
 from rng_reference import ref_to_unit, ref_word
 
 LATENT_DIM = 4
 NUM_CLASSES = 10
 QUANTIZE = [None, "float16", "dynamic", "int8"]
 QUANTIZE_IDS = ["float32", "float16", "dynamic", "int8"]
+# TFLite's builtin operators: a file with only these runs on a stock runtime.
+BUILTIN_OPS = {name for name in vars(litert_schema.BuiltinOperator) if name.isupper()} - {
+    "CUSTOM",
+    "DELEGATE",
+}
 
 
 def binary_images(n, seed=0):

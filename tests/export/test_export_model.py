@@ -5,11 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from export_helpers import LATENT_DIM, binary_images
 
 from keras_vae.cli.main import main
 from keras_vae.data import make_conditional_pairs
-from keras_vae.export import TOLERANCES, Sampler, export_model, format_report, tflite
+from keras_vae.export import TOLERANCES, Sampler, export_model, format_report
 from keras_vae.models.presets import build_vae
 from keras_vae.utils.staged_path import StagedPath
 
@@ -173,7 +174,8 @@ def test_failed_conversion_removes_the_saved_model(vae, tmp_path, previous_tflit
     def fail(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(tflite, "_convert", fail)
+    # The SavedModel is written before the TFLite conversion starts.
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", fail)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_model(vae, saved_model_base=str(tmp_path / "sm"), tflite_path=str(previous_tflite))
     assert os.listdir(tmp_path) == ["m.tflite"]

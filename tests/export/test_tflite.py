@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert import schema_py_generated as litert_schema
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import (
+    BUILTIN_OPS,
     LATENT_DIM,
     NUM_CLASSES,
     QUANTIZE,
@@ -16,13 +16,8 @@ from export_helpers import (
     reference_normal,
 )
 
-from keras_vae.export import Sampler, export_tflite, tflite, tflite_ops
+from keras_vae.export import Sampler, export_tflite, tflite_ops
 from keras_vae.models.presets import build_vae
-
-BUILTIN_OPS = {name for name in vars(litert_schema.BuiltinOperator) if name.isupper()} - {
-    "CUSTOM",
-    "DELEGATE",
-}
 
 
 def keras_decode(model, z, condition=None):
@@ -261,21 +256,22 @@ def test_failed_conversion_keeps_the_old_file(vae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["model.tflite"]
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+def test_failed_write_leaves_no_partial_file(vae, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous model")
 
     def fail(*args, **kwargs):
         raise OSError("rename failed")
 
+    # The converted file is written beside its destination, then renamed over it.
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="rename failed"):
-        tflite._write_atomically(str(path), b"new model")
+        export_tflite(vae, path)
     assert path.read_bytes() == b"previous model"
     assert os.listdir(tmp_path) == ["model.tflite"]
     # Nor the folders made for a new file.
     with pytest.raises(OSError, match="rename failed"):
-        tflite._write_atomically(str(tmp_path / "new" / "deeper" / "m.tflite"), b"new model")
+        export_tflite(vae, tmp_path / "new" / "deeper" / "m.tflite")
     assert os.listdir(tmp_path) == ["model.tflite"]
 
 

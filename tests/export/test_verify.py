@@ -30,7 +30,8 @@ def test_verify_reports_small_differences_and_sizes(vae, vae_saved_model, vae_tf
 def test_verify_quantized_and_conditional(cvae, cvae_saved_model, cvae_tflite):
     report = verify_export(cvae, cvae_saved_model, cvae_tflite["int8"])
     assert report["ok"]
-    assert report["saved_model"]["sample_max_abs_diff"] < 1e-5
+    saved = report["saved_model"]
+    assert saved["sample_max_abs_diff"] < 1e-5 and saved["reconstruct_max_abs_diff"] < 1e-5
     lite = report["tflite"]
     assert lite["quantize"] == "int8" and lite["latent_max_abs_diff"] < 1e-5
     assert 0 < lite["sample_mean_abs_diff"] < TOLERANCES["int8"]
@@ -84,16 +85,22 @@ def _shift_saved_model_signature(monkeypatch, name, shift):
 
 
 @pytest.mark.parametrize(
-    "signature, key",
-    [("serving_default", "decode"), ("sample", "sample"), ("reconstruct", "reconstruct")],
+    "kind, signature, key",
+    [
+        ("vae", "serving_default", "decode"),
+        ("vae", "sample", "sample"),
+        ("vae", "reconstruct", "reconstruct"),
+        ("cvae", "reconstruct", "reconstruct"),
+    ],
 )
-def test_verify_catches_one_wrong_saved_model_signature(
-    vae, vae_saved_model, vae_tflite, monkeypatch, signature, key
-):
+def test_verify_catches_one_wrong_saved_model_signature(request, monkeypatch, kind, signature, key):
     # Only one signature is off, by twice the tolerance: the others still match, and
     # so does the TFLite file, but one file that fails fails the report.
+    model, saved_model, tflite_paths = (
+        request.getfixturevalue(f"{kind}{suffix}") for suffix in ("", "_saved_model", "_tflite")
+    )
     _shift_saved_model_signature(monkeypatch, signature, 2 * TOLERANCES[None])
-    report = verify_export(vae, vae_saved_model, vae_tflite[None], seed=3, num_samples=5)
+    report = verify_export(model, saved_model, tflite_paths[None], seed=3, num_samples=5)
     saved = report["saved_model"]
     assert not report["ok"] and not saved["ok"] and report["tflite"]["ok"]
     assert saved[f"{key}_max_abs_diff"] > TOLERANCES[None]
