@@ -39,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
 from keras_vae import VAE, data  # noqa: E402
+from keras_vae.callbacks import BetaScheduler, linear_kl_warmup  # noqa: E402
 from keras_vae.evaluation import log_likelihood  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
@@ -91,6 +92,8 @@ def run_label(run, args):
         )
     if args.posterior != "diagonal":
         parts.append(args.posterior)
+    if args.kl_warmup_epochs:
+        parts.append(f"warmup{args.kl_warmup_epochs}")
     return "-".join(parts)
 
 
@@ -184,6 +187,12 @@ def main():
         help="Mixture components (mog) or pseudo-inputs (vamp); default: the class's.",
     )
     parser.add_argument("--posterior", default="diagonal", choices=("diagonal", "full", "iaf"))
+    parser.add_argument(
+        "--kl-warmup-epochs",
+        type=int,
+        default=0,
+        help="KL warm-up: the KL weight rises from 0 to 1 over N epochs (default: none).",
+    )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--importance-samples", type=int, default=5000)
     parser.add_argument("--test-images", type=int, default=10000)
@@ -257,12 +266,15 @@ def main():
             checkpoint = EpochCheckpoint(
                 os.path.join(args.output, f"{label}-checkpoint"), args.checkpoint_every
             )
+            callbacks = [set_epoch, schedule, checkpoint]
+            if args.kl_warmup_epochs:
+                callbacks.append(BetaScheduler(linear_kl_warmup(args.kl_warmup_epochs)))
             start = time.perf_counter()
             model.fit(
                 train,
                 initial_epoch=resumed,
                 epochs=len(rates),
-                callbacks=[set_epoch, schedule, checkpoint],
+                callbacks=callbacks,
                 verbose=2,
             )
             minutes = (time.perf_counter() - start) / 60
@@ -293,7 +305,9 @@ def main():
             f"Dynamically binarized MNIST {train_split(args.train_images)}, batch "
             f"{args.batch_size}, Adam (epsilon 1e-4) "
             "on the paper's schedule truncated to the given stages; "
-            f"`jit_compile={jit}`. NLL = -log p(x) from K={args.importance_samples} "
+            f"`jit_compile={jit}`"
+            + (f", KL warm-up over {args.kl_warmup_epochs} epochs" if args.kl_warmup_epochs else "")
+            + f". NLL = -log p(x) from K={args.importance_samples} "
             f"importance samples on MNIST test[:{args.test_images}] binarized once "
             f"(seed {args.seed}); -ELBO on the same images. MLP runs: 784-200-200-50 tanh "
             "encoder and decoder (the paper's architecture); conv: the `conv` preset, 50 latents; "
