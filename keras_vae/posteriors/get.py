@@ -4,6 +4,7 @@ from keras_vae.posteriors.diagonal_normal import DiagonalNormal
 from keras_vae.posteriors.full_covariance_normal import FullCovarianceNormal
 from keras_vae.posteriors.iaf import IAF
 from keras_vae.posteriors.posterior import Posterior
+from keras_vae.utils.registry import resolve
 
 POSTERIORS = {"diagonal": DiagonalNormal, "full": FullCovarianceNormal, "iaf": IAF}
 
@@ -14,13 +15,4 @@ def get(posterior):
     Raises:
         ValueError: for anything else, naming the accepted values.
     """
-    if posterior is None:
-        return DiagonalNormal()
-    if isinstance(posterior, Posterior):
-        return posterior
-    if isinstance(posterior, str) and posterior in POSTERIORS:
-        return POSTERIORS[posterior]()
-    raise ValueError(
-        f"Expected posterior to be one of {tuple(POSTERIORS)} or a "
-        f"keras_vae.posteriors.Posterior. Received: posterior={posterior!r}"
-    )
+    return resolve("posterior", posterior, POSTERIORS, Posterior, default="diagonal")

@@ -5,6 +5,7 @@ from keras_vae.priors.mixture_of_gaussians import MixtureOfGaussians
 from keras_vae.priors.prior import Prior
 from keras_vae.priors.standard_normal import StandardNormal
 from keras_vae.priors.vamp_prior import VampPrior
+from keras_vae.utils.registry import resolve
 
 PRIORS = {
     "standard": StandardNormal,
@@ -15,18 +16,9 @@ PRIORS = {
 
 
 def get(prior):
-    """A `Prior` from a name in `PRIORS`, a `Prior` (returned as is) or `None` (standard).
+    """A `Prior` from a name in `PRIORS`, a `Prior` (as is) or `None` (standard).
 
     Raises:
         ValueError: for anything else, naming the accepted values.
     """
-    if prior is None:
-        return StandardNormal()
-    if isinstance(prior, Prior):
-        return prior
-    if isinstance(prior, str) and prior in PRIORS:
-        return PRIORS[prior]()
-    raise ValueError(
-        f"Expected prior to be one of {tuple(PRIORS)} or a keras_vae.priors.Prior. "
-        f"Received: prior={prior!r}"
-    )
+    return resolve("prior", prior, PRIORS, Prior, default="standard")
