@@ -251,7 +251,9 @@ class ModelBattery:
     """Checks shared by every model of the family; subclass and set `cases`.
 
     `cases` maps an id to a `ModelCase`. A check decorated with `applies_to`
-    runs on the cases its predicate selects.
+    runs on the cases its predicate selects. Checks that only read a model
+    share one per case (`model`); those that compile, train or change its
+    settings get their own (`fresh_model`).
     """
 
     cases = {}
@@ -260,18 +262,25 @@ class ModelBattery:
         if "case" in metafunc.fixturenames:
             predicate = getattr(metafunc.function, "applies_to", lambda case: True)
             chosen = {name: case for name, case in self.cases.items() if predicate(case)}
-            metafunc.parametrize("case", list(chosen.values()), ids=list(chosen))
+            metafunc.parametrize("case", list(chosen.values()), ids=list(chosen), scope="class")
 
-    @pytest.fixture
+    @pytest.fixture(scope="class")
     def data(self, case):
         return case.data()
 
-    @pytest.fixture
-    def model(self, case, data):
+    def make_model(self, case, data):
         keras.utils.set_random_seed(0)
         model = build(case.make(), *data)
         move_weights(model)
         return model
+
+    @pytest.fixture(scope="class")
+    def model(self, case, data):
+        return self.make_model(case, data)
+
+    @pytest.fixture
+    def fresh_model(self, case, data):
+        return self.make_model(case, data)
 
     # -- The contract's shapes -------------------------------------------------
 
@@ -308,8 +317,8 @@ class ModelBattery:
         if model.prior_layer.conditional:
             assert not np.allclose(model.prior(condition).mean(), model.prior(other).mean())
 
-    def test_reconstruct_and_predict(self, model, data):
-        x, condition = data
+    def test_reconstruct_and_predict(self, fresh_model, data):
+        model, (x, condition) = fresh_model, data
         posterior = model.encode(x, condition)
         point = model.posterior_layer.point(posterior)
         if model.posterior_layer.closed_form_mean:
@@ -356,10 +365,11 @@ class ModelBattery:
 
     # -- Training --------------------------------------------------------------
 
-    def test_fit_step_changes_every_weight(self, model, data):
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=1, jit_compile=False
-        )
+    def test_fit_step_changes_every_weight(self, fresh_model, data):
+        # Eagerly: `evaluate` below traces every case's objective in a graph, and
+        # test_vae.py runs the compiled training step.
+        model = fresh_model
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
         x, condition = data
         before = [weight.numpy().copy() for weight in model.trainable_weights]
         history = model.fit(*keras_data(x, condition), batch_size=len(x), verbose=0).history
@@ -371,10 +381,15 @@ class ModelBattery:
     @pytest.mark.parametrize("objective", list(OBJECTIVES))
     def test_compute_terms_match_the_contract(self, model, data, objective):
         objective, num_samples, beta = OBJECTIVES[objective]
-        model.beta, model.objective, model.num_samples = beta, objective, num_samples
         x, condition = data
         state = model.sampler_state.numpy().copy()
-        terms = model.compute_terms(*keras_data(x, condition))
+        settings = model.beta, model.objective, model.num_samples
+        model.beta, model.objective, model.num_samples = beta, objective, num_samples
+        try:
+            terms = model.compute_terms(*keras_data(x, condition))
+        finally:
+            model.objective, model.num_samples = settings[1:]
+            model.beta = settings[0]
         # One draw of the training noise per call.
         np.testing.assert_array_equal(model.sampler_state.numpy(), state + [0, 1])
         expected = reference_terms(model, x, condition, state, objective, num_samples, beta)
@@ -382,8 +397,9 @@ class ModelBattery:
             assert terms[name].shape == (len(x),), name
             np.testing.assert_allclose(terms[name], expected[name], rtol=1e-4, atol=2e-4)
 
-    def test_evaluate_reports_the_contract_elbo(self, model, data):
+    def test_evaluate_reports_the_contract_elbo(self, fresh_model, data):
         # In a compiled test step, over one batch.
+        model = fresh_model
         model.compile(steps_per_execution=1, jit_compile=False)
         x, condition = data
         state = model.sampler_state.numpy().copy()
