@@ -18,8 +18,8 @@ initial state fails. The references never go through the objective's code:
 the ELBO is rebuilt from the contract's distributions at the training step's
 own noise (documented in `VAE.sample_posterior`: Philox normals seeded by the
 sampler state, mapped by `posterior_layer.reparameterize`), Gaussian KLs and
-draws are numpy closed forms, and the importance-weighted bound is scipy's
-`logsumexp`.
+draws are numpy closed forms, a flow's draws are scored through their base
+points, and the importance-weighted bound is scipy's `logsumexp`.
 """
 
 import dataclasses

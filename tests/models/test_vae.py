@@ -144,7 +144,8 @@ def test_a_batch_of_zero_weights_leaves_the_weights_alone(kind):
     strict=True,
     raises=ValueError,
     reason="a second fit whose sample_weight has another rank ([N] after [N, 1]) retraces "
-    "the step with a weight of unknown rank, which the metric trackers cannot read",
+    "the step with a weight of unknown rank, which the metric trackers cannot read (plain "
+    "Keras models fail the same way; VAE.fit could pass the checked weights on as [N])",
 )
 def test_sample_weights_of_either_accepted_shape_in_turn(kind):
     model = kind.make()
