@@ -28,6 +28,17 @@ tfd = tfp.distributions
 TERMS = ("loss", "elbo", "reconstruction", "kl")
 
 
+def compile_eagerly(model, optimizer="sgd"):
+    """Compiles `model` to run its steps eagerly.
+
+    What most tests here check is what a step computes, and tracing a step
+    for every model costs more than running it on 3 pixels. The compiled
+    steps are run by the tests of settings changed inside `fit`, of XLA and
+    of MNIST training, and by `test_model_family.py`'s `evaluate` check.
+    """
+    model.compile(optimizer=optimizer, run_eagerly=True)
+
+
 def terms_of(model, kind, x, condition, training=False):
     terms = model.compute_terms(*kind.inputs(x, condition), training=training)
     return {name: value.numpy() for name, value in terms.items()}
@@ -35,7 +46,7 @@ def terms_of(model, kind, x, condition, training=False):
 
 def sgd_update(model, kind, x, condition, rate=0.1):
     """The change of every trainable weight after one SGD step on all of `x`."""
-    model.compile(optimizer=keras.optimizers.SGD(rate), steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model, keras.optimizers.SGD(rate))
     before = [w.numpy().astype("float32") for w in model.trainable_weights]
     model.fit(*kind.inputs(x, condition), batch_size=len(x), verbose=0, shuffle=False)
     after = [w.numpy().astype("float32") for w in model.trainable_weights]
@@ -50,7 +61,7 @@ def test_fit_evaluate_and_validation_report_the_sample_weighted_means(kind):
     # they can be compared across calls; batches of 16 make Keras average
     # over several batches.
     model = kind.make_deterministic(beta=0.5)
-    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+    compile_eagerly(model, keras.optimizers.SGD(0.0))
     x, condition = kind.data(48, seed=2)
     terms = terms_of(model, kind, x, condition)
     # Weights that favour the worse-fitted examples, so that they matter.
@@ -86,7 +97,7 @@ def test_examples_of_zero_weight_do_not_move_the_weights(kind):
     for data in (x, changed):
         keras.utils.set_random_seed(0)
         model = kind.make(seed=4)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        compile_eagerly(model, keras.optimizers.SGD(0.1))
         inputs = kind.inputs(data, condition)
         model.fit(*inputs, sample_weight=weights, batch_size=8, epochs=3, verbose=0)
         trained.append(model.get_weights())
@@ -104,7 +115,7 @@ def test_training_minimises_the_weighted_mean_so_scaling_the_weights_changes_not
         keras.utils.set_random_seed(0)
         model = kind.make(seed=2)
         before = model.get_weights()
-        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        compile_eagerly(model, keras.optimizers.SGD(0.1))
         model.fit(
             *kind.inputs(x, condition),
             sample_weight=scale * weights,
@@ -122,7 +133,7 @@ def test_a_batch_of_zero_weights_leaves_the_weights_alone(kind):
     x, condition = kind.data(8, seed=4)
     weights = np.r_[np.zeros(4), np.ones(4)].astype("float32")
     model = kind.make(seed=1)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    compile_eagerly(model, keras.optimizers.SGD(0.1))
     before = [w.numpy() for w in model.trainable_weights]
     # The first batch weighs nothing: its step is zero, not NaN (0 / 0).
     first = kind.inputs(x[:4], None if condition is None else condition[:4])
@@ -243,7 +254,9 @@ def test_xla_training_draws_are_standard_normal(kind):
 # -- Settings that change inside `fit` ---------------------------------------------
 
 
-@pytest.mark.parametrize("compiled_with_xla", [False, True])
+# Under XLA too, but slow: test_xla_and_graph_training_take_the_same_steps
+# shows that XLA computes the graph's step.
+@pytest.mark.parametrize("compiled_with_xla", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_setting_beta_takes_effect_in_already_compiled_steps(kind, compiled_with_xla):
     model = kind.make(beta=1.0, seed=0)
     model.compile(optimizer="sgd", jit_compile=compiled_with_xla)
@@ -399,7 +412,7 @@ def test_auto_jit_compile_uses_xla_on_cpu_for_models_without_convolutions(kind):
 
 def test_save_load_keeps_the_optimizer_state(kind, tmp_path):
     model = kind.make(seed=3)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    compile_eagerly(model, keras.optimizers.Adam(1e-2))
     x, condition = kind.data(16, seed=9)
     inputs = kind.inputs(x, condition)
     model.fit(*inputs, epochs=1, batch_size=8, verbose=0)
@@ -458,7 +471,7 @@ def test_encode_and_decode_take_lists_and_refuse_a_missing_batch_axis_in_one_lin
 
 def test_predict_takes_a_list_and_refuses_a_bad_shape_in_one_line(kind):
     model = kind.make()
-    model.compile(steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model)
     data = kind.predict_input(*kind.data(2))
     np.testing.assert_array_equal(
         model.predict(data.tolist(), verbose=0), model.predict(data, verbose=0)
@@ -572,7 +585,7 @@ def test_networks_whose_input_keras_adjusts_are_accepted(kind):
             [keras.Input((kind.decoder_inputs, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
         ),
     )
-    model.compile(steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model)
     history = model.fit(*kind.inputs(*kind.data(4)), epochs=1, verbose=0).history
     assert np.isfinite(history["loss"]).all()
 
@@ -615,7 +628,7 @@ def test_generators_need_a_built_model(kind):
             yield tuple(part for part in inputs if part is not None)
 
     model = kind.make(build=False)
-    model.compile(steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model)
     with pytest.raises(ValueError, match=r"^Expected a built model .*Received: x=generator$"):
         model.fit(batches(), steps_per_epoch=2, verbose=0)
     model.build((None, (condition if kind.conditional else x).shape[1]))
@@ -630,7 +643,7 @@ def test_numpy_integer_seed_and_list_input(kind):
     model = kind.make(seed=np.int64(3))
     assert model.seed == 3 and type(model.seed) is int
     assert model.get_config()["seed"] == 3
-    model.compile(steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model)
     x, condition = kind.data(2)
     # A list holds one example per row (Keras would read it as several inputs).
     lists = [None if part is None else part.tolist() for part in kind.inputs(x, condition)]
@@ -660,7 +673,7 @@ def test_fit_and_evaluate_accept_py_datasets_and_check_their_first_batch(kind, a
     x, condition = kind.data(8)
     parts = [part for part in kind.inputs(x, condition) if part is not None]
     model = kind.make(build=False)  # unbuilt: the first batch gives the shape
-    model.compile(steps_per_execution=1, jit_compile=False)
+    compile_eagerly(model)
     model.fit(Batches(*parts, as_tuple=as_tuple), epochs=1, verbose=0)
     logs = model.evaluate(Batches(*parts, as_tuple=as_tuple), verbose=0, return_dict=True)
     assert np.isfinite(logs["elbo"])
@@ -679,7 +692,7 @@ def test_fit_accepts_a_dataset_without_a_shuffle_warning(kind):
     parts = tuple(part for part in kind.inputs(x, condition) if part is not None)
     dataset = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0]).batch(8)
     model = kind.make()
-    model.compile(optimizer="adam", jit_compile=False)
+    compile_eagerly(model, "adam")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = model.fit(dataset, epochs=1, verbose=0)
@@ -842,7 +855,7 @@ def test_mixed_bfloat16_keeps_the_objective_in_float32(kind, architecture, mixed
     np.testing.assert_allclose(
         terms["reconstruction"].mean(), expected["reconstruction"].mean(), rtol=2e-2
     )
-    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
+    compile_eagerly(model, keras.optimizers.Adam(0.01))
     history = model.fit(*kind.inputs(x, condition), epochs=3, batch_size=32, verbose=0).history
     assert np.isfinite(history["loss"]).all()
     assert history["elbo"][-1] > history["elbo"][0]
