@@ -426,6 +426,11 @@ class ConditionalVAE(VAE):
 
     def _check_predict_inputs(self, x):
         """Builds the model for the conditions' shape if needed, then checks them against it."""
+        if x is None:
+            raise ValueError(
+                "Expected conditions: an array, a tf.data.Dataset, a keras.utils.PyDataset, an "
+                "iterator or a generator of them. Received: x=None"
+            )
         batch = first_batch(x)
         if isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) and isinstance(batch, tuple):
             batch = batch[0]  # (condition, target): predict reads the conditions

@@ -474,6 +474,7 @@ class VAE(ELBOModel):
         x, y = lists_as_arrays(x, y)
         check_no_class_weight(kwargs.get("class_weight"))
         y = self._checked_training_data(x, y, kwargs.get("sample_weight"))
+        kwargs["sample_weight"] = _flat_weights(kwargs.get("sample_weight"))
         if isinstance(kwargs.get("validation_data"), tuple):
             # Keras reads the validation arrays before it calls `evaluate`, which checks them.
             val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
@@ -481,13 +482,14 @@ class VAE(ELBOModel):
             )
             val_x, val_y = lists_as_arrays(val_x, val_y)
             val_y = self._checked_training_data(val_x, val_y, val_weight)
-            kwargs["validation_data"] = (val_x, val_y, val_weight)
+            kwargs["validation_data"] = (val_x, val_y, _flat_weights(val_weight))
         return super().fit(x, y, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("evaluate", args, kwargs)
         x, y = lists_as_arrays(x, y)
         y = self._checked_training_data(x, y, kwargs.get("sample_weight"))
+        kwargs["sample_weight"] = _flat_weights(kwargs.get("sample_weight"))
         return super().evaluate(x, y, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -506,6 +508,18 @@ class VAE(ELBOModel):
             }
         )
         return config
+
+
+def _flat_weights(sample_weight):
+    """Checked weights `[N]` or `[N, 1]` as `[N]` (`None` stays `None`).
+
+    The compiled steps are traced for the weights' rank: a second `fit` with
+    `[N]` after `[N, 1]` retraced them with a weight of unknown rank, which
+    the metric trackers cannot read.
+    """
+    if sample_weight is None or not hasattr(sample_weight, "shape"):
+        return sample_weight
+    return np.reshape(np.asarray(sample_weight), [-1])
 
 
 def _weight_carrier(x, y, sample_weight):
