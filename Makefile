@@ -25,8 +25,10 @@ demo: install
 	$(BIN)/keras-vae sample $(DEMO_DIR)/model.keras --num-samples 64 --seed 0 --output $(DEMO_DIR)/samples_seed0.png
 	$(BIN)/python export/litert_sampler.py $(DEMO_DIR)/model.tflite --num-samples 64 --seed 0 --output $(DEMO_DIR)/litert_samples_seed0.png
 
+# One worker per core (pytest-xdist); a file's tests stay on one worker, so its
+# module fixtures (trained models, exports) are made once.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The tests marked slow (long training runs, the benchmark scripts), which `make test` leaves out.
 test-slow: install
