@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from keras_vae.models import VAE
+from keras_vae.models.validation import follows_model_contract
 from keras_vae.utils.images import file_in_the_way
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
@@ -28,7 +28,7 @@ def check_exportable(model, allow_untrained: bool = False) -> None:
     Raises:
         ValueError: naming what was expected and what was received.
     """
-    if not isinstance(model, VAE):  # the family's base: a ConditionalVAE is one too
+    if not follows_model_contract(model):
         raise ValueError(
             f"Expected a keras_vae VAE or ConditionalVAE. Received: model={type(model).__name__}"
         )

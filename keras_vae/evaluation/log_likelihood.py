@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.models import VAE
-from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.models.validation import check_data, check_positive_int, follows_model_contract
 from keras_vae.ops import random as portable_random
 from keras_vae.ops.elbo import importance_terms
 from keras_vae.ops.math import kl_divergence
@@ -208,7 +208,7 @@ def _batch_seed(seed, index):
 
 def _check_model(model):
     """Whether `model` is conditional; raises unless it is a model of the VAE family."""
-    if isinstance(model, VAE):
+    if follows_model_contract(model):
         return model.conditional
     raise ValueError(
         "Expected model to be a keras_vae VAE or ConditionalVAE (a model with an "

@@ -239,3 +239,25 @@ def check_no_class_weight(class_weight):
             "Expected class_weight=None: a VAE's targets are data, not classes (weight "
             f"examples with sample_weight). Received: class_weight={class_weight!r}"
         )
+
+
+# What every model of the family answers (see `VAE`): evaluation and export
+# need nothing else, so they check for these rather than for a class.
+MODEL_CONTRACT = (
+    "encode",
+    "decode",
+    "prior",
+    "sample_latent",
+    "sample",
+    "reconstruct",
+    "posterior_layer",
+    "prior_layer",
+    "conditional",
+    "event_shape",
+    "condition_shape",
+)
+
+
+def follows_model_contract(obj):
+    """Whether `obj` answers the VAE family's contract (`MODEL_CONTRACT`)."""
+    return all(hasattr(obj, name) for name in MODEL_CONTRACT)

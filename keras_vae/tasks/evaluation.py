@@ -5,8 +5,7 @@ import numpy as np
 
 from keras_vae import data
 from keras_vae.evaluation import log_likelihood
-from keras_vae.models import VAE
-from keras_vae.models.validation import check_positive_int
+from keras_vae.models.validation import check_positive_int, follows_model_contract
 from keras_vae.tasks.training import make_datasets
 
 
@@ -21,7 +20,7 @@ def load_model(path: str):
             f"Expected a readable .keras model saved by keras-vae. Received: model={path!r} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    if not isinstance(model, VAE):  # the family's base: a ConditionalVAE is one too
+    if not follows_model_contract(model):
         raise ValueError(
             "Expected a .keras file holding a keras_vae VAE or ConditionalVAE. "
             f"Received: model={path!r} holding a {type(model).__name__}"
