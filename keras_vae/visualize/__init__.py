@@ -1,0 +1,1 @@
+"""Pictures of a trained model: reconstructions, interpolations, traversals, manifolds, latents."""
