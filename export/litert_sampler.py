@@ -15,11 +15,14 @@ portable counter-based RNG.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import numbers
 import os
 import sys
+import tempfile
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -342,12 +345,12 @@ def image_grid(images, padding=2):
 def save(images, path):
     """Writes images `[N, H, W, C]` in [0, 1] as `.npy` or as a PNG grid; returns `path`.
 
-    The folder of `path` is created if missing.
+    The folder of `path` is created if missing; the file is replaced in one rename.
     """
     if path.endswith(".npy"):
-        _make_parent(path)
-        np.save(path, images)
-        return path
+        content = io.BytesIO()
+        np.save(content, images)
+        return _write_atomically(path, content.getvalue())
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(
             "Expected images shaped [N, H, W, C] with C in (1, 3) for a PNG grid; write .npy "
@@ -360,9 +363,32 @@ def save(images, path):
             "Expected Pillow to be installed to write a PNG (pip install pillow). "
             f"Received: --output {path}; write a .npy file instead"
         ) from None
-    grid = Image.fromarray(image_grid(images))
+    content = io.BytesIO()
+    Image.fromarray(image_grid(images)).save(content, format="PNG")
+    return _write_atomically(path, content.getvalue())
+
+
+def _write_atomically(path, content):
+    """Writes `content` to a hidden file beside `path`, then renames it to `path`.
+
+    A stop or a full disk leaves the previous file (or none), never a cut one.
+    """
     _make_parent(path)
-    grid.save(path, format="PNG")
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, staged = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staged, 0o666 & ~umask)  # as open() would make it; mkstemp's is 0600
+        os.replace(staged, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(staged)
+        raise
     return path
 
 

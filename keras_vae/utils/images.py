@@ -1,10 +1,13 @@
 """Writing generated images: a PNG grid or a `.npy` array."""
 
+import io
 import math
 import os
 
 import numpy as np
 from PIL import Image
+
+from keras_vae.utils.staged_path import StagedPath
 
 
 def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2) -> np.ndarray:
@@ -73,7 +76,7 @@ def save_images(images: np.ndarray, path, num_rows: int | None = None) -> str:
     Args:
         images: float array `[N, H, W, C]`, values in [0, 1].
         path: str or path ending in `.npy` (the raw array) or `.png` (a grid).
-            Missing folders are created.
+            Missing folders are created. The file is replaced in one rename.
         num_rows: int or `None`. Rows of the PNG grid.
 
     Returns:
@@ -81,10 +84,13 @@ def save_images(images: np.ndarray, path, num_rows: int | None = None) -> str:
     """
     path = check_image_path(path)
     images = np.asarray(images, dtype=np.float32)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    content = io.BytesIO()
     if path.endswith(".npy"):
-        np.save(path, images)
+        np.save(content, images)
     else:
-        Image.fromarray(image_grid(images, num_rows)).save(path, format="PNG")
-    return path
+        Image.fromarray(image_grid(images, num_rows)).save(content, format="PNG")
+    # Encoded in memory, written under a hidden name and renamed: a stop or a
+    # full disk leaves the previous file (or none), never a cut one.
+    with StagedPath(path) as staged:
+        staged.write_bytes(content.getvalue())
+        return staged.publish()
