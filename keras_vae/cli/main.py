@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="KL warm-up: the KL weight rises linearly from 0 to --beta over N epochs.",
     )
     train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument(
+        "--clipnorm",
+        type=float,
+        default=None,
+        help="Clip each gradient to this norm (steadies a run that diverges).",
+    )
     train.add_argument("--binarize", default="dynamic", help="dynamic, static or none.")
     train.add_argument(
         "--likelihood",
@@ -103,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="Output folder. A stopped run resumes from its last finished epoch when "
         "started again with the same arguments.",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Start over in a folder that holds a finished run, or a stopped one with other "
+        "arguments (its files are replaced when the new run's are written).",
     )
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
     train.add_argument(
@@ -187,32 +199,35 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args):
     from keras_vae.tasks import train_model
 
-    _, metrics = train_model(
-        dataset=args.dataset,
-        architecture=args.architecture,
-        latent_dim=args.latent_dim,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        beta=args.beta,
-        kl_warmup_epochs=args.kl_warmup_epochs,
-        seed=args.seed,
-        output=args.output,
-        learning_rate=args.learning_rate,
-        binarize=args.binarize,
-        model=args.model,
-        condition=args.condition,
-        prior=args.prior,
-        prior_components=args.prior_components,
-        posterior=args.posterior,
-        gsnn_weight=args.gsnn_weight,
-        likelihood=args.likelihood,
-        train_split=args.train_split,
-        test_split=args.test_split,
-        data_dir=args.data_dir,
-        verbose=0 if args.quiet else "auto",
-        jit_compile="auto" if args.jit_compile is None else args.jit_compile,
-        dtype_policy=args.dtype_policy,
-    )
+    with _sigterm_as_exit():
+        _, metrics = train_model(
+            dataset=args.dataset,
+            architecture=args.architecture,
+            latent_dim=args.latent_dim,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            beta=args.beta,
+            kl_warmup_epochs=args.kl_warmup_epochs,
+            seed=args.seed,
+            output=args.output,
+            learning_rate=args.learning_rate,
+            binarize=args.binarize,
+            model=args.model,
+            condition=args.condition,
+            prior=args.prior,
+            prior_components=args.prior_components,
+            posterior=args.posterior,
+            gsnn_weight=args.gsnn_weight,
+            likelihood=args.likelihood,
+            train_split=args.train_split,
+            test_split=args.test_split,
+            data_dir=args.data_dir,
+            verbose=0 if args.quiet else "auto",
+            jit_compile="auto" if args.jit_compile is None else args.jit_compile,
+            dtype_policy=args.dtype_policy,
+            clipnorm=args.clipnorm,
+            overwrite=args.overwrite,
+        )
     test = metrics["test"]
     print(
         f"test elbo {test['elbo']:.2f} nats (reconstruction {test['reconstruction']:.2f}, "
@@ -449,10 +464,39 @@ def main(argv=None) -> int:
         warnings.showwarning = show_warning
         try:
             COMMANDS[args.command](args)
+        except KeyboardInterrupt:  # Ctrl+C
+            print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
+            return 128 + signal.SIGINT
+        except SystemExit as e:
+            if e.code != 128 + signal.SIGTERM:
+                raise
+            print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
+            return e.code
         except (ValueError, OSError, RuntimeError) as e:
             print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
             return 1
+        except Exception as e:
+            # TensorFlow's own errors (a full disk under a TensorBoard writer, a
+            # folder it may not write) are not OSErrors.
+            if not type(e).__module__.startswith("tensorflow"):
+                raise
+            print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _stopped(args):
+    """The line printed when a command is stopped by Ctrl+C or SIGTERM."""
+    if args.command == "train":
+        from keras_vae.tasks.run_folder import finished_epochs
+
+        done = finished_epochs(args.output)
+        if done == 0:
+            return "stopped in the first epoch; run the same command to start again"
+        return f"stopped after epoch {done}; run the same command to resume"
+    if args.command == "export":
+        return "stopped; nothing was published"
+    return "stopped; nothing was written"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 from keras_vae.tasks.evaluation import evaluate_model, load_model
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
-from keras_vae.tasks.training import json_safe, train_model
+from keras_vae.tasks.run_folder import json_safe
+from keras_vae.tasks.training import train_model
 
 __all__ = [
     "complete_images",

@@ -1,10 +1,9 @@
 """End-to-end training on an image dataset: what `keras-vae train` runs."""
 
+import contextlib
 import json
-import math
 import numbers
 import os
-import shutil
 
 import keras
 import tensorflow as tf
@@ -23,10 +22,19 @@ from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.networks import ARCHITECTURES
 from keras_vae.posteriors import POSTERIORS
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
+from keras_vae.tasks.run_folder import (
+    RunBackup,
+    RunLock,
+    StopIfDiverged,
+    changed_arguments,
+    json_safe,
+    remove_folder,
+    write_atomically,
+    write_json,
+)
 from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
 from keras_vae.utils.dtype_policy import global_dtype_policy
 from keras_vae.utils.images import file_in_the_way, image_grid, save_images
-from keras_vae.utils.staged_path import StagedPath
 
 BINARIZATIONS = ("dynamic", "static", "none")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -98,6 +106,8 @@ def train_model(
     kl_warmup_epochs: int = 0,
     posterior: str = "diagonal",
     prior_components: int | None = None,
+    clipnorm: float | None = None,
+    overwrite: bool = False,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -107,17 +117,23 @@ def train_model(
     rows of [observed part, completions, original] for a completion CVAE) and
     TensorBoard logs in `logs/` (the losses, and in `logs/samples` the grid
     of `samples.png` after every epoch). Files are written under hidden
-    names and renamed into place, so a stopped run never leaves a partial
-    one.
+    names and renamed into place, so a stopped run or a full disk never
+    leaves a partial one, and an earlier run's files stay until they are
+    replaced. One run writes into a folder at a time (`RunLock`).
 
     While it trains, `output/backup/` holds the weights, the optimizer state
-    and the history of the last finished epoch (Keras's `BackupAndRestore`).
-    A run that was stopped (Ctrl+C, a killed job) resumes from there when it
-    is started again with the same arguments (`epochs` may be raised);
-    other arguments are refused with one line. Each epoch's shuffle and
-    binarization draws are keyed by `seed` and the epoch, so the resumed run
-    ends with the weights and figures of an uninterrupted one. The folder
-    goes once the run's files are written.
+    and the history of the last finished epoch, committed as one unit
+    (`RunBackup`). A run that was stopped (Ctrl+C, a killed job) resumes
+    from there when it is started again with the same arguments (`epochs`
+    may be raised); other arguments are refused with one line, as they are
+    for a folder that holds a finished run, unless `overwrite`. Each
+    epoch's shuffle and binarization draws are keyed by `seed` and the
+    epoch, so the resumed run ends with the weights and figures of an
+    uninterrupted one. The folder goes once the run's files are written.
+
+    Training that diverges (a non-finite loss or weight at the end of an
+    epoch) stops with a `TrainingDivergedError` naming the epoch; nothing
+    non-finite is written, and the backup keeps the last finite epoch.
 
     Args:
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
@@ -177,6 +193,12 @@ def train_model(
             pseudo-inputs of `prior="vamp"`; refused with other priors.
             `None` keeps the prior's default (10 and 500); the run's config
             records the number used. Defaults to `None`.
+        clipnorm: float or `None`. Clip each gradient to this norm (Adam's
+            `clipnorm`), a remedy for training that diverges. Defaults to
+            `None` (no clipping).
+        overwrite: bool. Start over in a folder that holds a finished run or
+            a stopped one with other arguments (its files are replaced once
+            the new run's are written). Defaults to `False`.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -203,6 +225,8 @@ def train_model(
         raise ValueError(f"Expected seed to be an integer in [0, 2**32). Received: seed={seed!r}")
     seed = int(seed)  # numpy integers too: metrics.json holds it
     check_positive_float("learning_rate", learning_rate)
+    if clipnorm is not None:
+        check_positive_float("clipnorm", clipnorm)
     if latent_dim is None:
         latent_dim = DEFAULT_LATENT_DIMS[model]
     # Checked here too (the presets check them again), before any data loads.
@@ -228,120 +252,131 @@ def train_model(
         )
     if output is not None:
         _check_output_folder(output)
-    warn_if_bfloat16_is_emulated(dtype_policy)
-    train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
-    test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
-    image_shape = train_images.shape[1:]
-    # From the dataset's metadata: a slice need not hold every class.
-    num_classes = data.num_classes(dataset, data_dir=data_dir)
-    pipeline = (model, condition)
-    keras.utils.set_random_seed(seed)  # the initial weights and the model's noise
-    # Each pass's shuffle and draws are keyed by `seed` and the epoch alone,
-    # not by the global seed or by how many passes came before: a resumed run
-    # sees the data of an uninterrupted one.
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    train_ds = make_datasets(
-        *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True,
-        num_classes, epoch,
-    )  # fmt: skip
-    test_ds = make_datasets(
-        *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False,
-        num_classes, epoch,
-    )  # fmt: skip
+    # One writer per output folder, from before the backup is read to the last file.
+    with contextlib.nullcontext() if output is None else RunLock(output):
+        warn_if_bfloat16_is_emulated(dtype_policy)
+        train_images, train_labels = data.load_images(dataset, train_split, data_dir=data_dir)
+        test_images, test_labels = data.load_images(dataset, test_split, data_dir=data_dir)
+        image_shape = train_images.shape[1:]
+        # From the dataset's metadata: a slice need not hold every class.
+        num_classes = data.num_classes(dataset, data_dir=data_dir)
+        pipeline = (model, condition)
+        keras.utils.set_random_seed(seed)  # the initial weights and the model's noise
+        # Each pass's shuffle and draws are keyed by `seed` and the epoch alone,
+        # not by the global seed or by how many passes came before: a resumed run
+        # sees the data of an uninterrupted one.
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        train_ds = make_datasets(
+            *pipeline, train_images, train_labels, binarize_mode, batch_size, seed, True,
+            num_classes, epoch,
+        )  # fmt: skip
+        test_ds = make_datasets(
+            *pipeline, test_images, test_labels, binarize_mode, batch_size, seed + 1, False,
+            num_classes, epoch,
+        )  # fmt: skip
 
-    with global_dtype_policy(dtype_policy):  # layers take the policy when made
-        shared = dict(
-            architecture=architecture,
-            latent_dim=latent_dim,
-            likelihood=likelihood,
-            beta=beta,
-            seed=seed,
-            prior=prior,
-            posterior=posterior,
-            prior_components=prior_components,
-        )
-        if model == "vae":
-            vae = build_vae(input_shape=image_shape, **shared)
-        else:
-            vae = build_cvae(
-                condition=condition,
-                image_shape=image_shape,
-                num_classes=num_classes,
-                gsnn_weight=gsnn_weight,
-                **shared,
+        with global_dtype_policy(dtype_policy):  # layers take the policy when made
+            shared = dict(
+                architecture=architecture,
+                latent_dim=latent_dim,
+                likelihood=likelihood,
+                beta=beta,
+                seed=seed,
+                prior=prior,
+                posterior=posterior,
+                prior_components=prior_components,
             )
-        vae.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=jit_compile)
-    if prior in PRIOR_COMPONENTS:
-        # Recorded as the number the model has: leaving the default or giving
-        # it is the same run, which resumes the other.
-        prior_components = getattr(vae.prior_layer, PRIOR_COMPONENTS[prior])
-    config = {
-        "dataset": dataset,
-        "model": model,
-        "condition": condition,
-        "prior": prior,
-        "prior_components": prior_components,
-        "posterior": posterior,
-        "gsnn_weight": gsnn_weight if model == "cvae" else None,
-        "architecture": architecture,
-        "latent_dim": latent_dim,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "beta": beta,
-        "kl_warmup_epochs": kl_warmup_epochs,
-        "seed": seed,
-        "learning_rate": learning_rate,
-        "binarize": binarize,
-        "likelihood": likelihood,
-        "train_split": train_split,
-        "test_split": test_split,
-        "jit_compile": vae.jit_compile,
-        "dtype_policy": dtype_policy,
-    }
+            if model == "vae":
+                vae = build_vae(input_shape=image_shape, **shared)
+            else:
+                vae = build_cvae(
+                    condition=condition,
+                    image_shape=image_shape,
+                    num_classes=num_classes,
+                    gsnn_weight=gsnn_weight,
+                    **shared,
+                )
+            optimizer = keras.optimizers.Adam(learning_rate, clipnorm=clipnorm)
+            vae.compile(optimizer=optimizer, jit_compile=jit_compile)
+        if prior in PRIOR_COMPONENTS:
+            # Recorded as the number the model has: leaving the default or giving
+            # it is the same run, which resumes the other.
+            prior_components = getattr(vae.prior_layer, PRIOR_COMPONENTS[prior])
+        config = {
+            "dataset": dataset,
+            "model": model,
+            "condition": condition,
+            "prior": prior,
+            "prior_components": prior_components,
+            "posterior": posterior,
+            "gsnn_weight": gsnn_weight if model == "cvae" else None,
+            "architecture": architecture,
+            "latent_dim": latent_dim,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "beta": beta,
+            "kl_warmup_epochs": kl_warmup_epochs,
+            "seed": seed,
+            "learning_rate": learning_rate,
+            "clipnorm": clipnorm,
+            "binarize": binarize,
+            "likelihood": likelihood,
+            "train_split": train_split,
+            "test_split": test_split,
+            "jit_compile": vae.jit_compile,
+            "dtype_policy": dtype_policy,
+        }
 
-    set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda i, logs: epoch.assign(i))
-    callbacks, backup = [set_epoch], None
-    if kl_warmup_epochs:
-        callbacks.append(BetaScheduler(linear_kl_warmup(kl_warmup_epochs, beta)))
-    if output is not None:
-        os.makedirs(output, exist_ok=True)
-        backup = _TrainingBackup(os.path.join(output, "backup"), json_safe(config))
-        logs = os.path.join(output, "logs")
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
-        callbacks.append(
-            _PreviewImages(os.path.join(logs, "samples"), condition, test_images, seed)
+        set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda i, logs: epoch.assign(i))
+        advice = (
+            f"; try a lower --learning-rate (this run had {learning_rate:g}) or --clipnorm 1.0, "
+            "with --overwrite"
         )
-        callbacks += backup.callbacks()
-        if backup.resumed and verbose:
-            print(f"Resuming the stopped run in {output} from {backup.folder}")
-    history = vae.fit(
-        train_ds,
-        epochs=epochs,
-        validation_data=test_ds,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the pipeline shuffles
-    )
-    if backup is None:
-        history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    else:
-        history = backup.history  # epochs of a stopped run included
-    epoch.assign(epochs)  # fresh draws for the final figures, resumed or not
-    metrics = {
-        "config": config,
-        "history": history,
-        "train": _evaluate(vae, train_ds),
-        "test": _evaluate(vae, test_ds),
-    }
-    if output is not None:
-        _write_atomically(os.path.join(output, "model.keras"), vae.save)
-        _write_atomically(
-            os.path.join(output, "metrics.json"),
-            lambda path: _write_json(path, json_safe(metrics)),
+        # First after the epoch counter: nothing later sees a diverged epoch.
+        callbacks, backup, initial_epoch = [set_epoch, StopIfDiverged(advice)], None, 0
+        if kl_warmup_epochs:
+            callbacks.append(BetaScheduler(linear_kl_warmup(kl_warmup_epochs, beta)))
+        if output is not None:
+            _check_finished_run(output, json_safe(config), overwrite)
+            backup_folder = os.path.join(output, "backup")
+            if overwrite:
+                remove_folder(backup_folder)
+            backup = RunBackup(backup_folder, json_safe(config))
+            initial_epoch = backup.restore(vae)
+            logs = os.path.join(output, "logs")
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
+            callbacks.append(
+                _PreviewImages(os.path.join(logs, "samples"), condition, test_images, seed)
+            )
+            callbacks.append(backup.callback())  # last: it commits what the others logged
+            if backup.resumed and verbose:
+                print(f"Resuming the stopped run in {output} after epoch {initial_epoch}")
+        history = vae.fit(
+            train_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation_data=test_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles
         )
-        _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
-        backup.remove()
-    return vae, metrics
+        if backup is None:
+            history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        else:
+            history = backup.history  # epochs of a stopped run included
+        epoch.assign(epochs)  # fresh draws for the final figures, resumed or not
+        metrics = {
+            "config": config,
+            "history": history,
+            "train": _evaluate(vae, train_ds),
+            "test": _evaluate(vae, test_ds),
+        }
+        if output is not None:
+            write_atomically(os.path.join(output, "model.keras"), vae.save)
+            write_json(os.path.join(output, "metrics.json"), metrics)
+            _save_preview(vae, condition, test_images, seed, os.path.join(output, "samples.png"))
+            backup.remove()
+        return vae, metrics
 
 
 def _check_prior(model, prior):
@@ -355,118 +390,25 @@ def _check_prior(model, prior):
     check_choice("prior", prior, MODEL_PRIORS[model])
 
 
-class _TrainingBackup:
-    """What lets `keras-vae train` resume a run that was stopped mid-way.
-
-    Keras's `BackupAndRestore` keeps the weights, the optimizer state and the
-    epoch under `folder` after every epoch, and restores them when the same
-    run starts again. Beside them this keeps the run's config and per-epoch
-    history: a run started with other arguments, or with fewer epochs than
-    were finished, is refused instead of loading weights of another shape,
-    and `metrics.json` holds every epoch of a resumed run. The folder is
-    removed once the run's files are written.
-
-    Args:
-        folder: str. The backup folder (`<output>/backup`).
-        config: dict. The run's arguments, JSON-safe. A backup made with
-            other values (the number of epochs aside) is refused.
-    """
-
-    def __init__(self, folder, config):
-        self.folder = folder
-        self.config = config
-        self.history = {}
-        self.resumed = False
-        config_path = os.path.join(folder, "config.json")
-        if not os.path.exists(config_path):  # written with the first epoch's history
-            # Nothing to resume: clear what a removal or an older run left.
-            self.remove()
-            return
-        with open(config_path) as f:
-            saved = json.load(f)
-        # Backups of keras-vae before the option trained without a warm-up.
-        saved.setdefault("kl_warmup_epochs", 0)
-        changed = sorted(
-            key
-            for key in set(saved) | set(config)
-            if key != "epochs" and saved.get(key) != config.get(key)
+def _check_finished_run(output, config, overwrite):
+    """Raises if `output` holds a finished run with other arguments, unless `overwrite`."""
+    path = os.path.join(output, "metrics.json")
+    if overwrite or not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    if saved is None:
+        changed = f"{path} is not a keras-vae metrics file"
+    else:
+        changed = changed_arguments(saved, config)
+    if changed:
+        raise ValueError(
+            f"Expected the arguments of the finished run in {output} to run it again, or "
+            f"--overwrite to replace it. Received: {changed}"
         )
-        if changed:
-            received = ", ".join(
-                f"{key}={config.get(key)!r} (the run had {saved.get(key)!r})" for key in changed
-            )
-            raise ValueError(
-                f"Expected the arguments of the stopped run in {os.path.dirname(folder)} "
-                f"to resume it (or remove {folder} to start over). Received: {received}"
-            )
-        history_path = os.path.join(folder, "history.json")
-        if os.path.exists(history_path):
-            with open(history_path) as f:
-                self.history = json.load(f)
-        finished = max((len(values) for values in self.history.values()), default=0)
-        if config["epochs"] < finished:
-            raise ValueError(
-                f"Expected epochs to be at least {finished}, the epochs the stopped run in "
-                f"{os.path.dirname(folder)} finished. Received: epochs={config['epochs']}"
-            )
-        self.resumed = True
-
-    def callbacks(self):
-        """The callbacks to pass to `fit`: the history, then the weights of each epoch."""
-        return [
-            _HistoryBackup(self),
-            _AtomicBackupAndRestore(self.folder, delete_checkpoint=False),
-        ]
-
-    def remove(self):
-        """Removes the backup: renamed away first, so a stop meanwhile leaves none half-removed."""
-        shutil.rmtree(self._trash, ignore_errors=True)
-        if os.path.isdir(self.folder):
-            os.replace(self.folder, self._trash)
-        shutil.rmtree(self._trash, ignore_errors=True)
-
-    @property
-    def _trash(self):
-        parent, name = os.path.split(self.folder)
-        return os.path.join(parent, f".{name}.removed")
-
-
-class _HistoryBackup(keras.callbacks.Callback):
-    """Appends each epoch's logs to `backup.history` and to `history.json`."""
-
-    def __init__(self, backup):
-        super().__init__()
-        self.backup = backup
-
-    def on_epoch_end(self, epoch, logs=None):
-        # `epoch` counts from the start of the run, resumed or not; an epoch
-        # whose weights were not saved before a stop runs again.
-        history = {key: values[:epoch] for key, values in self.backup.history.items()}
-        for key, value in (logs or {}).items():
-            history.setdefault(key, []).append(float(value))
-        self.backup.history = history
-        folder = self.backup.folder
-        os.makedirs(folder, exist_ok=True)
-        config_path = os.path.join(folder, "config.json")
-        if not os.path.exists(config_path):
-            _write_atomically(config_path, lambda tmp: _write_json(tmp, self.backup.config))
-        path = os.path.join(folder, "history.json")
-        _write_atomically(path, lambda tmp: _write_json(tmp, json_safe(history)))
-
-
-class _AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's `BackupAndRestore`, its files written under hidden names and renamed.
-
-    Keras rewrites the weights and the epoch in place: a run stopped while it
-    writes them leaves a cut file, and no backup to resume from. The weights
-    go first: a stop between the two renames re-runs an epoch, never skips one.
-    """
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        _write_atomically(self._weights_path, self.model.save_weights, suffix=".weights.h5")
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        _write_atomically(self._training_metadata_path, lambda tmp: _write_json(tmp, metadata))
 
 
 def _check_output_folder(output):
@@ -482,35 +424,6 @@ def _check_output_folder(output):
     raise ValueError(
         f"Expected output in a folder. Received: output={output!r} ({blocker} is a file)"
     )
-
-
-def _write_json(path, value):
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2, allow_nan=False)
-
-
-def _write_atomically(path, write, suffix=None):
-    """Calls `write(tmp)` for a hidden file beside `path`, then renames it to `path`.
-
-    A run stopped while writing leaves the previous file (or none), never a
-    partial one; a killed run's hidden file goes with the next write into the
-    folder (`StagedPath`). The hidden name ends with `suffix`, by default
-    `path`'s (Keras saves only to `.keras` and `.weights.h5` names).
-    """
-    with StagedPath(path, os.path.splitext(path)[1] if suffix is None else suffix) as staged:
-        write(staged.path)
-        staged.publish()
-
-
-def json_safe(value):
-    """`value` with every non-finite float replaced by `None`, as strict JSON requires."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _evaluate(model, dataset):

@@ -1,0 +1,295 @@
+"""The output folder of `keras-vae train`: one writer, atomic files, a resumable state."""
+
+import json
+import math
+import os
+import re
+import shutil
+
+import keras
+import numpy as np
+
+from keras_vae.utils.staged_path import StagedPath
+
+STATE_FILE = "state.json"
+_EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
+
+
+class FolderInUseError(RuntimeError):
+    """Raised when another process holds the lock of an output folder."""
+
+
+class RunLock:
+    """The lock of an output folder: one `train` writes into it at a time.
+
+    The lock is an advisory `flock` on `<folder>/.keras-vae.lock`, which
+    holds the PID of the process that took it. The system releases it when
+    that process ends however it ends (a crash, `kill -9`), so a stale lock
+    never blocks a folder: the next run takes it. On systems without
+    `fcntl` (Windows) the folder is not locked.
+
+    Args:
+        folder: str. The output folder (created if missing).
+
+    Example:
+
+    >>> with RunLock("runs/mnist-mlp"):  # doctest: +SKIP
+    ...     train_into("runs/mnist-mlp")
+    """
+
+    NAME = ".keras-vae.lock"
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, self.NAME)
+        self._file = None
+
+    def acquire(self):
+        """Takes the lock; raises `FolderInUseError` if a live process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return self
+        os.makedirs(self.folder, exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise FolderInUseError(
+                f"Expected an output folder that no other run is writing to. Received: "
+                f"output={self.folder!r}, in use by the run of process {holder} "
+                "(wait for it to end, or choose another --output)"
+            ) from None
+        except BaseException:
+            f.close()
+            raise
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self):
+        """Lets the lock go (the file stays: removing it would race the next holder)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def write_atomically(path, write, suffix=None):
+    """Calls `write(tmp)` for a hidden file beside `path`, then renames it to `path`.
+
+    A run stopped while writing, or a full disk, leaves the previous file (or
+    none), never a partial one; a killed run's hidden file goes with the next
+    write into the folder (`StagedPath`). The hidden name ends with `suffix`,
+    by default `path`'s (Keras saves only to `.keras` names).
+    """
+    try:
+        with StagedPath(path, os.path.splitext(path)[1] if suffix is None else suffix) as staged:
+            write(staged.path)
+            staged.publish()
+    except OSError as e:  # name the file meant, not the hidden one (or none)
+        raise OSError(e.errno, e.strerror or str(e), path) from None
+
+
+def write_json(path, value):
+    """Writes `value` as strict JSON (non-finite floats as `null`) to `path`, atomically."""
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(json_safe(value), f, indent=2, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+    write_atomically(path, write)
+
+
+def json_safe(value):
+    """`value` with every non-finite float replaced by `None`, as strict JSON requires."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def changed_arguments(saved, config, ignore=()):
+    """`"key=new (the run had old)"` for each key whose value differs, or `""`."""
+    keys = sorted(k for k in set(saved) | set(config) if k not in ignore)
+    return ", ".join(
+        f"{k}={config.get(k)!r} (the run had {saved.get(k)!r})"
+        for k in keys
+        if saved.get(k) != config.get(k)
+    )
+
+
+class RunBackup:
+    """`<output>/backup`: what lets a stopped `keras-vae train` resume exactly.
+
+    After every epoch it holds the weights with the optimizer state (a
+    `.keras` file named after the epoch) and `state.json`, which names that
+    file and holds the run's arguments and per-epoch history. `state.json`
+    is renamed into place last, so it commits the epoch as one unit: a run
+    stopped at any point resumes from the last committed epoch, whose
+    weights, history and epoch count agree. A run started with other
+    arguments, or with fewer epochs than were finished, is refused instead of
+    loading weights of another shape.
+
+    Args:
+        folder: str. The backup folder (`<output>/backup`).
+        config: dict. The run's arguments, JSON-safe. A backup made with
+            other values (the number of epochs aside) is refused.
+    """
+
+    def __init__(self, folder, config):
+        self.folder = folder
+        self.config = config
+        self.history = {}
+        self.epoch = 0  # epochs committed
+        state = self._read_state()
+        if state is None:
+            self.remove()  # nothing to resume: clear what a stopped first epoch left
+            return
+        changed = changed_arguments(state["config"], config, ignore=("epochs",))
+        if changed:
+            raise ValueError(
+                f"Expected the arguments of the stopped run in {os.path.dirname(folder)} "
+                f"to resume it (or --overwrite to start over). Received: {changed}"
+            )
+        if config["epochs"] < state["epoch"]:
+            raise ValueError(
+                f"Expected epochs to be at least {state['epoch']}, the epochs the stopped run "
+                f"in {os.path.dirname(folder)} finished. Received: epochs={config['epochs']}"
+            )
+        self.epoch = state["epoch"]
+        self.history = state["history"]
+        self._weights = os.path.join(folder, state["weights"])
+
+    @property
+    def resumed(self):
+        """Whether a stopped run's state was found (training goes on from `epoch`)."""
+        return self.epoch > 0
+
+    def restore(self, model):
+        """Loads the committed weights and optimizer state into `model`; returns the epoch."""
+        if self.resumed:
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(self._weights)
+        return self.epoch
+
+    def callback(self):
+        """The callback that commits each finished epoch (put it after the divergence check)."""
+        return _CommitEpoch(self)
+
+    def commit(self, model, epoch, logs):
+        """Writes the weights after epoch `epoch` (0-based), then `state.json` naming them."""
+        history = {key: values[:epoch] for key, values in self.history.items()}
+        for key, value in (logs or {}).items():
+            history.setdefault(key, []).append(float(value))
+        name = f"epoch-{epoch + 1:05d}.keras"
+        # A whole `.keras` archive rather than Keras's `.weights.h5`: it is built
+        # in memory and written with plain file calls, so a full disk is one
+        # OSError, where h5py writing in place crashed the process.
+        write_atomically(os.path.join(self.folder, name), model.save)
+        write_json(
+            os.path.join(self.folder, STATE_FILE),
+            {"config": self.config, "epoch": epoch + 1, "weights": name, "history": history},
+        )
+        self.history, self.epoch = history, epoch + 1
+        for old in os.listdir(self.folder):
+            if _EPOCH_WEIGHTS.fullmatch(old) and old != name:
+                os.remove(os.path.join(self.folder, old))
+
+    def remove(self):
+        """Removes the backup (see `remove_folder`)."""
+        remove_folder(self.folder)
+
+    def _read_state(self):
+        path = os.path.join(self.folder, STATE_FILE)
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            if not os.path.exists(os.path.join(self.folder, state["weights"])):
+                raise FileNotFoundError(state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"Expected a readable backup in {self.folder} to resume the stopped run "
+                f"(or --overwrite to start over). Received: {type(e).__name__}: {e}"
+            ) from None
+        return state
+
+
+def remove_folder(folder):
+    """Removes `folder`, renamed away first: a stop meanwhile leaves it whole or gone."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    trash = os.path.join(parent, f".{name}.removed")
+    shutil.rmtree(trash, ignore_errors=True)
+    if os.path.isdir(folder):
+        os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def finished_epochs(output):
+    """The epochs that the backup in `output` holds (0 if none): where a resumed run starts."""
+    try:
+        with open(os.path.join(output, "backup", STATE_FILE)) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class _CommitEpoch(keras.callbacks.Callback):
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup.commit(self.model, epoch, logs)
+
+
+class TrainingDivergedError(ValueError):
+    """Raised when a training epoch ends with a non-finite loss or non-finite weights."""
+
+
+class StopIfDiverged(keras.callbacks.Callback):
+    """Stops `fit` when an epoch ends with a non-finite figure or weight.
+
+    It raises at the end of the epoch, before the callbacks after it (the
+    backup) see the epoch, so no non-finite weights are ever written: the
+    backup keeps the last finite epoch and a finished model stays as it was.
+
+    Args:
+        advice: str. What to try, appended to the error.
+    """
+
+    def __init__(self, advice=""):
+        super().__init__()
+        self.advice = advice
+
+    def on_epoch_end(self, epoch, logs=None):
+        bad = {k: v for k, v in (logs or {}).items() if not np.isfinite(float(v))}
+        weights = (keras.ops.convert_to_numpy(w) for w in self.model.weights)
+        if not bad and all(np.isfinite(w).all() for w in weights):
+            return
+        self.model.stop_training = True
+        key = "loss" if "loss" in bad else min(bad, default=None)
+        received = f"{key}={float(bad[key])}" if key else ""
+        raise TrainingDivergedError(
+            f"Expected training to stay finite. Received: "
+            f"{received or 'non-finite weights'} in epoch {epoch + 1}{self.advice}"
+        )
