@@ -10,17 +10,39 @@ from PIL import Image
 from keras_vae.utils.staged_path import StagedPath
 
 
-def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2) -> np.ndarray:
+def image_grid(
+    images: np.ndarray,
+    num_rows: int | None = None,
+    padding: int = 2,
+    scale: int = 1,
+    num_cols: int | None = None,
+    background: float = 1.0,
+) -> np.ndarray:
     """Tiles images `[N, H, W, C]` with values in [0, 1] into one uint8 image.
+
+    Tile `i` goes to row `i // cols`, column `i % cols`; the cells left after
+    the last tile show the background.
 
     Args:
         images: float array `[N, H, W, C]`, `C` in {1, 3}, values in [0, 1].
-        num_rows: int or `None`. Rows of the grid. Defaults to a near-square grid.
-        padding: int. Pixels between tiles. Defaults to `2`.
+        num_rows: int or `None`. Rows of the grid. Defaults to a near-square
+            grid (or to as many rows as `num_cols` needs).
+        padding: int. Pixels between tiles (the grid lines). Defaults to `2`.
+        scale: int. Each tile pixel becomes a `scale` x `scale` block (nearest
+            neighbour), so small images stay sharp when shown. Defaults to `1`.
+        num_cols: int or `None`. Columns of the grid. Defaults to as many as
+            `num_rows` rows need.
+        background: float in [0, 1]. Grey value of the padding and the empty
+            cells. Defaults to `1.0` (white).
 
     Returns:
-        uint8 array `[rows * (H + padding) - padding, cols * (W + padding) -
-        padding]` (grey) or with a trailing 3 (colour).
+        uint8 array `[rows * (scale * H + padding) - padding, cols * (scale * W
+        + padding) - padding]` (grey) or with a trailing 3 (colour).
+
+    Example:
+
+    >>> image_grid(np.zeros((6, 2, 2, 1)), num_rows=2, padding=1, scale=3).shape
+    (13, 20)
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
@@ -28,10 +50,28 @@ def image_grid(images: np.ndarray, num_rows: int | None = None, padding: int = 2
             "Expected images shaped [N, H, W, C] with N > 0 and C in (1, 3). "
             f"Received: images.shape={images.shape}"
         )
+    for name, value, low in (("padding", padding, 0), ("scale", scale, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(
+                f"Expected {name} to be an integer >= {low}. Received: {name}={value!r}"
+            )
     n, h, w, c = images.shape
-    rows = num_rows or int(math.floor(math.sqrt(n)))
-    cols = int(math.ceil(n / rows))
-    grid = np.ones((rows * (h + padding) - padding, cols * (w + padding) - padding, c))
+    if num_cols is not None and num_rows is None:
+        rows = int(math.ceil(n / num_cols))
+    else:
+        rows = num_rows or int(math.floor(math.sqrt(n)))
+    cols = num_cols or int(math.ceil(n / rows))
+    if rows * cols < n:
+        raise ValueError(
+            f"Expected a grid with room for the {n} images. "
+            f"Received: num_rows={num_rows}, num_cols={num_cols}"
+        )
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    grid = np.full(
+        (rows * (h + padding) - padding, cols * (w + padding) - padding, c), background, np.float32
+    )
     for i, image in enumerate(images):
         r, col = divmod(i, cols)
         top, left = r * (h + padding), col * (w + padding)
