@@ -1,7 +1,11 @@
 """The whole of `keras-vae export`: export, verify, then publish what passed."""
 
+import hashlib
+import json
 import os
+import re
 import shutil
+import warnings
 
 from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import (
@@ -18,7 +22,7 @@ from keras_vae.export.validation import (
     check_version,
 )
 from keras_vae.export.verify import check_draws, verify_export
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.staged_path import StagedPath, is_running
 
 
 def export_model(
@@ -110,6 +114,7 @@ def export_model(
     conditions = check_representative_conditions(model, quantize, representative_conditions)
     target = None
     if saved_model_base is not None:
+        _roll_back_unfinished(os.fspath(saved_model_base))
         target = saved_model_target(saved_model_base, version)
     model_name = type(model).__name__
     model = float32_model(model)  # what the exports hold, for mixed-precision models
@@ -150,17 +155,84 @@ def _staged_path(staged, key):
 
 
 def _publish(staged):
-    """Renames the SavedModel into place, then the TFLite file; all or nothing."""
-    saved_model = staged.get("saved_model")
-    if saved_model is not None:
-        publish_saved_model(saved_model)
+    """Renames the SavedModel into place, then the TFLite file; all or nothing.
+
+    Between the two renames a journal beside the version folder names the
+    TFLite file and its content's hash. An exception removes the version
+    again; a process killed between the renames (SIGKILL, power loss) leaves
+    the journal, and the next export into the same folder removes the
+    version whose TFLite file never came (`_roll_back_unfinished`).
+    """
+    saved_model, tflite = staged.get("saved_model"), staged.get("tflite")
+    journal = None
+    if saved_model is not None and tflite is not None:
+        journal = _journal_path(saved_model.target)
+        with open(tflite.path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        record = {"tflite": os.path.abspath(tflite.target), "sha256": digest, "pid": os.getpid()}
+        with StagedPath(journal, ".json") as staged_journal:
+            staged_journal.write_bytes(json.dumps(record).encode())
+            staged_journal.publish()
     try:
-        if "tflite" in staged:
-            staged["tflite"].publish()
-    except BaseException:
         if saved_model is not None:
+            publish_saved_model(saved_model)
+        if tflite is not None:
+            tflite.publish()
+    except BaseException:
+        if saved_model is not None and tflite is not None:
             shutil.rmtree(saved_model.target, ignore_errors=True)
         raise
+    finally:
+        if journal is not None and os.path.exists(journal):
+            os.remove(journal)
+
+
+def _journal_path(version_folder):
+    base, version = os.path.split(os.path.abspath(version_folder))
+    return os.path.join(base, f".{version}.publishing.json")
+
+
+_JOURNAL = re.compile(r"\.(\d+)\.publishing\.json")
+
+
+def _roll_back_unfinished(base_dir):
+    """Removes the versions that a killed export published without their TFLite file.
+
+    Returns the versions removed (a warning names them).
+    """
+    try:
+        names = os.listdir(base_dir)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        match = _JOURNAL.fullmatch(name)
+        if match is None:
+            continue
+        journal = os.path.join(base_dir, name)
+        try:
+            with open(journal) as f:
+                record = json.load(f)
+            if is_running(int(record["pid"])):
+                continue  # an export publishing right now
+            with open(record["tflite"], "rb") as f:
+                done = hashlib.sha256(f.read()).hexdigest() == record["sha256"]
+        except FileNotFoundError:
+            done = False
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours to judge
+        version = os.path.join(base_dir, match[1])
+        if not done and os.path.isdir(version):
+            shutil.rmtree(version)
+            removed.append(int(match[1]))
+        os.remove(journal)
+    if removed:
+        warnings.warn(
+            f"Removed version(s) {sorted(removed)} of {base_dir}: an export was stopped after "
+            "publishing the SavedModel and before its TFLite file",
+            stacklevel=3,
+        )
+    return removed
 
 
 def format_report(report: dict) -> str:

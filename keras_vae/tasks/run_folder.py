@@ -183,7 +183,11 @@ class RunBackup:
         return self.epoch > 0
 
     def restore(self, model):
-        """Loads the committed weights and optimizer state into `model`; returns the epoch."""
+        """Loads the committed weights and optimizer state into a built `model`; returns the epoch.
+
+        The callback does this when training begins (`fit` has built the
+        model then); pass `initial_epoch=backup.epoch` to `fit`.
+        """
         if self.resumed:
             if model.optimizer is not None and not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
@@ -191,7 +195,10 @@ class RunBackup:
         return self.epoch
 
     def callback(self):
-        """The callback that commits each finished epoch (put it after the divergence check)."""
+        """The callback that restores the state, then commits each finished epoch.
+
+        Put it after the divergence check, so a diverged epoch is never committed.
+        """
         return _CommitEpoch(self)
 
     def commit(self, model, epoch, logs):
@@ -257,6 +264,9 @@ class _CommitEpoch(keras.callbacks.Callback):
     def __init__(self, backup):
         super().__init__()
         self.backup = backup
+
+    def on_train_begin(self, logs=None):
+        self.backup.restore(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         self.backup.commit(self.model, epoch, logs)

@@ -342,7 +342,7 @@ def train_model(
             if overwrite:
                 remove_folder(backup_folder)
             backup = RunBackup(backup_folder, json_safe(config))
-            initial_epoch = backup.restore(vae)
+            initial_epoch = backup.epoch  # its callback restores that epoch's state
             logs = os.path.join(output, "logs")
             callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
             callbacks.append(

@@ -130,7 +130,7 @@ def _remove_orphans(folder, owner):
         return
     for name in names:
         match = _STAGED_NAME.fullmatch(name)
-        if match is None or match["owner"] != owner or _is_running(int(match["pid"])):
+        if match is None or match["owner"] != owner or is_running(int(match["pid"])):
             continue
         try:
             _remove(os.path.join(folder, name))
@@ -149,7 +149,7 @@ def _remove(path):
             pass
 
 
-def _is_running(pid):
+def is_running(pid):
     """Whether a process with this id exists (one we may not signal counts)."""
     if pid == os.getpid() or os.name != "posix":  # on Windows, os.kill(pid, 0) is a Ctrl+C
         return True
