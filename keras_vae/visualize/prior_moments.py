@@ -1,7 +1,6 @@
 """The mean and variance of each latent under a model's prior."""
 
 import keras
-import tensorflow as tf
 
 # Draws for the priors whose moments TFP does not compute (a VampPrior mixing
 # flow posteriors).
@@ -15,7 +14,7 @@ def prior_moments(model, condition=None, seed: int = 0) -> tuple:
     the given conditions (the law of total variance: the mean of the
     variances plus the variance of the means). They are exact where the
     prior's distribution computes them (Gaussians and mixtures of Gaussians),
-    else estimated from seeded draws.
+    else estimated from seeded draws of `model.sample_latent`.
 
     Args:
         model: a model of the family.
@@ -34,7 +33,9 @@ def prior_moments(model, condition=None, seed: int = 0) -> tuple:
         mean = keras.ops.convert_to_numpy(prior.mean()).astype("float64")
         variance = keras.ops.convert_to_numpy(prior.variance()).astype("float64")
     except NotImplementedError:
-        draws = prior.sample(_NUM_DRAWS, seed=tf.constant([int(seed) & 0x7FFFFFFF, 2]))
+        # The model's own sampler picks a component before drawing from it; a
+        # TFP mixture of flows would draw from every component.
+        draws = model.sample_latent(_NUM_DRAWS, seed, condition=condition)
         draws = keras.ops.convert_to_numpy(draws).astype("float64")
         draws = draws.reshape(-1, draws.shape[-1])
         return draws.mean(axis=0), draws.var(axis=0)
