@@ -1,3 +1,4 @@
 from keras_vae.callbacks.beta_scheduler import BetaScheduler, linear_kl_warmup
+from keras_vae.callbacks.image_logger import ImageLogger
 
-__all__ = ["BetaScheduler", "linear_kl_warmup"]
+__all__ = ["BetaScheduler", "ImageLogger", "linear_kl_warmup"]
