@@ -48,7 +48,9 @@ def patch_write_points(kill_at=None, when="after", seen=None):
     """Counts the write points from now on; ends the process at point `kill_at`.
 
     Args:
-        kill_at: int or `None`. The 0-based write point to end the process at.
+        kill_at: int, str or `None`. The 0-based write point to end the
+            process at, or the description of the first such point
+            (`"publish model.keras"`).
         when: `"before"` or `"after"` the rename (or the removal).
         seen: list or `None`. Each point's description is appended to it.
     """
@@ -60,12 +62,13 @@ def patch_write_points(kill_at=None, when="after", seen=None):
 
     def wrap(original, describe):
         def patched(*args, **kwargs):
-            k = next(counter)
-            seen.append(describe(*args))
-            if k == kill_at and when == "before":
+            k, description = next(counter), describe(*args)
+            seen.append(description)
+            kill = k == kill_at or (description == kill_at and description not in seen[:-1])
+            if kill and when == "before":
                 os._exit(KILLED)
             result = original(*args, **kwargs)
-            if k == kill_at and when == "after":
+            if kill and when == "after":
                 os._exit(KILLED)
             return result
 
@@ -82,7 +85,8 @@ def patch_write_points(kill_at=None, when="after", seen=None):
 
 def _child(args):
     """What a child process runs: the command, killed at a write point or not."""
-    seen = patch_write_points(args.kill_at, args.when)
+    kill_at = int(args.kill_at) if args.kill_at and args.kill_at.isdigit() else args.kill_at
+    seen = patch_write_points(kill_at, args.when)
     if args.command == "train":
         from keras_vae.tasks import train_model
 
@@ -343,7 +347,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=("train", "export"), help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
-    parser.add_argument("--kill-at", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--kill-at", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--when", default="after", help=argparse.SUPPRESS)
     parser.add_argument("--points-file", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)

@@ -745,14 +745,24 @@ def _export_stopped_while_staging(model, base, tflite, stop):
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read()
     process.send_signal(stop)
-    return process.wait(timeout=120)
+    code = process.wait(timeout=120)
+    _export_stopped_while_staging.stderr = process.stderr.read()
+    return code
 
 
-@pytest.mark.slow
-def test_a_terminated_export_leaves_nothing_behind(vae_run, tmp_path):
+@pytest.mark.parametrize(
+    "stop", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM]
+)
+def test_a_stopped_export_says_so_in_one_line_and_leaves_nothing(vae_run, tmp_path, stop):
     base, tflite = tmp_path / "served", tmp_path / "device" / "model.tflite"
-    code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, signal.SIGTERM)
-    assert code == 128 + signal.SIGTERM
+    code = _export_stopped_while_staging(vae_run / "model.keras", base, tflite, stop)
+    assert code == 128 + stop
+    lines = [
+        line
+        for line in _export_stopped_while_staging.stderr.splitlines()
+        if not line.startswith(("WARNING: All log messages", "I0000", "W0000", "E0000"))
+    ]
+    assert lines == ["keras-vae export: stopped; nothing was published"]
     # The staged SavedModel, the folders made for the exports and the TFLite file are gone.
     assert not base.exists() and not tflite.parent.exists()
 
