@@ -8,8 +8,13 @@ import sys
 import threading
 import warnings
 
-from keras_vae.posteriors import POSTERIORS
-from keras_vae.priors import PRIORS
+from keras_vae.cli.quiet import import_tensorflow_quietly
+
+# The names `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`
+# register, written out so that parsing needs no TensorFlow (a test keeps
+# them equal).
+PRIOR_NAMES = ("standard", "mog", "vamp", "learned")
+POSTERIOR_NAMES = ("diagonal", "full", "iaf")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--prior",
         default="standard",
-        choices=tuple(PRIORS),
+        choices=PRIOR_NAMES,
         help="P(z): standard N(0, I), mog (a learned mixture of Gaussians), vamp (VampPrior; "
         "VAE only) or learned (a Gaussian network of the condition, P(z|X); CVAE only).",
     )
@@ -92,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--posterior",
         default="diagonal",
-        choices=tuple(POSTERIORS),
+        choices=POSTERIOR_NAMES,
         help="Q(z|x): diagonal Gaussian, full covariance, or iaf (an inverse autoregressive "
         "flow on a diagonal Gaussian).",
     )
@@ -179,6 +184,55 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="A .png grid (rows: observed, completions, original) or a .npy [N, K, H, W, C].",
     )
+    plot = sub.add_parser("plot", help="Draw a picture of a model as a PNG.")
+    # keras_vae.tasks.PLOT_KINDS, spelled out so --help needs no TensorFlow.
+    plot.add_argument(
+        "kind",
+        choices=("reconstructions", "interpolate", "traverse", "manifold", "latents", "samples"),
+        help="reconstructions (inputs beside them), interpolate (between pairs of images), "
+        "traverse (one latent at a time, most active first), manifold (a 2-D latent space), "
+        "latents (encoded images coloured by label) or samples (class rows for a label CVAE).",
+    )
+    plot.add_argument("model", help="A .keras file.")
+    plot.add_argument("--output", required=True, help="A .png file.")
+    _add_data_args(plot)
+    plot.add_argument("--split", default="test", help="TFDS split of the images.")
+    plot.add_argument("--input", default=None, help="A .npy [N, H, W, C] of images instead.")
+    plot.add_argument(
+        "--num",
+        type=int,
+        default=None,
+        help="Images (reconstructions 16, latents 2000), pairs (interpolate 4), latents "
+        "(traverse 8), tiles per side (manifold 15), samples (64; 8 per class; 6 completions).",
+    )
+    plot.add_argument(
+        "--steps", type=int, default=None, help="Tiles per row (interpolate 8, traverse 9)."
+    )
+    plot.add_argument(
+        "--latent",
+        type=int,
+        action="append",
+        default=None,
+        dest="latents",
+        help="traverse: a latent to sweep (repeatable; default: the most active).",
+    )
+    plot.add_argument(
+        "--extent",
+        type=float,
+        default=None,
+        help="Prior standard deviations either side (traverse 3, manifold 2).",
+    )
+    plot.add_argument(
+        "--label",
+        type=int,
+        action="append",
+        default=None,
+        dest="classes",
+        help="samples of a label CVAE: a class row (repeatable; default: all).",
+    )
+    plot.add_argument("--seed", type=int, default=0)
+    plot.add_argument("--temperature", type=float, default=1.0, help="samples: the prior's spread.")
+    plot.add_argument("--zoom", type=int, default=3, help="Pixels per image pixel.")
     export = sub.add_parser("export", help="Export to a SavedModel (TF Serving) and TFLite.")
     export.add_argument("model", help="A .keras file.")
     export.add_argument("--saved-model", default=None, metavar="BASE_DIR",
@@ -291,6 +345,32 @@ def _complete(args):
         grid = completion_grid(images, completions, model.condition_type)
         save_images(grid, args.output, num_rows=len(images))
     print(f"wrote {args.output}")
+
+
+def _plot(args):
+    from keras_vae.tasks import load_model, plot_model
+    from keras_vae.visualize import check_png_path
+
+    check_png_path(args.output)
+    images = None if args.input is None else _load_npy(args.input)
+    path = plot_model(
+        args.kind,
+        load_model(args.model),
+        args.output,
+        images=images,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        num=args.num,
+        steps=args.steps,
+        latents=args.latents,
+        extent=args.extent,
+        classes=args.classes,
+        seed=args.seed,
+        temperature=args.temperature,
+        zoom=args.zoom,
+    )
+    print(f"wrote {path}")
 
 
 def _load_npy(path):
@@ -444,16 +524,18 @@ COMMANDS = {
     "evaluate": _evaluate,
     "sample": _sample,
     "complete": _complete,
+    "plot": _plot,
 }
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from absl import logging as absl_logging
-
-    # TFDS and TF log deprecation notes through absl; the CLI shows errors only.
-    absl_logging.set_verbosity(absl_logging.ERROR)
     prefix = f"keras-vae {args.command}"
+    try:
+        import_tensorflow_quietly()
+    except KeyboardInterrupt:
+        print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
+        return 128 + signal.SIGINT
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         # One line, as errors are, instead of Python's file:line and source line.
