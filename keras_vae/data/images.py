@@ -315,7 +315,7 @@ def _check_image_features(name, features):
     if (
         not isinstance(image, tfds.features.Image)
         or not isinstance(label, tfds.features.ClassLabel)
-        or image.dtype != np.uint8
+        or image.np_dtype != np.uint8
         or None in shape
     ):
         received = {key: repr(value).split("(")[0] for key, value in features.items()}
