@@ -9,7 +9,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.models import VAE
-from keras_vae.models.validation import check_data, check_positive_int, follows_model_contract
+from keras_vae.models.validation import (
+    check_data,
+    check_positive_int,
+    check_values,
+    follows_model_contract,
+)
 from keras_vae.ops import random as portable_random
 from keras_vae.ops.elbo import importance_terms
 from keras_vae.ops.math import kl_divergence
@@ -101,7 +106,8 @@ def log_likelihood(
         ValueError: for a model that is not a `VAE` or `ConditionalVAE`, data
             (or a dataset's element spec) not shaped like the model's inputs,
             no examples, non-positive `num_samples`, `batch_size` or
-            `chunk_size`, values outside [0, 1] for a Bernoulli likelihood,
+            `chunk_size`, NaN or infinite values, values outside [0, 1] for
+            a Bernoulli likelihood,
             or `bins` that is not an integer of at least 2, or is given for a
             binary likelihood.
 
@@ -151,10 +157,8 @@ def log_likelihood(
         chunk_size = max(1, _CHUNK_FLOATS // (batch_size * tiled_size))
     chunk_size = min(chunk_size, num_samples)
     estimate = _batch_estimator(model, conditional, num_samples, chunk_size, batch_size)
-    bernoulli_name = None
-    if model.likelihood.binary:
-        bernoulli_name = "targets" if conditional else "data"
-    results = _run(estimate, batches, seed, num_batches, verbose, bernoulli_name)
+    names = ("targets", "conditions") if conditional else ("data", None)
+    results = _run(estimate, batches, seed, num_batches, verbose, names, model.likelihood.binary)
     per_example, reconstruction, kl, posterior_means = (
         np.concatenate(parts) for parts in zip(*results, strict=True)
     )
@@ -170,8 +174,13 @@ def log_likelihood(
     return metrics
 
 
-def _run(estimate, batches, seed, num_batches, verbose, bernoulli_name):
-    """Runs `estimate` on every batch, with a progress bar; returns its numpy outputs."""
+def _run(estimate, batches, seed, num_batches, verbose, names, binary_likelihood):
+    """Runs `estimate` on every batch, with a progress bar; returns its numpy outputs.
+
+    Every batch is checked first (`check_values`): finite, and in [0, 1] for
+    a binary likelihood, whose targets are then also checked to be 0 or 1
+    (a warning otherwise). A dataset's values are only seen here.
+    """
     progbar = None
     if verbose:
         progbar = keras.utils.Progbar(
@@ -179,8 +188,11 @@ def _run(estimate, batches, seed, num_batches, verbose, bernoulli_name):
         )
     results, binary, total, count = [], True, 0.0, 0
     for index, (target, condition) in enumerate(batches):
-        if bernoulli_name is not None:
-            binary &= _check_unit_interval(bernoulli_name, target)
+        check_values(names[0], target, unit_interval=binary_likelihood)
+        if condition is not None:
+            check_values(names[1], condition)
+        if binary_likelihood:
+            binary &= bool(tf.reduce_all((target == 0) | (target == 1)))
         outputs = estimate(target, condition, _batch_seed(seed, index))
         results.append([values.numpy().astype("float64") for values in outputs])
         if progbar is not None:
@@ -308,17 +320,6 @@ def _build(model, conditional, name, shape):
     if not conditional and model.likelihood is not None:
         check_data(name, tf.TensorSpec((None,) + shape[1:]), model.event_shape)
     model.build((None,) + shape[1:])
-
-
-def _check_unit_interval(name, values):
-    """Raises unless `values` lie in [0, 1]; returns whether they are all 0 or 1."""
-    low, high = float(tf.reduce_min(values)), float(tf.reduce_max(values))
-    if low < 0 or high > 1:
-        raise ValueError(
-            f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
-            f"Received: {name} values in [{low:g}, {high:g}]"
-        )
-    return bool(tf.reduce_all((values == 0) | (values == 1)))
 
 
 def _noise(shape, seed, counter_offset):

@@ -371,7 +371,7 @@ class ConditionalVAE(VAE):
 
     def _checked_reconstruct_inputs(self, x, condition):
         condition = self._checked_condition_batch(condition)
-        check_data("target", x, self.target_shape)
+        check_data("target", x, self.target_shape, unit_interval=self.likelihood.binary)
         x = tf.convert_to_tensor(x, tf.float32)
         if x.shape[0] != condition.shape[0]:
             raise ValueError(

@@ -14,6 +14,7 @@ from keras_vae.models.validation import (
     check_data,
     check_decoder_output,
     check_network_input,
+    check_network_output,
     check_no_class_weight,
     check_positive_int,
     check_sample_weight,
@@ -160,16 +161,31 @@ class VAE(ELBOModel):
         return None if self.likelihood is None else tuple(self.likelihood.event_shape)
 
     def encode(self, x, condition=None, training=False):
-        """The approximate posterior Q(z|x[, c]), a `tfd.Distribution` of batch `[B]`."""
-        x = checked_array(self.data_name, x, self.event_shape)
+        """The approximate posterior Q(z|x[, c]), a `tfd.Distribution` of batch `[B]`.
+
+        Concrete inputs (numpy arrays, lists, eager tensors) must be finite,
+        and lie in [0, 1] for a binary likelihood: a ValueError says what
+        came, where uint8 images or a NaN would give a silently wrong
+        posterior.
+        """
+        binary = getattr(self.likelihood, "binary", False)
+        x = checked_array(self.data_name, x, self.event_shape, unit_interval=binary)
         condition = self._condition_argument(condition)
-        return self.posterior_layer(self.encoder_features(x, condition, training))
+        features = self.encoder_features(x, condition, training)
+        check_network_output("encoder", features, self.data_name, x)
+        return self.posterior_layer(features)
 
     def decode(self, z, condition=None, training=False):
-        """The likelihood P(x|z[, c]), a `tfd.Distribution` of batch `[B]`."""
+        """The likelihood P(x|z[, c]), a `tfd.Distribution` of batch `[B]`.
+
+        Concrete `z` (and conditions) must be finite, as for `encode`, and
+        so must the decoder's output: a `z` so large that the decoder
+        overflows float32 raises rather than giving NaN.
+        """
         z = checked_array("z", z, (self.latent_dim,))
         condition = self._condition_argument(condition)
         params = call_network(self.decoder, self.decoder_inputs(z, condition), training)
+        check_network_output("decoder", params, "z", z)
         return self.likelihood(check_decoder_output(params, self.likelihood))
 
     def prior(self, condition=None):

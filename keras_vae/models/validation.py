@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def _shape_str(shape):
     return "[batch, " + ", ".join(str(d) for d in shape) + "]"
@@ -17,19 +19,97 @@ def lists_as_arrays(*values):
     return tuple(np.asarray(v) if isinstance(v, list) else v for v in values)
 
 
-def checked_array(name, value, event_shape):
-    """`value` for `encode` or `decode`: a list made an array, numpy input checked.
+def checked_array(name, value, event_shape, unit_interval=False):
+    """`value` for `encode`, `decode` and the other public methods: checked when concrete.
 
-    A numpy array (or list) is checked for dtype and shape `[batch, *event_shape]`
-    (when `event_shape` is known), so a missing batch axis fails in one line
-    instead of deep inside the network. Tensors pass as they are: the model
-    itself calls these methods on them, in graphs too.
+    A numpy array (or list) is checked for dtype, shape `[batch, *event_shape]`
+    (when `event_shape` is known) and values (`check_values`), so a missing
+    batch axis or a NaN fails in one line instead of deep inside the network
+    or in a silent NaN. An eager tensor gets the value check only: its
+    leading axes may be the model's own (`[K, B, d]` draws of z). Symbolic
+    tensors pass as they are: the model itself calls these methods in its
+    compiled steps, where a check would cost every step (and XLA compiles no
+    host check).
     """
     if isinstance(value, list):
         value = np.asarray(value)
-    if isinstance(value, np.ndarray) and event_shape is not None:
-        check_data(name, value, event_shape)
+    if isinstance(value, np.ndarray):
+        if event_shape is not None:
+            check_data(name, value, event_shape, unit_interval)
+        else:
+            check_values(name, value, unit_interval)
+    elif is_eager_tensor(value):
+        check_values(name, value, unit_interval)
     return value
+
+
+def is_eager_tensor(value):
+    """Whether `value` is a TensorFlow tensor with a value (not a graph's symbol)."""
+    return isinstance(value, tf.Tensor) and hasattr(value, "numpy") and tf.executing_eagerly()
+
+
+def check_values(name, values, unit_interval=False):
+    """Raises unless the numbers of `values` are finite (and, when `unit_interval`, in [0, 1]).
+
+    One pass each for the minimum and the maximum, which are NaN if any value
+    is and infinite if any value is: about 20 us for a batch of 100 MNIST
+    images, against about 1 ms for the MLP encoder it guards.
+
+    Args:
+        name: str. How the error message calls the values, e.g. `"z"`.
+        values: numpy array or eager tensor of numbers.
+        unit_interval: bool. Whether values must lie in [0, 1], the range of
+            a Bernoulli likelihood's data.
+
+    Raises:
+        ValueError: naming what was expected and what was received.
+    """
+    values = values.numpy() if isinstance(values, tf.Tensor) else np.asarray(values)
+    if values.size == 0 or (values.dtype.kind not in "fc" and not unit_interval):
+        return  # integers and booleans are finite
+    low, high = np.min(values), np.max(values)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        nan, infinite = int(np.sum(np.isnan(values))), int(np.sum(np.isinf(values)))
+        raise ValueError(
+            f"Expected {name} to hold finite values. Received: {name} with {nan} NaN and "
+            f"{infinite} infinite values"
+        )
+    if values.dtype.itemsize > 4 and max(-low, high) > _FLOAT32_MAX:
+        # The networks compute in float32, where these would be infinite.
+        raise ValueError(
+            f"Expected {name} to hold values finite in float32 (|value| <= {_FLOAT32_MAX:.3g}). "
+            f"Received: {name} values in [{float(low):g}, {float(high):g}]"
+        )
+    if unit_interval and not (low >= 0 and high <= 1):
+        raise ValueError(
+            f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
+            f"Received: {name} values in [{float(low):g}, {float(high):g}]"
+        )
+
+
+def check_network_output(network, outputs, name, inputs):
+    """Raises if a network's eager `outputs` are not finite for its finite `inputs`.
+
+    Finite inputs of extreme size (|z| near float32's largest value) make
+    the networks overflow, and the result would be a silent NaN. Symbolic
+    tensors are not checked (see `checked_array`).
+
+    Args:
+        network: str. `"encoder"` or `"decoder"`.
+        outputs: tensor. What the network gave.
+        name: str. The inputs' name, e.g. `"z"`.
+        inputs: tensor or array. The network's inputs, for the message.
+    """
+    if not is_eager_tensor(outputs):
+        return
+    values = outputs.numpy()
+    if values.size and not (np.isfinite(np.min(values)) and np.isfinite(np.max(values))):
+        largest = float(np.max(np.abs(np.asarray(inputs)))) if np.size(inputs) else 0.0
+        raise ValueError(
+            f"Expected the {network} to give finite values for {name}. Received: NaN or "
+            f"infinite {network} outputs for {name} with |values| up to {largest:g} (too large "
+            "for float32 arithmetic)"
+        )
 
 
 def call_network(network, inputs, training=False):
@@ -149,7 +229,8 @@ def check_data(name, data, event_shape, unit_interval=False):
     """Checks an array or a `tf.data` element spec against `event_shape`.
 
     Numpy arrays and eager tensors are checked in full: numeric dtype, shape
-    `[batch, *event_shape]` and, when `unit_interval`, values in [0, 1].
+    `[batch, *event_shape]`, finite values and, when `unit_interval`, values
+    in [0, 1] (`check_values`).
     Symbolic inputs (a dataset's element spec) are checked for dtype and
     shape only.
 
@@ -189,13 +270,8 @@ def check_data(name, data, event_shape, unit_interval=False):
         raise ValueError(
             f"Expected {name} shaped {_shape_str(event_shape)}. Received: {name}.shape={shape}"
         )
-    if unit_interval and not isinstance(data, tf.TensorSpec) and shape[0]:
-        low, high = float(np.min(data)), float(np.max(data))
-        if not (low >= 0 and high <= 1):  # also catches NaN
-            raise ValueError(
-                f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
-                f"Received: {name} values in [{low:g}, {high:g}]"
-            )
+    if isinstance(data, np.ndarray) or is_eager_tensor(data):
+        check_values(name, data, unit_interval)
 
 
 def check_positive_int(name, value, allow_zero=False):
