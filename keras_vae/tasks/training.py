@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import data
-from keras_vae.callbacks import BetaScheduler, linear_kl_warmup
+from keras_vae.callbacks import BetaScheduler, ImageLogger, linear_kl_warmup
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.presets import (
     LIKELIHOODS,
@@ -34,7 +34,7 @@ from keras_vae.tasks.run_folder import (
 )
 from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
 from keras_vae.utils.dtype_policy import global_dtype_policy
-from keras_vae.utils.images import file_in_the_way, image_grid, save_images
+from keras_vae.utils.images import file_in_the_way, save_images
 
 BINARIZATIONS = ("dynamic", "static", "none")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -115,8 +115,9 @@ def train_model(
     history and the final train and test metrics), `samples.png` (generated
     images: a grid from the prior, one row per class for a label CVAE, or
     rows of [observed part, completions, original] for a completion CVAE) and
-    TensorBoard logs in `logs/` (the losses, and in `logs/samples` the grid
-    of `samples.png` after every epoch). Files are written under hidden
+    TensorBoard logs in `logs/` (the losses, and in `logs/samples` the
+    samples and reconstructions of `keras_vae.callbacks.ImageLogger` after
+    every epoch, also as PNG files in `logs/images`). Files are written under hidden
     names and renamed into place, so a stopped run or a full disk never
     leaves a partial one, and an earlier run's files stay until they are
     replaced. One run writes into a folder at a time (`RunLock`).
@@ -346,7 +347,13 @@ def train_model(
             logs = os.path.join(output, "logs")
             callbacks.append(keras.callbacks.TensorBoard(log_dir=logs))
             callbacks.append(
-                _PreviewImages(os.path.join(logs, "samples"), condition, test_images, seed)
+                ImageLogger(
+                    test_images,
+                    test_labels,
+                    log_dir=os.path.join(logs, "samples"),
+                    png_dir=os.path.join(logs, "images"),
+                    seed=seed,
+                )
             )
             callbacks.append(backup.callback())  # last: it commits what the others logged
             if backup.resumed and verbose:
@@ -444,32 +451,3 @@ def _preview(model, condition, test_images, seed):
 def _save_preview(model, condition, test_images, seed, path):
     images, num_rows = _preview(model, condition, test_images, seed)
     save_images(images, path, num_rows=num_rows)
-
-
-class _PreviewImages(keras.callbacks.Callback):
-    """Logs the grid of `samples.png`, drawn with the run's seed, to TensorBoard after every epoch.
-
-    The draws are seeded, not taken from the model's noise, so logging them
-    leaves training as it is.
-    """
-
-    def __init__(self, log_dir, condition, test_images, seed):
-        super().__init__()
-        self.log_dir = log_dir
-        self.condition = condition
-        self.test_images = test_images
-        self.seed = seed
-        self._writer = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        grid = image_grid(*_preview(self.model, self.condition, self.test_images, self.seed))
-        with self._writer.as_default():
-            tf.summary.image("samples", grid.reshape((1, *grid.shape[:2], -1)), step=epoch)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

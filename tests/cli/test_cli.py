@@ -68,25 +68,39 @@ def test_train_writes_artifacts(vae_run):
 
 
 def _logged_images(folder):
-    """The image summaries of a TensorBoard log folder, by step, as uint8 arrays."""
+    """The image summaries of a TensorBoard log folder, by (tag, step), as uint8 arrays."""
     images = {}
     for name in os.listdir(folder):
         for event in tf.compat.v1.train.summary_iterator(str(folder / name)):
             for value in event.summary.value:
-                assert value.tag == "samples"
                 _, _, png = tf.make_ndarray(value.tensor)  # width, height, encoded image
-                images[event.step] = tf.io.decode_png(png).numpy()
+                images[value.tag, event.step] = tf.io.decode_png(png).numpy()
     return images
 
 
-def test_tensorboard_shows_the_samples_png_grid_after_every_epoch(vae_run, cvae_runs):
+def test_tensorboard_and_png_show_samples_and_reconstructions_after_every_epoch(vae_run, cvae_runs):
     for run in (vae_run, *cvae_runs.values()):
         images = _logged_images(run / "logs" / "samples")
         epochs = len(json.loads((run / "metrics.json").read_text())["history"]["elbo"])
-        assert sorted(images) == list(range(epochs))
+        tags = ("reconstructions", "samples")
+        assert sorted(images) == [(tag, epoch) for tag in tags for epoch in range(epochs)]
+        for (tag, step), image in images.items():
+            png = Image.open(run / "logs" / "images" / f"{tag}_epoch_{step + 1:03d}.png")
+            np.testing.assert_array_equal(image[..., 0], np.asarray(png))
+        # The last samples are samples.png's draws, 3x larger: 8 tiles a row,
+        # right of the class names of a label CVAE.
         final = np.asarray(Image.open(run / "samples.png"))
-        np.testing.assert_array_equal(images[epochs - 1][..., 0], final)
-    assert not np.array_equal(*_logged_images(vae_run / "logs" / "samples").values())
+        logged = images["samples", epochs - 1][..., 0]
+        logged = logged[:, logged.shape[1] - (8 * 85 - 1) :]
+        rows = (final.shape[0] + 2) // 30
+        for r in range(rows):
+            for c in range(8):
+                tile = final[r * 30 : r * 30 + 28, c * 30 : c * 30 + 28]
+                np.testing.assert_array_equal(
+                    logged[r * 85 : r * 85 + 84 : 3, c * 85 :: 3][:28, :28], tile
+                )
+    logged = _logged_images(vae_run / "logs" / "samples")
+    assert not np.array_equal(logged["samples", 0], logged["samples", 1])
     # The grids are seeded draws, not the model's noise: training is as without them.
     model, _ = train_model(
         architecture="mlp", latent_dim=4, epochs=2, batch_size=100, seed=1,
