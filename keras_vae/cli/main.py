@@ -9,6 +9,7 @@ import threading
 import warnings
 
 from keras_vae.cli.quiet import import_tensorflow_quietly
+from keras_vae.utils.checks import check_positive_float, check_positive_int
 
 # The names `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`
 # register, written out so that parsing needs no TensorFlow (a test keeps
@@ -34,6 +35,36 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _number(check, convert, name, allow_zero=False):
+    """An argparse type: `check` (from `keras_vae.utils.checks`) on the converted text.
+
+    Checked while parsing, so a bad number is reported before TensorFlow loads.
+    """
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"Expected {name} to be {kind}. Received: {name}={text!r}"
+            ) from None
+        try:
+            return check(name, value, allow_zero=allow_zero)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _positive_int(name, allow_zero=False):
+    return _number(check_positive_int, int, name, allow_zero)
+
+
+def _positive_float(name, allow_zero=False):
+    return _number(check_positive_float, float, name, allow_zero)
+
+
 def _add_data_args(parser):
     parser.add_argument("--dataset", default="mnist", help="TFDS image dataset name.")
     parser.add_argument(
@@ -49,21 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     train.add_argument("--architecture", default="mlp", help="mlp or conv.")
     train.add_argument(
-        "--latent-dim", type=int, default=None, help="Latents (default: 50 VAE, 8 CVAE)."
+        "--latent-dim",
+        type=_positive_int("latent_dim"),
+        default=None,
+        help="Latents (default: 50 VAE, 8 CVAE).",
     )
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--beta", type=float, default=1.0)
+    train.add_argument("--epochs", type=_positive_int("epochs"), default=10)
+    train.add_argument("--batch-size", type=_positive_int("batch_size"), default=128)
+    train.add_argument("--beta", type=_positive_float("beta", allow_zero=True), default=1.0)
     train.add_argument(
         "--kl-warmup-epochs",
-        type=int,
+        type=_positive_int("kl_warmup_epochs", allow_zero=True),
         default=0,
         help="KL warm-up: the KL weight rises linearly from 0 to --beta over N epochs.",
     )
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--learning-rate", type=_positive_float("learning_rate"), default=1e-3)
     train.add_argument(
         "--clipnorm",
-        type=float,
+        type=_positive_float("clipnorm"),
         default=None,
         help="Clip each gradient to this norm (steadies a run that diverges).",
     )
@@ -88,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--prior-components",
-        type=int,
+        type=_positive_int("prior_components"),
         default=None,
         metavar="K",
         help="Gaussians of --prior mog (default 10) or pseudo-inputs of --prior vamp "
@@ -140,11 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="A .keras file.")
     _add_data_args(evaluate)
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--batch-size", type=_positive_int("batch_size"), default=500)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
         "--importance-samples",
-        type=int,
+        type=_positive_int("importance_samples"),
         default=None,
         metavar="K",
         help="Also estimate log p(x) with K importance samples (adds nll).",
@@ -154,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="Generate images.")
     sample.add_argument("model", help="A .keras file.")
     sample.add_argument(
-        "--num-samples", type=int, default=64, help="Images (per class for a label CVAE)."
+        "--num-samples",
+        type=_positive_int("num_samples"),
+        default=64,
+        help="Images (per class for a label CVAE).",
     )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
@@ -171,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(complete)
     complete.add_argument("--split", default="test[:8]", help="Images to complete.")
     complete.add_argument("--input", default=None, help="A .npy [N, H, W, C] in [0, 1] instead.")
-    complete.add_argument("--num-completions", type=int, default=6)
+    complete.add_argument("--num-completions", type=_positive_int("num_completions"), default=6)
     complete.add_argument("--seed", type=int, default=0)
     complete.add_argument(
         "--temperature",

@@ -366,11 +366,21 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
          "Received: dtype_policy='float16'"),
         (["train", "--kl-warmup-epochs", "-1", "--output", "x"],
          "Received: kl_warmup_epochs=-1"),
+        (["train", "--epochs", "two", "--output", "x"],
+         "argument --epochs: Expected epochs to be an integer. Received: epochs='two'"),
+        (["train", "--clipnorm", "0", "--output", "x"],
+         "Expected clipnorm to be a positive float. Received: clipnorm=0.0"),
+        (["sample", "model.keras", "--num-samples", "0", "--output", "x.png"],
+         "Received: num_samples=0"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
     argv = [a if a != "x" else str(tmp_path / "out") for a in argv]
-    assert main(argv) != 0
+    try:
+        code = main(argv)
+    except SystemExit as parse_error:  # refused while parsing, before TensorFlow loads
+        code = parse_error.code
+    assert code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "out" / "model.keras").exists()
@@ -517,7 +527,9 @@ def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
                  "--importance-samples", "5", "--json"])  # fmt: skip
     assert code == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nll"] > 0
-    assert main(["evaluate", str(vae_run / "model.keras"), "--importance-samples", "0"]) != 0
+    with pytest.raises(SystemExit) as refused:  # while parsing
+        main(["evaluate", str(vae_run / "model.keras"), "--importance-samples", "0"])
+    assert refused.value.code == 2
     assert "Received: importance_samples=0" in capsys.readouterr().err
 
 
@@ -791,3 +803,39 @@ def test_the_next_export_removes_what_a_killed_one_left(vae_run, tmp_path):
                  "--tflite", str(tflite)]) == 0  # fmt: skip
     assert os.listdir(base) == ["1"]
     assert sorted(os.listdir(tmp_path)) == ["model.tflite", "served"]
+
+
+def test_argument_errors_and_help_come_before_tensorflow_loads():
+    script = (
+        "import sys\n"
+        "from keras_vae.cli.main import main\n"
+        "for argv in (['train', '--epochs', '-1', '--output', 'x'], ['--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == (0 if argv == ['--help'] else 2), e.code\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Expected epochs to be a positive integer. Received: epochs=-1" in done.stderr
+
+
+def test_the_cli_names_the_registered_priors_and_posteriors():
+    from keras_vae.cli.main import POSTERIOR_NAMES, PRIOR_NAMES
+    from keras_vae.posteriors import POSTERIORS
+    from keras_vae.priors import PRIORS
+
+    assert sorted(PRIOR_NAMES) == sorted(PRIORS)
+    assert sorted(POSTERIOR_NAMES) == sorted(POSTERIORS)
+
+
+def test_a_successful_command_prints_nothing_to_stderr(vae_run, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_vae.cli.main", "sample", str(vae_run / "model.keras"),
+         "--num-samples", "4", "--output", str(tmp_path / "s.png")],
+        capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                             if not k.startswith("TF_CPP")},
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == f"wrote {tmp_path / 's.png'}\n"
