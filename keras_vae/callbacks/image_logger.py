@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_vae.data import scale_images
 from keras_vae.models.validation import check_positive_int
+from keras_vae.visualize.model_inputs import model_inputs
 from keras_vae.visualize.plot_reconstructions import plot_reconstructions
 from keras_vae.visualize.plot_samples import plot_samples
 from keras_vae.visualize.save_png import save_png
@@ -87,6 +88,11 @@ class ImageLogger(keras.callbacks.Callback):
         self.seed = seed
         self.zoom = check_positive_int("zoom", zoom)
         self._writer = None
+
+    def on_train_begin(self, logs=None):
+        # Refuses images of another shape, or a label CVAE without labels,
+        # before the first epoch rather than after it.
+        model_inputs(self.model, self.images, self.labels, self.seed)
 
     def pictures(self):
         """The epoch's pictures, by name: uint8 arrays `[H, W, C]`."""

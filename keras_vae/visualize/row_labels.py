@@ -20,7 +20,10 @@ def with_row_labels(picture: np.ndarray, labels, row_height: int) -> np.ndarray:
         uint8 array `[height, margin + width, C]`; the picture itself is
         unchanged at the right.
     """
-    font = ImageFont.load_default(size=_FONT_SIZE)
+    try:
+        font = ImageFont.load_default(size=_FONT_SIZE)
+    except TypeError:  # Pillow before 10.1 has only its small bitmap font
+        font = ImageFont.load_default()
     labels = [str(label) for label in labels]
     margin = max(int(font.getbbox(label)[2]) for label in labels) + 6
     height, _, channels = picture.shape

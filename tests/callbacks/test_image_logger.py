@@ -101,3 +101,12 @@ def test_a_label_cvae_logs_class_rows_of_the_given_labels(tmp_path):
 def test_nowhere_to_write_is_one_line():
     with pytest.raises(ValueError, match="^Expected log_dir or png_dir.*Received: "):
         ImageLogger(np.zeros((2, *SHAPE), "float32"))
+
+
+def test_a_label_cvae_without_labels_is_refused_before_the_first_epoch():
+    x, labels = data()
+    model = tiny_model("label")
+    logger = ImageLogger(x, log_dir="unused")
+    with pytest.raises(ValueError, match="^Expected labels.*Received: labels=None$"):
+        model.fit(np.eye(3, dtype="float32")[labels], x, epochs=1, verbose=0, callbacks=[logger])
+    assert model.optimizer.iterations.numpy() == 0
