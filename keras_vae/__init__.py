@@ -26,6 +26,7 @@ _SUBMODULES = (
     "ops",
     "posteriors",
     "priors",
+    "visualize",
 )
 _MODELS = ("VAE", "ConditionalVAE")
 
