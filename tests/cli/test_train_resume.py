@@ -295,3 +295,15 @@ def test_a_signal_stops_train_with_one_line(tmp_path, tfds_data_dir, signum):
     assert 1 <= done < 50
     lines = [line for line in stderr.splitlines() if not reliability._start_up_noise(line)]
     assert lines == [f"keras-vae train: stopped after epoch {done}; run the same command to resume"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tfds_data_dir):
+    with reliability.tmpfs("2m") as folder:
+        if folder is None:
+            pytest.skip("a tmpfs cannot be mounted here (needs root)")
+        out = os.path.join(folder, "run")
+        code, stderr = reliability.cli(["train", *reliability.TRAIN_ARGV, "--output", out])
+        assert reliability.one_line_failure(code, stderr) is None and code == 1
+        assert "No space left on device" in stderr
+        assert reliability.hidden_files(folder) == []
+        assert not os.path.exists(os.path.join(out, "model.keras"))
