@@ -25,6 +25,14 @@ def manifold_latents(num: int, extent: float, mean=(0.0, 0.0), std=(1.0, 1.0)) -
 
     Returns:
         float32 array `[num * num, 2]`.
+
+    Example:
+
+    >>> manifold_latents(2, 1.0)
+    array([[-1.,  1.],
+           [ 1.,  1.],
+           [-1., -1.],
+           [ 1., -1.]], dtype=float32)
     """
     grid_x = np.linspace(-extent, extent, num)
     grid_y = grid_x[::-1]

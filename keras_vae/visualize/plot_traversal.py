@@ -24,6 +24,12 @@ def traversal_latents(z, latents, values) -> np.ndarray:
 
     Returns:
         float32 array `[len(latents) * steps, latent_dim]`, row-major.
+
+    Example:
+
+    >>> traversal_latents(np.zeros(2), [1], np.array([[-1.0, 1.0]]))
+    array([[ 0., -1.],
+           [ 0.,  1.]], dtype=float32)
     """
     steps = values.shape[1]
     grid = np.repeat(np.asarray(z, "float32")[None], len(latents) * steps, axis=0)
