@@ -37,9 +37,10 @@ demo: install
 	$(BIN)/keras-vae plot samples $(DEMO_DIR)-cvae-top-half/model.keras --output $(PICTURES)/completions.png
 
 # One worker per core (pytest-xdist); a file's tests stay on one worker, so its
-# module fixtures (trained models, exports) are made once.
+# module fixtures (trained models, exports) are made once. Files go out in
+# collection order, the longest first (tests/conftest.py), so both workers end together.
 test: install
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # The tests marked slow (long training runs, the benchmark scripts), which `make test` leaves out.
 test-slow: install
