@@ -29,6 +29,12 @@ from ai_edge_litert.interpreter import Interpreter
 
 MAX_NUM_SAMPLES = 4096
 METADATA_NAME = "keras_vae"
+# Rows of z that `Sampler.decode` runs at a time: its memory is the result's
+# plus one chunk's activations, however many rows are asked for.
+DECODE_BATCH_SIZE = 1024
+# The seed of the draw a `Sampler` makes when it opens a model, to refuse a
+# damaged file whose images are not finite.
+PROBE_SEED = 0
 _INT32_MIN = -(2**31)
 
 
@@ -54,7 +60,15 @@ class Sampler:
             of the condition's pixels and of the generated ones, in order.
         quantize: str or `None`. How the file was quantized.
         max_num_samples: int. Most rows per call: `num_samples`, or
-            `B * num_samples` with a batch of `B` conditions.
+            `B * num_samples` with a batch of `B` conditions. The `.tflite`
+            file's own `sample` signature clamps `num_samples` to
+            `[0, max_num_samples // B]`, since TFLite has no run-time
+            errors: a raw signature runner never returns more rows.
+
+    Inputs are checked before they reach the interpreter (shapes, finite
+    values), and outputs after it: a file whose images are not finite is
+    refused when it is opened (one draw with `PROBE_SEED`), and a call whose
+    images are not finite raises instead of returning them.
 
     Example:
 
@@ -125,6 +139,34 @@ class Sampler:
             self.full_image_shape = tuple(int(d) for d in self.full_image_shape)
             self.observed_pixels = np.asarray(metadata["observed_pixels"], np.int64)
             self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
+        self._probe()
+
+    def _probe(self):
+        """Raises unless one draw with `PROBE_SEED` gives finite images.
+
+        A bit flipped in a weight's exponent makes a file that loads and
+        runs, and draws NaN images.
+        """
+        inputs = {"seed": np.int32(PROBE_SEED), "num_samples": np.int32(1)}
+        if self.condition_shape is not None:
+            condition = np.zeros((1, *self.condition_shape), np.float32)
+            if self.condition_type == "label":
+                condition[0, 0] = 1.0
+            inputs["condition"] = condition
+        try:
+            images = self._sample(**inputs)["image"]
+        except (ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                "Expected a loadable keras-vae TFLite model. Received: "
+                f"model={self.model_path!r} ({first})"
+            ) from None
+        if not np.all(np.isfinite(images)):
+            raise ValueError(
+                "Expected a model that draws finite images. Received: "
+                f"model={self.model_path!r}, whose draw with seed {PROBE_SEED} holds NaN or "
+                "infinite values (a damaged file?)"
+            )
 
     def sample(self, seed, num_samples, condition=None, return_latent=False):
         """Generates examples from the prior, reproducibly by seed.
@@ -164,6 +206,7 @@ class Sampler:
         else:
             outputs = self._sample(**inputs)
             images, z = np.array(outputs["image"]), np.array(outputs["z"])
+            _check_finite_output(images, f"seed={seed}")
         return (images, z) if return_latent else images
 
     def complete(self, images, seed, num_samples=1):
@@ -205,28 +248,46 @@ class Sampler:
         completed[:, self.missing_pixels] = missing
         return completed.reshape(-1, *self.full_image_shape)
 
-    def decode(self, z, condition=None):
-        """The likelihood mean for latents `z` `[B, latent_dim]` (and conditions `[B, ...]`)."""
-        try:
-            z = np.asarray(z, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError("Expected z to hold numbers. Received: z of another type") from None
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+    def decode(self, z, condition=None, batch_size=DECODE_BATCH_SIZE):
+        """The likelihood mean for latents `z` (and conditions), `batch_size` rows at a time.
+
+        Args:
+            z: array `[B, latent_dim]` of finite numbers.
+            condition: array `[B, *condition_shape]` for a conditional model,
+                else `None`.
+            batch_size: positive int. Rows run at a time: the interpreter's
+                memory is one chunk's, whatever `B`; the images do not
+                depend on it. Defaults to `DECODE_BATCH_SIZE` (1024).
+
+        Returns:
+            float32 array `[B, *image_shape]`.
+        """
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, numbers.Integral)
+            or batch_size < 1
+        ):
             raise ValueError(
-                f"Expected z shaped [batch, {self.latent_dim}]. Received: z.shape={z.shape}"
+                f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
             )
-        inputs = {"z": z}
+        z = _float_batch("z", z, (self.latent_dim,))
         condition = self._check_condition(condition)
-        if condition is not None:
-            if len(condition) != len(z):
-                raise ValueError(
-                    "Expected z and condition with the same batch size. Received: "
-                    f"z.shape={z.shape}, condition.shape={condition.shape}"
-                )
-            inputs["condition"] = condition
+        if condition is not None and len(condition) != len(z):
+            raise ValueError(
+                "Expected z and condition with the same batch size. Received: "
+                f"z.shape={z.shape}, condition.shape={condition.shape}"
+            )
         if len(z) == 0:
             return self._empty_batch()[0]
-        return np.array(self._decode(**inputs)["image"])
+        images = np.empty((len(z), *self.image_shape), np.float32)
+        for start in range(0, len(z), int(batch_size)):
+            rows = slice(start, start + int(batch_size))
+            inputs = {"z": z[rows]}
+            if condition is not None:
+                inputs["condition"] = condition[rows]
+            images[rows] = self._decode(**inputs)["image"]
+            _check_finite_output(images[rows], f"z with |z| up to {np.max(np.abs(z[rows])):g}")
+        return images
 
     def _empty_batch(self):
         """Images and z for zero rows, made without the interpreter.
@@ -285,21 +346,42 @@ class Sampler:
 
 
 def _float_batch(name, value, event_shape, noun=None):
-    """`value` as a float32 array `[batch, *event_shape]`; raises in one line otherwise.
+    """`value` as a float32 array `[batch, *event_shape]` of finite numbers; raises in one
+    line otherwise.
 
-    The errors call it `noun` (default `name`), e.g. "a condition".
+    The errors call it `noun` (default `name`), e.g. "a condition". Values
+    beyond float32's range are refused, not made infinite.
     """
     noun = name if noun is None else noun
     shape = "[batch, " + ", ".join(map(str, event_shape)) + "]"
     try:
-        value = np.asarray(value, dtype=np.float32)
+        original = np.asarray(value)
+        if original.dtype.kind not in "biuf":
+            raise TypeError
+        with np.errstate(over="ignore"):
+            value = original.astype(np.float32)
     except (TypeError, ValueError):
         raise ValueError(
             f"Expected {noun} of numbers shaped {shape}. Received: another type"
         ) from None
     if value.ndim < 1 or value.shape[1:] != tuple(event_shape):
         raise ValueError(f"Expected {noun} shaped {shape}. Received: {name}.shape={value.shape}")
+    if value.size and not (np.isfinite(value.min()) and np.isfinite(value.max())):
+        raise ValueError(
+            f"Expected {noun} of finite float32 numbers. Received: {name} with "
+            f"{int(np.sum(np.isnan(value)))} NaN and {int(np.sum(np.isinf(value)))} infinite "
+            "values (in float32)"
+        )
     return value
+
+
+def _check_finite_output(images, inputs):
+    """Raises unless the model's `images` for `inputs` (a description) are finite."""
+    if images.size and not (np.isfinite(images.min()) and np.isfinite(images.max())):
+        raise ValueError(
+            "Expected the model to give finite images. Received: NaN or infinite images for "
+            f"{inputs}"
+        )
 
 
 def _int32_seed(seed):

@@ -49,7 +49,18 @@ class ServingModule(tf.Module):
     resource variables and returns NaN. Holding only those variables also
     keeps the optimizer's slots out of the SavedModel. Float inputs are
     checked at run time against their declared shapes (`tf.ensure_shape`),
-    since neither TF Serving nor a loaded signature does it first.
+    since neither TF Serving nor a loaded signature does it first, and to be
+    finite (and `x` or `target` in [0, 1] for a binary likelihood): with
+    oneDNN, TensorFlow's default on x86 CPUs, the fused dense layers turned
+    NaN or infinite inputs into normal-looking images.
+
+    TFLite drops these run-time checks. What stays in the `.tflite` file:
+    `decode` reshapes its image to `z`'s number of rows, so a `z` with
+    another number of values per row (which TFLite's fully connected layer
+    would read as other rows) fails to run; `sample` clamps `num_samples`
+    to `[0, MAX_NUM_SAMPLES]` and, given `B` conditions, to
+    `MAX_NUM_SAMPLES // B`, so a raw signature runner returns at most
+    `MAX_NUM_SAMPLES` rows; images are the likelihood's `portable_mean`.
 
     An empty batch (0 rows of `z`, `x` or conditions) gets empty outputs of
     the declared shapes. With `empty_batches=True`, the networks then run on
@@ -145,6 +156,48 @@ def _check_num_samples(num_samples):
         return tf.identity(num_samples)
 
 
+def _clamped_num_samples(num_samples, condition=None):
+    """`num_samples` clamped to what the checks allow: `[0, MAX_NUM_SAMPLES // B]`.
+
+    A no-op after the asserts of the SavedModel; TFLite drops asserts, so the
+    clamp is what bounds the rows a raw `.tflite` signature runner allocates.
+    """
+    cap = tf.constant(MAX_NUM_SAMPLES, tf.int32)
+    if condition is not None:
+        cap = cap // tf.maximum(tf.shape(condition, out_type=tf.int32)[0], 1)
+    return tf.clip_by_value(num_samples, 0, cap)
+
+
+def _check_values(tensor, name, unit_interval=False):
+    """`tensor`, run only after the checks that it is finite (and in [0, 1]).
+
+    A check before the networks: with oneDNN the fused dense layers of a
+    SavedModel turned NaN inputs into normal-looking images. TFLite drops it.
+    """
+    checks = [
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(tensor)),
+            [
+                f"Expected {name} to hold finite values. Received: {name} with NaN or "
+                "infinite values"
+            ],
+        )
+    ]
+    if unit_interval:
+        inside = tf.reduce_all(tf.logical_and(tensor >= 0.0, tensor <= 1.0))
+        checks.append(
+            tf.debugging.Assert(
+                inside,
+                [
+                    f"Expected {name} values in [0, 1] for a Bernoulli likelihood. Received: "
+                    f"{name} values outside [0, 1]"
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(tensor)
+
+
 def _check_total_rows(num_samples, condition):
     """`num_samples`, run only after the check that `B * num_samples <= MAX_NUM_SAMPLES`.
 
@@ -167,16 +220,18 @@ def _check_total_rows(num_samples, condition):
         return tf.identity(num_samples)
 
 
-def _checked(tensor, name, event_shape):
-    """`tensor`, checked at run time to be shaped `[batch, *event_shape]`.
+def _checked(tensor, name, event_shape, unit_interval=False):
+    """`tensor`, checked at run time to be shaped `[batch, *event_shape]`, and its values.
 
     The signature declares the shape, but neither a loaded signature function
     nor TF Serving enforces it before the graph runs, and Grappler simplifies
     the graph as if it held: a wrong condition would fail deep inside a Tile
     or MatMul. `EnsureShape` fails first, with "Shape of tensor condition
-    [2,9] is not compatible with expected shape [?,10]". TFLite drops it.
+    [2,9] is not compatible with expected shape [?,10]". Then
+    `_check_values`. TFLite drops both.
     """
-    return tf.ensure_shape(tensor, [None, *event_shape], name=f"check_{name}")
+    tensor = tf.ensure_shape(tensor, [None, *event_shape], name=f"check_{name}")
+    return _check_values(tensor, name, unit_interval)
 
 
 def _check_same_batch(tensor, condition, name="z"):
@@ -232,9 +287,14 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows):
     if condition_shape is not None:
         condition_specs = [tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")]
 
+    binary = model.likelihood.binary
+
+    def mean(likelihood):
+        return model.likelihood.portable_mean(likelihood)
+
     def checked_pair(tensor, name, shape, condition):
         """`tensor` and the condition (a 0- or 1-tuple), both checked against their shapes."""
-        tensor = _checked(tensor, name, shape)
+        tensor = _checked(tensor, name, shape, unit_interval=binary and name == data_name)
         if not condition:
             return tensor, ()
         condition = _checked(condition[0], "condition", condition_shape)
@@ -245,20 +305,25 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows):
 
     def decode(z, *condition):
         z, condition = checked_pair(z, "z", (latent_dim,), condition)
-        return rows(lambda z, *c: {"image": model.decode(z, optional(c)).mean()}, z, *condition)
+        image = rows(lambda z, *c: mean(model.decode(z, optional(c))), z, *condition)
+        # One image per row of z: in TFLite, which drops the shape check, a z
+        # of another width (read by the fully connected layer as other rows)
+        # then fails to run instead of giving other images.
+        return {"image": tf.reshape(image, tf.concat([tf.shape(z)[:1], data_shape], 0))}
 
     def sample(seed, num_samples, *condition):
         seed, num_samples = _check_scalar(seed, "seed"), _check_num_samples(num_samples)
         if not condition:
-            z = model.sample_latent(num_samples, seed)
-            return {"image": model.decode(z).mean(), "z": z}
+            z = model.sample_latent(_clamped_num_samples(num_samples), seed)
+            return {"image": mean(model.decode(z)), "z": z}
         condition = _checked(condition[0], "condition", condition_shape)
         num_samples = _check_total_rows(num_samples, condition)
+        num_samples = _clamped_num_samples(num_samples, condition)
         latent = model.sample_latent(num_samples, seed, condition=condition)
         z = tf.reshape(latent, [-1, latent_dim])
         # Row b * num_samples + k is draw k for condition b, as in `sample`.
         repeated = tf.repeat(condition, num_samples, axis=0)
-        image = rows(lambda z, c: model.decode(z, c).mean(), z, repeated)
+        image = rows(lambda z, c: mean(model.decode(z, c)), z, repeated)
         return {"image": image, "z": z}
 
     def encode(x, *condition):
@@ -275,7 +340,7 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows):
         def image(x, *c):
             posterior = model.encode(x, optional(c))
             z = model.posterior_layer.point(posterior)
-            return {"image": model.decode(z, optional(c)).mean()}
+            return {"image": mean(model.decode(z, optional(c)))}
 
         return rows(image, x, *condition)
 

@@ -92,6 +92,15 @@ class DistributionLayer(keras.layers.Layer):
         del x
         return distribution.mean()
 
+    def portable_mean(self, distribution):
+        """`distribution.mean()` in ops that every runtime computes alike.
+
+        The exports (SavedModel, TFLite) return this as their image; a
+        layer overrides it where a runtime's kernel departs from
+        TensorFlow's on some inputs.
+        """
+        return distribution.mean()
+
     def _make_distribution(self, params):
         raise NotImplementedError
 

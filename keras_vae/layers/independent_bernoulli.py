@@ -10,6 +10,8 @@ from keras_vae.layers.distribution_layer import DistributionLayer
 
 tfd = tfp.distributions
 
+_LOGIT_CLIP = 88.0
+
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class IndependentBernoulli(DistributionLayer):
@@ -39,6 +41,18 @@ class IndependentBernoulli(DistributionLayer):
         """Number of parameters: one logit per element."""
         shape = (event_shape,) if isinstance(event_shape, int) else event_shape
         return math.prod(shape)
+
+    def portable_mean(self, distribution):
+        """The probabilities `sigmoid(logits)`, with the logits clipped to [-88, 88].
+
+        XNNPack, LiteRT's default CPU delegate, returns NaN for the sigmoid
+        of |logits| >= 1e30 (a latent of 1e30 gets there), where TensorFlow
+        returns 0 or 1. In float32 the sigmoid is 1 from 17 on and below
+        1e-38 under -88, so the clip changes no probability by more than
+        1e-38.
+        """
+        logits = distribution.distribution.logits
+        return tf.sigmoid(tf.clip_by_value(logits, -_LOGIT_CLIP, _LOGIT_CLIP))
 
     def call(self, params):
         (logits,) = self._split_params(params, 1)
