@@ -1,5 +1,8 @@
 """Evaluating a trained model on an image dataset: `keras-vae evaluate`."""
 
+import os
+import zipfile
+
 import keras
 import numpy as np
 
@@ -8,11 +11,23 @@ from keras_vae.evaluation import log_likelihood
 from keras_vae.models.validation import check_positive_int, follows_model_contract
 from keras_vae.tasks.training import make_datasets
 
+# What every `.keras` archive holds, whatever its weights format.
+_KERAS_MEMBERS = ("metadata.json", "config.json")
+
 
 def load_model(path: str):
-    """Loads a `.keras` file, with one clear error if it is not one."""
+    """Loads a `.keras` file, with one clear error if it is not one.
+
+    A missing file is reported as not found; a file that is not a whole
+    `.keras` archive (truncated, another format, a member whose checksum
+    fails, a member missing) as "not a valid .keras file" with the reason,
+    before Keras reads it (Keras reports most of these as "File not found").
+    """
     if not str(path).endswith(".keras"):
         raise ValueError(f"Expected a path to a .keras model file. Received: model={path!r}")
+    reason = _invalid_archive_reason(path)
+    if reason is not None:
+        raise ValueError(f"Expected a readable .keras model saved by keras-vae. Received: {reason}")
     try:
         model = keras.saving.load_model(path)
     except Exception as e:  # a bad archive fails in many ways (KeyError, TypeError, ...)
@@ -26,6 +41,30 @@ def load_model(path: str):
             f"Received: model={path!r} holding a {type(model).__name__}"
         )
     return model
+
+
+def _invalid_archive_reason(path):
+    """Why `path` is not a readable `.keras` archive, or `None` if it looks like one."""
+    if not os.path.exists(path):
+        return f"model={path!r} (file not found)"
+    if os.path.isdir(path):
+        return f"model={path!r} (a folder)"
+    try:
+        if not zipfile.is_zipfile(path):
+            return (
+                f"model={path!r}, not a valid .keras file (not a zip archive: truncated, or "
+                "another format)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            missing = [name for name in _KERAS_MEMBERS if name not in archive.namelist()]
+            if missing:
+                return f"model={path!r}, not a valid .keras file (no {', '.join(missing)})"
+            damaged = archive.testzip()  # reads every member and checks its CRC
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        return f"model={path!r}, not a valid .keras file ({str(e) or type(e).__name__})"
+    if damaged is not None:
+        return f"model={path!r}, not a valid .keras file ({damaged} is damaged: checksum fails)"
+    return None
 
 
 def default_binarization(model) -> str | None:

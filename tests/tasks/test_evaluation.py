@@ -1,0 +1,88 @@
+"""`load_model`: a `.keras` file that is missing, damaged or not one is named as such."""
+
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keras_vae.models.presets import build_vae
+from keras_vae.tasks import load_model
+
+PREFIX = r"^Expected a readable \.keras model saved by keras-vae\. Received: model='.*'"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A small VAE's `.keras` file, its bytes and its weights."""
+    model = build_vae("mlp", (4, 4, 1), latent_dim=2, seed=0)
+    model.build((None, 4, 4, 1))
+    path = tmp_path_factory.mktemp("saved") / "model.keras"
+    model.save(path)
+    return path, path.read_bytes(), model.get_weights()
+
+
+def refused(path, reason):
+    with pytest.raises(ValueError, match=PREFIX + reason) as raised:
+        load_model(str(path))
+    assert len(str(raised.value).splitlines()) == 1
+
+
+def test_a_missing_file_is_not_found(tmp_path):
+    refused(tmp_path / "missing.keras", r" \(file not found\)$")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"hello", bytes(range(256)) * 40, "half"],
+    ids=["empty", "text", "random", "truncated"],
+)
+def test_files_that_are_not_zip_archives(saved, tmp_path, content):
+    if content == "half":
+        content = saved[1][: len(saved[1]) // 2]
+    path = tmp_path / "bad.keras"
+    path.write_bytes(content)
+    refused(
+        path, r", not a valid \.keras file \(not a zip archive: truncated, or another format\)$"
+    )
+
+
+def test_a_zip_without_the_keras_members(tmp_path):
+    path = tmp_path / "other.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    refused(path, r", not a valid \.keras file \(no metadata\.json, config\.json\)$")
+
+
+def test_a_damaged_member_fails_its_checksum(saved, tmp_path):
+    content = bytearray(saved[1])
+    content[len(content) // 2] ^= 0x40  # inside the weights, stored uncompressed
+    path = tmp_path / "flipped.keras"
+    path.write_bytes(bytes(content))
+    refused(path, r", not a valid \.keras file \(model\.weights\.h5 is damaged: checksum fails\)$")
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(position=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_flipped_bit_is_refused_or_harmless(saved, tmp_path, position, bit):
+    path, original, weights = saved
+    content = bytearray(original)
+    content[int(position * len(content))] ^= 1 << bit
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(bytes(content))
+    try:
+        model = load_model(str(damaged))
+    except ValueError as error:
+        assert str(error).startswith("Expected a readable .keras model") and "\n" not in str(error)
+        return
+    # A flip in a field nothing reads (a timestamp): the same model.
+    for loaded, expected in zip(model.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(loaded, expected)
+    assert isinstance(model, keras.Model)
