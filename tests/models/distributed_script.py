@@ -105,14 +105,8 @@ results["elbo"] = [
 seeds = strategy.run(mirrored.next_seed)
 results["replica_seeds"] = [s.numpy().tolist() for s in strategy.experimental_local_results(seeds)]
 
-# The presets train with their defaults, a CVAE too.
 images = (rng.random((256, 28, 28, 1)) < 0.3).astype("float32")
 labels = keras.utils.to_categorical(rng.integers(0, 10, 256), 10)
-with strategy.scope():
-    vae = build_vae("mlp", (28, 28, 1), 4)
-    vae.compile()
-    cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
-    cvae.compile()
 # An unbuilt model of the strategy, built by log_likelihood, still trains there.
 with strategy.scope():
     estimated = build_vae("mlp", (28, 28, 1), 4)
@@ -121,20 +115,26 @@ log_likelihood(estimated, images[:8], num_samples=2, verbose=0)
 results["fit_after_log_likelihood_error"] = error_of(
     lambda: estimated.fit(images, batch_size=64, epochs=1, verbose=0)
 )
-# Unbuilt models of the strategy, built by a call outside its scope, still train there.
+
+
+def train(name, model, *data):
+    """Records the loss of each of 3 epochs of `fit` as `results[name]`."""
+    results[name] = model.fit(*data, batch_size=64, epochs=3, verbose=0).history["loss"]
+
+
+# Unbuilt models of the strategy, built by a call outside its scope, still train
+# there: the presets, with their defaults, a CVAE too.
 with strategy.scope():
-    called_vae = build_vae("mlp", (28, 28, 1), 4)
-    called_vae.compile()
-    called_cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
-    called_cvae.compile()
-called_vae(images[:2])
-called_cvae(labels[:2])
+    vae = build_vae("mlp", (28, 28, 1), 4)
+    vae.compile()
+    cvae = build_cvae("mlp", "label", latent_dim=4, prior="learned")
+    cvae.compile()
+vae(images[:2])
+cvae(labels[:2])
 results["fit_after_call_errors"] = [
-    error_of(lambda: called_vae.fit(images, batch_size=64, epochs=1, verbose=0)),
-    error_of(lambda: called_cvae.fit(labels, images, batch_size=64, epochs=1, verbose=0)),
+    error_of(lambda: train("vae_loss", vae, images)),
+    error_of(lambda: train("cvae_loss", cvae, labels, images)),
 ]
-results["vae_loss"] = vae.fit(images, batch_size=64, epochs=3, verbose=0).history["loss"]
-results["cvae_loss"] = cvae.fit(labels, images, batch_size=64, epochs=3, verbose=0).history["loss"]
 # A KL warm-up sets the mirrored beta weight from a callback between epochs.
 results["scheduled_history"] = vae.fit(
     images,
