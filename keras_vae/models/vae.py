@@ -26,6 +26,7 @@ from keras_vae.ops import elbo as elbo_ops
 from keras_vae.ops.math import kl_divergence
 
 OBJECTIVES = ("elbo", "iwae")
+_MAX_LATENT_VALUES = 2**31
 
 
 def _check_objective_beta(objective, beta):
@@ -256,6 +257,16 @@ class VAE(ELBOModel):
         num_samples = check_positive_int("num_samples", num_samples)
         temperature = check_positive_float("temperature", temperature, allow_zero=True)
         condition = self._checked_condition_batch(condition)
+        conditions = 1 if condition is None else int(condition.shape[0])
+        if conditions * num_samples * self.latent_dim >= _MAX_LATENT_VALUES:
+            # The portable RNG counts draws in int32: more would wrap around.
+            product, received = "num_samples * latent_dim", ""
+            if condition is not None:
+                product, received = f"conditions * {product}", f"conditions={conditions}, "
+            raise ValueError(
+                f"Expected {product} below 2**31. Received: {received}"
+                f"num_samples={num_samples}, latent_dim={self.latent_dim}"
+            )
         if self.likelihood is None or not self.built:
             raise ValueError(
                 "Expected a built model: call it on data or fit it first. Received: an "

@@ -31,8 +31,8 @@ def checked_array(name, value, event_shape, unit_interval=False):
     compiled steps, where a check would cost every step (and XLA compiles no
     host check).
     """
-    if isinstance(value, list):
-        value = np.asarray(value)
+    if isinstance(value, (list, tuple, np.generic, int, float)):
+        value = np.asarray(value)  # a scalar then fails the shape check
     if isinstance(value, np.ndarray):
         if event_shape is not None:
             check_data(name, value, event_shape, unit_interval)
