@@ -8,7 +8,6 @@ set to the exact one.
 """
 
 import functools
-import importlib
 import math
 import re
 import warnings
@@ -410,14 +409,14 @@ def test_chunking_and_input_type_do_not_change_the_result():
         assert result["elbo"] == pytest.approx(reference["elbo"], rel=1e-6)
 
 
-def test_xla_compiled_noise_gives_the_same_result(monkeypatch):
-    # Large evaluations compile the noise generator with XLA; force it on a small one.
-    module = importlib.import_module("keras_vae.evaluation.log_likelihood")
+def test_xla_compiled_noise_gives_the_same_result():
+    # Evaluations of num_samples * batch_size * latent_dim >= 2**20 draws per batch
+    # compile the noise generator with XLA. A batch_size far above the data's size
+    # asks for that on the same single batch, whose noise is the same by definition.
     vae, _ = approximate_vae()
     x = sample_data(40)
-    plain = log_likelihood(vae, x, 30, batch_size=20, chunk_size=10, seed=3, verbose=0)
-    monkeypatch.setattr(module, "_XLA_MIN_DRAWS", 0)
-    compiled = log_likelihood(vae, x, 30, batch_size=20, chunk_size=10, seed=3, verbose=0)
+    plain = log_likelihood(vae, x, 30, batch_size=40, chunk_size=10, seed=3, verbose=0)
+    compiled = log_likelihood(vae, x, 30, batch_size=2**30, chunk_size=10, seed=3, verbose=0)
     np.testing.assert_allclose(compiled["per_example"], plain["per_example"], rtol=1e-6)
 
 
@@ -601,25 +600,30 @@ class Sampled(Exception):
     pass
 
 
-def test_too_many_noise_counters_are_refused_before_sampling(monkeypatch):
+class UnreadRows(np.ndarray):
+    """An array whose rows raise `Sampled` when a batch of them is read for sampling."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            raise Sampled
+        return super().__getitem__(key)
+
+
+def test_too_many_noise_counters_are_refused_before_sampling():
     # The noise counters of a batch are int32, so K * B * latent_dim must stay below
     # 2**31 (the counter offsets are int32 tensors), with B the examples of the
-    # largest batch: 4 here, not batch_size. The estimator would take minutes.
-    module = importlib.import_module("keras_vae.evaluation.log_likelihood")
-
-    def sample(*args):
-        raise Sampled
-
-    monkeypatch.setattr(module, "_batch_estimator", sample)
+    # largest batch: 4 here, not batch_size. The estimator would take minutes, so
+    # the data stop it when their first batch is read.
     vae, _ = exact_vae()
+    x = sample_data(4).view(UnreadRows)
     message = (
         "Expected num_samples * batch_size * latent_dim below 2**31. Received: "
         "num_samples=268435456, batch_size=100, latent_dim=2"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
-        log_likelihood(vae, sample_data(4), 2**28, verbose=0)  # 2**28 * 4 * 2 = 2**31
+        log_likelihood(vae, x, 2**28, verbose=0)  # 2**28 * 4 * 2 = 2**31
     with pytest.raises(Sampled):
-        log_likelihood(vae, sample_data(4), 2**28 - 1, verbose=0)
+        log_likelihood(vae, x, 2**28 - 1, verbose=0)
 
 
 def test_bins_are_for_continuous_likelihoods():
