@@ -7,6 +7,7 @@ import re
 import shutil
 import warnings
 
+from keras_vae.export.onnx import convert_onnx, publish_onnx, write_onnx
 from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import (
     publish_saved_model,
@@ -16,12 +17,13 @@ from keras_vae.export.saved_model import (
 from keras_vae.export.tflite import convert_tflite
 from keras_vae.export.validation import (
     check_exportable,
+    check_onnx_dir,
     check_quantize,
     check_representative_conditions,
     check_tflite_path,
     check_version,
 )
-from keras_vae.export.verify import check_draws, verify_export
+from keras_vae.export.verify import EXPORT_KINDS, check_draws, verify_export
 from keras_vae.utils.staged_path import StagedPath, is_running
 
 
@@ -35,6 +37,7 @@ def export_model(
     seed: int = 0,
     num_samples: int = 4,
     representative_conditions=None,
+    onnx_dir: str | None = None,
 ) -> dict:
     """Exports a model as a SavedModel and/or a TFLite file, verified before use.
 
@@ -60,6 +63,11 @@ def export_model(
         allow_untrained: bool. Export a model whose optimizer never stepped.
         seed: int. Seed of the verification draws. Defaults to `0`.
         num_samples: int. Draws compared in the verification. Defaults to `4`.
+        onnx_dir: str or `None`. A folder for the ONNX files of the
+            signatures (`decode.onnx`, `sample.onnx`, `encode.onnx`,
+            `reconstruct.onnx`; opset 18, tf2onnx), checked under
+            onnxruntime like the other files. An earlier export's folder
+            is replaced. Needs `pip install 'keras-vae[onnx]'`.
         representative_conditions: array `[M, *condition_shape]` or `None`.
             Typical conditions to calibrate the int8 TFLite file of a
             ConditionalVAE with (see `export_tflite`); required for the
@@ -88,8 +96,10 @@ def export_model(
     ... )
     >>> print(format_report(report))  # doctest: +SKIP
     """
-    if saved_model_base is None and tflite_path is None:
-        raise ValueError("Expected saved_model_base or tflite_path (or both). Received: neither")
+    if saved_model_base is None and tflite_path is None and onnx_dir is None:
+        raise ValueError(
+            "Expected saved_model_base, tflite_path or onnx_dir (or several). Received: none"
+        )
     check_quantize(quantize)
     if quantize is not None and tflite_path is None:
         raise ValueError(
@@ -104,6 +114,8 @@ def export_model(
         )
     if tflite_path is not None:
         tflite_path = check_tflite_path(tflite_path)
+    if onnx_dir is not None:
+        onnx_dir = check_onnx_dir(onnx_dir)
     check_draws(seed, num_samples)
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -127,16 +139,23 @@ def export_model(
             content = convert_tflite(model, quantize, conditions)
             staged["tflite"] = StagedPath(tflite_path)
             staged["tflite"].write_bytes(content)
+        if onnx_dir is not None:
+            files = convert_onnx(model)
+            staged["onnx"] = StagedPath(onnx_dir)
+            write_onnx(files, staged["onnx"].path)
         report = verify_export(
             model,
             saved_model_dir=_staged_path(staged, "saved_model"),
             tflite_path=_staged_path(staged, "tflite"),
+            onnx_dir=_staged_path(staged, "onnx"),
             seed=seed,
             num_samples=num_samples,
             condition=None if conditions is None else conditions[:4],
         )
         if report["ok"]:
             _publish(staged)
+            if "onnx" in staged:
+                publish_onnx(staged["onnx"])
     finally:
         # Newest first: a later path may sit in a folder an earlier one created.
         for entry in reversed(list(staged.values())):
@@ -258,14 +277,14 @@ def format_report(report: dict) -> str:
     'tflite (float32) m.tflite: 2.0 KiB; max |diff| decode 1e-07, sample 2e-07, z 5e-07: ok'
     """
     lines = []
-    for key in ("saved_model", "tflite"):
+    for key in EXPORT_KINDS:
         if key not in report:
             continue
         entry = report[key]
         if key == "tflite":
             label = f"tflite ({entry.get('quantize') or 'float32'})"
         else:
-            label = "saved_model"
+            label = key
         verdict = "ok" if entry["ok"] else f"MISMATCH (tolerance {entry['tolerance']:g})"
         line = (
             f"{label} {entry['path']}: {_size(entry['size_bytes'])}; max |diff| decode "

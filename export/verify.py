@@ -8,8 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.export.litert_sampler import Sampler
+from keras_vae.export.onnx import check_onnx
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES
 
+EXPORT_KINDS = ("saved_model", "tflite", "onnx")
 # Largest accepted difference from the Keras model, on the likelihood mean
 # (e.g. pixel probabilities): the max for float32, the mean for quantized files.
 TOLERANCES = {None: 1e-4, "float16": 1e-3, "dynamic": 0.02, "int8": 0.05}
@@ -22,6 +24,7 @@ def verify_export(
     seed: int = 0,
     num_samples: int = 4,
     condition=None,
+    onnx_dir: str | None = None,
 ) -> dict:
     """Loads what an export wrote and compares it with the Keras model.
 
@@ -46,6 +49,8 @@ def verify_export(
         condition: array `[B, *condition_shape]` or `None`. Conditions for a
             ConditionalVAE; defaults to the first (up to 4) one-hot labels for
             label conditions, else uniform noise in [0, 1].
+        onnx_dir: str or `None`. A folder of ONNX files (`export_onnx`), run
+            under onnxruntime and held to the float32 tolerance.
 
     Returns:
         A dict with `seed`, `num_samples`, `ok` (all files pass) and, per
@@ -59,8 +64,10 @@ def verify_export(
     >>> report["tflite"]["sample_max_abs_diff"] < 1e-5  # doctest: +SKIP
     True
     """
-    if saved_model_dir is None and tflite_path is None:
-        raise ValueError("Expected saved_model_dir or tflite_path to verify. Received: neither")
+    if saved_model_dir is None and tflite_path is None and onnx_dir is None:
+        raise ValueError(
+            "Expected saved_model_dir, tflite_path or onnx_dir to verify. Received: none"
+        )
     check_draws(seed, num_samples)
     seed, num_samples = int(seed), int(num_samples)
     reference = _reference(model, seed, num_samples, condition)
@@ -71,7 +78,13 @@ def verify_export(
         )
     if tflite_path is not None:
         report["tflite"] = _check_tflite(tflite_path, reference)
-    report["ok"] = all(report[key]["ok"] for key in ("saved_model", "tflite") if key in report)
+    if onnx_dir is not None:
+        result = check_onnx(onnx_dir, reference)
+        worst = max(v for k, v in result.items() if k.endswith("_max_abs_diff"))
+        result["tolerance"] = TOLERANCES[None]
+        result["ok"] = worst <= TOLERANCES[None]
+        report["onnx"] = result
+    report["ok"] = all(report[key]["ok"] for key in EXPORT_KINDS if key in report)
     return report
 
 

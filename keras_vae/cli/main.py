@@ -270,11 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--seed", type=int, default=0)
     plot.add_argument("--temperature", type=float, default=1.0, help="samples: the prior's spread.")
     plot.add_argument("--zoom", type=int, default=3, help="Pixels per image pixel.")
-    export = sub.add_parser("export", help="Export to a SavedModel (TF Serving) and TFLite.")
+    export = sub.add_parser("export", help="Export to a SavedModel (TF Serving), TFLite, ONNX.")
     export.add_argument("model", help="A .keras file.")
     export.add_argument("--saved-model", default=None, metavar="BASE_DIR",
                         help="TF Serving model folder; writes BASE_DIR/<version>/.")  # fmt: skip
     export.add_argument("--tflite", default=None, metavar="FILE", help="A .tflite file.")
+    export.add_argument("--onnx", default=None, metavar="DIR",
+                        help="A folder for ONNX files of every signature (opset 18; needs "
+                             "pip install 'keras-vae[onnx]').")  # fmt: skip
     export.add_argument("--quantize", default=None, help="float16, dynamic or int8 (TFLite).")
     export.add_argument("--version", type=int, default=None, help="SavedModel version.")
     export.add_argument("--allow-untrained", action="store_true",
@@ -431,9 +434,10 @@ def _load_npy(path):
 def _export(args):
     from keras_vae.export import export_model, format_report
 
-    if args.saved_model is None and args.tflite is None:
+    if args.saved_model is None and args.tflite is None and args.onnx is None:
         raise ValueError(
-            "Expected --saved-model BASE_DIR or --tflite FILE (or both). Received: neither"
+            "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR (or several). "
+            "Received: none"
         )
     if args.quantize is not None and args.tflite is None:
         raise ValueError(
@@ -453,6 +457,7 @@ def _export(args):
             model,
             saved_model_base=args.saved_model,
             tflite_path=args.tflite,
+            onnx_dir=args.onnx,
             quantize=args.quantize,
             version=args.version,
             allow_untrained=args.allow_untrained,

@@ -337,7 +337,7 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
           "--output", "x"], "Received: model='cvae'"),
         (["sample", "missing.keras", "--output", "x.png"], "Expected a readable .keras"),
         (["sample", "model.txt", "--output", "x.png"], "Expected a path to a .keras"),
-        (["export", "model.keras"], "Expected --saved-model BASE_DIR or --tflite FILE"),
+        (["export", "model.keras"], "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR"),
         (["export", "model.keras", "--saved-model", "x", "--quantize", "int8"],
          "Expected --tflite FILE with --quantize (it applies to the TFLite file). "
          "Received: quantize='int8' and no --tflite"),

@@ -42,7 +42,7 @@ def test_export_model_from_a_keras_file(vae, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({}, r"^Expected saved_model_base or tflite_path"),
+        ({}, r"^Expected saved_model_base, tflite_path or onnx_dir"),
         ({"tflite_path": "m.tflite", "quantize": "int3"}, r"^Expected quantize to be one of"),
         ({"tflite_path": "m.onnx"}, r"^Expected path to a \.tflite file"),
         ({"saved_model_base": "s", "version": 0}, r"^Expected version to be a positive integer"),

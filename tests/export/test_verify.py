@@ -136,7 +136,7 @@ def test_verify_catches_one_wrong_tflite_signature(vae, vae_tflite, monkeypatch,
 
 
 def test_verify_bad_arguments(vae, vae_tflite, tmp_path):
-    with pytest.raises(ValueError, match=r"^Expected saved_model_dir or tflite_path"):
+    with pytest.raises(ValueError, match=r"^Expected saved_model_dir, tflite_path or onnx_dir"):
         verify_export(vae)
     with pytest.raises(ValueError, match=r"^Expected num_samples in \[1, 4096\]"):
         verify_export(vae, tflite_path=vae_tflite[None], num_samples=0)

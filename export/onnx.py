@@ -1,0 +1,197 @@
+"""ONNX export: the SavedModel's signatures converted by tf2onnx, checked under onnxruntime."""
+
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from keras_vae.export.saved_model import SIGNATURES, write_saved_model
+
+# Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
+# counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
+# that onnxruntime rejects).
+ONNX_OPSET = 18
+# One file per signature; serving_default is the decoder.
+ONNX_FILES = {name: f"{name}.onnx" for name in SIGNATURES} | {"serving_default": "decode.onnx"}
+
+
+def _tf2onnx():
+    try:
+        import tf2onnx
+        from tf2onnx import tf_loader
+    except ImportError:
+        raise ValueError(
+            "Expected tf2onnx to be installed to export ONNX (pip install 'keras-vae[onnx]'). "
+            "Received: no module named tf2onnx"
+        ) from None
+    return tf2onnx, tf_loader
+
+
+def convert_onnx(model, opset: int = ONNX_OPSET) -> dict:
+    """The ONNX models of a float32 model's SavedModel signatures.
+
+    Args:
+        model: a float32 model of the family (see `float32_model`).
+        opset: int. ONNX opset, at least 18. Defaults to `18`.
+
+    Returns:
+        A dict from file name (`decode.onnx`, `sample.onnx`, `encode.onnx`,
+        `reconstruct.onnx`) to the serialized model. Inputs and outputs keep
+        the signatures' names (`z`, `condition`, `seed`, `num_samples`,
+        `image`, ...).
+    """
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < ONNX_OPSET:
+        raise ValueError(
+            f"Expected opset to be an integer of at least {ONNX_OPSET} (the seeded sampler's "
+            f"bitwise ops). Received: opset={opset!r}"
+        )
+    tf2onnx, tf_loader = _tf2onnx()
+    # tf2onnx logs each node it cannot convert (many lines) and goes on;
+    # `_check_runs` turns the outcome into one error instead.
+    log = logging.getLogger("tf2onnx")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            saved_model = os.path.join(folder, "saved_model")
+            write_saved_model(model, saved_model)
+            return {
+                name: _convert_signature(tf2onnx, tf_loader, saved_model, signature, opset)
+                for signature, name in ONNX_FILES.items()
+            }
+    finally:
+        log.setLevel(level)
+
+
+def _convert_signature(tf2onnx, tf_loader, saved_model, signature, opset):
+    """One signature of the SavedModel at `saved_model` as a serialized ONNX model."""
+    graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+        saved_model, None, None, signatures=[signature], return_tensors_to_rename=True
+    )
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name=signature,
+            input_names=inputs,
+            output_names=outputs,
+            opset=opset,
+            tensors_to_rename=renames,
+        )
+    except Exception as error:  # tf2onnx raises bare Exceptions for unsupported ops
+        raise ValueError(
+            f"Expected a model whose {signature!r} signature converts to ONNX. "
+            f"Received: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        ) from None
+    content = proto.SerializeToString()
+    _check_runs(signature, content)
+    return content
+
+
+def _check_runs(signature, content):
+    """Raises in one line unless onnxruntime can load `content`.
+
+    tf2onnx logs the nodes it cannot convert and goes on, leaving them out:
+    the model it returns is then refused by onnxruntime. Today this is the
+    case for transposed convolutions inside the SavedModel's empty-batch
+    `tf.cond` (the conv presets).
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        return  # checked again by `check_onnx` before anything is published
+    try:
+        onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception types
+        raise ValueError(
+            f"Expected a model whose {signature!r} signature converts to ONNX (models with "
+            "transposed convolutions do not yet). Received: onnxruntime cannot load it "
+            f"({str(error).splitlines()[0][:160]})"
+        ) from None
+
+
+def write_onnx(files: dict, folder: str) -> None:
+    """Writes the files of `convert_onnx` into `folder` (a new or staged folder)."""
+    os.makedirs(folder, exist_ok=True)
+    for name, content in files.items():
+        with open(os.path.join(folder, name), "xb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def publish_onnx(staged) -> str:
+    """Renames a staged ONNX folder into place, replacing an earlier export's folder.
+
+    The earlier folder is renamed away first and removed last, so a stop
+    leaves either folder whole (the earlier one at a hidden name if the stop
+    falls between the two renames).
+    """
+    target = staged.target
+    previous = None
+    if os.path.isdir(target):
+        parent, name = os.path.split(os.path.abspath(target))
+        previous = os.path.join(parent, f".{name}.replaced")
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(target, previous)
+    try:
+        staged.publish()
+    except BaseException:
+        if previous is not None:
+            os.replace(previous, target)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
+def check_onnx(folder: str, reference: dict) -> dict:
+    """Runs the ONNX files in `folder` under onnxruntime against `reference`.
+
+    Args:
+        folder: str. What `write_onnx` wrote.
+        reference: dict. The Keras model's outputs (`verify._reference`).
+
+    Returns:
+        A report: `path`, `size_bytes`, `{decode,sample,latent,reconstruct}_max_abs_diff`.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError(
+            "Expected onnxruntime to be installed to check the ONNX export "
+            "(pip install 'keras-vae[onnx]'). Received: no module named onnxruntime"
+        ) from None
+
+    def run(name, feeds):
+        session = onnxruntime.InferenceSession(
+            os.path.join(folder, ONNX_FILES[name]), providers=["CPUExecutionProvider"]
+        )
+        wanted = {i.name for i in session.get_inputs()}
+        outputs = session.run(None, {k: v for k, v in feeds.items() if k in wanted})
+        return dict(zip([o.name for o in session.get_outputs()], outputs, strict=True))
+
+    decoded = run("serving_default", reference["decode_inputs"])["image"]
+    sample_feeds = {
+        "seed": np.array(reference["seed"], np.int32),
+        "num_samples": np.array(reference["num_samples"], np.int32),
+    }
+    if reference["condition"] is not None:
+        sample_feeds["condition"] = np.asarray(reference["condition"], np.float32)
+    sampled = run("sample", sample_feeds)
+    reconstructed = run("reconstruct", reference["reconstruct_inputs"])["image"]
+
+    def diff(a, b):
+        return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+    return {
+        "path": folder,
+        "size_bytes": sum(os.path.getsize(os.path.join(folder, n)) for n in ONNX_FILES.values()),
+        "decode_max_abs_diff": diff(decoded, reference["decoded"]),
+        "sample_max_abs_diff": diff(
+            sampled["image"].reshape(reference["samples"].shape), reference["samples"]
+        ),
+        "latent_max_abs_diff": diff(sampled["z"].reshape(reference["z"].shape), reference["z"]),
+        "reconstruct_max_abs_diff": diff(reconstructed, reference["reconstructed"]),
+    }

@@ -1,0 +1,84 @@
+"""ONNX export: every signature converts, runs under onnxruntime and matches Keras."""
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from keras_vae.export import export_model
+from keras_vae.export.onnx import ONNX_FILES, ONNX_OPSET, convert_onnx
+
+
+@pytest.fixture(scope="module")
+def onnx_export(vae, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    report = export_model(vae, onnx_dir=str(folder))
+    return folder, report
+
+
+def test_every_signature_is_written_at_opset_18_with_its_names(onnx_export):
+    folder, report = onnx_export
+    assert report["ok"] and report["written"]
+    assert sorted(os.listdir(folder)) == sorted(ONNX_FILES.values())
+    names = {}
+    for file in ONNX_FILES.values():
+        proto = onnx.load(str(folder / file))
+        onnx.checker.check_model(proto)
+        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 18
+        names[file] = (
+            sorted(i.name for i in proto.graph.input),
+            sorted(o.name for o in proto.graph.output),
+        )
+    assert names["decode.onnx"] == (["z"], ["image"])
+    assert names["sample.onnx"] == (["num_samples", "seed"], ["image", "z"])
+    assert names["encode.onnx"][0] == ["x"] and names["reconstruct.onnx"] == (["x"], ["image"])
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**31 - 1])
+def test_seeded_samples_match_keras(onnx_export, vae, seed):
+    folder, _ = onnx_export
+    session = onnxruntime.InferenceSession(
+        str(folder / "sample.onnx"), providers=["CPUExecutionProvider"]
+    )
+    image, z = session.run(
+        ["image", "z"], {"seed": np.array(seed, np.int32), "num_samples": np.array(5, np.int32)}
+    )
+    np.testing.assert_allclose(z, vae.sample_latent(5, seed), atol=1e-5)
+    np.testing.assert_allclose(image, vae.sample(5, seed=seed), atol=1e-5)
+
+
+def test_decode_and_encode_match_keras(onnx_export, vae):
+    folder, _ = onnx_export
+    z = np.random.default_rng(0).normal(size=(3, vae.latent_dim)).astype(np.float32)
+    decode = onnxruntime.InferenceSession(str(folder / "decode.onnx"))
+    (image,) = decode.run(["image"], {"z": z})
+    np.testing.assert_allclose(image, vae.decode(z).mean().numpy(), atol=1e-5)
+    x = (np.random.default_rng(1).random((2, 28, 28, 1)) < 0.5).astype(np.float32)
+    encode = onnxruntime.InferenceSession(str(folder / "encode.onnx"))
+    outputs = dict(
+        zip([o.name for o in encode.get_outputs()], encode.run(None, {"x": x}), strict=True)
+    )
+    np.testing.assert_allclose(outputs["loc"], vae.encode(x).mean().numpy(), atol=1e-5)
+
+
+def test_an_opset_without_bitwise_ops_is_refused(vae):
+    with pytest.raises(ValueError, match=r"^Expected opset to be an integer of at least 18"):
+        convert_onnx(vae, opset=ONNX_OPSET - 1)
+
+
+def test_a_file_where_the_folder_goes_is_refused_before_anything_is_written(vae, tmp_path):
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(ValueError, match=r"^Expected onnx_dir to be a folder or a new path"):
+        export_model(vae, onnx_dir=str(tmp_path / "blocker" / "onnx"))
+    assert os.listdir(tmp_path) == ["blocker"]
+
+
+def test_a_model_that_does_not_convert_is_refused_in_one_line(tmp_path):
+    from keras_vae.models.presets import build_vae
+
+    conv = build_vae("conv", (28, 28, 1), latent_dim=2, seed=0)
+    conv.build((None, 28, 28, 1))
+    with pytest.raises(ValueError, match=r"^Expected a model whose 'serving_default' signature"):
+        convert_onnx(conv)
