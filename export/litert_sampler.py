@@ -16,6 +16,7 @@ portable counter-based RNG.
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -66,9 +67,10 @@ class Sampler:
             errors: a raw signature runner never returns more rows.
 
     Inputs are checked before they reach the interpreter (shapes, finite
-    values), and outputs after it: a file whose images are not finite is
-    refused when it is opened (one draw with `PROBE_SEED`), and a call whose
-    images are not finite raises instead of returning them.
+    values), and outputs after it. On opening, a file is refused if its
+    weights differ from the checksum its export recorded, or if one draw
+    with `PROBE_SEED` gives non-finite images; a call whose images are not
+    finite raises instead of returning them.
 
     Example:
 
@@ -121,7 +123,13 @@ class Sampler:
         self.model_path = model_path
         self._decode = self._interpreter.get_signature_runner("decode")
         self._sample = self._interpreter.get_signature_runner("sample")
-        metadata = _read_metadata(content)
+        metadata, metadata_buffer = _read_metadata(content)
+        recorded = metadata.get("buffers_sha256")
+        if recorded is not None and _buffers_sha256(content, metadata_buffer) != recorded:
+            raise ValueError(
+                "Expected a TFLite model whose weights match the checksum it was exported with. "
+                f"Received: model={model_path!r}, whose weights differ (a damaged file?)"
+            )
         inputs = self._decode.get_input_details()
         self.latent_dim = int(inputs["z"]["shape_signature"][-1])
         condition = inputs.get("condition")
@@ -394,21 +402,38 @@ def _int32_seed(seed):
 
 
 def _read_metadata(content):
-    """The `keras_vae` JSON record of a model's metadata, or `{}` without one."""
+    """The `keras_vae` JSON record of a model's metadata (`{}` without one), and the index
+    of its buffer (`None`)."""
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        return {}
+        return {}, None
     try:
         model = schema.Model.GetRootAs(content, 0)
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if entry.Name() == METADATA_NAME.encode():
                 data = model.Buffers(entry.Buffer()).DataAsNumpy()
-                return json.loads(bytes(data).decode())
+                return json.loads(bytes(data).decode()), entry.Buffer()
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
         pass
-    return {}
+    return {}, None
+
+
+def _buffers_sha256(content, skip):
+    """The SHA-256 of a TFLite model's buffers but `skip`, as `export_tflite` records it
+    (`keras_vae.export.tflite.buffers_sha256`)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    digest = hashlib.sha256()
+    for i in range(model.BuffersLength()):
+        if i == skip:
+            continue
+        buffer = model.Buffers(i)
+        data = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def image_grid(images, padding=2):

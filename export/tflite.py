@@ -1,5 +1,6 @@
 """TFLite export with `decode` and `sample` signatures, builtin ops only."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -49,17 +50,20 @@ def export_tflite(
     `image`) and `sample` (`seed` int32, `num_samples` int32 [+ `condition`]
     -> `image`, `z`). Signature runners resize inputs, so batch sizes and
     `num_samples` are free at run time. TFLite drops TensorFlow's run-time
-    asserts, so the file itself does not bound `num_samples`: the runtime
-    (`litert_sampler.Sampler`) checks `1 <= num_samples <= 4096` and, with
-    a batch of `B` conditions, `B * num_samples <= 4096`.
+    asserts: the file clamps `num_samples` to `[0, 4096 // B]` (`B` the
+    conditions, 1 for a VAE), and the runtime (`litert_sampler.Sampler`)
+    refuses `num_samples` outside `[1, 4096]` and `B * num_samples > 4096`
+    with an error.
 
     Conversion goes through a SavedModel in a temporary folder, with
     `supported_ops` restricted to TFLite builtins (plus the int8 builtins for
     `"int8"`): the file runs on a stock TFLite / LiteRT runtime, with no Flex
     or custom op. A JSON record named `keras_vae` in the model's metadata
-    holds the latent size, shapes, condition type, quantization and the
-    `num_samples` cap. The file is written to a temporary name beside `path`
-    and renamed over it, so readers never see a partial file.
+    holds the latent size, shapes, condition type, quantization, the
+    `num_samples` cap and the SHA-256 of the model's buffers
+    (`buffers_sha256`), which the LiteRT `Sampler` checks. The file is
+    written to a temporary name beside `path` and renamed over it, so
+    readers never see a partial file.
 
     Quantization (`quantize`):
 
@@ -138,7 +142,35 @@ def convert_tflite(model, quantize: str | None = None, representative_conditions
     non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
         raise RuntimeError(f"Expected builtin TFLite ops only. Received: ops={non_builtin}")
-    return _with_metadata(content, _metadata(model, module, quantize))
+    record = {**_metadata(model, module, quantize), "buffers_sha256": buffers_sha256(content)}
+    return _with_metadata(content, record)
+
+
+def buffers_sha256(content: bytes, skip: int | None = None) -> str:
+    """The SHA-256 of a TFLite model's buffers (its weights and constants), in order.
+
+    The export records it in its metadata before adding the metadata's own
+    buffer; the LiteRT `Sampler` recomputes it with that buffer `skip`ped and
+    refuses a file whose weights changed (a flipped bit can leave images
+    finite but wrong). Each buffer counts with its length, so moving bytes
+    between buffers changes the hash.
+
+    Args:
+        content: bytes of a `.tflite` file.
+        skip: int or `None`. Index of a buffer to leave out.
+
+    Returns:
+        The hexadecimal digest.
+    """
+    model = litert_schema.Model.GetRootAs(content, 0)
+    digest = hashlib.sha256()
+    for i in range(model.BuffersLength()):
+        if i == skip:
+            continue
+        buffer = model.Buffers(i)
+        data = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def tflite_ops(path_or_bytes) -> set[str]:

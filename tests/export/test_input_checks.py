@@ -168,7 +168,8 @@ def test_sampler_decodes_in_chunks_the_same_images(sampler):
 
 
 def nan_weights(content):
-    """A `.tflite` file's bytes with every float32 constant (the weights) set to NaN."""
+    """A `.tflite` file's bytes with every float32 constant (the weights) set to NaN, and
+    no weights checksum in its metadata (as a file of another exporter)."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -176,7 +177,31 @@ def nan_weights(content):
             if tensor.type == schema_fb.TensorType.FLOAT32 and data is not None and len(data):
                 nan = np.full(len(data) // 4, np.nan, np.float32)
                 model.buffers[tensor.buffer].data = nan.view(np.uint8)
+    for entry in model.metadata:
+        if entry.name == b"keras_vae":
+            record = json.loads(bytes(model.buffers[entry.buffer].data).decode())
+            del record["buffers_sha256"]
+            model.buffers[entry.buffer].data = np.frombuffer(json.dumps(record).encode(), np.uint8)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def flip_bit(content, position, bit):
+    content = bytearray(content)
+    content[position] ^= 1 << bit
+    return bytes(content)
+
+
+def test_sampler_refuses_a_model_whose_weights_changed(vae_tflite, tmp_path):
+    content = open(vae_tflite[None], "rb").read()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    largest = max(model.buffers, key=lambda b: 0 if b.data is None else len(b.data))
+    # The first weight of the largest buffer, found in the file by its bytes.
+    position = content.index(bytes(largest.data[:64])) + 2
+    path = tmp_path / "flipped.tflite"
+    path.write_bytes(flip_bit(content, position, 0))  # a mantissa bit: images stay finite
+    with pytest.raises(ValueError, match=r"^Expected a TFLite model whose weights match") as raised:
+        Sampler(path)
+    assert "Received: model=" in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_sampler_refuses_a_model_that_draws_non_finite_images(vae_tflite, tmp_path):
@@ -247,6 +272,53 @@ RAW_RUNNERS = textwrap.dedent(
     print(json.dumps(counts))
     """
 )
+
+
+FLIPPED_FILES = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from hypothesis import given, settings, strategies as st
+    from keras_vae.export.litert_sampler import Sampler
+
+    path, examples = sys.argv[1], int(sys.argv[2])
+    content = open(path, "rb").read()
+    expected = Sampler(path).sample(0, 4)
+    counts = {"refused": 0, "same": 0}
+
+    @settings(max_examples=examples, deadline=None, database=None)
+    @given(position=st.integers(0, len(content) - 1), bit=st.integers(0, 7))
+    def flipped(position, bit):
+        damaged = bytearray(content)
+        damaged[position] ^= 1 << bit
+        open(path + ".flipped.tflite", "wb").write(bytes(damaged))
+        try:
+            images = Sampler(path + ".flipped.tflite").sample(0, 4)
+        except ValueError as error:
+            assert str(error).startswith("Expected") and "\\n" not in str(error), error
+            counts["refused"] += 1
+            return
+        assert np.array_equal(images, expected), (position, bit)  # a byte nothing reads
+        counts["same"] += 1
+
+    flipped()
+    print(json.dumps(counts))
+    """
+)
+
+
+@pytest.mark.slow
+def test_any_flipped_bit_of_a_tflite_file_is_refused_or_harmless(vae_tflite, tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(open(vae_tflite[None], "rb").read())
+    process = subprocess.run(
+        [sys.executable, "-c", FLIPPED_FILES, str(path), "300"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert json.loads(process.stdout.strip().splitlines()[-1])["refused"] > 0
 
 
 def run_raw_runners(path, examples):
