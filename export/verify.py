@@ -49,7 +49,7 @@ def verify_export(
         condition: array `[B, *condition_shape]` or `None`. Conditions for a
             ConditionalVAE; defaults to the first (up to 4) one-hot labels for
             label conditions, else uniform noise in [0, 1].
-        onnx_dir: str or `None`. A folder of ONNX files (`export_onnx`), run
+        onnx_dir: str or `None`. A folder of ONNX files (`export_model`'s), run
             under onnxruntime and held to the float32 tolerance.
 
     Returns:
