@@ -6,8 +6,10 @@ import shutil
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 
-from keras_vae.export.saved_model import SIGNATURES, write_saved_model
+from keras_vae.export.saved_model import SIGNATURES
+from keras_vae.export.serving_module import ServingModule
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
 # counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
@@ -56,7 +58,10 @@ def convert_onnx(model, opset: int = ONNX_OPSET) -> dict:
     try:
         with tempfile.TemporaryDirectory() as folder:
             saved_model = os.path.join(folder, "saved_model")
-            write_saved_model(model, saved_model)
+            # Without the SavedModel's empty-batch `tf.cond`: inside it, tf2onnx
+            # cannot convert a transposed convolution (its kernel's shape is lost).
+            module = ServingModule(model, empty_batches=False)
+            tf.saved_model.save(module, saved_model, signatures=module.signatures(SIGNATURES))
             return {
                 name: _convert_signature(tf2onnx, tf_loader, saved_model, signature, opset)
                 for signature, name in ONNX_FILES.items()
