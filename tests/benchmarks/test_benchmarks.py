@@ -373,3 +373,16 @@ def test_cvae_quality(results, monkeypatch, tmp_path):
     )  # fmt: skip
     text = recorded(results, cvae_quality, "Conditional VAE on MNIST: generation and completion")
     assert f"(loaded from {classifier}): test accuracy {accuracy:.4f}." in text
+
+
+@pytest.mark.slow
+def test_reliability_inputs(capsys):
+    from benchmarks import reliability_inputs
+
+    assert reliability_inputs.main(["--cases", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:28].strip(): line[28:].split() for line in lines[1:] if line[:1].isalpha()}
+    assert set(rows) == {*reliability_inputs.ENTRANCES, "total"}
+    tried, clear, correct, crash, silent = map(int, rows["total"])
+    assert tried == 4 * len(reliability_inputs.ENTRANCES) == clear + correct + crash + silent
+    assert crash == silent == 0
