@@ -86,3 +86,14 @@ def test_a_convolutional_model_converts_and_matches_keras(tmp_path):
     decode = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "decode.onnx"))
     (empty,) = decode.run(["image"], {"z": np.zeros((0, 2), np.float32)})
     assert empty.shape == (0, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "fixture", ["cvae", pytest.param("completion_cvae", marks=pytest.mark.slow)]
+)
+def test_a_conditional_model_exports_with_its_condition(fixture, request, tmp_path):
+    model = request.getfixturevalue(fixture)
+    report = export_model(model, onnx_dir=str(tmp_path / "onnx"))
+    assert report["ok"], report
+    sample = onnx.load(str(tmp_path / "onnx" / "sample.onnx"))
+    assert sorted(i.name for i in sample.graph.input) == ["condition", "num_samples", "seed"]
