@@ -105,6 +105,7 @@ class Sampler:
                 f"Expected a TFLite model file (.tflite). Received: model={model_path!r}, "
                 "which is not a TFLite flatbuffer"
             )
+        metadata, metadata_buffer = _read_metadata(content)
         try:
             self._interpreter = Interpreter(
                 model_content=content, num_threads=None if num_threads is None else int(num_threads)
@@ -112,6 +113,13 @@ class Sampler:
             signatures = self._interpreter.get_signature_list()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            needs = metadata.get("min_runtime_version")
+            if needs and "find op" in str(e):
+                raise ValueError(
+                    f"Expected a TFLite runtime of version {needs} or newer, which this file "
+                    f"needs. Received: model={model_path!r}, whose ops this runtime lacks "
+                    f"({first}); export with --quantize float16 or none for older runtimes"
+                ) from None
             raise ValueError(
                 f"Expected a loadable TFLite model. Received: model={model_path!r} ({first})"
             ) from None
@@ -123,7 +131,6 @@ class Sampler:
         self.model_path = model_path
         self._decode = self._interpreter.get_signature_runner("decode")
         self._sample = self._interpreter.get_signature_runner("sample")
-        metadata, metadata_buffer = _read_metadata(content)
         recorded = metadata.get("buffers_sha256")
         if recorded is not None and _buffers_sha256(content, metadata_buffer) != recorded:
             raise ValueError(
@@ -140,6 +147,7 @@ class Sampler:
         self.image_shape = tuple(int(d) for d in outputs["image"]["shape_signature"][1:])
         self.condition_type = metadata.get("condition_type")
         self.quantize = metadata.get("quantize")
+        self.min_runtime_version = metadata.get("min_runtime_version")
         self.max_num_samples = int(metadata.get("max_num_samples", MAX_NUM_SAMPLES))
         self.full_image_shape = metadata.get("full_image_shape")
         self.observed_pixels = self.missing_pixels = None

@@ -379,6 +379,13 @@ def _metadata(model, module, quantize):
 def _with_metadata(content, record):
     """`content` with `record` as JSON in the model metadata named `keras_vae`."""
     model = flatbuffer_utils.convert_bytearray_to_object(content)
+    # The converter's own record of the oldest TFLite runtime that has every
+    # op version the file uses (e.g. 2.17.0 for dynamic quantization's
+    # FULLY_CONNECTED v12), repeated where the sampler and users read.
+    for entry in model.metadata or []:
+        if entry.name == b"min_runtime_version":
+            version = bytes(model.buffers[entry.buffer].data).rstrip(b"\0").decode()
+            record = {**record, "min_runtime_version": version}
     buffer = schema_fb.BufferT()
     buffer.data = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
     model.buffers.append(buffer)
