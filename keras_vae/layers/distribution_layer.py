@@ -1,11 +1,12 @@
 """Base class for Keras 3 layers that turn parameters into a distribution."""
 
 import math
-import numbers
 import operator
 
 import keras
 import tensorflow as tf
+
+from keras_vae.utils.checks import check_positive_float  # noqa: F401 (re-exported)
 
 
 def _validate_event_shape(event_shape):
@@ -27,15 +28,6 @@ def _validate_event_shape(event_shape):
             f"positive integers. Received: event_shape={received!r}"
         )
     return event_shape
-
-
-def check_positive_float(name, value, allow_zero=False):
-    """Returns `value` as a float, or raises unless it is a positive real number."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"Expected {name} to be a {kind} float. Received: {name}={value!r}")
-    return float(value)
 
 
 class DistributionLayer(keras.layers.Layer):

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.utils.checks import check_choice, check_positive_int  # noqa: F401 (re-exported)
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -272,23 +274,6 @@ def check_data(name, data, event_shape, unit_interval=False):
         )
     if isinstance(data, np.ndarray) or is_eager_tensor(data):
         check_values(name, data, unit_interval)
-
-
-def check_positive_int(name, value, allow_zero=False):
-    """Returns `value` as an int, or raises unless it is a positive (or, with
-    `allow_zero`, non-negative) Python or numpy integer."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or not (value >= 0 if allow_zero else value > 0):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"Expected {name} to be a {kind} integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_choice(name, value, choices):
-    """Raises unless `value` is one of `choices`, listing them."""
-    if value not in choices:
-        raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
-    return value
 
 
 def check_sample_weight(sample_weight, x):
