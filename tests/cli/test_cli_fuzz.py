@@ -28,6 +28,9 @@ TRAIN_OPTIONS = [
     "--gsnn-weight", "--dtype-policy",
 ]  # fmt: skip
 SAMPLE_OPTIONS = ["--num-samples", "--seed", "--label", "--temperature"]
+# Each case calls the CLI in this process (no deadline: the first loads
+# TensorFlow); tmp_path and capsys are shared by a test's cases, which is safe here.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _run(argv, capsys):
@@ -46,11 +49,7 @@ def _one_clear_line(code, err):
     assert lines[0].startswith("keras-vae"), err
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(FUZZ, max_examples=60)
 @given(options=st.lists(st.tuples(st.sampled_from(TRAIN_OPTIONS), TOKENS), max_size=4))
 def test_train_arguments_end_in_one_clear_line(options, capsys, tmp_path, tfds_data_dir):
     # A dataset that does not exist: arguments that are all valid end there,
@@ -64,11 +63,7 @@ def test_train_arguments_end_in_one_clear_line(options, capsys, tmp_path, tfds_d
     assert not (out / "model.keras").exists()
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(FUZZ, max_examples=25)
 @given(options=st.lists(st.tuples(st.sampled_from(SAMPLE_OPTIONS), TOKENS), max_size=3))
 def test_sample_arguments_end_in_images_or_one_clear_line(options, capsys, tmp_path, vae_file):
     output = tmp_path / "fuzz.npy"
