@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_vae.export import export_saved_model
-from keras_vae.models.presets import build_vae
+from keras_vae.models.presets import build_cvae, build_vae
 
 README = Path(__file__).resolve().parents[2] / "saved_models" / "README.md"
 REQUEST = re.compile(r"/v1/models/(\w+):predict \\\n\s+-d '(\{.*?\})'")
@@ -31,15 +31,25 @@ def test_readme_has_the_requests():
 
 
 @pytest.fixture(scope="module")
-def served(cvae_saved_model, tmp_path_factory):
-    """Signatures of the README's models: an MNIST VAE with 50 latents, a label CVAE."""
+def served_paths(tmp_path_factory):
+    """The README's models, as `make demo` and `train --model cvae --condition label` make
+    them (an MNIST VAE with 50 latents, a label CVAE with 8), exported untrained."""
     vae = build_vae("mlp", (28, 28, 1), latent_dim=50)
     vae.build((None, 28, 28, 1))
-    path = export_saved_model(vae, tmp_path_factory.mktemp("readme"), allow_untrained=True)
+    cvae = build_cvae(condition="label")
+    cvae.compile(optimizer="adam")
+    labels = np.eye(10, dtype="float32")[np.arange(4) % 10]
+    cvae.fit(labels, np.zeros((4, 28, 28, 1), "float32"), batch_size=4, verbose=0)
+    folder = tmp_path_factory.mktemp("readme")
     return {
-        "mnist_vae": tf.saved_model.load(path).signatures,
-        "mnist_cvae": tf.saved_model.load(cvae_saved_model).signatures,
+        "mnist_vae": export_saved_model(vae, folder / "vae", allow_untrained=True),
+        "mnist_cvae": export_saved_model(cvae, folder / "cvae"),
     }
+
+
+@pytest.fixture(scope="module")
+def served(served_paths):
+    return {name: tf.saved_model.load(path).signatures for name, path in served_paths.items()}
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -62,3 +72,36 @@ def test_request_matches_signature(served, index):
     expected = {"sample": {"image", "z"}, "serving_default": {"image"}}
     assert set(outputs) == expected[body["signature_name"]]
     assert outputs["image"].shape[1:] == (28, 28, 1)
+
+
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_the_grpc_request_matches_the_signature_def_and_runs_in_a_session(served_paths):
+    (block,) = [b for b in _python_blocks() if "PredictRequest()" in b]
+    # Everything up to the call to a server: the request itself.
+    scope = {}
+    exec(block.split("stub = ")[0], scope)
+    request = scope["request"]
+    path = served_paths[request.model_spec.name]
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        signature = meta_graph.signature_def[request.model_spec.signature_name]
+        assert set(request.inputs) == set(signature.inputs)
+        feed = {}
+        for key, proto in request.inputs.items():
+            expected = signature.inputs[key]
+            assert proto.dtype == expected.dtype, key
+            value = tf.make_ndarray(proto)
+            assert tf.TensorShape(expected.tensor_shape).is_compatible_with(value.shape), key
+            feed[expected.name] = value
+        fetch = {key: output.name for key, output in signature.outputs.items()}
+        outputs = session.run(fetch, feed)
+    # What the block reads from the response.
+    assert outputs["image"].shape == (4, 28, 28, 1) and outputs["image"].dtype == np.float32
+    assert outputs["z"].shape == (4, 50)
+    served_outputs = tf.saved_model.load(str(path)).signatures["sample"](
+        seed=tf.constant(0), num_samples=tf.constant(4)
+    )
+    np.testing.assert_allclose(outputs["z"], served_outputs["z"].numpy(), atol=1e-6)
