@@ -268,14 +268,14 @@ def cli(argv):
     return done.returncode, done.stderr
 
 
-def _start_up_noise(line):
+def start_up_noise(line):
     # TensorFlow's C++ start-up lines, printed before the CLI runs.
     return line.startswith(("WARNING: All log messages", "I0000", "W0000", "E0000"))
 
 
 def one_line_failure(code, stderr):
     """What is wrong with a failure's exit and stderr, or `None` (one line, no traceback)."""
-    lines = [line for line in stderr.splitlines() if line.strip() and not _start_up_noise(line)]
+    lines = [line for line in stderr.splitlines() if line.strip() and not start_up_noise(line)]
     if code in (0, -11, 139) or code < 0:
         return f"exit {code}"
     if len(lines) != 1 or "Traceback" in stderr:

@@ -16,7 +16,12 @@ from benchmarks import reliability
 from keras_vae.cli.main import main
 from keras_vae.models.presets import build_vae
 from keras_vae.tasks import run_folder, training
-from keras_vae.tasks.run_folder import RunBackup, RunLock, TrainingDivergedError
+from keras_vae.tasks.run_folder import (
+    FolderInUseError,
+    RunBackup,
+    RunLock,
+    TrainingDivergedError,
+)
 from keras_vae.utils.staged_path import process_namespace
 
 RUN = reliability.TRAIN_RUN
@@ -130,9 +135,12 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_is_not(tmp_path, capsys):
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     (out / RunLock.NAME).write_text(str(ended.pid))
-    with RunLock(str(out)) as lock:
+    with RunLock(str(out)):
         assert (out / RunLock.NAME).read_text() == str(os.getpid())
-    assert lock._file is None
+        with pytest.raises(FolderInUseError):
+            RunLock(str(out)).acquire()
+    with RunLock(str(out)):  # let go on leaving the block: it can be taken again
+        pass
 
 
 def test_two_runs_started_together_leave_one_run(tmp_path, tfds_data_dir):
@@ -293,7 +301,7 @@ def test_a_signal_stops_train_with_one_line(tmp_path, tfds_data_dir, signum):
     assert code == 128 + signum
     done = run_folder.finished_epochs(str(out))
     assert 1 <= done < 50
-    lines = [line for line in stderr.splitlines() if not reliability._start_up_noise(line)]
+    lines = [line for line in stderr.splitlines() if not reliability.start_up_noise(line)]
     assert lines == [f"keras-vae train: stopped after epoch {done}; run the same command to resume"]
 
 
