@@ -135,11 +135,11 @@ def hidden_files(folder):
 
 def train_outcome(output):
     """What a finished train run left: `(metrics without config, weights)`."""
-    import keras
+    from keras_vae.tasks import load_model
 
     with open(os.path.join(output, "metrics.json")) as f:
         metrics = json.load(f)
-    model = keras.saving.load_model(os.path.join(output, "model.keras"))
+    model = load_model(os.path.join(output, "model.keras"))
     return {k: metrics[k] for k in ("history", "train", "test")}, model.get_weights()
 
 
