@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
-from keras_vae.models.validation import call_network, check_positive_int
+from keras_vae.models.validation import call_network, check_network_output, check_positive_int
 from keras_vae.ops import random as portable_random
 
 # Layers whose XLA-compiled training step was slower on CPU (benchmarks/RESULTS.md).
@@ -396,10 +396,11 @@ class ELBOModel(keras.Model):
         """
         batch_size = check_positive_int("batch_size", batch_size)
         rows = int(inputs.shape[0])
-        params = [
-            call_network(self.decoder, inputs[start : start + batch_size])
-            for start in range(0, max(rows, 1), batch_size)
-        ]
+        params = []
+        for start in range(0, max(rows, 1), batch_size):
+            chunk = inputs[start : start + batch_size]
+            params.append(call_network(self.decoder, chunk))
+            check_network_output("decoder", params[-1], "z", chunk)
         return self.likelihood(params[0] if len(params) == 1 else tf.concat(params, 0))
 
     def _update_metrics(self, terms, sample_weight):

@@ -276,6 +276,11 @@ class VAE(ELBOModel):
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature, condition)
         z = tf.reshape(z, [-1, self.latent_dim])
+        if not bool(tf.reduce_all(tf.math.is_finite(z))):
+            raise ValueError(
+                "Expected a temperature whose latents are finite in float32. Received: "
+                f"temperature={temperature:g}, which gives infinite z"
+            )
         repeated = None if condition is None else tf.repeat(condition, num_samples, axis=0)
         likelihood = self._decode_in_chunks(self.decoder_inputs(z, repeated), batch_size)
         if use_mean and self.likelihood.closed_form_mean:

@@ -263,7 +263,8 @@ RAW_RUNNERS = textwrap.dedent(
         except (RuntimeError, ValueError):  # zero rows: "Invalid tensor size"
             assert n <= 0, n
             return
-        assert len(out["image"]) == min(n, cap) and len(out["z"]) == min(n, cap), n
+        rows = max(0, min(n, cap))  # n <= 0 gives no rows (or the error above)
+        assert len(out["image"]) == rows and len(out["z"]) == rows, n
 
     wrong_or_right_shapes()
     bounded_counts()
