@@ -105,9 +105,12 @@ def bad_array(rng, width_shape, unit_interval):
 
 
 def bad_count(rng):
-    """`(num_samples, seed, valid)`: counts negative, zero, above the cap, beyond int32, not
-    integers; seeds of other types."""
-    kind = rng.choice(["negative", "zero", "cap", "int32", "int64", "float", "bool", "seed"])
+    """`(num_samples, seed, kind)`: counts negative, zero, above the cap, beyond int32, not
+    integers; seeds of other types; (for Keras) temperatures that are not finite, negative
+    or beyond float32."""
+    kind = rng.choice(
+        ["negative", "zero", "cap", "int32", "int64", "float", "bool", "seed", "temperature"]
+    )
     count = {
         "negative": -int(rng.integers(1, 2**31)),
         "zero": 0,
@@ -117,6 +120,7 @@ def bad_count(rng):
         "float": 2.0,
         "bool": True,
         "seed": 3,
+        "temperature": 3,
     }[kind]
     seed = 1.5 if kind == "seed" else int(rng.integers(-(2**31), 2**31))
     return count, seed, kind
@@ -219,15 +223,23 @@ def cases(entrance, folder, rng):
                 if entrance == "keras sample":
                     if kind == "cap":
                         count = min(count, 10**4)  # a valid request; bigger ones cost memory
-                    images = model.sample(count, seed=seed)
-                    ok = kind == "cap" and images.shape == (count, *IMAGE)
+                    temperature = 1.0
+                    if kind == "temperature":  # NaN, infinite, negative or beyond float32 z
+                        temperature = float(rng.choice([np.nan, np.inf, -1.0, 1e38, 3e38]))
+                    images = model.sample(count, seed=seed, temperature=temperature)
+                    valid = kind == "cap" or (kind == "temperature" and temperature >= 0)
+                    ok = images.shape == (count, *IMAGE) and np.all((images >= 0) & (images <= 1))
+                    return "correct result" if valid and ok else "silent wrong"
+                if entrance in ("savedmodel sample", "sampler sample"):
+                    if entrance == "savedmodel sample":
+                        seed_, count_ = tf.constant(seed), tf.constant(count)
+                        images = signatures["sample"](seed=seed_, num_samples=count_)["image"]
+                    else:
+                        images = Sampler(path).sample(seed, count)
+                    # Only the "temperature" requests (3 draws, an int seed) are valid here.
+                    expected = model.sample(3, seed=seed) if kind == "temperature" else None
+                    ok = expected is not None and np.allclose(images, expected, atol=1e-5)
                     return "correct result" if ok else "silent wrong"
-                if entrance == "savedmodel sample":
-                    signatures["sample"](seed=tf.constant(seed), num_samples=tf.constant(count))
-                    return "silent wrong"
-                if entrance == "sampler sample":
-                    Sampler(path).sample(seed, count)
-                    return "silent wrong"
                 # A raw runner takes int32 scalars: what a caller's cast would make of them.
                 count = np.int64(count).astype(np.int32)
                 runner = Interpreter(model_path=path).get_signature_runner("sample")
@@ -236,7 +248,7 @@ def cases(entrance, folder, rng):
                 except (ValueError, RuntimeError):
                     return "clear error" if count <= 0 else "crash"  # zero rows: refused
                 rows = len(images["image"])
-                if 1 <= count <= 4096:
+                if 1 <= count <= 4096:  # also a "bad" seed or temperature, which the runner lacks
                     return "correct result" if rows == count else "silent wrong"
                 return "clear error" if rows == np.clip(count, 0, 4096) else "silent wrong"
 

@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import os
+import struct
 import sys
 import tempfile
 
@@ -107,6 +108,14 @@ class Sampler:
             )
         metadata, metadata_buffer = _read_metadata(content)
         try:
+            # Reads every buffer: a truncated file fails here, before the interpreter.
+            weights_sha256 = _buffers_sha256(content, metadata_buffer)
+        except (struct.error, IndexError, ValueError, TypeError):
+            raise ValueError(
+                f"Expected a whole TFLite model file. Received: model={model_path!r}, whose "
+                "tables point past its end (truncated or damaged)"
+            ) from None
+        try:
             self._interpreter = Interpreter(
                 model_content=content, num_threads=None if num_threads is None else int(num_threads)
             )
@@ -132,7 +141,7 @@ class Sampler:
         self._decode = self._interpreter.get_signature_runner("decode")
         self._sample = self._interpreter.get_signature_runner("sample")
         recorded = metadata.get("buffers_sha256")
-        if recorded is not None and _buffers_sha256(content, metadata_buffer) != recorded:
+        if recorded is not None and weights_sha256 != recorded:
             raise ValueError(
                 "Expected a TFLite model whose weights match the checksum it was exported with. "
                 f"Received: model={model_path!r}, whose weights differ (a damaged file?)"
@@ -423,7 +432,7 @@ def _read_metadata(content):
             if entry.Name() == METADATA_NAME.encode():
                 data = model.Buffers(entry.Buffer()).DataAsNumpy()
                 return json.loads(bytes(data).decode()), entry.Buffer()
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
         pass
     return {}, None
 

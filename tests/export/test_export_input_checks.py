@@ -204,6 +204,16 @@ def test_sampler_refuses_a_model_whose_weights_changed(vae_tflite, tmp_path):
     assert "Received: model=" in str(raised.value) and "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.99])
+def test_sampler_refuses_a_truncated_file(vae_tflite, tmp_path, fraction):
+    content = open(vae_tflite[None], "rb").read()
+    path = tmp_path / "truncated.tflite"
+    path.write_bytes(content[: int(fraction * len(content))])
+    with pytest.raises(ValueError, match=r"^Expected a (whole|loadable) TFLite model") as raised:
+        Sampler(path)
+    assert "\n" not in str(raised.value)
+
+
 def test_sampler_refuses_a_model_that_draws_non_finite_images(vae_tflite, tmp_path):
     path = tmp_path / "nan.tflite"
     path.write_bytes(nan_weights(open(vae_tflite[None], "rb").read()))
