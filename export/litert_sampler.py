@@ -138,22 +138,21 @@ class Sampler:
                 f"Received: signatures={sorted(signatures)}"
             )
         self.model_path = model_path
-        self._decode = self._interpreter.get_signature_runner("decode")
-        self._sample = self._interpreter.get_signature_runner("sample")
         recorded = metadata.get("buffers_sha256")
         if recorded is not None and weights_sha256 != recorded:
             raise ValueError(
                 "Expected a TFLite model whose weights match the checksum it was exported with. "
                 f"Received: model={model_path!r}, whose weights differ (a damaged file?)"
             )
-        inputs = self._decode.get_input_details()
-        self.latent_dim = int(inputs["z"]["shape_signature"][-1])
-        condition = inputs.get("condition")
-        self.condition_shape = (
-            None if condition is None else tuple(int(d) for d in condition["shape_signature"][1:])
-        )
-        outputs = self._decode.get_output_details()
-        self.image_shape = tuple(int(d) for d in outputs["image"]["shape_signature"][1:])
+        try:
+            self._read_signatures()
+        except (ValueError, RuntimeError, IndexError, KeyError, TypeError) as e:
+            # A damaged signature table (a tensor index past the end, a missing name).
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                "Expected a keras-vae TFLite model with readable 'decode' and 'sample' "
+                f"signatures. Received: model={model_path!r} ({first})"
+            ) from None
         self.condition_type = metadata.get("condition_type")
         self.quantize = metadata.get("quantize")
         self.min_runtime_version = metadata.get("min_runtime_version")
@@ -165,6 +164,21 @@ class Sampler:
             self.observed_pixels = np.asarray(metadata["observed_pixels"], np.int64)
             self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
         self._probe()
+
+    def _read_signatures(self):
+        """The signature runners, and the shapes their inputs and outputs declare."""
+        self._decode = self._interpreter.get_signature_runner("decode")
+        self._sample = self._interpreter.get_signature_runner("sample")
+        inputs = self._decode.get_input_details()
+        self.latent_dim = int(inputs["z"]["shape_signature"][-1])
+        condition = inputs.get("condition")
+        self.condition_shape = (
+            None if condition is None else tuple(int(d) for d in condition["shape_signature"][1:])
+        )
+        outputs = self._decode.get_output_details()
+        self.image_shape = tuple(int(d) for d in outputs["image"]["shape_signature"][1:])
+        self._sample.get_input_details()
+        self._sample.get_output_details()
 
     def _probe(self):
         """Raises unless one draw with `PROBE_SEED` gives finite images.
