@@ -87,19 +87,36 @@ def cvae_saved_model(cvae, exports_dir):
     return export_saved_model(cvae, exports_dir / "cvae")
 
 
+class TFLiteExports(dict):
+    """Quantize mode -> path of a model's `.tflite` file, converted when first asked for.
+
+    Each worker of `make test` converts only the modes its tests read: a
+    conversion takes seconds, and most files read the float32 one alone.
+    """
+
+    def __init__(self, model, folder, prefix, modes):
+        super().__init__()
+        self.model, self.folder, self.prefix = model, folder, prefix
+        self.names = dict(modes)  # mode -> file name suffix
+
+    def __missing__(self, mode):
+        name = self.names[mode]  # a KeyError for a mode not exported
+        self[mode] = export_tflite(
+            self.model, self.folder / f"{self.prefix}-{name}.tflite", quantize=mode
+        )
+        return self[mode]
+
+    def get(self, mode, default=None):
+        return self[mode] if mode in self.names else default
+
+
 @pytest.fixture(scope="session")
 def vae_tflite(vae, exports_dir):
     """Quantize mode -> path of the VAE's `.tflite` file, for every mode."""
-    return {
-        mode: export_tflite(vae, exports_dir / f"vae-{name}.tflite", quantize=mode)
-        for mode, name in zip(QUANTIZE, QUANTIZE_IDS, strict=True)
-    }
+    return TFLiteExports(vae, exports_dir, "vae", zip(QUANTIZE, QUANTIZE_IDS, strict=True))
 
 
 @pytest.fixture(scope="session")
 def cvae_tflite(cvae, exports_dir):
     """float32 and int8 only: the other modes take the VAE's code path."""
-    return {
-        mode: export_tflite(cvae, exports_dir / f"cvae-{name}.tflite", quantize=mode)
-        for mode, name in ((None, "float32"), ("int8", "int8"))
-    }
+    return TFLiteExports(cvae, exports_dir, "cvae", ((None, "float32"), ("int8", "int8")))
