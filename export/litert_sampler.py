@@ -69,7 +69,7 @@ class Sampler:
 
     Inputs are checked before they reach the interpreter (shapes, finite
     values), and outputs after it. On opening, a file is refused if its
-    weights differ from the checksum its export recorded, or if one draw
+    bytes differ from the checksum its export recorded, or if one draw
     with `PROBE_SEED` gives non-finite images; a call whose images are not
     finite raises instead of returning them.
 
@@ -106,10 +106,10 @@ class Sampler:
                 f"Expected a TFLite model file (.tflite). Received: model={model_path!r}, "
                 "which is not a TFLite flatbuffer"
             )
-        metadata, metadata_buffer = _read_metadata(content)
+        metadata = _read_metadata(content)
         try:
             # Reads every buffer: a truncated file fails here, before the interpreter.
-            weights_sha256 = _buffers_sha256(content, metadata_buffer)
+            _read_buffers(content)
         except (struct.error, IndexError, ValueError, TypeError):
             raise ValueError(
                 f"Expected a whole TFLite model file. Received: model={model_path!r}, whose "
@@ -138,11 +138,10 @@ class Sampler:
                 f"Received: signatures={sorted(signatures)}"
             )
         self.model_path = model_path
-        recorded = metadata.get("buffers_sha256")
-        if recorded is not None and weights_sha256 != recorded:
+        if not _matches_its_sha256(content, metadata):
             raise ValueError(
-                "Expected a TFLite model whose weights match the checksum it was exported with. "
-                f"Received: model={model_path!r}, whose weights differ (a damaged file?)"
+                "Expected a TFLite model that matches the checksum it was exported with. "
+                f"Received: model={model_path!r}, whose bytes differ (a damaged file?)"
             )
         try:
             self._read_signatures()
@@ -433,38 +432,52 @@ def _int32_seed(seed):
 
 
 def _read_metadata(content):
-    """The `keras_vae` JSON record of a model's metadata (`{}` without one), and the index
-    of its buffer (`None`)."""
+    """The `keras_vae` JSON record of a model's metadata, or `{}` without one."""
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        return {}, None
+        return {}
     try:
         model = schema.Model.GetRootAs(content, 0)
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if entry.Name() == METADATA_NAME.encode():
                 data = model.Buffers(entry.Buffer()).DataAsNumpy()
-                return json.loads(bytes(data).decode()), entry.Buffer()
+                return json.loads(bytes(data).decode())
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
         pass
-    return {}, None
+    return {}
 
 
-def _buffers_sha256(content, skip):
-    """The SHA-256 of a TFLite model's buffers but `skip`, as `export_tflite` records it
-    (`keras_vae.export.tflite.buffers_sha256`)."""
+def _read_buffers(content):
+    """Reads every buffer of a TFLite model: raises `struct.error` for a truncated file."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
-    digest = hashlib.sha256()
     for i in range(model.BuffersLength()):
-        if i == skip:
-            continue
         buffer = model.Buffers(i)
-        data = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-        digest.update(len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
+        if buffer.DataLength():
+            buffer.DataAsNumpy()
+
+
+_SHA256_FIELD = b'"file_sha256": "'
+
+
+def _matches_its_sha256(content, metadata):
+    """Whether `content` hashes to the `file_sha256` its metadata records, as
+    `keras_vae.export.tflite.sealed` wrote it (the digest's own characters as zeros).
+
+    A file without a record (another exporter) passes; one whose record
+    cannot be read although its bytes name it does not.
+    """
+    recorded = metadata.get("file_sha256")
+    if recorded is None:
+        return _SHA256_FIELD not in content
+    field = _SHA256_FIELD + str(recorded).encode()
+    if len(str(recorded)) != 64 or content.count(field) != 1:
+        return False
+    zeroed = content.replace(field, _SHA256_FIELD + b"0" * 64)
+    return hashlib.sha256(zeroed).hexdigest() == recorded
 
 
 def image_grid(images, padding=2):

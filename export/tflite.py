@@ -60,8 +60,8 @@ def export_tflite(
     `"int8"`): the file runs on a stock TFLite / LiteRT runtime, with no Flex
     or custom op. A JSON record named `keras_vae` in the model's metadata
     holds the latent size, shapes, condition type, quantization, the
-    `num_samples` cap and the SHA-256 of the model's buffers
-    (`buffers_sha256`), which the LiteRT `Sampler` checks. The file is
+    `num_samples` cap and the SHA-256 of the file (`file_sha256`, see
+    `sealed`), which the LiteRT `Sampler` checks. The file is
     written to a temporary name beside `path` and renamed over it, so
     readers never see a partial file.
 
@@ -142,35 +142,35 @@ def convert_tflite(model, quantize: str | None = None, representative_conditions
     non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
         raise RuntimeError(f"Expected builtin TFLite ops only. Received: ops={non_builtin}")
-    record = {**_metadata(model, module, quantize), "buffers_sha256": buffers_sha256(content)}
-    return _with_metadata(content, record)
+    record = {**_metadata(model, module, quantize), "file_sha256": "0" * 64}
+    return sealed(_with_metadata(content, record))
 
 
-def buffers_sha256(content: bytes, skip: int | None = None) -> str:
-    """The SHA-256 of a TFLite model's buffers (its weights and constants), in order.
+# How the digest appears in the metadata's JSON (`json.dumps`'s separators).
+SHA256_FIELD = b'"file_sha256": "'
 
-    The export records it in its metadata before adding the metadata's own
-    buffer; the LiteRT `Sampler` recomputes it with that buffer `skip`ped and
-    refuses a file whose weights changed (a flipped bit can leave images
-    finite but wrong). Each buffer counts with its length, so moving bytes
-    between buffers changes the hash.
+
+def sealed(content: bytes) -> bytes:
+    """`content` with its metadata's `file_sha256` set to the SHA-256 of the whole file.
+
+    The digest is taken with its own 64 characters as zeros, then written in
+    their place: every other byte of the file (weights, graph, signatures,
+    metadata) is covered. The LiteRT `Sampler` recomputes it the same way and
+    refuses a file that changed (a flipped bit in a weight or an op's
+    options can leave images finite but wrong).
 
     Args:
-        content: bytes of a `.tflite` file.
-        skip: int or `None`. Index of a buffer to leave out.
+        content: bytes of a `.tflite` file whose metadata holds
+            `"file_sha256": "000...0"` once.
 
     Returns:
-        The hexadecimal digest.
+        The sealed bytes.
     """
-    model = litert_schema.Model.GetRootAs(content, 0)
-    digest = hashlib.sha256()
-    for i in range(model.BuffersLength()):
-        if i == skip:
-            continue
-        buffer = model.Buffers(i)
-        data = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-        digest.update(len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
+    placeholder = SHA256_FIELD + b"0" * 64
+    if content.count(placeholder) != 1:
+        raise RuntimeError("Expected one file_sha256 placeholder in the TFLite metadata.")
+    digest = hashlib.sha256(content).hexdigest().encode()
+    return content.replace(placeholder, SHA256_FIELD + digest)
 
 
 def tflite_ops(path_or_bytes) -> set[str]:
