@@ -117,7 +117,8 @@ class Sampler:
             ) from None
         try:
             self._interpreter = Interpreter(
-                model_content=content, num_threads=None if num_threads is None else int(num_threads)
+                model_content=content,
+                num_threads=None if num_threads is None else int(num_threads),
             )
             signatures = self._interpreter.get_signature_list()
         except (ValueError, RuntimeError) as e:
@@ -166,8 +167,8 @@ class Sampler:
 
     def _read_signatures(self):
         """The signature runners, and the shapes their inputs and outputs declare."""
-        self._decode = self._interpreter.get_signature_runner("decode")
-        self._sample = self._interpreter.get_signature_runner("sample")
+        self._decode = _QuietFirstCall(self._interpreter.get_signature_runner("decode"))
+        self._sample = _QuietFirstCall(self._interpreter.get_signature_runner("sample"))
         inputs = self._decode.get_input_details()
         self.latent_dim = int(inputs["z"]["shape_signature"][-1])
         condition = inputs.get("condition")
@@ -429,6 +430,45 @@ def _int32_seed(seed):
         raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
     low = int(seed) & 0xFFFFFFFF
     return low - 2**32 if low >= 2**31 else low
+
+
+class _QuietFirstCall:
+    """A signature runner whose first call (where LiteRT allocates and prints "INFO:
+    Created TensorFlow Lite XNNPACK delegate for CPU." from C++) runs with stderr silenced."""
+
+    def __init__(self, runner):
+        self._runner = runner
+        self._called = False
+
+    def __call__(self, **inputs):
+        if self._called:
+            return self._runner(**inputs)
+        with _quiet_stderr():
+            outputs = self._runner(**inputs)
+        self._called = True
+        return outputs
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Points file descriptor 2 at the null device meanwhile (LiteRT logs from C++)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _read_metadata(content):
