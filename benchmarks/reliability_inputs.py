@@ -384,6 +384,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds per group.")
     parser.add_argument("--only", nargs="*", default=None, help="Entrances to run.")
+    parser.add_argument("--record", action="store_true", help="Append the table to RESULTS.md.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -395,6 +396,12 @@ def main(argv=None):
         setup(folder)
         print(f"{'entrance':28s} {'tried':>5s} " + " ".join(f"{o:>14s}" for o in OUTCOMES))
         totals, tried = dict.fromkeys(OUTCOMES, 0), 0
+        table = [
+            f"Bad inputs per entrance: {args.cases} (hypothesis, seed {args.seed}).",
+            "",
+            "| entrance | tried | " + " | ".join(OUTCOMES) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in OUTCOMES) + " |",
+        ]
         start = time.perf_counter()
         for group in GROUPS:
             counts = run_group(group, folder, args.cases, args.seed, args.timeout, args.only)
@@ -404,9 +411,17 @@ def main(argv=None):
                     totals[outcome] += entrance_counts[outcome]
                 row = " ".join(f"{entrance_counts[o]:14d}" for o in OUTCOMES)
                 print(f"{entrance:28s} {args.cases:5d} {row}", flush=True)
+                cells = " | ".join(str(entrance_counts[o]) for o in OUTCOMES)
+                table.append(f"| {entrance} | {args.cases} | {cells} |")
         row = " ".join(f"{totals[o]:14d}" for o in OUTCOMES)
         print(f"{'total':28s} {tried:5d} {row}")
         print(f"({time.perf_counter() - start:.0f} s)")
+        cells = " | ".join(f"**{totals[o]}**" for o in OUTCOMES)
+        table.append(f"| **total** | **{tried}** | {cells} |")
+    if args.record:
+        from benchmarks.common import record
+
+        record("Reliability: bad inputs at every entrance", table)
     return 0
 
 
