@@ -24,7 +24,7 @@ from keras_vae.export.validation import (
     check_version,
 )
 from keras_vae.export.verify import EXPORT_KINDS, check_draws, verify_export
-from keras_vae.utils.staged_path import StagedPath, is_running
+from keras_vae.utils.staged_path import StagedPath, is_running, write_bytes_atomically
 
 
 def export_model(
@@ -189,9 +189,7 @@ def _publish(staged):
         with open(tflite.path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         record = {"tflite": os.path.abspath(tflite.target), "sha256": digest, "pid": os.getpid()}
-        with StagedPath(journal, ".json") as staged_journal:
-            staged_journal.write_bytes(json.dumps(record).encode())
-            staged_journal.publish()
+        write_bytes_atomically(journal, json.dumps(record).encode(), ".json")
     try:
         if saved_model is not None:
             publish_saved_model(saved_model)

@@ -24,7 +24,7 @@ from keras_vae.export.validation import (
     check_representative_conditions,
     check_tflite_path,
 )
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.staged_path import write_bytes_atomically
 
 METADATA_NAME = "keras_vae"
 TFLITE_SIGNATURES = ("decode", "sample")
@@ -117,7 +117,7 @@ def export_tflite(
     path = check_tflite_path(path)
     check_exportable(model, allow_untrained)
     conditions = check_representative_conditions(model, quantize, representative_conditions)
-    _write_atomically(path, convert_tflite(float32_model(model), quantize, conditions))
+    write_bytes_atomically(path, convert_tflite(float32_model(model), quantize, conditions))
     return path
 
 
@@ -394,9 +394,3 @@ def _with_metadata(content, record):
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != entry.name] + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _write_atomically(path, content):
-    with StagedPath(path) as staged:
-        staged.write_bytes(content)
-        staged.publish()

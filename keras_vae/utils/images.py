@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.staged_path import write_bytes_atomically
 
 
 def image_grid(
@@ -131,6 +131,4 @@ def save_images(images: np.ndarray, path, num_rows: int | None = None) -> str:
         Image.fromarray(image_grid(images, num_rows)).save(content, format="PNG")
     # Encoded in memory, written under a hidden name and renamed: a stop or a
     # full disk leaves the previous file (or none), never a cut one.
-    with StagedPath(path) as staged:
-        staged.write_bytes(content.getvalue())
-        return staged.publish()
+    return write_bytes_atomically(path, content.getvalue())

@@ -106,6 +106,17 @@ class StagedPath:
             folder = os.path.dirname(folder)
 
 
+def write_bytes_atomically(path, content: bytes, suffix="") -> str:
+    """Writes `content` at a hidden name beside `path`, flushed, then renames it to `path`.
+
+    A stop, a crash or a full disk leaves the previous file (or none), never
+    a cut one. Returns `path` as a str.
+    """
+    with StagedPath(path, suffix) as staged:
+        staged.write_bytes(content)
+        return staged.publish()
+
+
 def process_namespace():
     """12 hex digits naming where this process's id means something.
 

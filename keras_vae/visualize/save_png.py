@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from keras_vae.utils.images import check_image_path
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.staged_path import write_bytes_atomically
 
 
 def check_png_path(path) -> str:
@@ -50,6 +50,4 @@ def save_png(picture: np.ndarray, path) -> str:
         picture = np.round(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)
     content = io.BytesIO()
     Image.fromarray(picture).save(content, format="PNG")
-    with StagedPath(path) as staged:
-        staged.write_bytes(content.getvalue())
-        return staged.publish()
+    return write_bytes_atomically(path, content.getvalue())
