@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_vae.export.validation import check_exportable
+from keras_vae.export.validation import check_batch_sizes, check_exportable
 
 MAX_NUM_SAMPLES = 4096
 FUNCTIONS = ("decode", "sample", "encode", "reconstruct")
@@ -87,9 +87,10 @@ class ServingModule(tf.Module):
     >>> tf.saved_model.save(module, path, signatures=module.signatures())  # doctest: +SKIP
     """
 
-    def __init__(self, model, functions=FUNCTIONS, empty_batches=True):
+    def __init__(self, model, functions=FUNCTIONS, empty_batches=True, batch_sizes=()):
         check_exportable(model, allow_untrained=True)
         _check_names("functions", functions, FUNCTIONS)
+        batch_sizes = check_batch_sizes(batch_sizes)
         super().__init__(name="keras_vae_serving")
         self.conditional = bool(model.conditional)
         self.latent_dim = int(model.latent_dim)
@@ -98,6 +99,14 @@ class ServingModule(tf.Module):
         rows = _rows_or_empty if empty_batches else _rows
         available = _functions(model, self.latent_dim, self.data_shape, self.condition_shape, rows)
         functions = {name: available[name] for name in functions}
+        for batch in batch_sizes:
+            fixed = _functions(
+                model, self.latent_dim, self.data_shape, self.condition_shape, _rows, batch
+            )
+            for name in ("decode", "sample"):
+                if name in functions:
+                    functions[static_name(name, batch)] = fixed[name]
+        self.batch_sizes = batch_sizes
         for name, function in functions.items():
             setattr(self, name, function)
         self.function_names = tuple(functions)
@@ -115,6 +124,11 @@ class ServingModule(tf.Module):
             function = getattr(self, "decode" if name == "serving_default" else name)
             functions[name] = function.get_concrete_function()
         return functions
+
+
+def static_name(function, batch):
+    """The name of `function`'s signature at the fixed batch `batch`: `decode_b64`."""
+    return f"{function}_b{batch}"
 
 
 def _check_names(argument, names, known):
@@ -274,18 +288,23 @@ def _rows_or_empty(function, *inputs):
     return tf.cond(tf.shape(inputs[0])[0] > 0, lambda: function(*inputs), empty)
 
 
-def _functions(model, latent_dim, data_shape, condition_shape, rows):
+def _functions(model, latent_dim, data_shape, condition_shape, rows, batch=None):
     """The four serving functions; with a `condition_shape`, each also takes `condition`.
 
     Conditions travel as an optional last argument (`*condition`, empty for
     an unconditional model), so one definition serves both signatures.
+
+    With a `batch` B, only `decode` and `sample`, at that fixed batch (see
+    `ServingModule`'s `batch_sizes`): `decode` takes `z` `[B, L]` (and
+    `condition` `[B, *C]`); `sample` takes `seed` (and one condition
+    `[1, *C]`) and draws `num_samples = B`.
     """
     data_name = model.data_name
-    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    z_spec = tf.TensorSpec([batch, latent_dim], tf.float32, name="z")
     data_spec = tf.TensorSpec([None, *data_shape], tf.float32, name=data_name)
     condition_specs = []
     if condition_shape is not None:
-        condition_specs = [tf.TensorSpec([None, *condition_shape], tf.float32, name="condition")]
+        condition_specs = [tf.TensorSpec([batch, *condition_shape], tf.float32, name="condition")]
 
     binary = model.likelihood.binary
 
@@ -344,6 +363,21 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows):
 
         return rows(image, x, *condition)
 
+    if batch is not None:
+        one_condition = []
+        if condition_shape is not None:
+            one_condition = [tf.TensorSpec([1, *condition_shape], tf.float32, name="condition")]
+
+        def sample_batch(seed, *condition):
+            return sample(seed, tf.constant(batch, tf.int32), *condition)
+
+        return {
+            "decode": tf.function(decode, input_signature=[z_spec, *condition_specs]),
+            "sample": tf.function(
+                sample_batch,
+                input_signature=[_scalar_specs()[0], *one_condition],
+            ),
+        }
     return {
         "decode": tf.function(decode, input_signature=[z_spec, *condition_specs]),
         "sample": tf.function(sample, input_signature=[*_scalar_specs(), *condition_specs]),

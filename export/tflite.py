@@ -17,8 +17,9 @@ from tensorflow.lite.tools import flatbuffer_utils
 import keras_vae
 from keras_vae import data
 from keras_vae.export.precision import float32_model
-from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule
+from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule, static_name
 from keras_vae.export.validation import (
+    check_batch_sizes,
     check_exportable,
     check_quantize,
     check_representative_conditions,
@@ -42,6 +43,7 @@ def export_tflite(
     quantize: str | None = None,
     allow_untrained: bool = False,
     representative_conditions=None,
+    batch_sizes=(),
 ) -> str:
     """Exports a VAE or ConditionalVAE's decoder and sampler as a `.tflite` file.
 
@@ -100,6 +102,17 @@ def export_tflite(
             Defaults to every one-hot label for `condition_type="label"`;
             required for other conditions (the completion ones), and only
             accepted with `quantize="int8"` and a ConditionalVAE.
+        batch_sizes: sequence of positive ints (or a string `"1,64"`).
+            For each `B`, two more signatures with static shapes:
+            `decode_b{B}` (`z` `[B, L]` [+ `condition` `[B, *C]`]) and
+            `sample_b{B}` (`seed` [+ one `condition` `[1, *C]`], the
+            draws of `sample` with `num_samples=B`). Their op graphs hold
+            no shape computed at run time: a transposed convolution's
+            output shape is a constant, which makes a convolutional
+            decoder about 3x faster in LiteRT (and lets LiteRT's
+            `CompiledModel` run it). The `Sampler` uses them when a call's
+            batch matches, and the metadata lists them (`batch_sizes`).
+            Defaults to `()`, the dynamic signatures only.
 
     Returns:
         The path written.
@@ -117,11 +130,15 @@ def export_tflite(
     path = check_tflite_path(path)
     check_exportable(model, allow_untrained)
     conditions = check_representative_conditions(model, quantize, representative_conditions)
-    write_bytes_atomically(path, convert_tflite(float32_model(model), quantize, conditions))
+    batch_sizes = check_batch_sizes(batch_sizes)
+    content = convert_tflite(float32_model(model), quantize, conditions, batch_sizes)
+    write_bytes_atomically(path, content)
     return path
 
 
-def convert_tflite(model, quantize: str | None = None, representative_conditions=None) -> bytes:
+def convert_tflite(
+    model, quantize: str | None = None, representative_conditions=None, batch_sizes=()
+) -> bytes:
     """The content of `export_tflite`'s file, for a float32 model, without writing it.
 
     Args:
@@ -130,14 +147,18 @@ def convert_tflite(model, quantize: str | None = None, representative_conditions
         quantize: one of `QUANTIZE_MODES`.
         representative_conditions: what `check_representative_conditions`
             returns for `model` and `quantize`.
+        batch_sizes: tuple of ints, as `check_batch_sizes` returns them.
 
     Returns:
         The bytes of the `.tflite` file, metadata included.
     """
-    module = ServingModule(model, functions=TFLITE_SIGNATURES, empty_batches=False)
+    module = ServingModule(
+        model, functions=TFLITE_SIGNATURES, empty_batches=False, batch_sizes=batch_sizes
+    )
     calibration = None
     if quantize == "int8":
         calibration = _calibration_data(model, module, representative_conditions)
+        calibration += _static_calibration_data(module, calibration)
     content = _convert(module, quantize, calibration)
     non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
@@ -217,9 +238,10 @@ def _convert(module, quantize, calibration):
     folder = tempfile.mkdtemp(prefix="keras_vae_tflite_")
     try:
         saved_model = os.path.join(folder, "saved_model")
-        tf.saved_model.save(module, saved_model, signatures=module.signatures(TFLITE_SIGNATURES))
+        names = module.function_names
+        tf.saved_model.save(module, saved_model, signatures=module.signatures(names))
         converter = tf.lite.TFLiteConverter.from_saved_model(
-            saved_model, signature_keys=list(TFLITE_SIGNATURES)
+            saved_model, signature_keys=list(names)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:
@@ -282,7 +304,7 @@ def _quantize_int8(calibrated):
 def _sampler_ops(model):
     """(subgraph, op) pairs of the ops `z` depends on in the `sample` signature."""
     for signature in model.signatureDefs:
-        if signature.signatureKey.decode() != "sample":
+        if signature.signatureKey.decode().split("_b")[0] != "sample":
             continue
         subgraph = model.subgraphs[signature.subgraphIndex]
         producers = {index: op for op in subgraph.operators for index in op.outputs}
@@ -347,6 +369,27 @@ def _calibration_data(model, module, conditions):
     return data
 
 
+def _static_calibration_data(module, calibration):
+    """Calibration pairs for the static signatures, from the dynamic ones' pairs.
+
+    Each `decode_b{B}` sees the rows of each `decode` batch, repeated or cut
+    to `B`; each `sample_b{B}` the seeds of `sample` (with its first
+    condition).
+    """
+    data = []
+    for batch in module.batch_sizes:
+        for name, inputs in calibration:
+            if name == "decode":
+                rows = np.arange(batch) % len(inputs["z"])
+                data.append((static_name(name, batch), {k: v[rows] for k, v in inputs.items()}))
+            else:
+                fixed = {"seed": inputs["seed"]}
+                if "condition" in inputs:
+                    fixed["condition"] = inputs["condition"][:1]
+                data.append((static_name(name, batch), fixed))
+    return data
+
+
 def _metadata(model, module, quantize):
     condition_type = model.condition_type
     layout = {}
@@ -372,7 +415,8 @@ def _metadata(model, module, quantize):
         "quantize": quantize,
         "seed_dtype": "int32",
         "max_num_samples": MAX_NUM_SAMPLES,
-        "signatures": list(TFLITE_SIGNATURES),
+        "signatures": list(module.function_names),
+        "batch_sizes": list(module.batch_sizes),
     }
 
 

@@ -9,6 +9,8 @@ from keras_vae.models.validation import follows_model_contract
 from keras_vae.utils.images import file_in_the_way
 
 QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+# The largest fixed batch of a static TFLite signature: the `num_samples` cap.
+MAX_BATCH_SIZE = 4096
 # TF Serving parses a version folder's name as an int64.
 MAX_VERSION = 2**63 - 1
 
@@ -55,6 +57,43 @@ def check_exportable(model, allow_untrained: bool = False) -> None:
             "(--allow-untrained on the command line) to export it anyway. Received: a "
             f"{type(model).__name__} with {state}"
         )
+
+
+def check_batch_sizes(batch_sizes) -> tuple[int, ...]:
+    """The fixed batch sizes of the static signatures, sorted and without repeats.
+
+    Args:
+        batch_sizes: a sequence of positive integers up to `MAX_BATCH_SIZE`,
+            or the same as a comma-separated string (`"1,64"`, as
+            `--batch-sizes` takes it). Empty (`()`) for none.
+
+    Returns:
+        A tuple of ints.
+
+    Raises:
+        ValueError: for anything else, in one line.
+    """
+    received = batch_sizes
+    if isinstance(batch_sizes, str):
+        parts = [part.strip() for part in batch_sizes.split(",")]
+        batch_sizes = [int(p) if p.isdigit() else p for p in parts]
+    try:
+        sizes = list(batch_sizes)
+    except TypeError:
+        sizes = [batch_sizes]
+    valid = all(
+        isinstance(size, numbers.Integral)
+        and not isinstance(size, bool)
+        and 1 <= size <= MAX_BATCH_SIZE
+        for size in sizes
+    )
+    if not valid or (isinstance(received, str) and not sizes):
+        raise ValueError(
+            "Expected batch_sizes to be integers in [1, "
+            f"{MAX_BATCH_SIZE}], comma-separated on the command line (e.g. 1,64). "
+            f"Received: batch_sizes={received!r}"
+        )
+    return tuple(sorted({int(size) for size in sizes}))
 
 
 def check_quantize(quantize) -> None:
