@@ -72,8 +72,11 @@ Reference:
     deviates", 1958.
 """
 
+import collections
+import contextlib
 import math
 import numbers
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -87,6 +90,48 @@ _TWO_PI = np.float32(2.0 * np.pi)
 _MAX_ELEMENTS = 2**31 - 1
 _LOG_SERIES_ABOVE = np.float32(0.875)
 _LOG_SERIES_TERMS = 8
+_BIT_WEIGHTS = np.float32(2.0 ** np.arange(16))
+_op_set = threading.local()
+
+
+@contextlib.contextmanager
+def tflite_micro_ops():
+    """Within this context, `uniform` and `normal` use only TFLite Micro's ops.
+
+    TensorFlow Lite Micro has no RIGHT_SHIFT, BITWISE_XOR, RANGE or
+    REDUCE_PROD, and its FLOOR_DIV, FLOOR_MOD, SUM and SELECT_V2 kernels take
+    float32 (not int32) tensors. Inside this context the 16-bit limbs are held
+    in float32, where every integer below 2^24 is exact, and every
+    intermediate value is kept below 2^24: a right shift by `k` is
+    `floor_div(x, 2^k)`, `x & (2^k - 1)` is `floor_mod(x, 2^k)`, an XOR is the
+    weighted sum of the squared differences of the two limbs' 16 bits, and a
+    product by a 32-bit constant is split by the constant's bytes, each
+    partial product reduced mod 2^16 before it is added. The integer words,
+    and so the uniforms, are bit-identical to the default op set's; only the
+    graph differs. Shapes must be static (the counters become constants) and
+    an int32 seed is split into limbs through an int16 cast, whose C++ kernel
+    keeps the low 16 bits.
+
+    Outside the context the default op set (int32 limbs, RIGHT_SHIFT,
+    BITWISE_XOR) is used, so other exports are unchanged.
+
+    Example:
+
+    >>> with tflite_micro_ops():
+    ...     u = uniform([2, 3], seed=7)
+    >>> bool(tf.reduce_all(u == uniform([2, 3], seed=7)))
+    True
+    """
+    previous = getattr(_op_set, "micro", False)
+    _op_set.micro = True
+    try:
+        yield
+    finally:
+        _op_set.micro = previous
+
+
+def _micro():
+    return getattr(_op_set, "micro", False)
 
 
 def uniform(shape, seed, counter_offset=0):
@@ -117,8 +162,8 @@ def uniform(shape, seed, counter_offset=0):
     >>> bool(tf.reduce_all((u > 0.0) & (u < 1.0)))
     True
     """
-    shape, seed, counter = _prepare(shape, seed, counter_offset)
-    return tf.reshape(_to_unit(_stream_word(seed, counter, _UNIFORM_STREAM)), shape)
+    shape, seed, counter, ops = _prepare(shape, seed, counter_offset)
+    return tf.reshape(ops.to_unit(_stream_word(seed, counter, _UNIFORM_STREAM, ops)), shape)
 
 
 def normal(shape, seed, counter_offset=0):
@@ -146,16 +191,16 @@ def normal(shape, seed, counter_offset=0):
     >>> bool(tf.reduce_all(normal([4, 2], seed=0) == z))
     True
     """
-    shape, seed, counter = _prepare(shape, seed, counter_offset)
+    shape, seed, counter, ops = _prepare(shape, seed, counter_offset)
     radius_stream, angle_stream = _NORMAL_STREAMS
-    u1 = _to_unit(_stream_word(seed, counter, radius_stream))
-    u2 = _to_unit(_stream_word(seed, counter, angle_stream))
-    z = tf.sqrt(2.0 * _minus_log(u1)) * tf.cos(_TWO_PI * u2)
+    u1 = ops.to_unit(_stream_word(seed, counter, radius_stream, ops))
+    u2 = ops.to_unit(_stream_word(seed, counter, angle_stream, ops))
+    z = tf.sqrt(2.0 * _minus_log(u1, ops.select)) * tf.cos(_TWO_PI * u2)
     return tf.reshape(z, shape)
 
 
 def _prepare(shape, seed, counter_offset):
-    """Validates the arguments; returns the shape, seed word and counter words."""
+    """Validates the arguments; returns the shape, seed and counter words and the op set."""
     shape, size = _shape_and_size(shape)
     seed = _int32_scalar(seed, "seed")
     if isinstance(counter_offset, numbers.Integral) and not isinstance(counter_offset, bool):
@@ -165,9 +210,66 @@ def _prepare(shape, seed, counter_offset):
                 f"Received: counter_offset={counter_offset}"
             )
     offset = _int32_scalar(counter_offset, "counter_offset")
+    if _micro():
+        return _prepare_micro(shape, size, seed, offset)
     index = tf.range(size)
     counter = _add(_split(offset), _split(index))
-    return shape, _split(seed), counter
+    return shape, _split(seed), counter, _INT32_OPS
+
+
+def _prepare_micro(shape, size, seed, offset):
+    """`_prepare`'s result with TFLite Micro's ops: static shape, float32 limbs."""
+    static_shape = _static_value(shape)
+    if static_shape is None:
+        raise ValueError(
+            "Expected a static shape for TFLite Micro (fix num_samples and the condition "
+            f"batch at export). Received: shape={shape}"
+        )
+    static_shape = np.asarray(static_shape, np.int64).reshape(-1)
+    if (static_shape < 0).any() or math.prod(static_shape.tolist()) > _MAX_ELEMENTS:
+        raise ValueError(
+            "Expected a shape with non-negative entries and fewer than 2**31 elements. "
+            f"Received: shape={static_shape.tolist()}"
+        )
+    size = math.prod(static_shape.tolist())
+    index = np.arange(size, dtype=np.int64)
+    index_limbs = (
+        tf.constant(np.float32(index >> 16)),
+        tf.constant(np.float32(index & 0xFFFF)),
+    )
+    counter = _micro_add(_micro_split(offset), index_limbs)
+    shape = tf.constant(static_shape.astype(np.int32))
+    return shape, _micro_split(seed), counter, _MICRO_OPS
+
+
+def _static_value(tensor):
+    """The value of a shape tensor computed from constants only, or `None`.
+
+    `tf.get_static_value` stops at a Reshape or Mul, which the priors use to
+    build a shape from `num_samples` (`tf.reshape(num_samples, [1])`).
+    """
+    if not isinstance(tensor, tf.Tensor):
+        return np.asarray(tensor)
+    value = tf.get_static_value(tensor)
+    if value is not None or not hasattr(tensor, "op") or tensor.op is None:
+        return value
+    op = tensor.op
+    inputs = [_static_value(t) for t in op.inputs]
+    if op.type in ("Const", "Placeholder") or any(v is None for v in inputs):
+        return None
+    if op.type in ("Identity", "Cast"):
+        return inputs[0].astype(tensor.dtype.as_numpy_dtype)
+    if op.type == "Reshape":
+        return np.reshape(inputs[0], inputs[1])
+    if op.type == "ConcatV2":
+        return np.concatenate([np.reshape(v, [-1]) for v in inputs[:-1]], axis=int(inputs[-1]))
+    if op.type == "Pack":
+        return np.stack(inputs, axis=op.get_attr("axis"))
+    if op.type == "Mul":
+        return inputs[0] * inputs[1]
+    if op.type == "AddV2":
+        return inputs[0] + inputs[1]
+    return None
 
 
 def _shape_and_size(shape):
@@ -281,20 +383,22 @@ def _mul(x, constant):
     return tf.math.floormod(high, _LIMB), tf.math.floormod(low, _LIMB)
 
 
-def _mix(x):
+def _mix(x, ops=None):
     """Wellons' `lowbias32` integer hash, a bijection of 32-bit words."""
-    x = _xor_shift(x, 16)
-    x = _mul(x, _MIX_MULTIPLIERS[0])
-    x = _xor_shift(x, 15)
-    x = _mul(x, _MIX_MULTIPLIERS[1])
-    return _xor_shift(x, 16)
+    ops = ops or _INT32_OPS
+    x = ops.xor_shift(x, 16)
+    x = ops.mul(x, _MIX_MULTIPLIERS[0])
+    x = ops.xor_shift(x, 15)
+    x = ops.mul(x, _MIX_MULTIPLIERS[1])
+    return ops.xor_shift(x, 16)
 
 
-def _stream_word(seed, counter, stream):
+def _stream_word(seed, counter, stream, ops=None):
     """`word_j(c)` of the module docstring for stream `j`."""
-    inner_key = _mix(_xor(seed, _const(_STREAM_KEYS[2 * stream])))
-    outer_key = _mix(_xor(seed, _const(_STREAM_KEYS[2 * stream + 1])))
-    return _mix(_xor(_mix(_xor(counter, inner_key)), outer_key))
+    ops = ops or _INT32_OPS
+    inner_key = _mix(ops.xor(seed, _const(_STREAM_KEYS[2 * stream])), ops)
+    outer_key = _mix(ops.xor(seed, _const(_STREAM_KEYS[2 * stream + 1])), ops)
+    return _mix(ops.xor(_mix(ops.xor(counter, inner_key), ops), outer_key), ops)
 
 
 def _to_unit(word):
@@ -304,7 +408,7 @@ def _to_unit(word):
     return tf.cast(odd, tf.float32) * np.float32(2.0**-24)
 
 
-def _minus_log(u):
+def _minus_log(u, select=tf.where):
     """`-log(u)`, through its Taylor series where `u > 7/8`.
 
     Near 1, `log` kernels that are accurate in absolute terms lose relative
@@ -315,4 +419,105 @@ def _minus_log(u):
     series = np.float32(1.0 / _LOG_SERIES_TERMS)
     for k in range(_LOG_SERIES_TERMS - 1, 0, -1):
         series = np.float32(1.0 / k) + v * series
-    return tf.where(u > _LOG_SERIES_ABOVE, v * series, -tf.math.log(u))
+    return select(u > _LOG_SERIES_ABOVE, v * series, -tf.math.log(u))
+
+
+# The same limb arithmetic in float32 for TFLite Micro (see `tflite_micro_ops`):
+# every value is an integer below 2^24, so every float op is exact.
+
+
+def _micro_split(x):
+    """The bit pattern of an int32 tensor as float32 (hi, lo) limbs.
+
+    The int16 cast keeps the low 16 bits, as a signed `low`. `x - low` is a
+    multiple of 2^16 that int32 may not hold (2^31 for `x = 2^31 - 1`), so it
+    is formed in float32 instead: `float32(x)` is off by at most 64, which
+    rounding `(float32(x) - low) / 2^16` to the nearest integer removes.
+    """
+    low = tf.cast(tf.cast(x, tf.int16), tf.float32)
+    scale = np.float32(1.0 / _LIMB)
+    high = tf.math.floor((tf.cast(x, tf.float32) - low) * scale + np.float32(0.5))
+    # A negative `low` borrowed 2^16 from the high limb.
+    high = high + tf.math.floordiv(low, np.float32(_LIMB))
+    return tf.math.floormod(high, np.float32(_LIMB)), tf.math.floormod(low, np.float32(_LIMB))
+
+
+def _micro_bits(x):
+    """The 16 bits of a float32 limb along a new last axis."""
+    return tf.math.floormod(tf.math.floordiv(tf.expand_dims(x, -1), _BIT_WEIGHTS), 2.0)
+
+
+def _micro_xor_limb(a, b):
+    if not isinstance(a, tf.Tensor) and not isinstance(b, tf.Tensor):
+        return np.float32(int(a) ^ int(b))
+    a, b = tf.convert_to_tensor(a, tf.float32), tf.convert_to_tensor(b, tf.float32)
+    differences = tf.math.squared_difference(_micro_bits(a), _micro_bits(b))
+    return tf.reduce_sum(differences * _BIT_WEIGHTS, axis=-1)
+
+
+def _micro_xor(a, b):
+    return _micro_xor_limb(a[0], b[0]), _micro_xor_limb(a[1], b[1])
+
+
+def _micro_add(a, b):
+    lo = a[1] + b[1]
+    hi = a[0] + b[0] + tf.math.floordiv(lo, np.float32(_LIMB))
+    return tf.math.floormod(hi, np.float32(_LIMB)), tf.math.floormod(lo, np.float32(_LIMB))
+
+
+def _micro_mod(x, power):
+    return tf.math.floormod(x, np.float32(1 << power))
+
+
+def _micro_shift(x, shift):
+    return tf.math.floordiv(x, np.float32(1 << shift))
+
+
+def _micro_xor_shift(x, shift):
+    """`x ^ (x >> shift)` for 0 < shift <= 16."""
+    hi, lo = x
+    if shift == 16:
+        return hi, _micro_xor_limb(lo, hi)
+    # The bits of hi that move into lo, masked before they are scaled.
+    shifted_lo = _micro_mod(hi, shift) * np.float32(1 << (16 - shift)) + _micro_shift(lo, shift)
+    return _micro_xor(x, (_micro_shift(hi, shift), shifted_lo))
+
+
+def _micro_mul(x, constant):
+    """`x * constant mod 2**32`; every partial product and sum below 2**24."""
+    hi, lo = x
+    c0, c1, c2, c3 = (np.float32(constant >> (8 * k) & 0xFF) for k in range(4))
+    lo_c0 = lo * c0
+    lo_c1 = lo * c1
+    low_sum = _micro_mod(lo_c0, 16) + _micro_mod(lo_c1, 8) * np.float32(256)
+    high = (
+        _micro_shift(lo_c0, 16)
+        + _micro_shift(low_sum, 16)
+        + _micro_shift(lo_c1, 8)
+        + _micro_mod(lo * c2, 16)
+        + _micro_mod(lo * c3, 8) * np.float32(256)
+        + _micro_mod(hi * c0, 16)
+        + _micro_mod(hi * c1, 8) * np.float32(256)
+    )
+    return _micro_mod(high, 16), _micro_mod(low_sum, 16)
+
+
+def _micro_to_unit(word):
+    hi, lo = word
+    odd = hi * np.float32(256) + _micro_shift(lo, 9) * np.float32(2) + np.float32(1)
+    return odd * np.float32(2.0**-24)
+
+
+def _blend(condition, x, y):
+    """`tf.where(condition, x, y)` for finite `x` and `y`, as a 0/1 blend.
+
+    TFLite Micro has no SELECT, which `tf.where` becomes; with a mask of
+    exactly 0 or 1 the blend equals the selection bit for bit.
+    """
+    mask = tf.cast(condition, tf.float32)
+    return mask * x + (np.float32(1.0) - mask) * y
+
+
+_LimbOps = collections.namedtuple("_LimbOps", "xor xor_shift mul to_unit select")
+_INT32_OPS = _LimbOps(_xor, _xor_shift, _mul, _to_unit, tf.where)
+_MICRO_OPS = _LimbOps(_micro_xor, _micro_xor_shift, _micro_mul, _micro_to_unit, _blend)
