@@ -25,9 +25,16 @@ import os
 import struct
 import sys
 import tempfile
+import weakref
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+
+try:  # LiteRT 2.x; tflite-runtime and older ai-edge-litert have the Interpreter only
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.options import CpuOptions, Options
+except ImportError:
+    CompiledModel = None
 
 MAX_NUM_SAMPLES = 4096
 METADATA_NAME = "keras_vae"
@@ -38,6 +45,8 @@ DECODE_BATCH_SIZE = 1024
 # damaged file whose images are not finite.
 PROBE_SEED = 0
 _INT32_MIN = -(2**31)
+RUNTIMES = ("auto", "compiled_model", "interpreter")
+_COMPILED_MODELS_MADE = False
 
 
 class Sampler:
@@ -48,6 +57,18 @@ class Sampler:
             `keras_vae.export.export_tflite`.
         num_threads: positive int or `None`. CPU threads for the interpreter.
             Defaults to `None`, LiteRT's default.
+        runtime: `"auto"`, `"compiled_model"` or `"interpreter"`. What runs
+            the static-shape signatures (`decode_b{B}`, `sample_b{B}`, see
+            `export_tflite`'s `batch_sizes`): LiteRT's `CompiledModel`, or
+            the `Interpreter`'s signature runners. `"auto"` takes
+            `CompiledModel` when it is installed and gives the
+            `Interpreter`'s outputs on the file; `"compiled_model"`
+            requires it. The dynamic signatures always run in the
+            `Interpreter`: `CompiledModel` (ai-edge-litert 2.3) sizes its
+            buffers at the file's shapes, so it leaves `sample`'s `z`
+            (sized by the value of `num_samples`) unwritten and crashes
+            on a resized `decode` whose output shape is computed at run
+            time. Defaults to `"auto"`.
 
     Attributes:
         latent_dim: int. Size of z.
@@ -61,6 +82,12 @@ class Sampler:
             completion models: the row-major flat indices in the whole image
             of the condition's pixels and of the generated ones, in order.
         quantize: str or `None`. How the file was quantized.
+        batch_sizes: tuple of ints. The fixed batches of the file's
+            static-shape signatures (empty for none). `decode` runs full
+            chunks of such a size through them; `sample` uses them when
+            `num_samples` is one of them (with at most one condition).
+        runtime: str. `"compiled_model"` or `"interpreter"`: what runs
+            the static signatures.
         max_num_samples: int. Most rows per call: `num_samples`, or
             `B * num_samples` with a batch of `B` conditions. The `.tflite`
             file's own `sample` signature clamps `num_samples` to
@@ -81,8 +108,15 @@ class Sampler:
     (4, 28, 28, 1)
     """
 
-    def __init__(self, model_path, num_threads=None):
+    def __init__(self, model_path, num_threads=None, runtime="auto"):
         model_path = os.fspath(model_path)
+        if runtime not in RUNTIMES:
+            raise ValueError(f"Expected runtime in {RUNTIMES}. Received: runtime={runtime!r}")
+        if runtime == "compiled_model" and CompiledModel is None:
+            raise ValueError(
+                "Expected ai-edge-litert 2 or newer for runtime='compiled_model' (its "
+                "CompiledModel API). Received: a LiteRT without ai_edge_litert.compiled_model"
+            )
         if num_threads is not None and (
             isinstance(num_threads, bool)
             or not isinstance(num_threads, numbers.Integral)
@@ -133,7 +167,10 @@ class Sampler:
             raise ValueError(
                 f"Expected a loadable TFLite model. Received: model={model_path!r} ({first})"
             ) from None
-        if not {"decode", "sample"} <= set(signatures):
+        # An int8-full file holds `decode` only: its z is drawn here (`_HostSample`).
+        host = metadata.get("sampling") == "host"
+        self._host_quantization = metadata.get("quantization") if host else None
+        if not ({"decode"} if host else {"decode", "sample"}) <= set(signatures):
             raise ValueError(
                 "Expected a keras-vae TFLite model with 'decode' and 'sample' signatures. "
                 f"Received: signatures={sorted(signatures)}"
@@ -164,11 +201,20 @@ class Sampler:
             self.observed_pixels = np.asarray(metadata["observed_pixels"], np.int64)
             self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
         self._probe()
+        self.runtime = "interpreter"
+        if self.batch_sizes and runtime != "interpreter":
+            self._use_compiled_model(content, num_threads, required=runtime == "compiled_model")
 
     def _read_signatures(self):
         """The signature runners, and the shapes their inputs and outputs declare."""
-        self._decode = _QuietFirstCall(self._interpreter.get_signature_runner("decode"))
-        self._sample = _QuietFirstCall(self._interpreter.get_signature_runner("sample"))
+        decode = _QuietFirstCall(self._interpreter.get_signature_runner("decode"))
+        if self._host_quantization is None:
+            self._decode = decode
+            self._sample = _QuietFirstCall(self._interpreter.get_signature_runner("sample"))
+        else:
+            self._decode = _IntegerDecode(decode, self._host_quantization)
+            latent_dim = int(decode.get_input_details()["z"]["shape"][-1])
+            self._sample = _HostSample(self._decode, latent_dim)
         inputs = self._decode.get_input_details()
         self.latent_dim = int(inputs["z"]["shape_signature"][-1])
         condition = inputs.get("condition")
@@ -179,6 +225,73 @@ class Sampler:
         self.image_shape = tuple(int(d) for d in outputs["image"]["shape_signature"][1:])
         self._sample.get_input_details()
         self._sample.get_output_details()
+        # The static-shape signatures, by batch: {"decode": {64: runner}, "sample": {...}}.
+        self._static = {"decode": {}, "sample": {}}
+        for key in self._interpreter.get_signature_list():
+            function, _, batch = key.rpartition("_b")
+            if function in self._static and batch.isdigit():
+                runner = _QuietFirstCall(self._interpreter.get_signature_runner(key))
+                self._static[function][int(batch)] = runner
+        self.batch_sizes = tuple(sorted(self._static["decode"]))
+
+    def _use_compiled_model(self, content, num_threads, required):
+        """Runs the static signatures in a `CompiledModel`, if it gives the same outputs.
+
+        Each static signature runs once on the same inputs in both runtimes;
+        any error or difference keeps the `Interpreter` (or, with
+        `required`, raises).
+        """
+        try:
+            options = None
+            if num_threads is not None:
+                options = Options(cpu_options=CpuOptions(num_threads=int(num_threads)))
+            with _quiet_stderr():  # LiteRT logs its accelerator and plugin search from C++
+                compiled = CompiledModel.from_buffer(content, options=options)
+            global _COMPILED_MODELS_MADE
+            _COMPILED_MODELS_MADE = True
+            runners = {
+                function: {
+                    batch: _CompiledRunner(compiled, f"{function}_b{batch}") for batch in batches
+                }
+                for function, batches in self._static.items()
+            }
+            for function, batches in runners.items():
+                for batch, runner in batches.items():
+                    inputs = self._probe_inputs(function, batch)
+                    expected = self._static[function][batch](**inputs)
+                    with _quiet_stderr():
+                        outputs = runner(**inputs)
+                    for name, value in expected.items():
+                        if not np.allclose(outputs[name], value, rtol=1e-5, atol=1e-5):
+                            raise ValueError(f"{function}_b{batch} gives another {name}")
+        except (ValueError, RuntimeError, KeyError, TypeError) as e:
+            if required:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ValueError(
+                    "Expected a model that LiteRT's CompiledModel runs as the Interpreter "
+                    f"does. Received: model={self.model_path!r} ({first})"
+                ) from None
+            return
+        self._static = runners
+        self.runtime = "compiled_model"
+        # LiteRT logs from C++ as it frees the model and its accelerators.
+        weakref.finalize(self, _close_quietly, compiled, runners)
+
+    def _probe_inputs(self, function, batch):
+        """Inputs of the static signature `function` at `batch` for a probe run."""
+        condition = None
+        if self.condition_shape is not None:
+            rows = batch if function == "decode" else 1
+            condition = np.zeros((rows, *self.condition_shape), np.float32)
+            condition[:, 0] = 1.0
+        if function == "decode":
+            z = np.linspace(-2.0, 2.0, batch * self.latent_dim, dtype=np.float32)
+            inputs = {"z": z.reshape(batch, self.latent_dim)}
+        else:
+            inputs = {"seed": np.asarray(PROBE_SEED, np.int32)}
+        if condition is not None:
+            inputs["condition"] = condition
+        return inputs
 
     def _probe(self):
         """Raises unless one draw with `PROBE_SEED` gives finite images.
@@ -243,7 +356,12 @@ class Sampler:
         if condition is not None and len(condition) == 0:
             images, z = self._empty_batch()
         else:
-            outputs = self._sample(**inputs)
+            static = self._static["sample"].get(num_samples)
+            if static is not None and (condition is None or len(condition) == 1):
+                del inputs["num_samples"]
+                outputs = static(**inputs)
+            else:
+                outputs = self._sample(**inputs)
             images, z = np.array(outputs["image"]), np.array(outputs["z"])
             _check_finite_output(images, f"seed={seed}")
         return (images, z) if return_latent else images
@@ -319,12 +437,13 @@ class Sampler:
         if len(z) == 0:
             return self._empty_batch()[0]
         images = np.empty((len(z), *self.image_shape), np.float32)
-        for start in range(0, len(z), int(batch_size)):
-            rows = slice(start, start + int(batch_size))
+        for rows, runner, padded in _chunks(len(z), int(batch_size), self._static["decode"]):
             inputs = {"z": z[rows]}
             if condition is not None:
                 inputs["condition"] = condition[rows]
-            images[rows] = self._decode(**inputs)["image"]
+            if padded:
+                inputs = {k: _padded(v, padded) for k, v in inputs.items()}
+            images[rows] = (runner or self._decode)(**inputs)["image"][: rows.stop - rows.start]
             _check_finite_output(images[rows], f"z with |z| up to {np.max(np.abs(z[rows])):g}")
         return images
 
@@ -384,6 +503,38 @@ class Sampler:
         return _float_batch("condition", condition, self.condition_shape, noun="a condition")
 
 
+def _chunks(total, batch_size, static):
+    """(rows, runner, padded) for each chunk of `total` rows, at most `batch_size` each.
+
+    `static` maps fixed batch sizes to runners. Full chunks of the largest
+    size up to `batch_size` run in its runner (`padded` 0). The rows left,
+    fewer, run in the runner of their own size if there is one; else padded
+    up to a static size at most twice their number (`padded` that size), as
+    a convolutional decoder runs about twice as fast at a static shape; else
+    in the dynamic signature (`runner` `None`).
+    """
+    sizes = sorted(b for b in static if b <= batch_size)
+    size = sizes[-1] if sizes else batch_size
+    start = 0
+    while total - start >= size:
+        yield slice(start, start + size), static.get(size), 0
+        start += size
+    left = total - start
+    if left:
+        larger = [b for b in sizes if left <= b <= 2 * left]
+        if larger:
+            padded = 0 if larger[0] == left else larger[0]
+            yield slice(start, total), static[larger[0]], padded
+        else:
+            yield slice(start, total), None, 0
+
+
+def _padded(value, rows):
+    """`value` with rows of zeros appended up to `rows` rows."""
+    padding = np.zeros((rows - len(value), *value.shape[1:]), value.dtype)
+    return np.concatenate([value, padding])
+
+
 def _float_batch(name, value, event_shape, noun=None):
     """`value` as a float32 array `[batch, *event_shape]` of finite numbers; raises in one
     line otherwise.
@@ -430,6 +581,61 @@ def _int32_seed(seed):
         raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
     low = int(seed) & 0xFFFFFFFF
     return low - 2**32 if low >= 2**31 else low
+
+
+def _close_quietly(compiled, runners):
+    """Frees a `CompiledModel`, the buffers of its `runners` and its environment, quietly."""
+    with _quiet_stderr():
+        for batches in runners.values():
+            for runner in batches.values():
+                runner.close()
+        environment = compiled.environment
+        compiled.close()
+        environment.close()
+
+
+class _CompiledRunner:
+    """One static-shape signature of a `CompiledModel`, called like a signature runner.
+
+    Its buffers are made once, at the signature's fixed shapes.
+    """
+
+    def __init__(self, compiled, key):
+        self._compiled = compiled
+        self._index = compiled.get_signature_index(key)
+        if self._index < 0:
+            raise KeyError(key)
+        names = compiled.get_signature_list()[key]
+        self._input_names, self._output_names = names["inputs"], names["outputs"]
+        inputs = compiled.get_input_tensor_details(key)
+        outputs = compiled.get_output_tensor_details(key)
+        self._input_dtypes = {n: np.dtype(inputs[n]["dtype"]) for n in self._input_names}
+        self._input_shapes = {n: tuple(inputs[n]["shape"]) for n in self._input_names}
+        self._outputs = {n: (tuple(outputs[n]["shape"]), outputs[n]["dtype"]) for n in outputs}
+        self._input_buffers = compiled.create_input_buffers(self._index)
+        self._output_buffers = compiled.create_output_buffers(self._index)
+
+    def close(self):
+        for buffer in (*self._input_buffers, *self._output_buffers):
+            buffer.destroy()
+        self._input_buffers = self._output_buffers = ()
+
+    def __call__(self, **inputs):
+        for name, buffer in zip(self._input_names, self._input_buffers, strict=True):
+            value = np.asarray(inputs[name], self._input_dtypes[name])
+            # A buffer holds the signature's fixed shape: never write past it.
+            if value.shape != self._input_shapes[name]:
+                raise ValueError(
+                    f"Expected {name} shaped {self._input_shapes[name]}. Received: "
+                    f"{name}.shape={value.shape}"
+                )
+            buffer.write(value)
+        self._compiled.run_by_index(self._index, self._input_buffers, self._output_buffers)
+        results = {}
+        for name, buffer in zip(self._output_names, self._output_buffers, strict=True):
+            shape, dtype = self._outputs[name]
+            results[name] = buffer.read(int(np.prod(shape)), np.dtype(dtype)).reshape(shape)
+        return results
 
 
 class _QuietFirstCall:
@@ -518,6 +724,136 @@ def _matches_its_sha256(content, metadata):
         return False
     zeroed = content.replace(field, _SHA256_FIELD + b"0" * 64)
     return hashlib.sha256(zeroed).hexdigest() == recorded
+
+
+# --- keras-vae's portable RNG in numpy, for files that sample on the host -----
+# A copy of `keras_vae.ops.random.normal` (see its docstring for the
+# algorithm): the integer stage in uint32, whose products wrap modulo 2**32
+# as the algorithm's do, so the words are bit-exact; the float stage (log,
+# sqrt, cos) in float32, within a few ulps of TensorFlow's and LiteRT's.
+
+_MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
+_STREAM_KEYS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344, 0xA4093822, 0x299F31D0)
+_NORMAL_STREAMS = (1, 2)
+_LOG_SERIES_ABOVE = np.float32(0.875)
+_LOG_SERIES_TERMS = 8
+
+
+def _mix(x):
+    """Wellons' `lowbias32` on uint32 arrays."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(_MIX_MULTIPLIERS[0])
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(_MIX_MULTIPLIERS[1])
+    return x ^ (x >> np.uint32(16))
+
+
+def _stream_word(seed, counter, stream):
+    seed = np.array([seed & 0xFFFFFFFF], np.uint32)
+    inner = _mix(seed ^ np.uint32(_STREAM_KEYS[2 * stream]))
+    outer = _mix(seed ^ np.uint32(_STREAM_KEYS[2 * stream + 1]))
+    return _mix(_mix(counter ^ inner) ^ outer)
+
+
+def _to_unit(word):
+    odd = (word >> np.uint32(9)).astype(np.int64) * 2 + 1
+    return odd.astype(np.float32) * np.float32(2.0**-24)
+
+
+def portable_normal(shape, seed):
+    """`keras_vae.ops.random.normal(shape, seed)` in numpy (counter offset 0).
+
+    Args:
+        shape: tuple of non-negative ints.
+        seed: int. Its low 32 bits are used.
+
+    Returns:
+        float32 array of `shape`: the same words as TensorFlow's, and
+        values within a few float32 ulps (|z| at most sqrt(48 ln 2) ~ 5.77).
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    counter = (np.arange(size, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        u1 = _to_unit(_stream_word(int(seed), counter, _NORMAL_STREAMS[0]))
+        u2 = _to_unit(_stream_word(int(seed), counter, _NORMAL_STREAMS[1]))
+    v = np.float32(1.0) - u1
+    series = np.float32(1.0 / _LOG_SERIES_TERMS)
+    for k in range(_LOG_SERIES_TERMS - 1, 0, -1):
+        series = np.float32(1.0 / k) + v * series
+    minus_log = np.where(u1 > _LOG_SERIES_ABOVE, v * series, -np.log(u1))
+    z = np.sqrt(np.float32(2.0) * minus_log) * np.cos(np.float32(2.0 * np.pi) * u2)
+    return z.astype(np.float32).reshape(shape)
+
+
+class _IntegerDecode:
+    """The `decode` signature of an int8-full file, called with float32 arrays.
+
+    Quantizes `z` (and `condition`) with the scale and zero point the file's
+    metadata records, runs the fixed batch (the last chunk padded with
+    zeros) and dequantizes the image.
+    """
+
+    def __init__(self, runner, quantization):
+        self._runner = runner
+        self._quantization = quantization
+        self.batch_size = int(runner.get_input_details()["z"]["shape"][0])
+
+    def __call__(self, **inputs):
+        rows = len(inputs["z"])
+        chunks = []
+        for start in range(0, rows, self.batch_size):
+            chunk = {}
+            for name, value in inputs.items():
+                value = value[start : start + self.batch_size]
+                if len(value) < self.batch_size:
+                    value = np.concatenate(
+                        [value, np.zeros((self.batch_size - len(value), *value.shape[1:]))]
+                    )
+                chunk[name] = _quantized(value, self._quantization[name])
+            image = self._runner(**chunk)["image"]
+            chunks.append(_dequantized(image, self._quantization["image"]))
+        return {"image": np.concatenate(chunks)[:rows]}
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+
+class _HostSample:
+    """A `sample` signature for int8-full files: z from `portable_normal`, then `decode`.
+
+    As the float files' `sample` for a standard normal prior: row
+    `b * num_samples + k` of z is draw `k` for condition `b`, the counters
+    of `portable_normal([B * num_samples, latent_dim], seed)`.
+    """
+
+    def __init__(self, decode, latent_dim):
+        self._decode = decode
+        self._latent_dim = latent_dim
+
+    def __call__(self, seed, num_samples, condition=None):
+        rows = int(num_samples) * (1 if condition is None else len(condition))
+        z = portable_normal((rows, self._latent_dim), int(seed))
+        inputs = {"z": z}
+        if condition is not None:
+            inputs["condition"] = np.repeat(condition, int(num_samples), axis=0)
+        return {"image": self._decode(**inputs)["image"], "z": z}
+
+    def __getattr__(self, name):
+        return getattr(self._decode, name)
+
+
+def _quantized(value, quantization):
+    """`value` as the integers `round(value / scale) + zero_point`, clipped to the dtype."""
+    dtype = np.dtype(quantization["dtype"])
+    scaled = np.round(np.asarray(value, np.float64) / quantization["scale"])
+    integers = scaled + quantization["zero_point"]
+    return np.clip(integers, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+
+
+def _dequantized(value, quantization):
+    """`(value - zero_point) * scale` as float32."""
+    shifted = value.astype(np.float32) - np.float32(quantization["zero_point"])
+    return shifted * np.float32(quantization["scale"])
 
 
 def image_grid(images, padding=2):
@@ -660,5 +996,20 @@ def main(argv=None):
     return 0
 
 
+def _quiet_exit():
+    """Silences stderr for the rest of the process if a `CompiledModel` was made.
+
+    LiteRT prints one INFO line from C++ per accelerator it frees when the
+    process ends, after every Python handler; the command line prints
+    nothing to stderr on success.
+    """
+    if _COMPILED_MODELS_MADE:
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    _quiet_exit()
+    sys.exit(status)

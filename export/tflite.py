@@ -16,6 +16,13 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 import keras_vae
 from keras_vae import data
+from keras_vae.export.integer import (
+    INT8_FULL,
+    check_int8_full,
+    convert_int8_full,
+    extreme_latents,
+    io_quantization,
+)
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule, static_name
 from keras_vae.export.validation import (
@@ -85,7 +92,19 @@ def export_tflite(
       network) stay in int32/float32: an int8 uniform would have 256 levels.
       So z is exact and only the decoder is quantized. Dense layers get one
       scale per layer (convolutions one per channel), which keeps the file
-      near a quarter of the float32 one.
+      near a quarter of the float32 one. The calibration latents include,
+      for each coordinate, draws at the sampler's extremes (the portable
+      normal's bound, sqrt(48 ln 2) ~ 5.77, times the prior's scale), so
+      no z the sampler draws is clipped (see `integer.extreme_latents`).
+    - `"int8-full"`: for Edge TPUs and NPUs, a file with one signature,
+      `decode`, whose inputs (`z` [+ `condition`]) and output (`image`)
+      are int8, whose batch is fixed (`batch_sizes`: one size, default 1)
+      and whose ops are all int8 builtins, with no float tensor. The host
+      draws z (`litert_sampler.Sampler` has the portable RNG in numpy) and
+      quantizes and dequantizes with the scales and zero points the
+      metadata records (`quantization`, `"sampling": "host"`). Only the
+      `StandardNormal` prior: the others need float weights to draw z.
+      Calibrated as `"int8"`, extremes included.
 
     Args:
         model: a built, trained `VAE` or `ConditionalVAE`. A model built
@@ -93,8 +112,8 @@ def export_tflite(
             (`keras_vae.export.precision.float32_model`).
         path: str or path. Output file, ending in `.tflite`; an existing file
             is replaced.
-        quantize: `None`, `"float16"`, `"dynamic"` or `"int8"`. Defaults to
-            `None`.
+        quantize: `None`, `"float16"`, `"dynamic"`, `"int8"` or
+            `"int8-full"`. Defaults to `None`.
         allow_untrained: bool. Export a built model whose optimizer never
             stepped. Defaults to `False`.
         representative_conditions: array `[M, *condition_shape]` or `None`.
@@ -112,7 +131,9 @@ def export_tflite(
             decoder about 3x faster in LiteRT (and lets LiteRT's
             `CompiledModel` run it). The `Sampler` uses them when a call's
             batch matches, and the metadata lists them (`batch_sizes`).
-            Defaults to `()`, the dynamic signatures only.
+            Defaults to `()`, the dynamic signatures only. For
+            `"int8-full"`: at most one size, the batch of its `decode`
+            signature (default 1); the `Sampler` pads the last chunk.
 
     Returns:
         The path written.
@@ -131,6 +152,8 @@ def export_tflite(
     check_exportable(model, allow_untrained)
     conditions = check_representative_conditions(model, quantize, representative_conditions)
     batch_sizes = check_batch_sizes(batch_sizes)
+    if quantize == INT8_FULL:
+        check_int8_full(model, batch_sizes)
     content = convert_tflite(float32_model(model), quantize, conditions, batch_sizes)
     write_bytes_atomically(path, content)
     return path
@@ -152,6 +175,8 @@ def convert_tflite(
     Returns:
         The bytes of the `.tflite` file, metadata included.
     """
+    if quantize == INT8_FULL:
+        return _convert_int8_full(model, representative_conditions, batch_sizes)
     module = ServingModule(
         model, functions=TFLITE_SIGNATURES, empty_batches=False, batch_sizes=batch_sizes
     )
@@ -388,6 +413,33 @@ def _static_calibration_data(module, calibration):
                     fixed["condition"] = inputs["condition"][:1]
                 data.append((static_name(name, batch), fixed))
     return data
+
+
+def _convert_int8_full(model, conditions, batch_sizes):
+    """`convert_tflite` for `"int8-full"`: the decoder alone, int8 in and out."""
+    batch_size = check_int8_full(model, batch_sizes)
+    latents = [
+        (inputs["z"], inputs.get("condition"))
+        for name, inputs in _calibration_data(model, _LatentShape(model), conditions)
+        if name == "decode"
+    ]
+    latents.append(extreme_latents(model, conditions))
+    content, module = convert_int8_full(model, batch_size, latents)
+    record = {
+        **_metadata(model, module, INT8_FULL),
+        "sampling": "host",
+        "quantization": io_quantization(content),
+        "file_sha256": "0" * 64,
+    }
+    return sealed(_with_metadata(content, record))
+
+
+class _LatentShape:
+    """What `_calibration_data` reads of a module: whether it is conditional, and L."""
+
+    def __init__(self, model):
+        self.conditional = bool(model.conditional)
+        self.latent_dim = int(model.latent_dim)
 
 
 def _metadata(model, module, quantize):

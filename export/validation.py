@@ -8,7 +8,9 @@ import numpy as np
 from keras_vae.models.validation import follows_model_contract
 from keras_vae.utils.images import file_in_the_way
 
-QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8", "int8-full")
+# The modes calibrated on latents (and, for a ConditionalVAE, conditions).
+CALIBRATED_MODES = ("int8", "int8-full")
 # The largest fixed batch of a static TFLite signature: the `num_samples` cap.
 MAX_BATCH_SIZE = 4096
 # TF Serving parses a version folder's name as an int64.
@@ -169,17 +171,17 @@ def check_representative_conditions(model, quantize, conditions):
             misshapen.
     """
     conditional = model.conditional
-    if conditions is not None and quantize != "int8":
+    if conditions is not None and quantize not in CALIBRATED_MODES:
         raise ValueError(
-            "Expected quantize='int8' with representative_conditions (they calibrate the "
-            f"int8 quantization). Received: quantize={quantize!r}"
+            "Expected quantize='int8' or 'int8-full' with representative_conditions (they "
+            f"calibrate the int8 quantization). Received: quantize={quantize!r}"
         )
     if conditions is not None and not conditional:
         raise ValueError(
             "Expected representative_conditions=None for a model without conditions. "
             f"Received: representative_conditions for a {type(model).__name__}"
         )
-    if quantize != "int8" or not conditional:
+    if quantize not in CALIBRATED_MODES or not conditional:
         return None
     shape = tuple(model.condition_shape)
     expected = f"[M, {', '.join(map(str, shape))}]"
