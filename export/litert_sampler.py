@@ -47,6 +47,8 @@ PROBE_SEED = 0
 _INT32_MIN = -(2**31)
 RUNTIMES = ("auto", "compiled_model", "interpreter")
 _COMPILED_MODELS_MADE = False
+# The smallest static batch that `Sampler.decode` splits a larger batch into.
+MIN_STATIC_CHUNK = 32
 
 
 class Sampler:
@@ -507,14 +509,17 @@ def _chunks(total, batch_size, static):
     """(rows, runner, padded) for each chunk of `total` rows, at most `batch_size` each.
 
     `static` maps fixed batch sizes to runners. Full chunks of the largest
-    size up to `batch_size` run in its runner (`padded` 0). The rows left,
-    fewer, run in the runner of their own size if there is one; else padded
-    up to a static size at most twice their number (`padded` that size), as
-    a convolutional decoder runs about twice as fast at a static shape; else
-    in the dynamic signature (`runner` `None`).
+    static size up to `batch_size` run in its runner (`padded` 0), unless
+    that size is below `min(MIN_STATIC_CHUNK, batch_size)` (many calls of a
+    tiny batch cost more than they save); else full chunks of `batch_size`
+    run in the dynamic signature (`runner` `None`). The rows left, fewer,
+    run in the runner of their own size if there is one; else padded up to
+    a static size at most twice their number (`padded` that size), as a
+    convolutional decoder runs about twice as fast at a static shape; else
+    in the dynamic signature.
     """
     sizes = sorted(b for b in static if b <= batch_size)
-    size = sizes[-1] if sizes else batch_size
+    size = sizes[-1] if sizes and sizes[-1] >= min(MIN_STATIC_CHUNK, batch_size) else batch_size
     start = 0
     while total - start >= size:
         yield slice(start, start + size), static.get(size), 0
