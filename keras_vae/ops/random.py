@@ -254,6 +254,9 @@ def _static_value(tensor):
     if value is not None or not hasattr(tensor, "op") or tensor.op is None:
         return value
     op = tensor.op
+    if op.type == "Shape":
+        shape = op.inputs[0].shape
+        return np.array(shape.as_list(), np.int32) if shape.is_fully_defined() else None
     inputs = [_static_value(t) for t in op.inputs]
     if op.type in ("Const", "Placeholder") or any(v is None for v in inputs):
         return None
@@ -265,6 +268,8 @@ def _static_value(tensor):
         return np.concatenate([np.reshape(v, [-1]) for v in inputs[:-1]], axis=int(inputs[-1]))
     if op.type == "Pack":
         return np.stack(inputs, axis=op.get_attr("axis"))
+    if op.type == "StridedSlice":  # a conditional prior's `tf.shape(condition)[0]`
+        return _static_slice(op, *inputs)
     if op.type == "Mul":
         return inputs[0] * inputs[1]
     if op.type == "AddV2":
@@ -420,6 +425,17 @@ def _minus_log(u, select=tf.where):
     for k in range(_LOG_SERIES_TERMS - 1, 0, -1):
         series = np.float32(1.0 / k) + v * series
     return select(u > _LOG_SERIES_ABOVE, v * series, -tf.math.log(u))
+
+
+def _static_slice(op, value, begin, end, strides):
+    """A StridedSlice of a 1-D static value, or `None` for the masks it does not handle."""
+    if value.ndim != 1 or op.get_attr("ellipsis_mask") or op.get_attr("new_axis_mask"):
+        return None
+    start = None if op.get_attr("begin_mask") & 1 else int(begin[0])
+    if op.get_attr("shrink_axis_mask") & 1:
+        return value[start or 0]
+    stop = None if op.get_attr("end_mask") & 1 else int(end[0])
+    return value[start : stop : int(strides[0])]
 
 
 # The same limb arithmetic in float32 for TFLite Micro (see `tflite_micro_ops`):

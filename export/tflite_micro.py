@@ -1,0 +1,380 @@
+"""TensorFlow Lite Micro export: one static-shape, float32 function per file."""
+
+import contextlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as litert_schema
+
+from keras_vae.export.precision import float32_model
+from keras_vae.export.tflite import _metadata, _with_metadata, sealed, tflite_ops
+from keras_vae.export.validation import MAX_BATCH_SIZE, check_exportable, check_tflite_path
+from keras_vae.ops import random as portable_random
+from keras_vae.utils.staged_path import write_bytes_atomically
+
+MICRO_FUNCTIONS = ("sample", "decode")
+# The builtin ops registered by tflite-micro's all-ops resolver (the Python
+# interpreter's), read from its `Register_*` symbols. Having a kernel is not
+# enough: several take float32 or int8 only (FLOOR_DIV, FLOOR_MOD, SUM and
+# SELECT_V2 refuse int32), which is why the export also runs the file once in
+# `tflite_micro` when it is installed.
+TFLM_OPS = frozenset(
+    """ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL
+    BATCH_TO_SPACE_ND BROADCAST_ARGS BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION
+    CONV_2D COS CUMSUM DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE DETECTION_POSTPROCESS
+    DIV ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV FLOOR_MOD
+    FULLY_CONNECTED GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION
+    L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC
+    LOG_SOFTMAX MAXIMUM MAX_POOL_2D MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL PACK PAD
+    PADV2 PRELU QUANTIZE READ_VARIABLE REDUCE_MAX REDUCE_MIN RELU RELU6 RESHAPE
+    RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2 SHAPE SIN
+    SLICE SOFTMAX SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE
+    SQUARED_DIFFERENCE SQUEEZE STRIDED_SLICE SUB SUM SVDF TANH TRANSPOSE TRANSPOSE_CONV
+    UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHILE ZEROS_LIKE""".split()
+)
+# The arena recorded in the file: the smallest that allocates, plus this share.
+ARENA_MARGIN = 0.1
+# Bookkeeping of the interpreter, per tensor and in all, for the estimate
+# made when `tflite_micro` is not installed.
+_ESTIMATE_PER_TENSOR = 64
+_ESTIMATE_BASE = 16 * 1024
+_MAX_ARENA = 1 << 30
+
+
+def export_tflite_micro(
+    model,
+    path: str,
+    num_samples: int = 16,
+    function: str = "sample",
+    batch_size: int | None = None,
+    allow_untrained: bool = False,
+) -> str:
+    """Exports a VAE or ConditionalVAE for TensorFlow Lite Micro, as a `.tflite` file.
+
+    TFLite Micro runs a file's first subgraph, with every shape fixed when the
+    arena is planned. So the file holds one function, with fixed shapes:
+
+    - `function="sample"` (the default): `sample(seed[, condition])`, `seed`
+      an int32 scalar and, for a ConditionalVAE, `condition` float32
+      `[1, *condition_shape]` -> `image` `[num_samples, *data_shape]` and
+      `z` `[num_samples, latent_dim]`. The whole seeded sampler runs on the
+      device: the portable RNG is built from ops TFLite Micro has
+      (`keras_vae.ops.random.tflite_micro_ops`), with integer words
+      bit-identical to the other exports', so `sample(seed)` gives
+      `model.sample(num_samples, seed=seed)` (or `model.generate(condition,
+      num_samples, seed=seed)`) up to float rounding in log, sqrt and cos.
+    - `function="decode"`: `decode(z[, condition])` with `batch_size` rows
+      -> `image`, for a host that draws z itself (the LiteRT `Sampler`'s RNG
+      gives the same z).
+
+    Float32 only. The JSON record `keras_vae` in the file's metadata is the
+    one `export_tflite` writes, with `signatures` the one function, plus
+    `runtime: "tflite-micro"`, `rng` (`"in-model"` for the sampler, `"host"`
+    for decode), `num_samples` or `batch_size`, and `arena_bytes` with
+    `arena_source`: `"measured"` is the smallest arena with which
+    `tflite_micro`'s interpreter allocates the model (found by bisection,
+    then run once), plus 10%, rounded up to 1 KiB; `"estimated"` (when
+    `tflite_micro` is not installed) adds up the bytes of every tensor that is
+    not a constant, as if none shared memory, plus 64 bytes per tensor and
+    16 KiB, an upper bound. The interpreter's own bookkeeping is counted
+    for a 64-bit host, so a 32-bit microcontroller needs a little less.
+
+    Args:
+        model: a built, trained `VAE` or `ConditionalVAE` whose prior samples
+            with static shapes (a mixture's component choice or a network
+            may use ops that TFLite Micro lacks: the export then fails,
+            naming them).
+        path: str or path. Output file, ending in `.tflite`.
+        num_samples: int in `[1, 4096]`. Draws per `sample` call. Defaults
+            to `16`.
+        function: `"sample"` or `"decode"`. Defaults to `"sample"`.
+        batch_size: int in `[1, 4096]` or `None`. Rows of `decode`; `None`
+            takes `num_samples`.
+        allow_untrained: bool. Export a built model whose optimizer never
+            stepped. Defaults to `False`.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for a bad argument, an unexportable model, or a model
+            whose graph needs ops or dynamic shapes TFLite Micro lacks
+            (nothing is written then).
+
+    Example:
+
+    >>> export_tflite_micro(vae, "runs/mnist-mlp/model-micro.tflite", num_samples=4)  # doctest: +SKIP
+    'runs/mnist-mlp/model-micro.tflite'
+    """
+    num_samples = _check_count("num_samples", num_samples)
+    batch_size = num_samples if batch_size is None else _check_count("batch_size", batch_size)
+    if function not in MICRO_FUNCTIONS:
+        raise ValueError(
+            f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
+        )
+    path = check_tflite_path(path)
+    check_exportable(model, allow_untrained)
+    content = convert_tflite_micro(float32_model(model), function, num_samples, batch_size)
+    write_bytes_atomically(path, content)
+    return path
+
+
+def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int) -> bytes:
+    """The content of `export_tflite_micro`'s file, for a float32 model, without writing it."""
+    module = _MicroModule(model, function, num_samples, batch_size)
+    content = _convert(module)
+    missing = sorted(tflite_ops(content) - TFLM_OPS)
+    if missing:
+        raise ValueError(
+            "Expected a model whose graph uses only ops TensorFlow Lite Micro has. Received: "
+            f"{type(model.prior_layer).__name__} prior and "
+            f"{type(model).__name__} needing ops={missing}"
+        )
+    arena, source = measure_arena(content)
+    if arena is None:
+        arena, source = estimate_arena(content), "estimated"
+    record = {
+        **_metadata(model, module, None),
+        "signatures": [function],
+        "runtime": "tflite-micro",
+        "rng": "in-model" if function == "sample" else "host",
+        "arena_bytes": arena,
+        "arena_source": source,
+        "file_sha256": "0" * 64,
+    }
+    if function == "sample":
+        record.update(num_samples=num_samples, max_num_samples=num_samples)
+    else:
+        record["batch_size"] = batch_size
+    return sealed(_with_metadata(content, record))
+
+
+def micro_io(path_or_bytes) -> tuple[list[str], list[str]]:
+    """The names of a micro file's inputs and outputs, in TFLite Micro's index order.
+
+    TFLite Micro addresses tensors by index (`set_input(value, index)`,
+    `get_output(index)`), in the order of the first subgraph, which need not
+    be the signature's: read the names here.
+
+    Args:
+        path_or_bytes: str or path of a `.tflite` file, or its bytes.
+
+    Returns:
+        `(input_names, output_names)`, e.g. `(["seed"], ["image", "z"])`.
+
+    Example:
+
+    >>> micro_io("model-micro.tflite")  # doctest: +SKIP
+    (['seed'], ['z', 'image'])
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        content = bytes(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            content = f.read()
+    model = litert_schema.Model.GetRootAs(content, 0)
+    subgraph = model.Subgraphs(0)
+    signature = model.SignatureDefs(0)
+
+    def names(tensor_maps, length, indices):
+        by_index = {}
+        for i in range(length):
+            entry = tensor_maps(i)
+            by_index[entry.TensorIndex()] = entry.Name().decode()
+        return [by_index[int(index)] for index in indices]
+
+    inputs = names(signature.Inputs, signature.InputsLength(), subgraph.InputsAsNumpy())
+    outputs = names(signature.Outputs, signature.OutputsLength(), subgraph.OutputsAsNumpy())
+    return inputs, outputs
+
+
+def measure_arena(content: bytes) -> tuple[int | None, str]:
+    """The arena `content` needs in `tflite_micro`, plus the margin, or `None`.
+
+    Returns:
+        `(bytes, "measured")`, or `(None, "estimated")` when `tflite_micro` is
+        not installed.
+
+    Raises:
+        ValueError: if the model does not allocate or run in `tflite_micro`
+            with up to 1 GiB of arena.
+    """
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None, "estimated"
+
+    def interpreter(size):
+        try:
+            with _quiet_stderr():
+                return runtime.Interpreter.from_bytes(content, arena_size=size)
+        except RuntimeError:
+            return None
+
+    high = max(estimate_arena(content), 4096)
+    while interpreter(high) is None:
+        if high >= _MAX_ARENA:
+            raise ValueError(
+                "Expected a model that TensorFlow Lite Micro allocates. Received: a model "
+                f"that fails to allocate in {_MAX_ARENA} bytes of arena"
+            )
+        high *= 2
+    low = 0  # fails (or is untried): the answer is in (low, high]
+    while high - low > 64:
+        middle = (low + high) // 2
+        if interpreter(middle) is None:
+            low = middle
+        else:
+            high = middle
+    arena = math.ceil(high * (1 + ARENA_MARGIN) / 1024) * 1024
+    _run_once(interpreter(arena), content)
+    return arena, "measured"
+
+
+def estimate_arena(content: bytes) -> int:
+    """Bytes of every non-constant tensor of `content`, as if none shared memory, plus overhead."""
+    model = litert_schema.Model.GetRootAs(content, 0)
+    total = _ESTIMATE_BASE
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for i in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(i)
+            total += _ESTIMATE_PER_TENSOR
+            buffer = model.Buffers(tensor.Buffer())
+            if buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0):
+                continue
+            elements = (
+                math.prod(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else 1
+            )
+            total += elements * _TYPE_BYTES.get(tensor.Type(), 4)
+    return total
+
+
+_TYPE_BYTES = {
+    litert_schema.TensorType.FLOAT32: 4,
+    litert_schema.TensorType.INT32: 4,
+    litert_schema.TensorType.INT16: 2,
+    litert_schema.TensorType.INT8: 1,
+    litert_schema.TensorType.UINT8: 1,
+    litert_schema.TensorType.BOOL: 1,
+    litert_schema.TensorType.INT64: 8,
+}
+
+
+def _run_once(interpreter, content):
+    """Invokes a TFLite Micro interpreter once on zero inputs (a kernel may refuse a type)."""
+    inputs = litert_schema.Model.GetRootAs(content, 0).Subgraphs(0).InputsLength()
+    try:
+        for index in range(inputs):
+            details = interpreter.get_input_details(index)
+            interpreter.set_input(np.zeros(details["shape"], details["dtype"]), index)
+        with _quiet_stderr():
+            interpreter.invoke()
+    except RuntimeError as e:
+        raise ValueError(
+            "Expected a model that TensorFlow Lite Micro runs. Received: a model that fails "
+            f"to run in tflite_micro ({e})"
+        ) from None
+
+
+class _MicroModule(tf.Module):
+    """One static-shape function of a model (see `export_tflite_micro`), named `function`."""
+
+    def __init__(self, model, function, num_samples, batch_size):
+        super().__init__(name="keras_vae_micro")
+        self.conditional = bool(model.conditional)
+        self.latent_dim = int(model.latent_dim)
+        self.condition_shape = tuple(model.condition_shape) if self.conditional else None
+        self.data_shape = tuple(model.event_shape)
+        self.function_name = function
+        self.function_names = (function,)
+        self.batch_sizes = (num_samples if function == "sample" else batch_size,)
+        build = _sample_function if function == "sample" else _decode_function
+        self.function = build(model, self, num_samples, batch_size)
+        # Plain tf.Variables only (see ServingModule): Keras's wrappers do not freeze.
+        self.model_variables = list(self.function.get_concrete_function().variables)
+
+
+def _sample_function(model, module, num_samples, batch_size):
+    del batch_size
+    specs = [tf.TensorSpec([], tf.int32, name="seed")]
+    if module.conditional:
+        specs.append(tf.TensorSpec([1, *module.condition_shape], tf.float32, name="condition"))
+
+    def sample(seed, *condition):
+        condition = condition[0] if condition else None
+        with portable_random.tflite_micro_ops():
+            z = model.sample_latent(num_samples, seed, condition=condition)
+        z = tf.reshape(z, [num_samples, module.latent_dim])
+        if condition is not None:
+            # One condition per call: BROADCAST_TO (TFLite Micro has no TILE).
+            condition = tf.broadcast_to(condition, [num_samples, *module.condition_shape])
+        image = model.likelihood.portable_mean(model.decode(z, condition))
+        return {"image": tf.reshape(image, [num_samples, *module.data_shape]), "z": z}
+
+    return tf.function(sample, input_signature=specs)
+
+
+def _decode_function(model, module, num_samples, batch_size):
+    del num_samples
+    specs = [tf.TensorSpec([batch_size, module.latent_dim], tf.float32, name="z")]
+    if module.conditional:
+        specs.append(
+            tf.TensorSpec([batch_size, *module.condition_shape], tf.float32, name="condition")
+        )
+
+    def decode(z, *condition):
+        image = model.likelihood.portable_mean(model.decode(z, condition[0] if condition else None))
+        return {"image": tf.reshape(image, [batch_size, *module.data_shape])}
+
+    return tf.function(decode, input_signature=specs)
+
+
+def _convert(module):
+    folder = tempfile.mkdtemp(prefix="keras_vae_tflite_micro_")
+    try:
+        saved_model = os.path.join(folder, "saved_model")
+        name = module.function_name
+        signatures = {name: module.function.get_concrete_function()}
+        tf.saved_model.save(module, saved_model, signatures=signatures)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[name])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter.convert()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_count(name, value):
+    if (
+        not isinstance(value, (int, np.integer))
+        or isinstance(value, bool)
+        or not 1 <= value <= MAX_BATCH_SIZE
+    ):
+        raise ValueError(
+            f"Expected {name} to be an integer in [1, {MAX_BATCH_SIZE}]. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2: TFLite Micro reports a failed allocation from C++."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
