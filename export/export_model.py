@@ -16,6 +16,7 @@ from keras_vae.export.saved_model import (
 )
 from keras_vae.export.tflite import convert_tflite
 from keras_vae.export.validation import (
+    check_batch_sizes,
     check_exportable,
     check_onnx_dir,
     check_quantize,
@@ -38,6 +39,7 @@ def export_model(
     num_samples: int = 4,
     representative_conditions=None,
     onnx_dir: str | None = None,
+    batch_sizes=(),
 ) -> dict:
     """Exports a model as a SavedModel and/or a TFLite file, verified before use.
 
@@ -75,6 +77,10 @@ def export_model(
             which `keras-vae export` takes the observed parts of
             `--calibration-split`. The first four are also the conditions of
             the verification.
+        batch_sizes: sequence of positive ints, or a string `"1,64"`. The
+            fixed batches of the TFLite file's static-shape signatures
+            (`decode_b{B}`, `sample_b{B}`; see `export_tflite`). Defaults
+            to `()`.
 
     Returns:
         The `verify_export` report, with `model` (the class name),
@@ -117,6 +123,12 @@ def export_model(
     if onnx_dir is not None:
         onnx_dir = check_onnx_dir(onnx_dir)
     check_draws(seed, num_samples)
+    batch_sizes = check_batch_sizes(batch_sizes)
+    if batch_sizes and tflite_path is None:
+        raise ValueError(
+            "Expected tflite_path with batch_sizes (they shape the TFLite file's static "
+            f"signatures). Received: batch_sizes={batch_sizes!r} and no tflite_path"
+        )
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         from keras_vae.tasks import load_model
@@ -136,7 +148,7 @@ def export_model(
             staged["saved_model"] = StagedPath(target)
             write_saved_model(model, staged["saved_model"].path)
         if tflite_path is not None:
-            content = convert_tflite(model, quantize, conditions)
+            content = convert_tflite(model, quantize, conditions, batch_sizes)
             staged["tflite"] = StagedPath(tflite_path)
             staged["tflite"].write_bytes(content)
         if onnx_dir is not None:
