@@ -81,7 +81,10 @@ def export_tflite(
     - `"float16"`: float16 constants, float32 compute. Every float constant
       is stored in half precision, the sampler's (such as 2*pi) included,
       so z differs from the float32 draw by up to about 1e-2.
-    - `"dynamic"`: int8 weights, float activations (dynamic range).
+    - `"dynamic"`: int8 weights, float activations (dynamic range). For a
+      convolutional model only with `batch_sizes`: LiteRT runs its
+      dynamic-shape signatures far slower than float32 (a warning says so),
+      its static ones faster.
     - `"int8"`: full integer quantization of the decoder with float32 inputs
       and outputs, calibrated on latents drawn from the prior with the
       portable RNG (the `sample` and `decode` signatures see the same
@@ -185,12 +188,23 @@ def convert_tflite(
         calibration = _calibration_data(model, module, representative_conditions)
         calibration += _static_calibration_data(module, calibration)
     content = _convert(module, quantize, calibration)
-    non_builtin = sorted(op for op in tflite_ops(content) if op.startswith(("CUSTOM", "UNKNOWN")))
+    ops = tflite_ops(content)
+    non_builtin = sorted(op for op in ops if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
         raise RuntimeError(f"Expected builtin TFLite ops only. Received: ops={non_builtin}")
+    if quantize == "dynamic" and not batch_sizes and ops & {"CONV_2D", "TRANSPOSE_CONV"}:
+        warnings.warn(SLOW_DYNAMIC_CONV, stacklevel=3)
     record = {**_metadata(model, module, quantize), "file_sha256": "0" * 64}
     return sealed(_with_metadata(content, record))
 
+
+# Measured in benchmarks/export_latency.py (--architecture conv; RESULTS.md): LiteRT
+# runs the hybrid (int8-weight) convolutions of a run-time shape without XNNPACK.
+SLOW_DYNAMIC_CONV = (
+    "quantize='dynamic' makes a convolutional model's dynamic-shape signatures far slower "
+    "than float32 in LiteRT (decode of 64: 0.75 s against 28 ms for the conv preset); pass "
+    "batch_sizes (--batch-sizes) for static signatures, which are not slower, or keep float32"
+)
 
 # How the digest appears in the metadata's JSON (`json.dumps`'s separators).
 SHA256_FIELD = b'"file_sha256": "'
