@@ -52,7 +52,7 @@ def test_export_model_from_a_keras_file(vae, tmp_path):
         ({"tflite_path": "m.tflite", "seed": 1.5}, r"^Expected seed to be an integer"),
         (
             {"tflite_path": "m.tflite", "representative_conditions": np.ones((2, 10))},
-            r"^Expected quantize='int8' with representative_conditions",
+            r"^Expected quantize='int8' or 'int8-full' with representative_conditions",
         ),
         (
             {"tflite_path": "m.tflite", "quantize": "int8", "representative_conditions": [[1.0]]},

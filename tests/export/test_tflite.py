@@ -199,7 +199,7 @@ def test_float16_file_stores_float16_weights(vae_tflite):
 @pytest.mark.parametrize("quantize", ["int4", "INT8", "fp16", 8])
 def test_unknown_quantize(vae, tmp_path, quantize):
     message = (
-        r"^Expected quantize to be one of \(None, 'float16', 'dynamic', 'int8'\)\. "
+        r"^Expected quantize to be one of \(None, 'float16', 'dynamic', 'int8', 'int8-full'\)\. "
         r"Received: quantize="
     )
     with pytest.raises(ValueError, match=message):
@@ -237,7 +237,9 @@ def test_int8_cvae_needs_conditions_unless_labels(cvae, tmp_path, monkeypatch):
         export_tflite(
             cvae, tmp_path / "m.tflite", quantize="int8", representative_conditions=[[1], [1, 2]]
         )
-    with pytest.raises(ValueError, match=r"^Expected quantize='int8' with representative_"):
+    with pytest.raises(
+        ValueError, match=r"^Expected quantize='int8' or 'int8-full' with representative_"
+    ):
         export_tflite(cvae, tmp_path / "m.tflite", representative_conditions=np.ones((4, 10)))
     assert os.listdir(tmp_path) == []
 
