@@ -7,6 +7,7 @@ import re
 import shutil
 import warnings
 
+from keras_vae.export.integer import INT8_FULL, check_int8_full
 from keras_vae.export.onnx import convert_onnx, publish_onnx, write_onnx
 from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import (
@@ -59,8 +60,10 @@ def export_model(
             file saved by keras-vae.
         saved_model_base: str or `None`. TF Serving model folder.
         tflite_path: str or `None`. Output `.tflite` file.
-        quantize: `None`, `"float16"`, `"dynamic"` or `"int8"`, for the
-            TFLite file. Defaults to `None` (float32).
+        quantize: `None`, `"float16"`, `"dynamic"`, `"int8"` or
+            `"int8-full"` (int8 inputs and outputs, z drawn on the host; see
+            `export_tflite`), for the TFLite file. Defaults to `None`
+            (float32).
         version: int or `None`. SavedModel version; defaults to the next one.
         allow_untrained: bool. Export a model whose optimizer never stepped.
         seed: int. Seed of the verification draws. Defaults to `0`.
@@ -136,6 +139,8 @@ def export_model(
         model = load_model(os.fspath(model_or_path))
     check_exportable(model, allow_untrained)
     conditions = check_representative_conditions(model, quantize, representative_conditions)
+    if quantize == INT8_FULL:
+        check_int8_full(model, batch_sizes)
     target = None
     if saved_model_base is not None:
         _roll_back_unfinished(os.fspath(saved_model_base))
