@@ -1,0 +1,278 @@
+"""Full-integer TFLite files (`quantize="int8-full"`) and int8 calibration at the extremes.
+
+Tolerances: an int8 file's image differs from float32 Keras by its
+quantization error. The image output has a step of 1/256 (about 0.004);
+each int8 layer before it rounds its activations to 1/255 of their
+calibrated range, and those errors add up through the decoder. For these
+small, barely trained decoders that stays within 0.02 of Keras (0.004 is
+typical); the MNIST figures (up to 0.09 over 86,016 images) are in
+benchmarks/RESULTS.md. z itself is exact up to float32 rounding (1e-6): the
+host draws it with the integer words of the portable RNG.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot
+from rng_reference import ref_word
+
+from keras_vae import ConditionalVAE
+from keras_vae.export import Sampler, export_model, export_tflite, litert_sampler, tflite_ops
+from keras_vae.export import tflite as tflite_module
+from keras_vae.export.integer import NORMAL_BOUND, extreme_latents
+from keras_vae.layers import IndependentBernoulli
+from keras_vae.models.presets import build_vae
+from keras_vae.networks import mlp_decoder, mlp_encoder
+from keras_vae.ops import random as portable_random
+
+BATCH = 4
+# The quantization error of a small int8 decoder (see the module docstring).
+INT8_TOLERANCE = 0.02
+# Ops of the int8 builtin set a decoder converts to; no QUANTIZE or DEQUANTIZE.
+INT8_DECODER_OPS = {
+    "FULLY_CONNECTED",
+    "CONV_2D",
+    "TRANSPOSE_CONV",
+    "CONCATENATION",
+    "RESHAPE",
+    "LOGISTIC",
+    "MINIMUM",
+    "MAXIMUM",
+}
+
+
+@pytest.fixture(scope="module")
+def vae_full(vae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("int8_full") / "vae.tflite"
+    return export_tflite(vae, path, quantize="int8-full", batch_sizes=(BATCH,))
+
+
+@pytest.fixture(scope="module")
+def label_cvae():
+    """A label CVAE with the standard normal prior (the default), fitted for one step."""
+    keras.utils.set_random_seed(3)
+    model = ConditionalVAE(
+        mlp_encoder((28, 28, 1), hidden_units=(32,)),
+        mlp_decoder(LATENT_DIM + NUM_CLASSES, (28, 28, 1), hidden_units=(32,)),
+        latent_dim=LATENT_DIM,
+        likelihood=IndependentBernoulli((28, 28, 1)),
+        condition_type="label",
+        seed=0,
+    )
+    model.compile(optimizer="adam")
+    model.fit(one_hot(np.arange(16) % NUM_CLASSES), binary_images(16), batch_size=16, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def cvae_full(label_cvae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("int8_full") / "cvae.tflite"
+    return export_tflite(label_cvae, path, quantize="int8-full")
+
+
+def _metadata(path):
+    with open(path, "rb") as f:
+        return litert_sampler._read_metadata(f.read())
+
+
+def _tensor_types(path):
+    interpreter = Interpreter(model_path=os.fspath(path))
+    return {np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()}
+
+
+# --- the file: ops, types, shapes, metadata -----------------------------------------
+
+
+@pytest.mark.parametrize("which", ["vae", "cvae"])
+def test_integer_ops_and_tensors_only(vae_full, cvae_full, which):
+    path = vae_full if which == "vae" else cvae_full
+    ops = tflite_ops(path)
+    assert ops <= INT8_DECODER_OPS, sorted(ops - INT8_DECODER_OPS)
+    assert "FULLY_CONNECTED" in ops
+    assert _tensor_types(path) <= {np.dtype(np.int8), np.dtype(np.int32)}
+    # The RNG is not in the file: the host draws z.
+    assert not {"COS", "LOG", "BITWISE_XOR", "QUANTIZE", "DEQUANTIZE"} & ops
+
+
+def test_one_decode_signature_with_static_int8_inputs_and_output(vae_full, cvae_full):
+    for path, batch, inputs in ((vae_full, BATCH, {"z"}), (cvae_full, 1, {"z", "condition"})):
+        runner = Interpreter(model_path=os.fspath(path)).get_signature_runner("decode")
+        details = {**runner.get_input_details(), **runner.get_output_details()}
+        assert set(details) == inputs | {"image"}
+        for detail in details.values():
+            assert detail["dtype"] == np.int8
+            assert list(detail["shape_signature"]) == list(detail["shape"])
+            assert detail["shape"][0] == batch
+        assert list(Interpreter(model_path=os.fspath(path)).get_signature_list()) == ["decode"]
+
+
+def test_metadata_records_the_interpreters_quantization(vae_full, cvae_full):
+    for path in (vae_full, cvae_full):
+        record = _metadata(path)
+        assert record["quantize"] == "int8-full"
+        assert record["sampling"] == "host"
+        runner = Interpreter(model_path=os.fspath(path)).get_signature_runner("decode")
+        details = {**runner.get_input_details(), **runner.get_output_details()}
+        assert set(record["quantization"]) == set(details)
+        for name, detail in details.items():
+            scale, zero_point = detail["quantization"]
+            recorded = record["quantization"][name]
+            assert recorded["dtype"] == np.dtype(detail["dtype"]).name
+            assert recorded["scale"] == pytest.approx(scale, rel=1e-7)
+            assert recorded["zero_point"] == zero_point
+        # The z input covers what the sampler draws.
+        z = record["quantization"]["z"]
+        assert (-128 - z["zero_point"]) * z["scale"] <= -NORMAL_BOUND + z["scale"]
+        assert (127 - z["zero_point"]) * z["scale"] >= NORMAL_BOUND - z["scale"]
+
+
+# --- images against Keras ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 7, -3])
+def test_sampler_matches_keras(vae, vae_full, seed):
+    sampler = Sampler(vae_full)
+    # 10 rows: two full batches of 4 and one padded.
+    images, z = sampler.sample(seed, 10, return_latent=True)
+    np.testing.assert_allclose(z, vae.sample_latent(10, seed).numpy(), atol=1e-6)
+    expected = np.asarray(vae.sample(10, seed=seed))
+    assert images.shape == expected.shape
+    assert np.abs(images - expected).max() <= INT8_TOLERANCE
+
+
+def test_cvae_sampler_matches_keras(label_cvae, cvae_full):
+    sampler = Sampler(cvae_full)
+    condition = one_hot([3, 8])
+    images, z = sampler.sample(5, 3, condition, return_latent=True)
+    expected_z = label_cvae.sample_latent(3, 5, condition=condition).numpy().reshape(-1, LATENT_DIM)
+    np.testing.assert_allclose(z, expected_z, atol=1e-6)
+    expected = np.asarray(label_cvae.sample(3, condition, seed=5)).reshape(images.shape)
+    assert np.abs(images - expected).max() <= INT8_TOLERANCE
+
+
+def test_decode_rows_do_not_depend_on_the_chunking(vae_full):
+    sampler = Sampler(vae_full)
+    z = litert_sampler.portable_normal((7, LATENT_DIM), 11)
+    whole = sampler.decode(z)
+    parts = np.concatenate([sampler.decode(z[:3]), sampler.decode(z[3:], batch_size=2)])
+    np.testing.assert_array_equal(whole, parts)
+
+
+def test_export_model_verifies_int8_full(vae, tmp_path):
+    report = export_model(
+        vae, tflite_path=tmp_path / "m.tflite", quantize="int8-full", batch_sizes=(BATCH,)
+    )
+    assert report["ok"] and report["written"], report
+    assert report["tflite"]["quantize"] == "int8-full"
+    assert report["tflite"]["decode_mean_abs_diff"] <= INT8_TOLERANCE
+
+
+# --- calibration at the sampler's extremes (int8 and int8-full) -----------------------
+
+
+def _keras_images(model, z):
+    return np.asarray(model.likelihood.portable_mean(model.decode(tf.constant(z))))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8-full"])
+def test_extreme_latents_are_not_clipped(vae, vae_tflite, vae_full, mode):
+    z, _ = extreme_latents(vae)
+    assert np.abs(z).max() == pytest.approx(NORMAL_BOUND)
+    sampler = Sampler(vae_tflite["int8"] if mode == "int8" else vae_full)
+    difference = np.abs(sampler.decode(z) - _keras_images(vae, z)).max()
+    assert difference <= INT8_TOLERANCE
+
+
+def test_int8_sample_signature_covers_draws_beyond_the_calibration_seeds(vae, vae_tflite):
+    # 4096 draws of 4 latents reach |z| ~ 4.3, beyond the 512 calibration draws.
+    images, z = Sampler(vae_tflite["int8"]).sample(100, 4096, return_latent=True)
+    assert np.abs(z).max() > 4.0
+    expected = np.asarray(vae.sample(4096, seed=100))
+    assert np.abs(images - expected).max() <= INT8_TOLERANCE
+
+
+def test_without_the_extremes_int8_clips_them(vae, tmp_path, monkeypatch):
+    """The check above fails on a file calibrated on the seeds' draws alone."""
+    monkeypatch.setattr(tflite_module, "_extreme_calibration_data", lambda *args: [])
+    monkeypatch.setattr(tflite_module, "_with_decode_latent_range", lambda content: content)
+    path = export_tflite(vae, tmp_path / "m.tflite", quantize="int8")
+    z, _ = extreme_latents(vae)
+    difference = np.abs(Sampler(path).decode(z) - _keras_images(vae, z)).max()
+    assert difference > INT8_TOLERANCE
+
+
+# --- the host's RNG -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, -1, 2**31 - 1, -(2**31), 123456789])
+def test_host_rng_words_are_the_portable_ones(seed):
+    counter = np.arange(0, 5000, 7)
+    for stream in (1, 2):
+        words = litert_sampler._stream_word(seed, counter.astype(np.uint32), stream)
+        np.testing.assert_array_equal(words.astype(np.uint64), ref_word(seed, counter, stream))
+
+
+@pytest.mark.parametrize("seed", [0, 42, -7, 2**31 - 1])
+def test_host_normal_matches_tensorflow(seed):
+    shape = (257, 3)
+    expected = portable_random.normal(shape, seed).numpy()
+    np.testing.assert_allclose(litert_sampler.portable_normal(shape, seed), expected, atol=2e-6)
+
+
+def test_host_normal_reaches_the_bound_at_the_smallest_uniform():
+    # u1 = 2**-24 and u2 = 2**-24 give the largest draw, sqrt(48 ln 2) cos(~0).
+    u1 = np.float32(2.0**-24)
+    assert np.sqrt(-2.0 * np.log(u1)) == pytest.approx(NORMAL_BOUND, rel=1e-6)
+
+
+# --- refusals -------------------------------------------------------------------------
+
+
+def test_refuses_priors_the_host_cannot_draw_from(cvae, tmp_path):
+    with pytest.raises(ValueError, match=r"^Expected a model with the StandardNormal prior .*"):
+        export_tflite(cvae, tmp_path / "m.tflite", quantize="int8-full")
+    with pytest.raises(ValueError, match=r"Received: prior=ConditionalGaussian$"):
+        export_model(cvae, tflite_path=tmp_path / "m.tflite", quantize="int8-full")
+    assert os.listdir(tmp_path) == []
+
+
+def test_refuses_several_batch_sizes(vae, tmp_path):
+    with pytest.raises(ValueError, match=r"^Expected at most one batch size for quantize="):
+        export_tflite(vae, tmp_path / "m.tflite", quantize="int8-full", batch_sizes=(1, 64))
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_sampler_refuses_a_changed_quantization(vae_full, tmp_path):
+    """The recorded scales are covered by the file's checksum."""
+    with open(vae_full, "rb") as f:
+        content = f.read()
+    scale = json.dumps(_metadata(vae_full)["quantization"]["z"]["scale"])
+    old = f'"scale": {scale}'.encode()
+    new = f'"scale": {scale[:-1]}{"2" if scale[-1] == "1" else "1"}'.encode()
+    assert content.count(old) == 1
+    path = tmp_path / "changed.tflite"
+    path.write_bytes(content.replace(old, new))
+    with pytest.raises(ValueError, match=r"^Expected a TFLite model that matches the checksum"):
+        Sampler(path)
+
+
+# --- a convolutional decoder ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_conv_vae(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM, seed=0)
+    model.compile(optimizer="adam")
+    model.fit(binary_images(16), batch_size=16, verbose=0)
+    path = export_tflite(model, tmp_path / "conv.tflite", quantize="int8-full", batch_sizes=(64,))
+    ops = tflite_ops(path)
+    assert {"TRANSPOSE_CONV", "CONV_2D"} <= ops <= INT8_DECODER_OPS
+    assert _tensor_types(path) <= {np.dtype(np.int8), np.dtype(np.int32)}
+    images = Sampler(path).sample(0, 100)
+    assert np.abs(images - np.asarray(model.sample(100, seed=0))).max() <= INT8_TOLERANCE
