@@ -1,9 +1,11 @@
 """TensorFlow Lite Micro export: one static-shape, float32 function per file."""
 
 import contextlib
+import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -12,7 +14,7 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as litert_schema
 
 from keras_vae.export.precision import float32_model
-from keras_vae.export.tflite import _metadata, _with_metadata, sealed, tflite_ops
+from keras_vae.export.tflite import METADATA_NAME, _metadata, _with_metadata, sealed, tflite_ops
 from keras_vae.export.validation import MAX_BATCH_SIZE, check_exportable, check_tflite_path
 from keras_vae.ops import random as portable_random
 from keras_vae.utils.staged_path import write_bytes_atomically
@@ -184,12 +186,12 @@ def micro_io(path_or_bytes) -> tuple[list[str], list[str]]:
     >>> micro_io("model-micro.tflite")  # doctest: +SKIP
     (['seed'], ['z', 'image'])
     """
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        content = bytes(path_or_bytes)
-    else:
-        with open(path_or_bytes, "rb") as f:
-            content = f.read()
-    model = litert_schema.Model.GetRootAs(content, 0)
+    model = litert_schema.Model.GetRootAs(_read(path_or_bytes), 0)
+    if model.SignatureDefsLength() == 0:
+        raise ValueError(
+            "Expected a .tflite file with a signature naming its inputs and outputs. "
+            "Received: a file without signatures"
+        )
     subgraph = model.Subgraphs(0)
     signature = model.SignatureDefs(0)
 
@@ -205,8 +207,44 @@ def micro_io(path_or_bytes) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def read_micro_record(path_or_bytes) -> dict:
+    """The `keras_vae` metadata record of a `.tflite` file (e.g. its `arena_bytes`).
+
+    Args:
+        path_or_bytes: str or path of a `.tflite` file, or its bytes.
+
+    Returns:
+        The record, a dict.
+
+    Raises:
+        ValueError: if the file has no `keras_vae` record.
+    """
+    content = _read(path_or_bytes)
+    model = litert_schema.Model.GetRootAs(content, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == METADATA_NAME.encode():
+            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    raise ValueError(
+        f"Expected a .tflite file with a {METADATA_NAME} metadata record. Received: a file "
+        "without one"
+    )
+
+
+def _read(path_or_bytes):
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        return bytes(path_or_bytes)
+    with open(path_or_bytes, "rb") as f:
+        return f.read()
+
+
 def measure_arena(content: bytes) -> tuple[int | None, str]:
     """The arena `content` needs in `tflite_micro`, plus the margin, or `None`.
+
+    The smallest arena that allocates is found by bisection in a child
+    process: `tflite_micro` (the 2026 builds at least) can crash with a
+    segmentation fault, instead of failing, for some arenas that are too
+    small; a probe that crashes counts as one that failed.
 
     Returns:
         `(bytes, "measured")`, or `(None, "estimated")` when `tflite_micro` is
@@ -220,32 +258,81 @@ def measure_arena(content: bytes) -> tuple[int | None, str]:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
         return None, "estimated"
-
-    def interpreter(size):
-        try:
-            with _quiet_stderr():
-                return runtime.Interpreter.from_bytes(content, arena_size=size)
-        except RuntimeError:
-            return None
-
-    high = max(estimate_arena(content), 4096)
-    while interpreter(high) is None:
-        if high >= _MAX_ARENA:
-            raise ValueError(
-                "Expected a model that TensorFlow Lite Micro allocates. Received: a model "
-                f"that fails to allocate in {_MAX_ARENA} bytes of arena"
-            )
-        high *= 2
-    low = 0  # fails (or is untried): the answer is in (low, high]
-    while high - low > 64:
-        middle = (low + high) // 2
-        if interpreter(middle) is None:
-            low = middle
-        else:
-            high = middle
-    arena = math.ceil(high * (1 + ARENA_MARGIN) / 1024) * 1024
-    _run_once(interpreter(arena), content)
+    with tempfile.TemporaryDirectory(prefix="keras_vae_tflite_micro_") as folder:
+        model_path = os.path.join(folder, "model.tflite")
+        with open(model_path, "wb") as f:
+            f.write(content)
+        smallest = _smallest_arena(model_path, max(estimate_arena(content), 4096))
+    arena = math.ceil(smallest * (1 + ARENA_MARGIN) / 1024) * 1024
+    with _quiet_stderr():
+        interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
+    _run_once(interpreter, content)
     return arena, "measured"
+
+
+# Bisects the arena of the file argv[1] in (argv[2], argv[3]], doubling the
+# upper end first while it fails; prints "try N" before each probe and
+# "ok N" / "fail N" after it, so a probe that crashes the process is known.
+_PROBE = """
+import sys
+from tflite_micro.python.tflite_micro import runtime
+content = open(sys.argv[1], "rb").read()
+low, high, limit = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def allocates(size):
+    print("try", size, flush=True)
+    try:
+        runtime.Interpreter.from_bytes(content, arena_size=size)
+    except RuntimeError:
+        print("fail", size, flush=True)
+        return False
+    print("ok", size, flush=True)
+    return True
+while high <= limit and not allocates(high):
+    low, high = high, high * 2
+while high <= limit and high - low > 64:
+    middle = (low + high) // 2
+    if allocates(middle):
+        high = middle
+    else:
+        low = middle
+print("done", low, high, flush=True)
+"""
+
+
+def _smallest_arena(model_path, start):
+    """The smallest arena (to 64 bytes) that allocates the model, probed in child processes."""
+    low, high, confirmed = 0, start, False
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-c", _PROBE, model_path, str(low), str(high), str(_MAX_ARENA)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        trying = None
+        for line in result.stdout.splitlines():
+            word, _, value = line.partition(" ")
+            if word == "try":
+                trying = int(value)
+            elif word == "ok":
+                high, confirmed, trying = int(value), True, None
+            elif word == "fail":
+                low, trying = int(value), None
+                high = max(high, 2 * low) if not confirmed else high
+            elif word == "done":
+                if not confirmed or high > _MAX_ARENA:
+                    break
+                return high
+        if result.returncode == 0 or trying is None:
+            break
+        # The probe crashed: that arena does not allocate either.
+        low = trying
+        if not confirmed:
+            high = 2 * trying
+    raise ValueError(
+        "Expected a model that TensorFlow Lite Micro allocates. Received: a model that "
+        f"fails to allocate in up to {_MAX_ARENA} bytes of arena"
+    )
 
 
 def estimate_arena(content: bytes) -> int:

@@ -278,7 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", default=None, metavar="DIR",
                         help="A folder for ONNX files of every signature (opset 18; needs "
                              "pip install 'keras-vae[onnx]').")  # fmt: skip
-    export.add_argument("--quantize", default=None, help="float16, dynamic or int8 (TFLite).")
+    export.add_argument("--quantize", default=None,
+                        help="TFLite: float16, dynamic, int8 (float32 inputs and outputs) or "
+                             "int8-full (int8 in and out, one decode signature with a fixed "
+                             "batch, --batch-sizes B, default 1; z drawn by litert_sampler; "
+                             "for Edge TPUs and NPUs).")  # fmt: skip
+    export.add_argument("--tflite-micro", default=None, metavar="FILE",
+                        help="A static-shape float32 .tflite file for TensorFlow Lite Micro: "
+                             "the seeded sampler (or, with --micro-function decode, the "
+                             "decoder), its arena size in the metadata.")  # fmt: skip
+    export.add_argument("--micro-num-samples", type=int, default=16, metavar="N",
+                        help="--tflite-micro: draws per sample call (or decode rows).")  # fmt: skip
+    export.add_argument("--micro-function", default="sample", choices=("sample", "decode"),
+                        help="--tflite-micro: the function the file holds.")  # fmt: skip
     export.add_argument("--batch-sizes", default=None, metavar="B1,B2",
                         help="--tflite: fixed batches for static-shape signatures (decode_bB, "
                              "sample_bB), e.g. 1,64: ~2-3x faster convolutional decoders in "
@@ -439,9 +451,11 @@ def _export(args):
     from keras_vae.export import export_model, format_report
 
     if args.saved_model is None and args.tflite is None and args.onnx is None:
+        if args.tflite_micro is not None:
+            return _export_tflite_micro(args, args.model)
         raise ValueError(
-            "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR (or several). "
-            "Received: none"
+            "Expected --saved-model BASE_DIR, --tflite FILE, --onnx DIR or --tflite-micro "
+            "FILE (or several). Received: none"
         )
     if args.quantize is not None and args.tflite is None:
         raise ValueError(
@@ -459,7 +473,7 @@ def _export(args):
             f"Received: version={args.version!r} and no --saved-model"
         )
     model, conditions = args.model, None
-    if args.quantize == "int8" and args.tflite is not None:
+    if args.quantize in ("int8", "int8-full") and args.tflite is not None:
         model, conditions = _completion_calibration(args)
     with _sigterm_as_exit():
         report = export_model(
@@ -479,6 +493,32 @@ def _export(args):
             "Expected the exported files to reproduce the Keras model within tolerance. "
             "Received: differences above tolerance (see the report above)"
         )
+    if args.tflite_micro is not None:
+        _export_tflite_micro(args, model)
+
+
+def _export_tflite_micro(args, model):
+    from keras_vae.export.tflite_micro import export_tflite_micro, read_micro_record
+
+    if isinstance(model, str):
+        from keras_vae.tasks import load_model
+
+        model = load_model(model)
+    path = export_tflite_micro(
+        model,
+        args.tflite_micro,
+        num_samples=args.micro_num_samples,
+        function=args.micro_function,
+        allow_untrained=args.allow_untrained,
+    )
+    record = read_micro_record(path)
+    parity = record["parity_max_abs_diff"]
+    print(
+        f"TFLite Micro: {path} ({args.micro_function}, {args.micro_num_samples} rows, arena "
+        f"{record['arena_bytes']} bytes {record['arena_source']}"
+        + ("" if parity is None else f", max |diff| to Keras {parity:.2g}")
+        + ")"
+    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,164 @@
+"""The TensorFlow Lite Micro export, run in `tflite_micro` and compared with Keras."""
+
+import numpy as np
+import pytest
+from export_helpers import LATENT_DIM, one_hot
+from tensorflow.lite.tools import flatbuffer_utils
+
+from keras_vae.cli.main import main
+from keras_vae.export.tflite import tflite_ops
+from keras_vae.export.tflite_micro import (
+    TFLM_OPS,
+    estimate_arena,
+    export_tflite_micro,
+    micro_io,
+    read_micro_record,
+)
+
+runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+
+NUM_SAMPLES = 4
+SEEDS = [0, 7, -(2**31), 2**31 - 1]
+
+
+def run_micro(path, arena=None, **inputs):
+    """Outputs by name of the file's function run in tflite_micro."""
+    with open(path, "rb") as f:
+        content = f.read()
+    arena = arena or read_micro_record(content)["arena_bytes"]
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
+    input_names, output_names = micro_io(content)
+    for index, name in enumerate(input_names):
+        interpreter.set_input(np.asarray(inputs[name]), index)
+    interpreter.invoke()
+    return {name: interpreter.get_output(i) for i, name in enumerate(output_names)}
+
+
+def allocates(path, arena):
+    with open(path, "rb") as f:
+        content = f.read()
+    try:
+        runtime.Interpreter.from_bytes(content, arena_size=arena)
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def vae_micro(vae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("micro") / "vae-micro.tflite"
+    return export_tflite_micro(vae, path, num_samples=NUM_SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def cvae_micro(cvae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("micro") / "cvae-micro.tflite"
+    return export_tflite_micro(cvae, path, num_samples=NUM_SAMPLES)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_vae_sample_matches_keras(vae, vae_micro, seed):
+    out = run_micro(vae_micro, seed=np.int32(seed))
+    assert out["image"].shape == (NUM_SAMPLES, 28, 28, 1)
+    z = vae.sample_latent(NUM_SAMPLES, seed).numpy()
+    np.testing.assert_allclose(out["z"], z, atol=1e-5, rtol=0)
+    images = np.asarray(vae.sample(NUM_SAMPLES, seed=seed))
+    np.testing.assert_allclose(out["image"], images, atol=1e-5, rtol=0)
+
+
+def test_different_seeds_give_different_images(vae_micro):
+    a, b = (run_micro(vae_micro, seed=np.int32(s))["image"] for s in (5, 6))
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_cvae_sample_matches_keras(cvae, cvae_micro):
+    for label, seed in ((3, 0), (9, 11)):
+        condition = one_hot([label]).astype(np.float32)
+        out = run_micro(cvae_micro, seed=np.int32(seed), condition=condition)
+        generated = np.asarray(cvae.generate(condition, NUM_SAMPLES, seed=seed))
+        assert out["image"].shape == (NUM_SAMPLES, 28, 28, 1)
+        np.testing.assert_allclose(out["image"], generated.reshape(out["image"].shape), atol=1e-5)
+        z = cvae.sample_latent(NUM_SAMPLES, seed, condition=condition).numpy()
+        np.testing.assert_allclose(out["z"], z.reshape(NUM_SAMPLES, LATENT_DIM), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_cvae_decode_matches_keras(cvae, tmp_path):
+    path = export_tflite_micro(cvae, tmp_path / "decode.tflite", function="decode", batch_size=3)
+    assert read_micro_record(path)["rng"] == "host"
+    z = np.random.default_rng(0).normal(size=(3, LATENT_DIM)).astype(np.float32)
+    condition = one_hot([1, 4, 8]).astype(np.float32)
+    out = run_micro(path, z=z, condition=condition)
+    expected = cvae.likelihood.portable_mean(cvae.decode(z, condition)).numpy()
+    np.testing.assert_allclose(out["image"], expected.reshape(3, 28, 28, 1), atol=1e-5)
+
+
+def test_ops_are_tflite_micro_ops(vae_micro, cvae_micro):
+    for path in (vae_micro, cvae_micro):
+        ops = tflite_ops(path)
+        assert ops <= TFLM_OPS, ops - TFLM_OPS
+        # The default export's RNG ops, which TFLite Micro lacks, are gone.
+        assert not {"BITWISE_XOR", "RIGHT_SHIFT", "RANGE", "REDUCE_PROD", "SELECT"} & ops
+
+
+def test_one_static_subgraph(vae_micro):
+    with open(vae_micro, "rb") as f:
+        model = flatbuffer_utils.convert_bytearray_to_object(f.read())
+    assert len(model.subgraphs) == 1
+    for tensor in model.subgraphs[0].tensors:
+        assert tensor.shapeSignature is None or -1 not in list(tensor.shapeSignature)
+
+
+def test_metadata_records_a_measured_arena(vae_micro):
+    record = read_micro_record(vae_micro)
+    assert record["runtime"] == "tflite-micro"
+    assert record["signatures"] == ["sample"] and record["rng"] == "in-model"
+    assert record["num_samples"] == NUM_SAMPLES and record["arena_source"] == "measured"
+    assert record["parity_max_abs_diff"] <= 1e-5
+    arena = record["arena_bytes"]
+    # The recorded arena allocates; one 10% margin below it no longer does.
+    assert allocates(vae_micro, arena)
+    assert not allocates(vae_micro, int(arena / 1.1) - 1100)
+    with open(vae_micro, "rb") as f:
+        assert estimate_arena(f.read()) >= arena / 1.1
+
+
+def test_estimated_arena_without_tflite_micro(vae, tmp_path, monkeypatch):
+    import keras_vae.export.tflite_micro as micro
+
+    monkeypatch.setattr(micro, "measure_arena", lambda content: (None, "estimated"))
+    path = export_tflite_micro(vae, tmp_path / "m.tflite", num_samples=2)
+    record = read_micro_record(path)
+    assert record["arena_source"] == "estimated" and record["parity_max_abs_diff"] is None
+    assert allocates(path, record["arena_bytes"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_samples": 0}, "Expected num_samples to be an integer in \\[1, 4096\\]"),
+        ({"num_samples": 4097}, "Received: num_samples=4097"),
+        ({"num_samples": True}, "Received: num_samples=True"),
+        ({"num_samples": 2.0}, "Received: num_samples=2.0"),
+        ({"batch_size": -1, "function": "decode"}, "Received: batch_size=-1"),
+        ({"function": "encode"}, "Expected function to be one of"),
+    ],
+)
+def test_bad_arguments(vae, tmp_path, kwargs, message):
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=message):
+        export_tflite_micro(vae, path, **kwargs)
+    assert not path.exists()
+
+
+def test_cli_export_and_bad_count(vae, tmp_path, capsys):
+    model = str(tmp_path / "model.keras")
+    vae.save(model)
+    path = tmp_path / "m.tflite"
+    assert main(["export", model, "--tflite-micro", str(path), "--micro-num-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "TFLite Micro:" in out and "arena" in out
+    assert read_micro_record(path)["num_samples"] == 2
+    assert main(["export", model, "--tflite-micro", str(path), "--micro-num-samples", "0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected num_samples to be an integer" in err[0]
