@@ -204,6 +204,12 @@ class Sampler:
             self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
         self._probe()
         self.runtime = "interpreter"
+        if runtime == "compiled_model" and not self.batch_sizes:
+            raise ValueError(
+                "Expected a file with static-shape signatures (exported with batch_sizes, "
+                "--batch-sizes) for runtime='compiled_model'. Received: "
+                f"model={model_path!r}, whose signatures are all dynamic"
+            )
         if self.batch_sizes and runtime != "interpreter":
             self._use_compiled_model(content, num_threads, required=runtime == "compiled_model")
 

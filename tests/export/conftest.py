@@ -12,6 +12,7 @@ from export_helpers import (  # noqa: E402
     NUM_CLASSES,
     QUANTIZE,
     QUANTIZE_IDS,
+    STATIC_BATCH_SIZES,
     binary_images,
     one_hot,
 )
@@ -120,3 +121,37 @@ def vae_tflite(vae, exports_dir):
 def cvae_tflite(cvae, exports_dir):
     """float32 and int8 only: the other modes take the VAE's code path."""
     return TFLiteExports(cvae, exports_dir, "cvae", ((None, "float32"), ("int8", "int8")))
+
+
+@pytest.fixture(scope="session")
+def conv_vae():
+    """A convolutional VAE (the `conv` preset, latent_dim 4), built, untrained."""
+    keras.utils.set_random_seed(3)
+    model = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM, seed=0)
+    model.build((None, 28, 28, 1))
+    return model
+
+
+class StaticTFLiteExports(dict):
+    """Model name -> float32 `.tflite` file with `batch_sizes=STATIC_BATCH_SIZES`, made
+    when first asked for (about 10 s each)."""
+
+    def __init__(self, request, folder):
+        super().__init__()
+        self.request, self.folder = request, folder
+
+    def __missing__(self, name):
+        fixture = {"mlp": "vae", "conv": "conv_vae", "cvae": "cvae"}[name]
+        self[name] = export_tflite(
+            self.request.getfixturevalue(fixture),
+            self.folder / f"{name}-static.tflite",
+            allow_untrained=True,
+            batch_sizes=STATIC_BATCH_SIZES,
+        )
+        return self[name]
+
+
+@pytest.fixture(scope="session")
+def static_tflite(request, exports_dir):
+    """ "mlp", "conv" or "cvae" -> its float32 file with static signatures at 1 and 64."""
+    return StaticTFLiteExports(request, exports_dir)

@@ -8,6 +8,8 @@ LATENT_DIM = 4
 NUM_CLASSES = 10
 QUANTIZE = [None, "float16", "dynamic", "int8"]
 QUANTIZE_IDS = ["float32", "float16", "dynamic", "int8"]
+# The fixed batches of the `static_tflite` fixture's files (`batch_sizes`).
+STATIC_BATCH_SIZES = (1, 64)
 # TFLite's builtin operators: a file with only these runs on a stock runtime.
 BUILTIN_OPS = {name for name in vars(litert_schema.BuiltinOperator) if name.isupper()} - {
     "CUSTOM",
