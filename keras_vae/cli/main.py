@@ -454,8 +454,8 @@ def _export(args):
         if args.tflite_micro is not None:
             return _export_tflite_micro(args, args.model)
         raise ValueError(
-            "Expected --saved-model BASE_DIR, --tflite FILE, --onnx DIR or --tflite-micro "
-            "FILE (or several). Received: none"
+            "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR (or several), or "
+            "--tflite-micro FILE. Received: none"
         )
     if args.quantize is not None and args.tflite is None:
         raise ValueError(
