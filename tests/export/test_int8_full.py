@@ -22,6 +22,7 @@ from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot
 from rng_reference import ref_word
 
 from keras_vae import ConditionalVAE
+from keras_vae.data import make_conditional_pairs
 from keras_vae.export import Sampler, export_model, export_tflite, litert_sampler, tflite_ops
 from keras_vae.export import tflite as tflite_module
 from keras_vae.export.integer import NORMAL_BOUND, extreme_latents
@@ -155,6 +156,24 @@ def test_cvae_sampler_matches_keras(label_cvae, cvae_full):
     assert np.abs(images - expected).max() <= INT8_TOLERANCE
 
 
+def test_completion_cvae_completes_images(completion_cvae, tmp_path):
+    images = binary_images(6, seed=4)
+    observed, _ = make_conditional_pairs(images, None, "top-half")
+    path = export_tflite(
+        completion_cvae,
+        tmp_path / "completion.tflite",
+        quantize="int8-full",
+        representative_conditions=observed,
+    )
+    sampler = Sampler(path)
+    assert _tensor_types(path) <= {np.dtype(np.int8), np.dtype(np.int32)}
+    generated = sampler.sample(2, 3, observed[:2])
+    expected = np.asarray(completion_cvae.sample(3, observed[:2], seed=2)).reshape(generated.shape)
+    assert np.abs(generated - expected).max() <= INT8_TOLERANCE
+    completed = sampler.complete(images[:2], seed=2, num_samples=3)
+    assert completed.shape == (6, 28, 28, 1)
+
+
 def test_decode_rows_do_not_depend_on_the_chunking(vae_full):
     sampler = Sampler(vae_full)
     z = litert_sampler.portable_normal((7, LATENT_DIM), 11)
@@ -259,6 +278,31 @@ def test_the_sampler_refuses_a_changed_quantization(vae_full, tmp_path):
     path.write_bytes(content.replace(old, new))
     with pytest.raises(ValueError, match=r"^Expected a TFLite model that matches the checksum"):
         Sampler(path)
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def test_cli_exports_int8_full_and_refuses_a_learned_prior(vae, cvae, tmp_path, capsys):
+    from keras_vae.cli.main import main
+
+    vae.save(tmp_path / "vae.keras")
+    path = tmp_path / "vae.tflite"
+    argv = ["export", str(tmp_path / "vae.keras"), "--tflite", str(path)]
+    assert main([*argv, "--quantize", "int8-full", "--batch-sizes", "2"]) == 0
+    record = _metadata(path)
+    assert (record["quantize"], record["batch_sizes"], record["sampling"]) == (
+        "int8-full",
+        [2],
+        "host",
+    )
+    cvae.save(tmp_path / "cvae.keras")
+    capsys.readouterr()
+    argv = ["export", str(tmp_path / "cvae.keras"), "--tflite", str(tmp_path / "c.tflite")]
+    assert main([*argv, "--quantize", "int8-full"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected a model with the StandardNormal prior" in err[0], err
+    assert not (tmp_path / "c.tflite").exists()
 
 
 # --- a convolutional decoder ----------------------------------------------------------
