@@ -4,7 +4,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as litert_schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.export.precision import float32_model
 from keras_vae.export.tflite import METADATA_NAME, _metadata, _with_metadata, sealed, tflite_ops
@@ -471,17 +471,15 @@ def _decode_function(model, module, num_samples, batch_size):
 
 
 def _convert(module):
-    folder = tempfile.mkdtemp(prefix="keras_vae_tflite_micro_")
-    try:
-        saved_model = os.path.join(folder, "saved_model")
-        name = module.function_name
-        signatures = {name: module.function.get_concrete_function()}
-        tf.saved_model.save(module, saved_model, signatures=signatures)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[name])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        return converter.convert()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    concrete = module.function.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    content = converter.convert()
+    # The converter names a lone function's signature `serving_default`.
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    for signature in model.signatureDefs or []:
+        signature.signatureKey = module.function_name.encode()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _check_count(name, value):

@@ -36,6 +36,7 @@ LONGEST_FILES = (
     # 31 s and 25 s, test_tflite.py 90 s.
     "export/test_export_kills.py",
     "export/test_onnx.py",
+    "export/test_tflite_micro.py",  # 45 s alone, beside other jobs
 )
 
 

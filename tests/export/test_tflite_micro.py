@@ -123,6 +123,7 @@ def test_metadata_records_a_measured_arena(vae_micro):
         assert estimate_arena(f.read()) >= arena / 1.1
 
 
+@pytest.mark.slow  # test_metadata_records_a_measured_arena bounds the estimate
 def test_estimated_arena_without_tflite_micro(vae, tmp_path, monkeypatch):
     import keras_vae.export.tflite_micro as micro
 
@@ -152,13 +153,19 @@ def test_bad_arguments(vae, tmp_path, kwargs, message):
 
 
 def test_cli_export_and_bad_count(vae, tmp_path, capsys):
+    # decode converts in about a second; the sampler's RNG takes ten.
     model = str(tmp_path / "model.keras")
     vae.save(model)
     path = tmp_path / "m.tflite"
-    assert main(["export", model, "--tflite-micro", str(path), "--micro-num-samples", "2"]) == 0
+    argv = ["export", model, "--tflite-micro", str(path), "--micro-function", "decode"]
+    assert main([*argv, "--micro-num-samples", "2"]) == 0
     out = capsys.readouterr().out
     assert "TFLite Micro:" in out and "arena" in out
-    assert read_micro_record(path)["num_samples"] == 2
-    assert main(["export", model, "--tflite-micro", str(path), "--micro-num-samples", "0"]) != 0
+    record = read_micro_record(path)
+    assert record["signatures"] == ["decode"] and record["batch_size"] == 2
+    z = np.random.default_rng(1).normal(size=(2, LATENT_DIM)).astype(np.float32)
+    expected = vae.likelihood.portable_mean(vae.decode(z)).numpy().reshape(2, 28, 28, 1)
+    np.testing.assert_allclose(run_micro(path, z=z)["image"], expected, atol=1e-5, rtol=0)
+    assert main([*argv, "--micro-num-samples", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Expected num_samples to be an integer" in err[0]

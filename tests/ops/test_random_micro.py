@@ -27,25 +27,13 @@ def words_to_uint(limbs):
     return hi.astype(np.uint64) * 65536 + lo.astype(np.uint64)
 
 
-def ref_normal(size, seed):
-    counter = np.arange(size)
-    u1 = ref_to_unit(ref_word(seed, counter, 1))
-    u2 = ref_to_unit(ref_word(seed, counter, 2))
-    v = np.float32(1.0) - u1
-    series = np.float32(0.0)
-    for k in range(8, 0, -1):
-        series = series * v + np.float32(1.0 / k)
-    minus_log = np.where(u1 > np.float32(7 / 8), v * series, -np.log(u1))
-    return np.sqrt(np.float32(2.0) * minus_log) * np.cos(np.float32(2.0 * np.pi) * u2)
-
-
 @tf.function(input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([64], tf.int32)])
 def micro_words(seed, counter):
     seed, counter = random._micro_split(seed), random._micro_split(counter)
     return [random._stream_word(seed, counter, j, random._MICRO_OPS) for j in range(3)]
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(seed=INT32, counters=st.lists(INT32, min_size=64, max_size=64))
 def test_micro_integer_hash_bit_exact_with_reference(seed, counters):
     # All 32 bits of every stream's word, for any seed and counter.
@@ -60,7 +48,7 @@ def test_micro_split_is_the_bit_pattern(seed):
     assert int(hi) * 65536 + int(lo) == seed % 2**32
 
 
-@settings(max_examples=25, deadline=None, database=None)
+@settings(max_examples=15, deadline=None, database=None)
 @given(seed=INT32, offset=st.integers(0, 2**32 - 1))
 def test_micro_uniform_bit_exact_and_normal_equal_to_default(seed, offset):
     with random.tflite_micro_ops():
@@ -109,10 +97,13 @@ def test_micro_shapes_from_reshape_and_condition_batch():
 
 @pytest.fixture(scope="module")
 def micro_rng_file():
+    # Uniforms only: the normals' float stage is checked against Keras through the
+    # exported sampler's z (tests/export/test_tflite_micro.py), and each stream
+    # adds seconds of conversion.
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
     def draws(seed):
         with random.tflite_micro_ops():
-            return {"uniform": random.uniform([6, 8], seed), "normal": random.normal([6, 8], seed)}
+            return random.uniform([6, 8], seed, counter_offset=2**32 - 20)
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([draws.get_concrete_function()])
     return converter.convert()
@@ -127,15 +118,10 @@ def test_micro_rng_uses_tflite_micro_ops_only(micro_rng_file):
 def test_micro_rng_bit_exact_in_tflite_micro(micro_rng_file):
     runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     interpreter = runtime.Interpreter.from_bytes(micro_rng_file, arena_size=1 << 20)
-    outputs = [interpreter.get_output_details(i) for i in range(2)]
-    assert [tuple(o["shape"]) for o in outputs] == [(6, 8), (6, 8)]
+    assert tuple(interpreter.get_output_details(0)["shape"]) == (6, 8)
+    counter = (2**32 - 20 + np.arange(48)) % 2**32  # wraps past 2**32
     for seed in EDGE_SEEDS:
         interpreter.set_input(np.array(seed, np.int32), 0)
         interpreter.invoke()
-        results = [interpreter.get_output(i).ravel() for i in range(2)]
-        uniform = ref_to_unit(ref_word(seed, np.arange(48), 0))
-        # The uniform output is the one equal to the reference, bit for bit.
-        matches = [np.array_equal(r, uniform) for r in results]
-        assert sum(matches) == 1, seed
-        normal = results[matches.index(False)]
-        np.testing.assert_allclose(normal, ref_normal(48, seed), rtol=1e-6, atol=1e-6)
+        uniform = ref_to_unit(ref_word(seed, counter, 0)).reshape(6, 8)
+        np.testing.assert_array_equal(interpreter.get_output(0), uniform)
