@@ -48,6 +48,14 @@ def mnist_arrays(split="train"):
     return data.scale_images(images), labels
 
 
+def mnist_data(split="train"):
+    """MNIST pixels uint8 [N, 28, 28, 1] as TFDS stores them, and labels."""
+    setup_tfds_dir()
+    from keras_vae import data
+
+    return data.load_images("mnist", split)
+
+
 def binarize(images, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.random(images.shape) < images).astype("float32")

@@ -25,6 +25,19 @@ most a float32 implementation of these networks could reach.
 
     python -m benchmarks.train_throughput --architecture mlp conv
     python -m benchmarks.train_throughput --without bfloat16  # CPUs that emulate bfloat16
+
+`--against pythae` runs another protocol, the one of the steadiness target:
+`keras_vae.VAE.fit` on `data.make_dataset(..., binarize="dynamic")` against
+pythae 0.1.2's `VAE` and `BaseTrainer` (`pip install torch==2.13.0
+pythae==0.1.2`; not a dependency) on the same networks (`iwae`: the IWAE
+paper's 784-200-200-50 tanh MLP; or the `conv` preset), batch 100, a warm-up
+epoch each, then `--epochs` epochs each, alternating one epoch of one with one
+of the other. It reports each one's median epoch, its spread, how many epochs
+ran within 15 % of its fastest, the ratio of the medians, and the CPU seconds
+each epoch used: an epoch whose CPU time stays put while its wall time grows
+waited for a core it did not get.
+
+    python -m benchmarks.train_throughput --against pythae --architecture iwae conv
 """
 
 import argparse
@@ -37,13 +50,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import binarize, mnist_arrays, record  # noqa: E402
+from benchmarks.common import binarize, mnist_arrays, mnist_data, record  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.networks import build_networks  # noqa: E402
 
 REFERENCE = "hand-written Keras"
 TORCH = "PyTorch float32"
 FLOOR = "network passes only (no ELBO; an upper bound)"
+KERAS_VAE = "keras_vae.VAE.fit"
+PYTHAE = "pythae 0.1.2"
 
 
 class PlainVAE(keras.Model):
@@ -155,9 +170,180 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+def keras_vae_epochs(architecture, images, batch_size, latent_dim):
+    """A callable training `VAE.fit` one epoch further on the dynamic pipeline."""
+    from keras_vae import VAE, data
+    from keras_vae.networks import mlp_decoder, mlp_encoder
+
+    keras.utils.set_random_seed(0)
+    if architecture == "iwae":
+        encoder = mlp_encoder((28, 28, 1), hidden_units=(200, 200), activation="tanh")
+        decoder = mlp_decoder(latent_dim, (28, 28, 1), hidden_units=(200, 200), activation="tanh")
+        vae = VAE(encoder, decoder, latent_dim, seed=0)
+    else:
+        vae = build_vae(architecture, (28, 28, 1), latent_dim=latent_dim, seed=0)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    dataset = data.make_dataset(images, batch_size=batch_size, binarize="dynamic", seed=0)
+    done = [0]
+
+    def one_epoch():
+        vae.fit(dataset, initial_epoch=done[0], epochs=done[0] + 1, verbose=0)
+        done[0] += 1
+
+    return one_epoch
+
+
+def timed_cpu(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def epoch_worker(connection, contender, architecture, size, batch_size, latent_dim):
+    """A child process: builds one contender, then trains an epoch per request.
+
+    Each contender lives in its own process, so neither one's thread pools
+    (TensorFlow's, PyTorch's OpenMP) spin on the cores while the other trains.
+    """
+    pixels, _ = mnist_data("train")
+    images = pixels[:size]
+    if contender == KERAS_VAE:
+        one_epoch = keras_vae_epochs(architecture, images, batch_size, latent_dim)
+    else:
+        import tempfile
+
+        from benchmarks.torch_reference import pythae_trainer
+
+        binary = binarize(images.astype("float32") / 255.0)
+        output_dir = tempfile.mkdtemp()
+        one_epoch = pythae_trainer(binary, architecture, latent_dim, batch_size, output_dir)
+    one_epoch()  # warm-up: tracing, compilation, allocator
+    connection.send("ready")
+    while connection.recv() == "epoch":
+        connection.send(timed_cpu(one_epoch))
+
+
+SPIN = "\n".join(
+    [
+        "import time",
+        "t = time.perf_counter()",
+        "for i in range(10**7): pass",
+        "print(time.perf_counter() - t)",
+    ]
+)
+
+
+def two_core_probe(repeats=5):
+    """How steadily the machine gives two cores: one loop alone, then two at once.
+
+    Each run starts two single-threaded Python loops together; on two free
+    cores each takes as long as one loop alone. Returns the ratios of the
+    slower loop of each pair to the median loop alone.
+    """
+    import subprocess
+    import sys
+
+    def loops(count):
+        processes = [
+            subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True)
+            for _ in range(count)
+        ]
+        return [float(process.communicate()[0]) for process in processes]
+
+    alone = float(np.median([loops(1)[0] for _ in range(repeats)]))
+    return [max(loops(2)) / alone for _ in range(repeats)]
+
+
+def against_pythae(args):
+    """Per-epoch rates of `VAE.fit` and pythae, alternating, as record lines."""
+    import multiprocessing
+
+    import torch
+
+    context = multiprocessing.get_context("spawn")
+    probe = two_core_probe()
+    lines = [
+        "Two-core probe, before: two single-threaded loops started together took "
+        + ", ".join(f"{ratio:.2f}" for ratio in probe)
+        + " times one loop alone (1.00 means two free cores).",
+        "",
+    ]
+    for index, architecture in enumerate(args.architecture):
+        size = min(60000, args.train_size[min(index, len(args.train_size) - 1)])
+        workers = {}
+        for name in (KERAS_VAE, PYTHAE):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=epoch_worker,
+                args=(theirs, name, architecture, size, args.batch_size, args.latent_dim),
+            )
+            process.start()
+            if ours.recv() != "ready":
+                raise RuntimeError(f"{name} failed to start")
+            workers[name] = (ours, process)
+        walls = {name: [] for name in workers}
+        cpus = {name: [] for name in workers}
+        try:
+            for epoch in range(args.epochs):
+                order = list(workers)
+                for name in order if epoch % 2 == 0 else order[::-1]:
+                    workers[name][0].send("epoch")
+                    wall, cpu = workers[name][0].recv()
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
+        finally:
+            for connection, process in workers.values():
+                connection.send("stop")
+                process.join()
+        lines += [
+            f"**{architecture}**: MNIST train[:{size}], batch {args.batch_size}, "
+            f"{args.epochs} epochs each after a warm-up epoch, alternating; one process each.",
+            "",
+            "| contender | median images/s | min – max | epochs within 15 % of its fastest "
+            "| CPU s per epoch (median, min – max) | wall s per epoch (median) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        medians = {}
+        for name in workers:
+            rates = size / np.array(walls[name])
+            medians[name] = float(np.median(rates))
+            steady = int(np.sum(rates >= 0.85 * rates.max()))
+            cpu = np.array(cpus[name])
+            lines.append(
+                f"| {name} | {medians[name]:,.0f} | {rates.min():,.0f} – {rates.max():,.0f} "
+                f"| {steady} of {len(rates)} | {np.median(cpu):.2f} ({cpu.min():.2f} – "
+                f"{cpu.max():.2f}) | {np.median(walls[name]):.2f} |"
+            )
+        lines += [
+            "",
+            "Ratio of the medians, keras_vae / pythae: "
+            f"**{medians[KERAS_VAE] / medians[PYTHAE]:.2f}**. Epoch rates in order: " + "; ".join(
+                f"{name}: " + ", ".join(f"{size / w:,.0f}" for w in walls[name]) for name in workers
+            ) + ".",
+            "",
+        ]  # fmt: skip
+    probe = two_core_probe()
+    lines += [
+        "Two-core probe, after: "
+        + ", ".join(f"{ratio:.2f}" for ratio in probe)
+        + " times one loop alone.",
+        "",
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads).",
+    ]
+    record("Training throughput: per-epoch rates of VAE.fit against pythae", lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", nargs="+", default=["mlp", "conv"])
+    parser.add_argument(
+        "--against",
+        choices=["pythae"],
+        default=None,
+        help="Run the per-epoch protocol against pythae instead (architectures iwae, mlp, conv).",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="Timed epochs (--against).")
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="Timed rounds.")
@@ -166,7 +352,8 @@ def main():
         type=int,
         nargs="+",
         default=[30000, 10000],
-        help="Training images per epoch, one per architecture (the last repeats).",
+        help="Training images per epoch, one per architecture (the last repeats). "
+        "Defaults to 30000 10000, and to all 60000 with --against.",
     )
     parser.add_argument(
         "--without",
@@ -178,6 +365,12 @@ def main():
         "cannot be left out.",
     )
     args = parser.parse_args()
+    if args.against:
+        if args.batch_size == 128:  # the steadiness target's batch, unless asked otherwise
+            args.batch_size = 100
+        if args.train_size == [30000, 10000]:  # whole epochs of MNIST, unless asked otherwise
+            args.train_size = [60000]
+        return against_pythae(args)
     for text in args.without:
         if text in REFERENCE or text in TORCH:
             parser.error(

@@ -181,6 +181,37 @@ def test_train_throughput_without_torch(results, monkeypatch):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.slow
+def test_train_throughput_against_pythae(results, monkeypatch):
+    pytest.importorskip("pythae")  # installed by hand for the benchmark, never a dependency
+    run(
+        monkeypatch, train_throughput,
+        "--against", "pythae", "--architecture", "iwae", "--latent-dim", 4, "--epochs", 3,
+        "--train-size", 300,
+    )  # fmt: skip
+    text = recorded(results, train_throughput, "Training throughput: per-epoch")
+    (rows,) = tables(text)
+    assert [row["contender"] for row in rows] == [
+        train_throughput.KERAS_VAE,
+        train_throughput.PYTHAE,
+    ]
+    medians = {}
+    for row in rows:
+        low, high = (number(cell) for cell in row["min – max"].split("–"))
+        medians[row["contender"]] = number(row["median images/s"])
+        assert 0 < low <= medians[row["contender"]] <= high
+        assert re.fullmatch(r"[1-3] of 3", row["epochs within 15 % of its fastest"])
+        assert number(row["CPU s per epoch (median, min – max)"]) > 0
+        # 300 images at the median rate take the median wall time.
+        assert number(row["wall s per epoch (median)"]) == pytest.approx(
+            300 / medians[row["contender"]], abs=0.01
+        )
+    ratio = re.search(r"keras_vae / pythae: \*\*([\d.]+)\*\*", text).group(1)
+    expected = medians[train_throughput.KERAS_VAE] / medians[train_throughput.PYTHAE]
+    assert float(ratio) == pytest.approx(expected, rel=0.01)
+    assert text.count("Two-core probe") == 2
+
+
 @pytest.mark.parametrize("text", ["Keras", "PyTorch float"])
 def test_train_throughput_keeps_its_references(monkeypatch, capsys, text):
     with pytest.raises(SystemExit) as exit_info:
