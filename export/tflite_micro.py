@@ -79,7 +79,7 @@ def export_tflite_micro(
 
     Float32 only. The JSON record `keras_vae` in the file's metadata is the
     one `export_tflite` writes, with `signatures` the one function, plus
-    `runtime: "tflite-micro"`, `rng` (`"in-model"` for the sampler, `"host"`
+    `runtime: "tflite-micro"`, `sampling` (`"in-model"` for the sampler, `"host"`
     for decode), `num_samples` or `batch_size`, and `arena_bytes` with
     `arena_source`: `"measured"` is the smallest arena with which
     `tflite_micro`'s interpreter allocates the model (found by bisection,
@@ -155,7 +155,7 @@ def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int
         **_metadata(model, module, None),
         "signatures": [function],
         "runtime": "tflite-micro",
-        "rng": "in-model" if function == "sample" else "host",
+        "sampling": "in-model" if function == "sample" else "host",
         "arena_bytes": arena,
         "arena_source": source,
         "parity_max_abs_diff": parity,

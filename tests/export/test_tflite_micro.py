@@ -85,7 +85,7 @@ def test_cvae_sample_matches_keras(cvae, cvae_micro):
 @pytest.mark.slow
 def test_cvae_decode_matches_keras(cvae, tmp_path):
     path = export_tflite_micro(cvae, tmp_path / "decode.tflite", function="decode", batch_size=3)
-    assert read_micro_record(path)["rng"] == "host"
+    assert read_micro_record(path)["sampling"] == "host"
     z = np.random.default_rng(0).normal(size=(3, LATENT_DIM)).astype(np.float32)
     condition = one_hot([1, 4, 8]).astype(np.float32)
     out = run_micro(path, z=z, condition=condition)
@@ -112,7 +112,7 @@ def test_one_static_subgraph(vae_micro):
 def test_metadata_records_a_measured_arena(vae_micro):
     record = read_micro_record(vae_micro)
     assert record["runtime"] == "tflite-micro"
-    assert record["signatures"] == ["sample"] and record["rng"] == "in-model"
+    assert record["signatures"] == ["sample"] and record["sampling"] == "in-model"
     assert record["num_samples"] == NUM_SAMPLES and record["arena_source"] == "measured"
     assert record["parity_max_abs_diff"] <= 1e-5
     arena = record["arena_bytes"]
