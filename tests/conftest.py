@@ -37,6 +37,7 @@ LONGEST_FILES = (
     "export/test_export_kills.py",
     "export/test_onnx.py",
     "export/test_tflite_micro.py",  # 45 s alone, beside other jobs
+    "export/test_int8_full.py",  # 48 s alone (fixtures included), beside other jobs
 )
 
 

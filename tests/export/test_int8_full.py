@@ -308,7 +308,6 @@ def test_cli_exports_int8_full_and_refuses_a_learned_prior(vae, cvae, tmp_path, 
 # --- a convolutional decoder ----------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_conv_vae(tmp_path):
     keras.utils.set_random_seed(0)
     model = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM, seed=0)
