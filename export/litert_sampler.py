@@ -102,6 +102,13 @@ class Sampler:
     with `PROBE_SEED` gives non-finite images; a call whose images are not
     finite raises instead of returning them.
 
+    An `int8-full` file (int8 inputs and output, one `decode` signature with
+    a fixed batch, `"sampling": "host"` in its metadata) is run the same
+    way: `sample` draws z here with `portable_normal`, and both calls
+    quantize z (and the condition) with the scales and zero points the
+    metadata records, run the file's batch at a time (the last chunk padded
+    with zeros) and dequantize the image.
+
     Example:
 
     >>> sampler = Sampler("model.tflite")  # doctest: +SKIP
@@ -854,9 +861,13 @@ class _HostSample:
 
 
 def _quantized(value, quantization):
-    """`value` as the integers `round(value / scale) + zero_point`, clipped to the dtype."""
+    """`value` as the integers `round(value / scale) + zero_point`, clipped to the dtype.
+
+    Halves round away from zero, as TFLite's QUANTIZE does.
+    """
     dtype = np.dtype(quantization["dtype"])
-    scaled = np.round(np.asarray(value, np.float64) / quantization["scale"])
+    scaled = np.asarray(value, np.float64) / quantization["scale"]
+    scaled = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
     integers = scaled + quantization["zero_point"]
     return np.clip(integers, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
