@@ -1,14 +1,22 @@
 """Latency, size and quality cost of the exported MNIST VAE decoder.
 
-Trains an MLP VAE for one epoch on MNIST (or loads `--model`), exports it as a
-SavedModel and as TFLite files (float32, float16, dynamic-range, int8), then:
+Trains an MLP (or, with `--architecture conv`, a convolutional) VAE for one
+epoch on MNIST (or loads `--model`), exports it as a SavedModel and as TFLite
+files (float32, float16, dynamic-range, int8) with static-shape signatures at
+`--batch-sizes` (default 1,64), then:
 
-- latency: median wall time of one call, after warm-up, for one latent and a
-  batch of 64, of the Keras decoder (`model.decode(z).mean()`, eager and in a
-  `tf.function`), the SavedModel's `serving_default` signature (loaded in
-  this process) and each TFLite file's `decode` and `sample` signatures
-  (LiteRT signature runners, default CPU delegate, as `litert_sampler` runs
-  them). All in one process, one call at a time.
+- latency: median wall time of one call, after warm-up, and its spread (10th
+  to 90th percentile), for one latent and a batch of 64, of the Keras decoder
+  (`model.decode(z).mean()`, eager and in a `tf.function`), the SavedModel's
+  `serving_default` signature (loaded in this process) and, for each TFLite
+  file, its dynamic-shape `decode` and `sample` signatures (raw LiteRT
+  signature runners, default CPU delegate: how files without
+  `--batch-sizes` run) and `litert_sampler.Sampler`'s `decode` and `sample`,
+  which take the static signatures, in LiteRT's Interpreter and in its
+  CompiledModel. All in one process, one call at a time, every function in
+  turn (round-robin), so that a change in the load of a shared machine hits
+  all alike; a function leaves the rounds after `--runs` calls or
+  `--max-seconds` of calls (at least 10).
 - size: the TFLite files; the SavedModel folder (which also holds the encoder).
 - quality cost of quantization: the test ELBO when a TFLite decoder replaces
   the Keras one. On the first `--eval-size` test images, binarized once
@@ -24,6 +32,7 @@ SavedModel and as TFLite files (float32, float16, dynamic-range, int8), then:
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -40,34 +49,66 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from keras_vae.export import Sampler, export_saved_model, export_tflite  # noqa: E402
+from keras_vae.export.validation import check_batch_sizes  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.tasks import load_model  # noqa: E402
 
 QUANTIZE = (None, "float16", "dynamic", "int8")
 BATCHES = (1, 64)
 CLIP = 1e-6
+# How each TFLite file runs: raw dynamic-shape signature runners, or the
+# Sampler (static signatures where the batch matches) in each LiteRT API.
+RUNNERS = ("dynamic signatures", "Sampler, Interpreter", "Sampler, CompiledModel")
 
 
-def train_model(latent_dim, epochs, seed, train_images=None):
+def train_model(latent_dim, epochs, seed, train_images=None, architecture="mlp"):
     keras.utils.set_random_seed(seed)
     images, _ = mnist_arrays("train" if train_images is None else f"train[:{train_images}]")
-    model = build_vae("mlp", (28, 28, 1), latent_dim=latent_dim, seed=seed)
+    model = build_vae(architecture, (28, 28, 1), latent_dim=latent_dim, seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(binarize(images, seed), batch_size=128, epochs=epochs, verbose=0)
     return model
 
 
-def median_microseconds(fn, runs, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+def interleaved_microseconds(fns, runs, warmup, max_seconds=float("inf")):
+    """Key -> (median, 10th percentile, 90th percentile) of one call's wall time, in µs.
+
+    The calls go round-robin, one of each function per round, so a change
+    in the machine's load (shared with other jobs) hits every function
+    alike. A function leaves the rounds after `runs` calls, or after
+    `max_seconds` of calls (at least 10); its warm-up stops after `warmup`
+    calls or a quarter of `max_seconds` (at least 2).
+    """
+    for fn in fns.values():
+        began = time.perf_counter()
+        for done in range(warmup):
+            fn()
+            if done >= 1 and time.perf_counter() - began > max_seconds / 4:
+                break
+    times = {key: [] for key in fns}
+    active = list(fns)
+    while active:
+        for key in list(active):
+            start = time.perf_counter()
+            fns[key]()
+            times[key].append(time.perf_counter() - start)
+            calls = len(times[key])
+            if calls >= runs or (calls >= 10 and sum(times[key]) >= max_seconds):
+                active.remove(key)
+    timings = {}
+    for key, values in times.items():
+        deciles = statistics.quantiles(values, n=10, method="inclusive")
+        timings[key] = (statistics.median(values) * 1e6, deciles[0] * 1e6, deciles[-1] * 1e6)
+    return timings
+
+
+def spread(timing):
+    """`median (p10–p90)` in µs, as a table cell."""
+    median, low, high = timing
+    return f"{median:,.0f} ({low:,.0f}–{high:,.0f})"
 
 
 def folder_size(path):
@@ -92,6 +133,7 @@ def decode_in_batches(decode, z, batch=500):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="A trained .keras VAE; else train one.")
+    parser.add_argument("--architecture", choices=("mlp", "conv"), default="mlp")
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument(
@@ -100,6 +142,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=300, help="Timed calls per measurement.")
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="Per measurement.")
+    parser.add_argument("--batch-sizes", default="1,64", help="Static TFLite signatures.")
     parser.add_argument("--eval-size", type=int, default=2000)
     args = parser.parse_args()
 
@@ -107,15 +151,24 @@ def main():
     if args.model:
         model, source = load_model(args.model), f"`{args.model}`"
     else:
-        model = train_model(args.latent_dim, args.epochs, args.seed, args.train_images)
-        source = f"MLP VAE, latent {args.latent_dim}, trained {args.epochs} epoch(s) here"
+        model = train_model(
+            args.latent_dim, args.epochs, args.seed, args.train_images, args.architecture
+        )
+        name = {"mlp": "MLP", "conv": "convolutional (`conv` preset)"}[args.architecture]
+        source = f"{name} VAE, latent {args.latent_dim}, trained {args.epochs} epoch(s) here"
         if args.train_images is not None:
             source += f" on MNIST train[:{args.train_images}]"
     latent_dim = model.latent_dim
     folder = tempfile.mkdtemp(prefix="export_latency_")
     saved_model = export_saved_model(model, os.path.join(folder, "saved_model"))
+    batch_sizes = check_batch_sizes(args.batch_sizes)
     tflite = {
-        mode: export_tflite(model, os.path.join(folder, f"{mode or 'float32'}.tflite"), mode)
+        mode: export_tflite(
+            model,
+            os.path.join(folder, f"{mode or 'float32'}.tflite"),
+            mode,
+            batch_sizes=batch_sizes,
+        )
         for mode in QUANTIZE
     }
     setup_minutes = (time.perf_counter() - start) / 60
@@ -128,20 +181,53 @@ def main():
     serve = tf.saved_model.load(saved_model).signatures["serving_default"]
     served = {n: (lambda z=z: serve(z=tf.constant(z))["image"].numpy()) for n, z in latents.items()}
 
-    def measure(fns):
-        return [median_microseconds(fns[n], args.runs, args.warmup) for n in BATCHES]
-
     rows = [
-        ("Keras decode, eager", None, measure(keras_eager), None),
-        ("Keras decode, tf.function", None, measure(keras_graph), None),
-        ("SavedModel `serving_default`", folder_size(saved_model), measure(served), None),
+        ("Keras decode, eager", None, keras_eager, None),
+        ("Keras decode, tf.function", None, keras_graph, None),
+        ("SavedModel `serving_default`", folder_size(saved_model), served, None),
     ]
-    samplers = {mode: Sampler(path) for mode, path in tflite.items()}
+    samplers = {mode: Sampler(path, runtime="interpreter") for mode, path in tflite.items()}
     for mode, sampler in samplers.items():
-        decode = {n: (lambda z=z, s=sampler: s.decode(z)) for n, z in latents.items()}
-        sample = {n: (lambda n=n, s=sampler: s.sample(0, n)) for n in BATCHES}
-        name = f"TFLite {mode or 'float32'}"
-        rows.append((name, os.path.getsize(tflite[mode]), measure(decode), measure(sample)))
+        dynamic = Interpreter(model_path=tflite[mode])
+        decode_runner = dynamic.get_signature_runner("decode")
+        sample_runner = dynamic.get_signature_runner("sample")
+        runs = {
+            RUNNERS[0]: (
+                {n: (lambda z=z, r=decode_runner: r(z=z)) for n, z in latents.items()},
+                {
+                    n: (lambda n=n, r=sample_runner: r(seed=np.int32(0), num_samples=np.int32(n)))
+                    for n in BATCHES
+                },
+            )
+        }
+        compiled = None
+        with contextlib.suppress(ValueError):
+            compiled = Sampler(tflite[mode], runtime="compiled_model")
+        for runner, s in ((RUNNERS[1], sampler), (RUNNERS[2], compiled)):
+            if s is not None:
+                runs[runner] = (
+                    {n: (lambda z=z, s=s: s.decode(z)) for n, z in latents.items()},
+                    {n: (lambda n=n, s=s: s.sample(0, n)) for n in BATCHES},
+                )
+        size = os.path.getsize(tflite[mode])
+        for runner, (decode, sample) in runs.items():
+            rows.append((f"TFLite {mode or 'float32'}, {runner}", size, decode, sample))
+    fns = {}
+    for index, (_, _, decode, sample) in enumerate(rows):
+        for n in BATCHES:
+            fns[index, "decode", n] = decode[n]
+            if sample is not None:
+                fns[index, "sample", n] = sample[n]
+    timings = interleaved_microseconds(fns, args.runs, args.warmup, args.max_seconds)
+    rows = [
+        (
+            name,
+            size,
+            [timings[index, "decode", n] for n in BATCHES],
+            None if sample is None else [timings[index, "sample", n] for n in BATCHES],
+        )
+        for index, (name, size, _, sample) in enumerate(rows)
+    ]
 
     images, _ = mnist_arrays(f"test[:{args.eval_size}]")
     x = binarize(images, args.seed + 1)
@@ -155,10 +241,18 @@ def main():
     float_size = os.path.getsize(tflite[None])
     lines = [
         f"Model: {source}. Setup (data, training, 5 exports): {setup_minutes:.1f} min. "
-        "The SavedModel also holds the encoder; sizes in % are of the float32 TFLite file.",
-        f"Latency: median of {args.runs} calls after {args.warmup} warm-up calls, one process, "
-        "one call at a time; TFLite through LiteRT signature runners (default CPU delegate, "
-        "XNNPACK). `sample` draws z with the portable RNG and decodes it.",
+        "The SavedModel also holds the encoder; sizes in % are of the float32 TFLite file. "
+        f"Every TFLite file holds static-shape signatures at batch sizes {list(batch_sizes)}.",
+        f"Latency in µs: median (10th–90th percentile) of {args.runs} calls (or as many as "
+        f"{args.max_seconds:g} s allow, at least 10) after {args.warmup} warm-up calls, one "
+        "process, one call at a time, every function called in turn (round-robin) so that "
+        "changes in the load of the machine, shared with other jobs, hit all alike. TFLite "
+        "through LiteRT's default CPU delegate (XNNPACK): `dynamic signatures` are the raw "
+        "`decode` and `sample` signature runners (run-time shapes, as a file exported "
+        "without `--batch-sizes` runs); `Sampler` is `litert_sampler.Sampler`'s "
+        "`decode`/`sample` (input checks included), which take the static signature of a "
+        "matching batch, in LiteRT's Interpreter or CompiledModel. `sample` draws z with "
+        "the portable RNG and decodes it.",
         f"ELBO: first {len(x)} MNIST test images binarized once; one posterior z per image "
         "from the Keras encoder, decoded by each decoder; Bernoulli log-likelihood from the "
         f"probabilities clipped to [{CLIP:g}, 1 - {CLIP:g}], minus the analytic KL. "
@@ -169,20 +263,25 @@ def main():
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, size, decode_us, sample_us in rows:
-        mode = next((m for m in QUANTIZE if name == f"TFLite {m or 'float32'}"), "keras")
+        mode = next((m for m in QUANTIZE if name.startswith(f"TFLite {m or 'float32'}, ")), "keras")
         size_text = "" if size is None else f"{size / 1024:,.0f} KiB"
         if size is not None and mode != "keras":
             size_text += f" ({size / float_size:.0%})"
-        sample_text = ["", ""] if sample_us is None else [f"{t:,.0f}" for t in sample_us]
+        sample_text = ["", ""] if sample_us is None else [spread(t) for t in sample_us]
         if mode == "keras":
             elbo_text = [f"{reference:.2f}", "0 (reference)"] if "eager" in name else ["", ""]
-        else:
+        elif name.endswith(RUNNERS[1]):
             elbo_text = [f"{elbos[mode]:.2f}", f"{reference - elbos[mode]:.3f}"]
+        else:
+            elbo_text = ["", ""]
         lines.append(
-            f"| {name} | {size_text} | {decode_us[0]:,.0f} | {decode_us[1]:,.0f} | "
+            f"| {name} | {size_text} | {spread(decode_us[0])} | {spread(decode_us[1])} | "
             f"{sample_text[0]} | {sample_text[1]} | {elbo_text[0]} | {elbo_text[1]} |"
         )
-    record("Export: latency, size and quantization cost of the MNIST VAE decoder", lines)
+    title = "Export: latency, size and quantization cost of the MNIST VAE decoder"
+    if args.architecture == "conv" and not args.model:
+        title += " (convolutional)"
+    record(title, lines)
 
 
 if __name__ == "__main__":
