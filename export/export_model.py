@@ -19,6 +19,7 @@ from keras_vae.export.tflite import convert_tflite
 from keras_vae.export.validation import (
     check_batch_sizes,
     check_exportable,
+    check_min_runtime,
     check_onnx_dir,
     check_quantize,
     check_representative_conditions,
@@ -41,6 +42,7 @@ def export_model(
     representative_conditions=None,
     onnx_dir: str | None = None,
     batch_sizes=(),
+    min_runtime: str | None = None,
 ) -> dict:
     """Exports a model as a SavedModel and/or a TFLite file, verified before use.
 
@@ -84,6 +86,9 @@ def export_model(
             fixed batches of the TFLite file's static-shape signatures
             (`decode_b{B}`, `sample_b{B}`; see `export_tflite`). Defaults
             to `()`.
+        min_runtime: str or `None`. The oldest TFLite runtime the `.tflite`
+            file must run on, such as `"2.14"` (see `export_tflite`).
+            Defaults to `None`.
 
     Returns:
         The `verify_export` report, with `model` (the class name),
@@ -127,6 +132,12 @@ def export_model(
         onnx_dir = check_onnx_dir(onnx_dir)
     check_draws(seed, num_samples)
     batch_sizes = check_batch_sizes(batch_sizes)
+    check_min_runtime(min_runtime)
+    if min_runtime is not None and tflite_path is None:
+        raise ValueError(
+            "Expected tflite_path with min_runtime (it applies to the TFLite file). "
+            f"Received: min_runtime={min_runtime!r} and no tflite_path"
+        )
     if batch_sizes and tflite_path is None:
         raise ValueError(
             "Expected tflite_path with batch_sizes (they shape the TFLite file's static "
@@ -153,7 +164,7 @@ def export_model(
             staged["saved_model"] = StagedPath(target)
             write_saved_model(model, staged["saved_model"].path)
         if tflite_path is not None:
-            content = convert_tflite(model, quantize, conditions, batch_sizes)
+            content = convert_tflite(model, quantize, conditions, batch_sizes, min_runtime)
             staged["tflite"] = StagedPath(tflite_path)
             staged["tflite"].write_bytes(content)
         if onnx_dir is not None:

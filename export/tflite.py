@@ -28,6 +28,7 @@ from keras_vae.export.serving_module import MAX_NUM_SAMPLES, ServingModule, stat
 from keras_vae.export.validation import (
     check_batch_sizes,
     check_exportable,
+    check_min_runtime,
     check_quantize,
     check_representative_conditions,
     check_tflite_path,
@@ -51,6 +52,7 @@ def export_tflite(
     allow_untrained: bool = False,
     representative_conditions=None,
     batch_sizes=(),
+    min_runtime: str | None = None,
 ) -> str:
     """Exports a VAE or ConditionalVAE's decoder and sampler as a `.tflite` file.
 
@@ -137,6 +139,14 @@ def export_tflite(
             Defaults to `()`, the dynamic signatures only. For
             `"int8-full"`: at most one size, the batch of its `decode`
             signature (default 1); the `Sampler` pads the last chunk.
+        min_runtime: str or `None`. The oldest TFLite runtime the file must
+            run on (`"2.14"`): the metadata's `min_runtime_version`, the
+            converter's record of the newest op version the file uses, is
+            then at most this. Below 2.17, `"dynamic"` quantizes dense
+            weights per tensor instead of per channel (FULLY_CONNECTED
+            version 12, per-channel hybrid weights, came with 2.17). A file
+            that still needs a newer runtime is refused with a `ValueError`.
+            Defaults to `None`: whatever the converter chooses.
 
     Returns:
         The path written.
@@ -155,15 +165,20 @@ def export_tflite(
     check_exportable(model, allow_untrained)
     conditions = check_representative_conditions(model, quantize, representative_conditions)
     batch_sizes = check_batch_sizes(batch_sizes)
+    check_min_runtime(min_runtime)
     if quantize == INT8_FULL:
         check_int8_full(model, batch_sizes)
-    content = convert_tflite(float32_model(model), quantize, conditions, batch_sizes)
+    content = convert_tflite(float32_model(model), quantize, conditions, batch_sizes, min_runtime)
     write_bytes_atomically(path, content)
     return path
 
 
 def convert_tflite(
-    model, quantize: str | None = None, representative_conditions=None, batch_sizes=()
+    model,
+    quantize: str | None = None,
+    representative_conditions=None,
+    batch_sizes=(),
+    min_runtime: str | None = None,
 ) -> bytes:
     """The content of `export_tflite`'s file, for a float32 model, without writing it.
 
@@ -174,12 +189,15 @@ def convert_tflite(
         representative_conditions: what `check_representative_conditions`
             returns for `model` and `quantize`.
         batch_sizes: tuple of ints, as `check_batch_sizes` returns them.
+        min_runtime: str or `None`: see `export_tflite`.
 
     Returns:
         The bytes of the `.tflite` file, metadata included.
     """
+    target = check_min_runtime(min_runtime)
     if quantize == INT8_FULL:
-        return _convert_int8_full(model, representative_conditions, batch_sizes)
+        content = _convert_int8_full(model, representative_conditions, batch_sizes)
+        return _runs_on(content, target, min_runtime)
     module = ServingModule(
         model, functions=TFLITE_SIGNATURES, empty_batches=False, batch_sizes=batch_sizes
     )
@@ -189,7 +207,9 @@ def convert_tflite(
         rows = len(calibration[0][1]["z"])
         calibration += _extreme_calibration_data(model, module, representative_conditions, rows)
         calibration += _static_calibration_data(module, calibration)
-    content = _convert(module, quantize, calibration)
+    content = _convert(
+        module, quantize, calibration, per_tensor_dense=target is not None and target < (2, 17, 0)
+    )
     ops = tflite_ops(content)
     non_builtin = sorted(op for op in ops if op.startswith(("CUSTOM", "UNKNOWN")))
     if non_builtin:
@@ -197,7 +217,28 @@ def convert_tflite(
     if quantize == "dynamic" and not batch_sizes and ops & {"CONV_2D", "TRANSPOSE_CONV"}:
         warnings.warn(SLOW_DYNAMIC_CONV, stacklevel=3)
     record = {**_metadata(model, module, quantize), "file_sha256": "0" * 64}
-    return sealed(_with_metadata(content, record))
+    return _runs_on(sealed(_with_metadata(content, record)), target, min_runtime)
+
+
+def needed_runtime(content: bytes) -> str | None:
+    """The converter's `min_runtime_version` of a `.tflite` file, or `None`."""
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    for entry in model.metadata or []:
+        if entry.name == b"min_runtime_version":
+            return bytes(model.buffers[entry.buffer].data).rstrip(b"\0").decode()
+    return None
+
+
+def _runs_on(content, target, min_runtime):
+    """`content`, unless it needs a runtime newer than `target`."""
+    needs = needed_runtime(content)
+    if target is not None and needs is not None and check_min_runtime(needs) > target:
+        raise ValueError(
+            f"Expected a .tflite file that runs on TFLite {min_runtime}; this model's needs "
+            f"TFLite {needs} (an op version {min_runtime} lacks). Received: "
+            f"min_runtime={min_runtime!r}"
+        )
+    return content
 
 
 # Measured in benchmarks/export_latency.py (--architecture conv; RESULTS.md): LiteRT
@@ -275,7 +316,7 @@ def tflite_ops(path_or_bytes) -> set[str]:
     return names
 
 
-def _convert(module, quantize, calibration):
+def _convert(module, quantize, calibration, per_tensor_dense=False):
     folder = tempfile.mkdtemp(prefix="keras_vae_tflite_")
     try:
         saved_model = os.path.join(folder, "saved_model")
@@ -287,6 +328,9 @@ def _convert(module, quantize, calibration):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # Per-tensor dense weights keep dynamic quantization's FULLY_CONNECTED
+        # at version 9 (TFLite 2.13) instead of 12 (2.17).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize != "int8":
@@ -613,14 +657,13 @@ def _metadata(model, module, quantize):
 
 def _with_metadata(content, record):
     """`content` with `record` as JSON in the model metadata named `keras_vae`."""
-    model = flatbuffer_utils.convert_bytearray_to_object(content)
     # The converter's own record of the oldest TFLite runtime that has every
     # op version the file uses (e.g. 2.17.0 for dynamic quantization's
     # FULLY_CONNECTED v12), repeated where the sampler and users read.
-    for entry in model.metadata or []:
-        if entry.name == b"min_runtime_version":
-            version = bytes(model.buffers[entry.buffer].data).rstrip(b"\0").decode()
-            record = {**record, "min_runtime_version": version}
+    needs = needed_runtime(content)
+    if needs is not None:
+        record = {**record, "min_runtime_version": needs}
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
     buffer = schema_fb.BufferT()
     buffer.data = np.frombuffer(json.dumps(record, sort_keys=True).encode(), np.uint8)
     model.buffers.append(buffer)

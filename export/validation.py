@@ -106,6 +106,30 @@ def check_quantize(quantize) -> None:
         )
 
 
+def check_min_runtime(min_runtime):
+    """The oldest TFLite runtime a file must run on, as a `(major, minor, patch)` tuple.
+
+    Args:
+        min_runtime: a version string such as `"2.14"` or `"2.14.0"` (as
+            `--min-runtime` takes it), or `None` for no constraint.
+
+    Returns:
+        A tuple of three ints, or `None`.
+
+    Raises:
+        ValueError: for anything else, in one line.
+    """
+    if min_runtime is None:
+        return None
+    parts = min_runtime.split(".") if isinstance(min_runtime, str) else []
+    if not 2 <= len(parts) <= 3 or not all(part.isdigit() for part in parts):
+        raise ValueError(
+            "Expected min_runtime to be a TFLite version such as '2.14' or '2.14.0', or None. "
+            f"Received: min_runtime={min_runtime!r}"
+        )
+    return tuple(int(part) for part in parts) + (0,) * (3 - len(parts))
+
+
 def check_version(version):
     """Returns `version` as an int; raises unless it is `None` or in `[1, MAX_VERSION]`.
 

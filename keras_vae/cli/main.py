@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--tflite: fixed batches for static-shape signatures (decode_bB, "
                              "sample_bB), e.g. 1,64: ~2-3x faster convolutional decoders in "
                              "LiteRT, and runnable by its CompiledModel.")  # fmt: skip
+    export.add_argument("--min-runtime", default=None, metavar="VERSION",
+                        help="--tflite: the oldest TFLite runtime the file must run on, e.g. "
+                             "2.14 (dynamic quantization then quantizes dense weights per "
+                             "tensor); refused if the file would need a newer one.")  # fmt: skip
     export.add_argument("--version", type=int, default=None, help="SavedModel version.")
     export.add_argument("--allow-untrained", action="store_true",
                         help="Export a model whose optimizer never stepped.")  # fmt: skip
@@ -467,6 +471,11 @@ def _export(args):
             "Expected --tflite FILE with --batch-sizes (they shape the TFLite file's static "
             f"signatures). Received: batch_sizes={args.batch_sizes!r} and no --tflite"
         )
+    if args.min_runtime is not None and args.tflite is None:
+        raise ValueError(
+            "Expected --tflite FILE with --min-runtime (it applies to the TFLite file). "
+            f"Received: min_runtime={args.min_runtime!r} and no --tflite"
+        )
     if args.version is not None and args.saved_model is None:
         raise ValueError(
             "Expected --saved-model BASE_DIR with --version (it numbers the SavedModel folder). "
@@ -486,6 +495,7 @@ def _export(args):
             allow_untrained=args.allow_untrained,
             representative_conditions=conditions,
             batch_sizes=() if args.batch_sizes is None else args.batch_sizes,
+            min_runtime=args.min_runtime,
         )
     print(format_report(report))
     if not report["ok"]:

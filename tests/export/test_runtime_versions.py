@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
@@ -56,3 +57,58 @@ def test_a_runtime_without_an_op_version_names_the_version_the_file_needs(vae_tf
     message = str(refused.value)
     assert message.startswith(f"Expected a TFLite runtime of version {needs} or newer")
     assert "\n" not in message and message.count("find op") == 1
+
+
+def _op_versions(content, op_name):
+    model = schema.Model.GetRootAs(content, 0)
+    code = getattr(schema.BuiltinOperator, op_name)
+    return {
+        model.OperatorCodes(i).Version()
+        for i in range(model.OperatorCodesLength())
+        if max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
+        == code
+    }
+
+
+@pytest.fixture(scope="module")
+def dynamic_for_2_14(vae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("old-runtime") / "vae-dynamic-2.14.tflite"
+    return export_tflite(vae, path, quantize="dynamic", min_runtime="2.14")
+
+
+def test_min_runtime_keeps_a_dynamic_file_on_older_runtimes(vae_tflite, dynamic_for_2_14):
+    default = open(vae_tflite["dynamic"], "rb").read()
+    older = open(dynamic_for_2_14, "rb").read()
+    assert _op_versions(default, "FULLY_CONNECTED") == {12}
+    assert max(_op_versions(older, "FULLY_CONNECTED")) < 12  # per-tensor hybrid weights
+    converter, record = _converter_metadata(older)
+    assert record["min_runtime_version"] == converter
+    assert _version(converter) <= (2, 14, 0)
+
+
+def test_a_min_runtime_file_decodes_like_keras(vae, vae_tflite, dynamic_for_2_14):
+    z = np.random.default_rng(0).normal(size=(32, vae.latent_dim)).astype("float32")
+    keras_images = np.asarray(vae.decode(z).mean())
+    older = Sampler(dynamic_for_2_14).decode(z)
+    per_channel = Sampler(vae_tflite["dynamic"]).decode(z)
+    # Per-tensor int8 weights round each weight to 1/127 of its layer's largest.
+    assert np.abs(older - keras_images).max() < 0.02
+    assert np.abs(older - per_channel).max() < 0.02
+    assert not np.array_equal(older, per_channel)  # the weights are quantized differently
+
+
+def test_a_file_that_needs_a_newer_runtime_is_refused(vae, tmp_path):
+    path = tmp_path / "too-old.tflite"
+    with pytest.raises(ValueError) as refused:
+        export_tflite(vae, path, quantize="dynamic", min_runtime="2.3")
+    message = str(refused.value)
+    assert message.startswith("Expected a .tflite file that runs on TFLite 2.3; ")
+    assert message.endswith("Received: min_runtime='2.3'") and "\n" not in message
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["2", "two.14", "2.14.0.1", 2.14, "2.14-rc0"])
+def test_a_malformed_min_runtime_is_refused_in_one_line(vae, tmp_path, bad):
+    with pytest.raises(ValueError, match=r"^Expected min_runtime to be a TFLite version") as e:
+        export_tflite(vae, tmp_path / "m.tflite", min_runtime=bad)
+    assert str(e.value).endswith(f"Received: min_runtime={bad!r}")
