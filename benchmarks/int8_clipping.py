@@ -10,7 +10,9 @@ seeds 0..N-1 against `model.sample(4096, seed=seed)` (Keras, float32):
 the fraction of images whose max |Δ| exceeds 0.1, the largest |Δ|, and the
 largest |Δ| among images whose z has a coordinate beyond 4. Then a decode
 at the extremes: the latents of `extreme_latents` (one coordinate at
-±5.77), decoded by each file and by Keras.
+±5.77), decoded by each file and by Keras. Last, the CPU latency of
+`Sampler.decode` and `Sampler.sample` for 1 and 64 rows (LiteRT
+Interpreter, XNNPACK), with an `int8-full` file at batch 1 too.
 
     python -m benchmarks.int8_clipping --seeds 21
 """
@@ -24,6 +26,7 @@ from unittest import mock
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import record, setup_tfds_dir  # noqa: E402
+from benchmarks.export_latency import interleaved_microseconds, spread  # noqa: E402
 
 setup_tfds_dir()
 
@@ -55,6 +58,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/mnist-mlp/model.keras")
     parser.add_argument("--seeds", type=int, default=21)
+    parser.add_argument("--runs", type=int, default=200, help="Timed calls per measurement.")
     args = parser.parse_args()
 
     model = load_model(args.model)
@@ -114,6 +118,30 @@ def main():
             f"| {name} | {entry['over']:,} ({entry['over'] / images_total:.2e}) | "
             f"{entry['worst']:.3f} | {entry['worst_extreme']:.3f} | {at_extremes:.3f} |"
         )
+    files["int8-full, batch 1"] = export_tflite(
+        model, os.path.join(folder, "full1.tflite"), quantize="int8-full"
+    )
+    timed = {name: Sampler(path) for name, path in files.items() if "before" not in name}
+    latents = {n: z[:n] if n <= len(z) else np.resize(z, (n, z.shape[1])) for n in (1, 64)}
+    fns = {}
+    for name, sampler in timed.items():
+        for n, rows in latents.items():
+            fns[name, "decode", n] = lambda s=sampler, rows=rows: s.decode(rows)
+            fns[name, "sample", n] = lambda s=sampler, n=n: s.sample(0, n)
+    timings = interleaved_microseconds(fns, args.runs, warmup=20, max_seconds=20.0)
+    lines += [
+        "",
+        f"Latency in µs: median (10th–90th percentile) of {args.runs} calls (at most 20 s "
+        "each), round-robin, one process; `litert_sampler.Sampler` in LiteRT's Interpreter "
+        "(XNNPACK), input checks and, for int8-full, the host's draw and (de)quantization "
+        "included. The machine was shared with other jobs.",
+        "",
+        "| file | decode 1 | decode 64 | sample 1 | sample 64 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in timed:
+        cells = [spread(timings[name, kind, n]) for kind in ("decode", "sample") for n in (1, 64)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     record("Export: int8 images against float32 Keras, z calibrated at the extremes", lines)
 
 
