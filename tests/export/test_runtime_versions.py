@@ -1,6 +1,8 @@
 """Each .tflite names the oldest TFLite runtime it runs on; an older runtime's refusal says so."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -112,3 +114,55 @@ def test_a_malformed_min_runtime_is_refused_in_one_line(vae, tmp_path, bad):
     with pytest.raises(ValueError, match=r"^Expected min_runtime to be a TFLite version") as e:
         export_tflite(vae, tmp_path / "m.tflite", min_runtime=bad)
     assert str(e.value).endswith(f"Received: min_runtime={bad!r}")
+
+
+TFLITE_RUNTIME_2_14 = """
+import sys
+import numpy as np
+from tflite_runtime.interpreter import Interpreter
+path, z_path, out_path = sys.argv[1:]
+try:
+    runner = Interpreter(path).get_signature_runner("decode")
+except ValueError as error:
+    print(str(error).splitlines()[0])
+    sys.exit(3)
+np.save(out_path, runner(z=np.load(z_path))["image"])
+"""
+
+
+@pytest.fixture(scope="module")
+def tflite_runtime_2_14(tmp_path_factory):
+    """The Python of a fresh venv with tflite-runtime 2.14, the newest on PyPI."""
+    folder = tmp_path_factory.mktemp("tflite-runtime-2.14")
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = str(folder / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "tflite-runtime==2.14.0", "numpy<2"],
+        capture_output=True,
+        text=True,
+    )
+    if installed.returncode != 0:
+        pytest.skip(f"tflite-runtime 2.14 does not install here: {installed.stderr[-300:]}")
+    return python
+
+
+@pytest.mark.slow
+def test_tflite_runtime_2_14_runs_a_min_runtime_file_and_refuses_the_default(
+    vae, vae_tflite, dynamic_for_2_14, tflite_runtime_2_14, tmp_path
+):
+    z = np.random.default_rng(1).normal(size=(16, vae.latent_dim)).astype("float32")
+    np.save(tmp_path / "z.npy", z)
+    script = tmp_path / "decode.py"
+    script.write_text(TFLITE_RUNTIME_2_14)
+
+    def run(path):
+        out = tmp_path / "images.npy"
+        args = [tflite_runtime_2_14, str(script), str(path), str(tmp_path / "z.npy"), str(out)]
+        return subprocess.run(args, capture_output=True, text=True), out
+
+    done, out = run(dynamic_for_2_14)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(out), Sampler(dynamic_for_2_14).decode(z), atol=1e-5)
+    refused, _ = run(vae_tflite["dynamic"])
+    assert refused.returncode == 3
+    assert "FULLY_CONNECTED" in refused.stdout and "'12'" in refused.stdout
