@@ -15,6 +15,7 @@ portable counter-based RNG.
 """
 
 import argparse
+import atexit
 import contextlib
 import hashlib
 import io
@@ -46,7 +47,7 @@ DECODE_BATCH_SIZE = 1024
 PROBE_SEED = 0
 _INT32_MIN = -(2**31)
 RUNTIMES = ("auto", "compiled_model", "interpreter")
-_COMPILED_MODELS_MADE = False
+_QUIET_AT_EXIT = []
 # The smallest static batch that `Sampler.decode` splits a larger batch into.
 MIN_STATIC_CHUNK = 32
 
@@ -262,8 +263,7 @@ class Sampler:
                 options = Options(cpu_options=CpuOptions(num_threads=int(num_threads)))
             with _quiet_stderr():  # LiteRT logs its accelerator and plugin search from C++
                 compiled = CompiledModel.from_buffer(content, options=options)
-            global _COMPILED_MODELS_MADE
-            _COMPILED_MODELS_MADE = True
+            _quiet_at_exit()
             runners = {
                 function: {
                     batch: _CompiledRunner(compiled, f"{function}_b{batch}") for batch in batches
@@ -599,6 +599,25 @@ def _int32_seed(seed):
         raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
     low = int(seed) & 0xFFFFFFFF
     return low - 2**32 if low >= 2**31 else low
+
+
+def _quiet_at_exit():
+    """Silences stderr when the process exits, once a `CompiledModel` was made.
+
+    LiteRT prints one INFO line from C++ per accelerator as its registry is
+    freed at exit, after every Python handler; a program that succeeded
+    prints nothing to stderr. Registered once; an uncaught exception's
+    traceback is printed before exit handlers run.
+    """
+    if not _QUIET_AT_EXIT:
+        _QUIET_AT_EXIT.append(True)
+        atexit.register(_silence_stderr)
+
+
+def _silence_stderr():
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 def _close_quietly(compiled, runners):
@@ -1018,20 +1037,5 @@ def main(argv=None):
     return 0
 
 
-def _quiet_exit():
-    """Silences stderr for the rest of the process if a `CompiledModel` was made.
-
-    LiteRT prints one INFO line from C++ per accelerator it frees when the
-    process ends, after every Python handler; the command line prints
-    nothing to stderr on success.
-    """
-    if _COMPILED_MODELS_MADE:
-        sys.stderr.flush()
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-
-
 if __name__ == "__main__":
-    status = main()
-    _quiet_exit()
-    sys.exit(status)
+    sys.exit(main())

@@ -258,6 +258,15 @@ def _check_tflite(path, reference):
         worst = max(result["decode_max_abs_diff"], result["sample_max_abs_diff"])
     else:
         worst = max(result["decode_mean_abs_diff"], result["sample_mean_abs_diff"])
+    # Each static signature (batch_sizes), on the reference latents repeated to its batch.
+    for batch in sampler.batch_sizes:
+        rows = np.arange(batch) % len(reference["z"])
+        static = sampler.decode(**{k: v[rows] for k, v in reference["decode_inputs"].items()})
+        difference = np.abs(static - reference["decoded"][rows])
+        result[f"decode_b{batch}_max_abs_diff"] = float(np.max(difference))
+        worst = max(
+            worst, float(np.max(difference) if sampler.quantize is None else np.mean(difference))
+        )
     result["tolerance"] = tolerance
     result["ok"] = worst <= tolerance
     return result

@@ -9,7 +9,7 @@ from export_helpers import LATENT_DIM, STATIC_BATCH_SIZES, one_hot
 from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.cli.main import main
-from keras_vae.export import Sampler, export_tflite
+from keras_vae.export import Sampler, export_tflite, verify_export
 from keras_vae.export.litert_sampler import _read_metadata
 from keras_vae.export.tflite import _BUILTIN_NAMES, SLOW_DYNAMIC_CONV, convert_tflite
 
@@ -210,3 +210,10 @@ def test_dynamic_quantization_of_an_mlp_does_not_warn(vae):
         warnings.simplefilter("always")
         convert_tflite(vae, "dynamic")  # no convolution: no warning
     assert not [w for w in caught if "quantize='dynamic'" in str(w.message)]
+
+
+def test_verify_export_checks_each_static_signature(static_tflite, conv_vae):
+    report = verify_export(conv_vae, tflite_path=static_tflite["conv"])
+    assert report["ok"]
+    for batch in STATIC_BATCH_SIZES:
+        assert report["tflite"][f"decode_b{batch}_max_abs_diff"] <= 1e-5
