@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras_vae.export.validation import check_batch_sizes, check_exportable
 
 MAX_NUM_SAMPLES = 4096
-FUNCTIONS = ("decode", "sample", "encode", "reconstruct")
+FUNCTIONS = ("decode", "sample", "encode", "reconstruct", "sample_rows")
 SEED_DTYPE = tf.int32
 
 
@@ -28,6 +28,12 @@ class ServingModule(tf.Module):
       at run time unless `1 <= num_samples <= MAX_NUM_SAMPLES` and, for a
       CVAE, `B * num_samples <= MAX_NUM_SAMPLES`: the cap bounds the rows a
       request allocates, not only the draws per condition.
+    - `sample_rows(seed[, condition])`: one draw per row, for TF Serving's
+      row format (`"instances"`, which gives every input a batch axis):
+      `seed` int32 `[N]` (and `condition` `[N, *C]`) -> `{"image": [N, *S],
+      "z": [N, L]}`, row `n` being `sample(seed[n], 1[, condition[n:n+1]])`.
+      Fails at run time for more than `MAX_NUM_SAMPLES` rows. SavedModel
+      only (the TFLite and ONNX exports leave it out).
     - `encode(x)` / `encode(target, condition)`: -> the posterior layer's
       `export_outputs`, each with batch `B`: `loc` `[B, L]` always (the
       posterior's point: its mean, or for an IAF the flow's image of its
@@ -76,6 +82,15 @@ class ServingModule(tf.Module):
             networks as above. Defaults to `True`; the TFLite export turns it
             off (LiteRT's `Sampler` answers empty batches itself, and the
             flatbuffer stays free of control flow).
+        batch_sizes: sequence of positive ints. For each `B`, `decode_b{B}`
+            and `sample_b{B}` besides the functions above (when `decode` and
+            `sample` are among them), with every shape fixed: `decode_b{B}`
+            takes `z` `[B, L]` (and `condition` `[B, *C]`); `sample_b{B}`
+            takes `seed` (and one `condition` `[1, *C]`) and returns what
+            `sample` does with `num_samples = B`. With no shape left to
+            compute at run time, a converter folds the output shapes of
+            transposed convolutions into constants (the TFLite export's
+            `batch_sizes`). Defaults to `()`.
 
     Raises:
         ValueError: for a model that is not a built, exportable keras-vae
@@ -116,7 +131,9 @@ class ServingModule(tf.Module):
                 variables[id(variable)] = variable
         self.model_variables = list(variables.values())
 
-    def signatures(self, names=("serving_default", "sample", "encode", "reconstruct")):
+    def signatures(
+        self, names=("serving_default", "sample", "encode", "reconstruct", "sample_rows")
+    ):
         """Concrete functions keyed by signature name; `serving_default` is `decode`."""
         _check_names("names", names, ("serving_default", *self.function_names))
         functions = {}
@@ -264,6 +281,17 @@ def _check_same_batch(tensor, condition, name="z"):
         return tf.identity(tensor)
 
 
+def _check_row_count(seed):
+    """`seed` `[N]`, run only after the check that `N <= MAX_NUM_SAMPLES`."""
+    rows = tf.shape(seed)[0]
+    check = tf.debugging.Assert(
+        rows <= MAX_NUM_SAMPLES,
+        [f"Expected at most {MAX_NUM_SAMPLES} rows (seeds). Received: seed rows=", rows],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(seed)
+
+
 def _scalar_specs():
     return [
         tf.TensorSpec([], SEED_DTYPE, name="seed"),
@@ -345,6 +373,24 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows, batch=None)
         image = rows(lambda z, c: mean(model.decode(z, c)), z, repeated)
         return {"image": image, "z": z}
 
+    def sample_rows(seed, *condition):
+        seed = _check_row_count(seed)
+        if condition:
+            condition = (_checked(condition[0], "condition", condition_shape),)
+            seed = _check_same_batch(seed, condition[0], "seed")
+
+        def draw(row):
+            seed, *condition = row
+            one = [c[None] for c in condition]
+            latent = model.sample_latent(1, seed, condition=optional(one))
+            return tf.reshape(latent, [latent_dim])
+
+        z = tf.map_fn(
+            draw, (seed, *condition), fn_output_signature=tf.TensorSpec([latent_dim], tf.float32)
+        )
+        image = rows(lambda z, *c: mean(model.decode(z, optional(c))), z, *condition)
+        return {"image": image, "z": z}
+
     def encode(x, *condition):
         x, condition = checked_pair(x, data_name, data_shape, condition)
 
@@ -383,4 +429,8 @@ def _functions(model, latent_dim, data_shape, condition_shape, rows, batch=None)
         "sample": tf.function(sample, input_signature=[*_scalar_specs(), *condition_specs]),
         "encode": tf.function(encode, input_signature=[data_spec, *condition_specs]),
         "reconstruct": tf.function(reconstruct, input_signature=[data_spec, *condition_specs]),
+        "sample_rows": tf.function(
+            sample_rows,
+            input_signature=[tf.TensorSpec([None], SEED_DTYPE, name="seed"), *condition_specs],
+        ),
     }
