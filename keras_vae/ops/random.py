@@ -130,7 +130,8 @@ def tflite_micro_ops():
         _op_set.micro = previous
 
 
-def _micro():
+def uses_tflite_micro_ops():
+    """Whether `tflite_micro_ops` is in effect (for callers with int32 ops of their own)."""
     return getattr(_op_set, "micro", False)
 
 
@@ -210,7 +211,7 @@ def _prepare(shape, seed, counter_offset):
                 f"Received: counter_offset={counter_offset}"
             )
     offset = _int32_scalar(counter_offset, "counter_offset")
-    if _micro():
+    if uses_tflite_micro_ops():
         return _prepare_micro(shape, size, seed, offset)
     index = tf.range(size)
     counter = _add(_split(offset), _split(index))

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.ops import random as portable_random
+
 
 def choose_components(weights, uniform):
     """One-hot component choices `[..., K]` for uniform draws `[...]`.
@@ -24,7 +26,8 @@ def choose_components(weights, uniform):
     # Cumulative sums as a product with a constant triangle: no CUMSUM kernel needed.
     triangle = tf.constant(np.triu(np.ones((num, num), np.float32)))
     upper = tf.linalg.matvec(triangle, weights, transpose_a=True)[:-1]
-    index = tf.reduce_sum(tf.cast(uniform[..., None] >= upper, tf.int32), axis=-1)
-    return tf.cast(
-        tf.equal(index[..., None], tf.constant(np.arange(num, dtype=np.int32))), tf.float32
-    )
+    # TFLite Micro's SUM takes float32, not int32; the counts are exact either way.
+    dtype = tf.float32 if portable_random.uses_tflite_micro_ops() else tf.int32
+    index = tf.reduce_sum(tf.cast(uniform[..., None] >= upper, dtype), axis=-1)
+    components = tf.constant(np.arange(num), dtype)
+    return tf.cast(tf.equal(index[..., None], components), tf.float32)

@@ -1,7 +1,9 @@
 """The TensorFlow Lite Micro export, run in `tflite_micro` and compared with Keras."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from export_helpers import LATENT_DIM, one_hot
 from tensorflow.lite.tools import flatbuffer_utils
 
@@ -14,6 +16,7 @@ from keras_vae.export.tflite_micro import (
     micro_io,
     read_micro_record,
 )
+from keras_vae.models.presets import build_vae
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
@@ -169,3 +172,29 @@ def test_cli_export_and_bad_count(vae, tmp_path, capsys):
     assert main([*argv, "--micro-num-samples", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Expected num_samples to be an integer" in err[0]
+
+
+def test_mixture_choice_is_the_same_under_micro_ops():
+    from keras_vae.ops import random
+    from keras_vae.priors.mixture import choose_components
+
+    weights = tf.nn.softmax(tf.constant([0.3, -1.0, 2.0, 0.1, 0.0]))
+    uniform = random.uniform([500], 3)
+    with random.tflite_micro_ops():
+        micro = choose_components(weights, uniform)
+    np.testing.assert_array_equal(micro.numpy(), choose_components(weights, uniform).numpy())
+    assert set(np.unique(micro.numpy().sum(axis=-1))) == {1.0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prior", ["mog", "vamp"])
+def test_mixture_priors_sample_in_tflite_micro(prior, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM, seed=0, prior=prior)
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    path = export_tflite_micro(model, tmp_path / "m.tflite", num_samples=8, allow_untrained=True)
+    assert tflite_ops(path) <= TFLM_OPS
+    for seed in (0, 5):
+        out = run_micro(path, seed=np.int32(seed))
+        images = np.asarray(model.sample(8, seed=seed))
+        np.testing.assert_allclose(out["image"], images, atol=1e-5, rtol=0)
