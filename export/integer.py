@@ -34,8 +34,10 @@ DEFAULT_BATCH_SIZE = 1
 # The largest |z| the portable normal draws: u1 is at least 2**-24, so
 # sqrt(-2 log u1) <= sqrt(48 ln 2) ~ 5.77 (see `keras_vae.ops.random`).
 NORMAL_BOUND = math.sqrt(48.0 * math.log(2.0))
-CALIBRATION_BATCHES = 16
-CALIBRATION_ROWS = 32
+# A mixture prior's extreme latents are repeated with the component-choosing
+# uniform at the midpoints of this many equal strata of (0, 1), so every
+# component whose weight is at least 1/16 gets its own extremes.
+MIXTURE_STRATA = 16
 # The tensor types an int8-full file may hold: int8 activations and weights,
 # int32 biases and shape constants.
 INTEGER_TYPES = ("INT8", "INT32")
@@ -80,7 +82,12 @@ def extreme_latents(model, conditions=None, seed=0):
     `+NORMAL_BOUND`, row `2 i + 1` to `-NORMAL_BOUND`, the other coordinates
     as drawn; the prior's `sample_from_noise` (temperature 1) turns the noise
     into z. Two extreme coordinates in one row are left out: a coordinate
-    beyond 5 comes once in about 2 million draws.
+    beyond 5 comes once in about 2 million draws. For a mixture prior (one
+    that `uses_uniform`) the rows are repeated for `MIXTURE_STRATA` uniforms
+    spread evenly over (0, 1), so each component with a weight of at least
+    1/16 has its extremes; a smaller one (e.g. one of a VampPrior's 500
+    pseudo-inputs) may be missed, and its draws beyond the calibrated range
+    are clipped.
 
     Args:
         model: a `VAE` or `ConditionalVAE`.
@@ -93,15 +100,19 @@ def extreme_latents(model, conditions=None, seed=0):
         `None`.
     """
     latent_dim = int(model.latent_dim)
-    rows = 2 * latent_dim
     prior = model.prior_layer
+    strata = MIXTURE_STRATA if prior.uses_uniform else 1
+    rows = 2 * latent_dim * strata
     condition = None
     if conditions is not None:
         condition = np.take(conditions, np.arange(rows), axis=0, mode="wrap")
     leading = [rows, 1] if prior.conditional else [rows]
-    noise = portable_random.normal([*leading, latent_dim], seed).numpy()
-    flat = _with_bounds(noise.reshape(rows, latent_dim))
-    uniform = portable_random.uniform(leading, seed) if prior.uses_uniform else None
+    noise = portable_random.normal([2 * latent_dim, latent_dim], seed).numpy()
+    flat = np.tile(_with_bounds(noise), (strata, 1))
+    uniform = None
+    if prior.uses_uniform:
+        midpoints = (np.arange(strata, dtype=np.float32) + 0.5) / strata
+        uniform = tf.constant(np.repeat(midpoints, 2 * latent_dim).reshape(leading))
     z = prior.sample_from_noise(
         tf.constant(flat.reshape(*leading, latent_dim)),
         uniform,
