@@ -58,6 +58,7 @@ def export_tflite_micro(
     function: str = "sample",
     batch_size: int | None = None,
     allow_untrained: bool = False,
+    arena_limit: int | None = None,
 ) -> str:
     """Exports a VAE or ConditionalVAE for TensorFlow Lite Micro, as a `.tflite` file.
 
@@ -102,6 +103,9 @@ def export_tflite_micro(
             takes `num_samples`.
         allow_untrained: bool. Export a built model whose optimizer never
             stepped. Defaults to `False`.
+        arena_limit: int or `None`. The arena the target device has, in
+            bytes: a model that needs more (`arena_bytes`) is refused.
+            Defaults to `None` (no limit).
 
     Returns:
         The path written.
@@ -118,6 +122,8 @@ def export_tflite_micro(
     """
     num_samples = _check_count("num_samples", num_samples)
     batch_size = num_samples if batch_size is None else _check_count("batch_size", batch_size)
+    if arena_limit is not None:
+        arena_limit = _check_count("arena_limit", arena_limit, _MAX_ARENA)
     if function not in MICRO_FUNCTIONS:
         raise ValueError(
             f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
@@ -125,6 +131,12 @@ def export_tflite_micro(
     path = check_tflite_path(path)
     check_exportable(model, allow_untrained)
     content = convert_tflite_micro(float32_model(model), function, num_samples, batch_size)
+    record = read_micro_record(content)
+    if arena_limit is not None and record["arena_bytes"] > arena_limit:
+        raise ValueError(
+            f"Expected a model that fits in arena_limit={arena_limit} bytes. Received: a model "
+            f"needing {record['arena_bytes']} bytes of arena ({record['arena_source']})"
+        )
     write_bytes_atomically(path, content)
     return path
 
@@ -482,14 +494,14 @@ def _convert(module):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _check_count(name, value):
+def _check_count(name, value, largest=MAX_BATCH_SIZE):
     if (
         not isinstance(value, (int, np.integer))
         or isinstance(value, bool)
-        or not 1 <= value <= MAX_BATCH_SIZE
+        or not 1 <= value <= largest
     ):
         raise ValueError(
-            f"Expected {name} to be an integer in [1, {MAX_BATCH_SIZE}]. Received: {name}={value!r}"
+            f"Expected {name} to be an integer in [1, {largest}]. Received: {name}={value!r}"
         )
     return int(value)
 

@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--tflite-micro: draws per sample call (or decode rows).")  # fmt: skip
     export.add_argument("--micro-function", default="sample", choices=("sample", "decode"),
                         help="--tflite-micro: the function the file holds.")  # fmt: skip
+    export.add_argument("--micro-arena-limit", type=int, default=None, metavar="BYTES",
+                        help="--tflite-micro: refuse a model needing a larger arena.")  # fmt: skip
     export.add_argument("--batch-sizes", default=None, metavar="B1,B2",
                         help="--tflite: fixed batches for static-shape signatures (decode_bB, "
                              "sample_bB), e.g. 1,64: ~2-3x faster convolutional decoders in "
@@ -520,6 +522,7 @@ def _export_tflite_micro(args, model):
         num_samples=args.micro_num_samples,
         function=args.micro_function,
         allow_untrained=args.allow_untrained,
+        arena_limit=args.micro_arena_limit,
     )
     record = read_micro_record(path)
     parity = record["parity_max_abs_diff"]

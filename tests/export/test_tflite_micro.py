@@ -146,12 +146,20 @@ def test_estimated_arena_without_tflite_micro(vae, tmp_path, monkeypatch):
         ({"num_samples": 2.0}, "Received: num_samples=2.0"),
         ({"batch_size": -1, "function": "decode"}, "Received: batch_size=-1"),
         ({"function": "encode"}, "Expected function to be one of"),
+        ({"arena_limit": 0}, "Expected arena_limit to be an integer in \\[1, 1073741824\\]"),
     ],
 )
 def test_bad_arguments(vae, tmp_path, kwargs, message):
     path = tmp_path / "m.tflite"
     with pytest.raises(ValueError, match=message):
         export_tflite_micro(vae, path, **kwargs)
+    assert not path.exists()
+
+
+def test_a_model_too_large_for_the_arena_limit_is_refused(vae, tmp_path):
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=r"fits in arena_limit=4096 bytes\. Received: .*needing"):
+        export_tflite_micro(vae, path, function="decode", batch_size=1, arena_limit=4096)
     assert not path.exists()
 
 
