@@ -144,6 +144,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--max-seconds", type=float, default=20.0, help="Per measurement.")
     parser.add_argument("--batch-sizes", default="1,64", help="Static TFLite signatures.")
+    parser.add_argument(
+        "--modes",
+        default="float32,float16,dynamic,int8",
+        help="TFLite files to make and time, among float32,float16,dynamic,int8.",
+    )
     parser.add_argument("--eval-size", type=int, default=2000)
     args = parser.parse_args()
 
@@ -162,6 +167,9 @@ def main():
     folder = tempfile.mkdtemp(prefix="export_latency_")
     saved_model = export_saved_model(model, os.path.join(folder, "saved_model"))
     batch_sizes = check_batch_sizes(args.batch_sizes)
+    modes = [None if m == "float32" else m for m in args.modes.split(",")]
+    if None not in modes or not set(modes) <= set(QUANTIZE):
+        parser.error(f"--modes must include float32, among {QUANTIZE}: {args.modes!r}")
     tflite = {
         mode: export_tflite(
             model,
@@ -169,7 +177,7 @@ def main():
             mode,
             batch_sizes=batch_sizes,
         )
-        for mode in QUANTIZE
+        for mode in modes
     }
     setup_minutes = (time.perf_counter() - start) / 60
 
@@ -240,7 +248,8 @@ def main():
 
     float_size = os.path.getsize(tflite[None])
     lines = [
-        f"Model: {source}. Setup (data, training, 5 exports): {setup_minutes:.1f} min. "
+        f"Model: {source}. Setup (data, training, {len(tflite) + 1} exports): "
+        f"{setup_minutes:.1f} min. "
         "The SavedModel also holds the encoder; sizes in % are of the float32 TFLite file. "
         f"Every TFLite file holds static-shape signatures at batch sizes {list(batch_sizes)}.",
         f"Latency in µs: median (10th–90th percentile) of {args.runs} calls (or as many as "
