@@ -464,7 +464,9 @@ def _sample_function(model, module, num_samples, batch_size):
         image = model.likelihood.portable_mean(model.decode(z, condition))
         return {"image": tf.reshape(image, [num_samples, *module.data_shape]), "z": z}
 
-    return tf.function(sample, input_signature=specs)
+    # Without autograph, a ValueError raised while tracing (a shape that stays
+    # dynamic) reaches the caller as it was raised, in one line.
+    return tf.function(sample, input_signature=specs, autograph=False)
 
 
 def _decode_function(model, module, num_samples, batch_size):
@@ -479,7 +481,7 @@ def _decode_function(model, module, num_samples, batch_size):
         image = model.likelihood.portable_mean(model.decode(z, condition[0] if condition else None))
         return {"image": tf.reshape(image, [batch_size, *module.data_shape])}
 
-    return tf.function(decode, input_signature=specs)
+    return tf.function(decode, input_signature=specs, autograph=False)
 
 
 def _convert(module):

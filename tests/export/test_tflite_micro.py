@@ -230,3 +230,15 @@ def test_int8_full_decode_runs_in_tflite_micro(vae, tmp_path):
     image = (image.astype(np.float32) - scales["image"]["zero_point"]) * scales["image"]["scale"]
     expected = np.asarray(vae.sample(2, seed=3)).reshape(image.shape)
     assert np.abs(image - expected).max() < 0.1
+
+
+def test_a_shape_that_stays_dynamic_is_one_line(vae, tmp_path, monkeypatch):
+    from keras_vae.ops import random
+
+    monkeypatch.setattr(random, "_static_value", lambda shape: None)
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError) as error:
+        export_tflite_micro(vae, path, num_samples=2)
+    assert str(error.value).startswith("Expected a static shape for TFLite Micro")
+    assert len(str(error.value).splitlines()) == 1
+    assert not path.exists()
