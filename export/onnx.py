@@ -7,15 +7,17 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_vae.export.saved_model import SIGNATURES
 from keras_vae.export.serving_module import ServingModule
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
 # counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
 # that onnxruntime rejects).
 ONNX_OPSET = 18
-# One file per signature; serving_default is the decoder.
+# One file per signature of the SavedModel but `sample_rows` (TF Serving's row
+# format); serving_default is the decoder.
+SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
 ONNX_FILES = {name: f"{name}.onnx" for name in SIGNATURES} | {"serving_default": "decode.onnx"}
+ONNX_FUNCTIONS = ("decode", "sample", "encode", "reconstruct")
 
 
 def _tf2onnx():
@@ -59,7 +61,7 @@ def convert_onnx(model, opset: int = ONNX_OPSET) -> dict:
             saved_model = os.path.join(folder, "saved_model")
             # Without the SavedModel's empty-batch `tf.cond`: inside it, tf2onnx
             # cannot convert a transposed convolution (its kernel's shape is lost).
-            module = ServingModule(model, empty_batches=False)
+            module = ServingModule(model, functions=ONNX_FUNCTIONS, empty_batches=False)
             tf.saved_model.save(module, saved_model, signatures=module.signatures(SIGNATURES))
             return {
                 name: _convert_signature(tf2onnx, tf_loader, saved_model, signature, opset)

@@ -9,7 +9,7 @@ from keras_vae.export.serving_module import ServingModule
 from keras_vae.export.validation import MAX_VERSION, check_exportable, check_version
 from keras_vae.utils.staged_path import StagedPath
 
-SIGNATURES = ("serving_default", "sample", "encode", "reconstruct")
+SIGNATURES = ("serving_default", "sample", "encode", "reconstruct", "sample_rows")
 
 
 def next_version(base_dir: str) -> int:

@@ -228,6 +228,7 @@ def test_saved_model_cli_lists_vae_signatures(children):
     z = ("DT_FLOAT", f"(-1, {LATENT_DIM})")
     image = ("DT_FLOAT", "(-1, 28, 28, 1)")
     scalar = ("DT_INT32", "()")
+    rows = ("DT_INT32", "(-1)")
     signatures = _cli_signatures(children["cli_vae"])
     signatures.pop("__saved_model_init_op")
     assert signatures == {
@@ -238,6 +239,7 @@ def test_saved_model_cli_lists_vae_signatures(children):
         },
         "encode": {"inputs": {"x": image}, "outputs": {"loc": z, "scale": z}},
         "reconstruct": {"inputs": {"x": image}, "outputs": {"image": image}},
+        "sample_rows": {"inputs": {"seed": rows}, "outputs": {"image": image, "z": z}},
     }
 
 
@@ -246,6 +248,7 @@ def test_saved_model_cli_lists_cvae_signatures(children):
     image = ("DT_FLOAT", "(-1, 28, 28, 1)")
     condition = ("DT_FLOAT", f"(-1, {NUM_CLASSES})")
     scalar = ("DT_INT32", "()")
+    rows = ("DT_INT32", "(-1)")
     signatures = _cli_signatures(children["cli_cvae"])
     signatures.pop("__saved_model_init_op")
     assert signatures == {
@@ -264,6 +267,10 @@ def test_saved_model_cli_lists_cvae_signatures(children):
         "reconstruct": {
             "inputs": {"target": image, "condition": condition},
             "outputs": {"image": image},
+        },
+        "sample_rows": {
+            "inputs": {"seed": rows, "condition": condition},
+            "outputs": {"image": image, "z": z},
         },
     }
 
