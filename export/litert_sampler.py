@@ -177,9 +177,15 @@ class Sampler:
             raise ValueError(
                 f"Expected a loadable TFLite model. Received: model={model_path!r} ({first})"
             ) from None
-        # An int8-full file holds `decode` only: its z is drawn here (`_HostSample`).
+        # An int8-full file, or a TFLite Micro decode file (float32, no quantization),
+        # holds `decode` only: its z is drawn here (`_HostSample`).
         host = metadata.get("sampling") == "host"
-        self._host_quantization = metadata.get("quantization") if host else None
+        self._host_quantization = (metadata.get("quantization") or {}) if host else None
+        if host and metadata.get("prior", "StandardNormal") != "StandardNormal":
+            raise ValueError(
+                "Expected a decode-only file of a model with a standard normal prior (the "
+                f"host draws z from it). Received: prior={metadata.get('prior')!r}"
+            )
         if not ({"decode"} if host else {"decode", "sample"}) <= set(signatures):
             raise ValueError(
                 "Expected a keras-vae TFLite model with 'decode' and 'sample' signatures. "
@@ -846,9 +852,9 @@ class _IntegerDecode:
                     value = np.concatenate(
                         [value, np.zeros((self.batch_size - len(value), *value.shape[1:]))]
                     )
-                chunk[name] = _quantized(value, self._quantization[name])
+                chunk[name] = _quantized(value, self._quantization.get(name))
             image = self._runner(**chunk)["image"]
-            chunks.append(_dequantized(image, self._quantization["image"]))
+            chunks.append(_dequantized(image, self._quantization.get("image")))
         return {"image": np.concatenate(chunks)[:rows]}
 
     def __getattr__(self, name):
@@ -882,8 +888,12 @@ class _HostSample:
 def _quantized(value, quantization):
     """`value` as the integers `round(value / scale) + zero_point`, clipped to the dtype.
 
+    With `quantization=None` (a float32 input), `value` as float32.
+
     Halves round away from zero, as TFLite's QUANTIZE does.
     """
+    if quantization is None:
+        return np.asarray(value, np.float32)
     dtype = np.dtype(quantization["dtype"])
     scaled = np.asarray(value, np.float64) / quantization["scale"]
     scaled = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
@@ -892,7 +902,9 @@ def _quantized(value, quantization):
 
 
 def _dequantized(value, quantization):
-    """`(value - zero_point) * scale` as float32."""
+    """`(value - zero_point) * scale` as float32 (`value` itself for `quantization=None`)."""
+    if quantization is None:
+        return np.asarray(value, np.float32)
     shifted = value.astype(np.float32) - np.float32(quantization["zero_point"])
     return shifted * np.float32(quantization["scale"])
 

@@ -242,3 +242,26 @@ def test_a_shape_that_stays_dynamic_is_one_line(vae, tmp_path, monkeypatch):
     assert str(error.value).startswith("Expected a static shape for TFLite Micro")
     assert len(str(error.value).splitlines()) == 1
     assert not path.exists()
+
+
+def test_decode_file_runs_in_the_tf_free_sampler(vae, tmp_path):
+    # The host-side fallback: litert_sampler draws z and runs the fixed batch.
+    from keras_vae.export.litert_sampler import Sampler
+
+    path = export_tflite_micro(vae, tmp_path / "d.tflite", function="decode", batch_size=2)
+    images, z = Sampler(path).sample(9, 5, return_latent=True)  # 5 rows: a padded chunk
+    np.testing.assert_allclose(z, vae.sample_latent(5, 9).numpy(), atol=1e-6, rtol=0)
+    expected = np.asarray(vae.sample(5, seed=9)).reshape(images.shape)
+    np.testing.assert_allclose(images, expected, atol=1e-5, rtol=0)
+
+
+def test_sampler_refuses_a_decode_file_whose_prior_it_cannot_draw(tmp_path):
+    from keras_vae.export.litert_sampler import Sampler
+
+    keras.utils.set_random_seed(0)
+    model = build_vae("mlp", (28, 28, 1), latent_dim=LATENT_DIM, seed=0, prior="mog")
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    path = tmp_path / "d.tflite"
+    export_tflite_micro(model, path, function="decode", batch_size=1, allow_untrained=True)
+    with pytest.raises(ValueError, match="standard normal prior.*Received: prior='Mixture"):
+        Sampler(path)
