@@ -52,6 +52,11 @@ for key in interpreter.get_signature_list():
         inputs_list.append(inputs)
     else:
         inputs_list = [{"seed": np.asarray(seed, np.int32)} for seed in seeds]
+        details = runner.get_input_details()
+        if "condition" in details:
+            width = details["condition"]["shape_signature"][1]
+            for seed, inputs in zip(seeds, inputs_list):
+                inputs["condition"] = np.eye(width, dtype=np.float32)[[seed % width]]
     diffs = {}
     for inputs in inputs_list:
         expected, got = runner(**inputs), ours(**inputs)
@@ -63,11 +68,16 @@ for key in interpreter.get_signature_list():
 auto = litert_sampler.Sampler(path)
 plain = litert_sampler.Sampler(path, runtime="interpreter")
 z = np.random.default_rng(1).standard_normal((200, auto.latent_dim)).astype(np.float32)
+rows = one = None
+if auto.condition_shape is not None:
+    labels = np.eye(auto.condition_shape[0], dtype=np.float32)
+    rows, one = labels[np.arange(200) % len(labels)], labels[:1]
 sampler = {
     "runtime": auto.runtime,
-    "decode": float(np.max(np.abs(auto.decode(z) - plain.decode(z)))),
+    "decode": float(np.max(np.abs(auto.decode(z, rows) - plain.decode(z, rows)))),
     "sample": max(
-        float(np.max(np.abs(auto.sample(seed, 64) - plain.sample(seed, 64)))) for seed in seeds
+        float(np.max(np.abs(auto.sample(seed, 64, one) - plain.sample(seed, 64, one))))
+        for seed in seeds
     ),
 }
 print(json.dumps({"signatures": runs, "sampler": sampler}))
