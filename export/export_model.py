@@ -319,6 +319,9 @@ def format_report(report: dict) -> str:
         )
         if "reconstruct_max_abs_diff" in entry:
             line += f", reconstruct {entry['reconstruct_max_abs_diff']:.3g}"
+        for name, value in entry.items():  # the static signatures (batch_sizes)
+            if name.startswith("decode_b") and name.endswith("_max_abs_diff"):
+                line += f", {name.removesuffix('_max_abs_diff')} {value:.3g}"
         lines.append(f"{line}: {verdict}")
     verdict = "all exports match the Keras model" if report["ok"] else "an export does not match"
     if report.get("written") is False:

@@ -9,7 +9,7 @@ from export_helpers import LATENT_DIM, STATIC_BATCH_SIZES, one_hot
 from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.cli.main import main
-from keras_vae.export import Sampler, export_tflite, verify_export
+from keras_vae.export import Sampler, export_tflite, format_report, verify_export
 from keras_vae.export.litert_sampler import _read_metadata
 from keras_vae.export.tflite import _BUILTIN_NAMES, SLOW_DYNAMIC_CONV, convert_tflite
 
@@ -217,3 +217,5 @@ def test_verify_export_checks_each_static_signature(static_tflite, conv_vae):
     assert report["ok"]
     for batch in STATIC_BATCH_SIZES:
         assert report["tflite"][f"decode_b{batch}_max_abs_diff"] <= 1e-5
+    line = format_report(report).splitlines()[0]
+    assert ", decode_b1 " in line and ", decode_b64 " in line
