@@ -13,6 +13,9 @@ Why composite builtin ops and not a custom kernel:
     and float ops that have TFLite builtin kernels (ADD, MUL, FLOOR_MOD,
     FLOOR_DIV, RIGHT_SHIFT, BITWISE_XOR, CAST, RANGE, LOG, SQRT, COS), and
     the exported graph runs wherever TensorFlow or TFLite runs.
+    TensorFlow Lite Micro lacks RIGHT_SHIFT, BITWISE_XOR, RANGE and
+    REDUCE_PROD; inside `tflite_micro_ops()` the same words are computed from
+    float32 ops it has, for static shapes (see there).
 
 Algorithm (all words are unsigned 32-bit, arithmetic is modulo 2^32):
 
