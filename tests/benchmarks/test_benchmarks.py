@@ -24,6 +24,7 @@ from benchmarks import (
     iwae_finetune,
     kl_warmup,
     likelihood,
+    runtime_matrix,
     scaling,
     train_quality,
     train_throughput,
@@ -417,3 +418,84 @@ def test_reliability_inputs(capsys):
     tried, clear, correct, crash, silent = map(int, rows["total"])
     assert tried == 4 * len(reliability_inputs.ENTRANCES) == clear + correct + crash + silent
     assert crash == silent == 0
+
+
+def parity_cell(cell):
+    """{"decode": x, "sample": y} from a runtime matrix cell "decode 1.2e-07; sample 3e-07"."""
+    found = dict(re.findall(r"(decode|sample) (\d\.\de[-+]\d\d)", cell))
+    assert found and set(found) <= {"decode", "sample"}, cell
+    return {key: float(value) for key, value in found.items()}
+
+
+def test_runtime_matrix_cells_and_table():
+    reference = {"decode": np.zeros((4, 28, 28, 1)), "sample": np.zeros((2, 4, 28, 28, 1))}
+    decoded = np.zeros((4, 784))  # a runtime may give flat images: compared in Keras's shape
+    decoded[1, 100] = 0.25
+    samples = np.zeros((2, 4, 28, 28, 1))
+    samples[1, 2, 5, 5, 0] = -0.5
+    ran = runtime_matrix.cell(reference, decoded, samples, times=[0.001, 0.002, 0.003])
+    assert (ran["decode"], ran["sample"], ran["batch"]) == (0.25, 0.5, 4)
+    message = "Expected a TFLite runtime ... Received: model='/tmp/abc/mlp/dynamic.tflite' (op)"
+    refused = runtime_matrix.cell(reference, refused=message)
+    decode_only = runtime_matrix.cell(reference, decoded, times=[0.004] * 3)
+    cells = {
+        "MLP": {("interpreter", "float32"): ran, ("tflite_runtime", "dynamic"): refused},
+        "conv": {("interpreter", "float32"): decode_only},
+    }
+    lines = runtime_matrix.table(
+        cells, ["interpreter", "tflite_runtime", "onnx"], list(runtime_matrix.TFLITE_FILES)
+    )
+    (rows,) = tables("\n".join(lines))
+    assert [(row["runtime"], row["quantization"]) for row in rows] == [
+        ("LiteRT 2.3 Interpreter", "float32"),
+        ("tflite-runtime 2.14", "dynamic"),
+    ]  # rows without any cell are left out
+    assert parity_cell(rows[0]["MLP parity"]) == {"decode": 0.25, "sample": 0.5}
+    assert rows[0]["MLP decode (ms)"] == "2.00 (1.20–2.80)"
+    assert parity_cell(rows[0]["conv parity"]) == {"decode": 0.25}  # no sampler: no sample
+    assert number(rows[0]["conv decode (ms)"]) == 4.0
+    assert rows[1]["MLP parity"] == (
+        "refused: Expected a TFLite runtime ... Received: model='dynamic.tflite' (op)"
+    )
+    assert rows[1]["MLP decode (ms)"] == "—" and rows[1]["conv parity"] == ""
+
+
+@pytest.mark.slow
+def test_runtime_matrix(results, monkeypatch, tmp_path):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    run(
+        monkeypatch, runtime_matrix,
+        "--models", "mlp", "--latent-dim", 4, "--train-split", "train[:256]",
+        "--runtimes", "saved_model,interpreter,compiled_model,micro,onnx",
+        "--quantizations", "float32,int8-full", "--repeats", 2, "--seeds", 2, "--batch", 8,
+    )  # fmt: skip
+    text = recorded(results, runtime_matrix, "Runtime matrix: parity with Keras")
+    assert "latent 4, trained 1 epoch(s) here on MNIST train[:256]" in text
+    assert "shared by other jobs" in text
+    (rows,) = tables(text)
+    assert list(rows[0]) == ["runtime", "quantization", "MLP parity", "MLP decode (ms)"]
+    assert [(row["runtime"], row["quantization"]) for row in rows] == [
+        ("TensorFlow SavedModel", "float32"),
+        ("LiteRT 2.3 Interpreter", "float32"),
+        ("LiteRT 2.3 Interpreter", "int8-full"),
+        ("LiteRT 2.3 CompiledModel", "float32"),
+        ("LiteRT 2.3 CompiledModel", "int8-full"),
+        ("TFLite Micro", "float32"),
+        ("TFLite Micro", "int8-full"),
+        ("ONNX Runtime", "float32"),
+    ]
+    for row in rows:
+        if row["MLP parity"].startswith("refused: "):
+            assert row["MLP decode (ms)"] == "—"
+            continue
+        parity = parity_cell(row["MLP parity"])
+        assert set(parity) == {
+            "decode",
+            "sample",
+        }  # every file here samples (int8-full on the host)
+        bound = 1e-5 if row["quantization"] == "float32" else 0.1
+        assert max(parity.values()) < bound, row
+        assert number(row["MLP decode (ms)"]) > 0
+    assert not any(
+        row["MLP parity"].startswith("refused") for row in rows if "float32" in row.values()
+    )
