@@ -219,3 +219,15 @@ def test_verify_export_checks_each_static_signature(static_tflite, conv_vae):
         assert report["tflite"][f"decode_b{batch}_max_abs_diff"] <= 1e-5
     line = format_report(report).splitlines()[0]
     assert ", decode_b1 " in line and ", decode_b64 " in line
+
+
+@pytest.mark.slow
+def test_cli_exports_static_signatures(vae, tmp_path, capsys):
+    model = tmp_path / "model.keras"
+    vae.save(model)
+    path = tmp_path / "m.tflite"
+    assert main(["export", str(model), "--tflite", str(path), "--batch-sizes", "64,1"]) == 0
+    assert ", decode_b1 " in capsys.readouterr().out
+    with open(path, "rb") as f:
+        assert _read_metadata(f.read())["batch_sizes"] == [1, 64]
+    assert Sampler(path).batch_sizes == (1, 64)
