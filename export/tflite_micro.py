@@ -120,15 +120,9 @@ def export_tflite_micro(
     >>> export_tflite_micro(vae, "runs/mlp/micro.tflite", num_samples=4)  # doctest: +SKIP
     'runs/mlp/micro.tflite'
     """
-    num_samples = _check_count("num_samples", num_samples)
-    batch_size = num_samples if batch_size is None else _check_count("batch_size", batch_size)
-    if arena_limit is not None:
-        arena_limit = _check_count("arena_limit", arena_limit, _MAX_ARENA)
-    if function not in MICRO_FUNCTIONS:
-        raise ValueError(
-            f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
-        )
-    path = check_tflite_path(path)
+    path, num_samples, batch_size, arena_limit = check_micro_arguments(
+        path, num_samples, function, batch_size, arena_limit
+    )
     check_exportable(model, allow_untrained)
     content = convert_tflite_micro(float32_model(model), function, num_samples, batch_size)
     record = read_micro_record(content)
@@ -139,6 +133,29 @@ def export_tflite_micro(
         )
     write_bytes_atomically(path, content)
     return path
+
+
+def check_micro_arguments(
+    path, num_samples=16, function="sample", batch_size=None, arena_limit=None
+):
+    """`export_tflite_micro`'s arguments, checked before a model is loaded.
+
+    Returns:
+        `(path, num_samples, batch_size, arena_limit)`, with `batch_size`
+        defaulted to `num_samples`.
+
+    Raises:
+        ValueError: for a bad argument, in one line.
+    """
+    num_samples = _check_count("num_samples", num_samples)
+    batch_size = num_samples if batch_size is None else _check_count("batch_size", batch_size)
+    if arena_limit is not None:
+        arena_limit = _check_count("arena_limit", arena_limit, _MAX_ARENA)
+    if function not in MICRO_FUNCTIONS:
+        raise ValueError(
+            f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
+        )
+    return check_tflite_path(path), num_samples, batch_size, arena_limit
 
 
 def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int) -> bytes:

@@ -456,6 +456,14 @@ def _load_npy(path):
 def _export(args):
     from keras_vae.export import export_model, format_report
 
+    if args.tflite_micro is not None:
+        from keras_vae.export.tflite_micro import check_micro_arguments
+
+        # Before the model loads and any file is written.
+        check_micro_arguments(
+            args.tflite_micro, args.micro_num_samples, args.micro_function,
+            arena_limit=args.micro_arena_limit,
+        )  # fmt: skip
     if args.saved_model is None and args.tflite is None and args.onnx is None:
         if args.tflite_micro is not None:
             return _export_tflite_micro(args, args.model)

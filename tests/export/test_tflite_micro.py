@@ -265,3 +265,16 @@ def test_sampler_refuses_a_decode_file_whose_prior_it_cannot_draw(tmp_path):
     export_tflite_micro(model, path, function="decode", batch_size=1, allow_untrained=True)
     with pytest.raises(ValueError, match="standard normal prior.*Received: prior='Mixture"):
         Sampler(path)
+
+
+def test_cli_refuses_bad_micro_arguments_before_writing_anything(tmp_path, capsys):
+    # The model file is never read: the micro arguments are checked first.
+    tflite = tmp_path / "m.tflite"
+    argv = ["export", str(tmp_path / "missing.keras"), "--tflite", str(tflite)]
+    micro = ["--tflite-micro", str(tmp_path / "micro.tflite")]
+    assert main([*argv, *micro, "--micro-arena-limit", "0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected arena_limit to be an integer" in err[0]
+    assert main([*argv, "--tflite-micro", str(tmp_path / "micro.onnx")]) != 0
+    assert "tflite" in capsys.readouterr().err.strip().splitlines()[0]
+    assert not tflite.exists() and not (tmp_path / "micro.tflite").exists()
