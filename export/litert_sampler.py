@@ -218,13 +218,15 @@ class Sampler:
             self.missing_pixels = np.asarray(metadata["missing_pixels"], np.int64)
         self._probe()
         self.runtime = "interpreter"
-        if runtime == "compiled_model" and not self.batch_sizes:
+        # An int8-full file's one `decode` has a fixed batch: static too.
+        static = bool(self.batch_sizes) or self._host_quantization is not None
+        if runtime == "compiled_model" and not static:
             raise ValueError(
                 "Expected a file with static-shape signatures (exported with batch_sizes, "
                 "--batch-sizes) for runtime='compiled_model'. Received: "
                 f"model={model_path!r}, whose signatures are all dynamic"
             )
-        if self.batch_sizes and runtime != "interpreter":
+        if static and runtime != "interpreter":
             self._use_compiled_model(content, num_threads, required=runtime == "compiled_model")
 
     def _read_signatures(self):
@@ -285,6 +287,8 @@ class Sampler:
                     for name, value in expected.items():
                         if not np.allclose(outputs[name], value, rtol=1e-5, atol=1e-5):
                             raise ValueError(f"{function}_b{batch} gives another {name}")
+            if self._host_quantization is not None:
+                runners["host"] = {0: self._compiled_host_decode(compiled)}
         except (ValueError, RuntimeError, KeyError, TypeError) as e:
             if required:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -297,6 +301,24 @@ class Sampler:
         self.runtime = "compiled_model"
         # LiteRT logs from C++ as it frees the model and its accelerators.
         weakref.finalize(self, _close_quietly, compiled, runners)
+
+    def _compiled_host_decode(self, compiled):
+        """Puts a `CompiledModel` runner of an int8-full file's `decode` in place, if it
+        gives the `Interpreter`'s images on probe latents; returns it."""
+        inputs = self._probe_inputs("decode", self._decode.batch_size)
+        expected = self._decode(**inputs)["image"]
+        interpreter_runner = self._decode._runner
+        runner = _CompiledRunner(compiled, "decode")
+        self._decode._runner = runner
+        try:
+            with _quiet_stderr():
+                outputs = self._decode(**inputs)["image"]
+            if not np.array_equal(outputs, expected):
+                raise ValueError("decode gives other images")
+        except BaseException:
+            self._decode._runner = interpreter_runner
+            raise
+        return runner
 
     def _probe_inputs(self, function, batch):
         """Inputs of the static signature `function` at `batch` for a probe run."""

@@ -186,3 +186,37 @@ def test_compiled_model_equals_the_interpreter_for_quantized_files(conv_vae, tmp
     report = json.loads(out.strip().splitlines()[-1])
     assert all(d <= 1e-5 for diffs in report["signatures"].values() for d in diffs.values())
     assert report["sampler"]["runtime"] == "compiled_model"
+
+
+# An int8-full file (one `decode` at a fixed batch, int8 in and out): the
+# Sampler in each runtime, on the same latents and seeds.
+HOST_SAMPLER = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+import litert_sampler
+auto = litert_sampler.Sampler(sys.argv[1])
+plain = litert_sampler.Sampler(sys.argv[1], runtime="interpreter")
+z = np.random.default_rng(0).standard_normal((100, auto.latent_dim)).astype(np.float32)
+print(json.dumps({
+    "runtime": auto.runtime,
+    "decode": float(np.max(np.abs(auto.decode(z) - plain.decode(z)))),
+    "sample": max(
+        float(np.max(np.abs(auto.sample(seed, 64) - plain.sample(seed, 64)))) for seed in range(3)
+    ),
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_compiled_model_runs_int8_full_files(vae, conv_vae, tmp_path, name, batch):
+    model = {"mlp": vae, "conv": conv_vae}[name]
+    path = export_tflite(
+        model, tmp_path / "m.tflite", "int8-full", allow_untrained=True, batch_sizes=(batch,)
+    )
+    code, out, err = run_isolated(HOST_SAMPLER, path, sampler_folder())
+    assert code == 0, err[-2000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report == {"runtime": "compiled_model", "decode": 0.0, "sample": 0.0}
