@@ -62,7 +62,8 @@ class Sampler:
             Defaults to `None`, LiteRT's default.
         runtime: `"auto"`, `"compiled_model"` or `"interpreter"`. What runs
             the static-shape signatures (`decode_b{B}`, `sample_b{B}`, see
-            `export_tflite`'s `batch_sizes`): LiteRT's `CompiledModel`, or
+            `export_tflite`'s `batch_sizes`, and an int8-full file's
+            fixed-batch `decode`): LiteRT's `CompiledModel`, or
             the `Interpreter`'s signature runners. `"auto"` takes
             `CompiledModel` when it is installed and gives the
             `Interpreter`'s outputs on the file; `"compiled_model"`
@@ -1031,6 +1032,13 @@ def build_parser():
     parser.add_argument("--output", required=True, help="A .png grid or a .npy array.")
     parser.add_argument("--label", type=int, default=None, help="Class for a label CVAE.")
     parser.add_argument("--threads", type=int, default=None, help="Interpreter threads.")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="What runs the static-shape signatures: LiteRT's CompiledModel where it works "
+        "(auto), or one of the two.",
+    )
     return parser
 
 
@@ -1046,7 +1054,7 @@ def main(argv=None):
             raise ValueError(
                 f"Expected --threads to be a positive integer. Received: threads={args.threads}"
             )
-        sampler = Sampler(args.model, num_threads=args.threads)
+        sampler = Sampler(args.model, num_threads=args.threads, runtime=args.runtime)
         condition = None
         if args.label is not None:
             condition = sampler.label_condition(args.label)

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from export_helpers import LATENT_DIM, STATIC_BATCH_SIZES
 
@@ -220,3 +221,19 @@ def test_compiled_model_runs_int8_full_files(vae, conv_vae, tmp_path, name, batc
     assert code == 0, err[-2000:]
     report = json.loads(out.strip().splitlines()[-1])
     assert report == {"runtime": "compiled_model", "decode": 0.0, "sample": 0.0}
+
+
+def test_litert_sampler_command_runs_compiled_model_quietly(static_tflite, conv_vae, tmp_path):
+    output = tmp_path / "s.npy"
+    script = litert_sampler.__file__
+    argv = [static_tflite["conv"], "--runtime", "compiled_model", "--seed", "3"]
+    done = subprocess.run(
+        [sys.executable, script, *argv, "--num-samples", "64", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""  # LiteRT's C++ logs, at load and at exit, silenced
+    expected = np.clip(conv_vae.sample(64, seed=3), 0.0, 1.0)
+    np.testing.assert_allclose(np.load(output), expected, atol=1e-5)
