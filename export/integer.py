@@ -14,9 +14,10 @@ A Bernoulli decoder's logits are clipped to ±8 before its sigmoid
 (`INT8_LOGIT_CLIP`), which changes no probability by more than 3.4e-4 and
 gives the logits a 4x finer int8 step.
 
-Only priors whose draw is the portable normal itself are exported this way
-(`StandardNormal`): a mixture, a VampPrior or a learned conditional prior
-needs its network or its weights in float to turn the noise into z.
+Only priors whose draw is the portable normal itself (`Prior.noise_is_draw`:
+`StandardNormal`) are exported this way: a mixture, a VampPrior or a learned
+conditional prior needs its network or its weights in float to turn the noise
+into z.
 """
 
 import math
@@ -31,7 +32,6 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.ops import random as portable_random
-from keras_vae.priors import StandardNormal
 
 INT8_FULL = "int8-full"
 DEFAULT_BATCH_SIZE = 1
@@ -70,7 +70,7 @@ def check_int8_full(model, batch_sizes) -> int:
         ValueError: for a prior the host cannot draw from, or more than one
             batch size.
     """
-    if not isinstance(model.prior_layer, StandardNormal):
+    if not model.prior_layer.noise_is_draw:
         raise ValueError(
             "Expected a model with the StandardNormal prior for quantize='int8-full' (the host "
             "draws z with the portable normal; this prior needs its network or weights in "

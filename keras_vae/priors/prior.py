@@ -38,6 +38,10 @@ class Prior(keras.layers.Layer):
     conditional = False
     # Whether `sample_from_noise` reads the uniform draws (mixtures do).
     uses_uniform = False
+    # Whether a draw at temperature 1 is the standard normal noise itself, with
+    # no weight involved: then a host with the portable RNG alone draws z
+    # exactly (an int8-full file or a micro decode file leaves z to the host).
+    noise_is_draw = False
 
     def __init__(self, latent_dim=None, **kwargs):
         # Draws and densities stay float32 under a mixed-precision policy.

@@ -32,6 +32,8 @@ class StandardNormal(Prior):
     TensorShape([3, 2])
     """
 
+    noise_is_draw = True
+
     def distribution(self, condition):
         del condition
         return diagonal_normal(tf.zeros([self.latent_dim]), tf.ones([self.latent_dim]))

@@ -271,6 +271,17 @@ def test_draws_are_inverse_cdf_component_plus_scaled_noise(bound, temperature):
     np.testing.assert_allclose(z, expected, rtol=1e-4, atol=2e-5)
 
 
+def test_noise_is_draw_says_whether_a_draw_is_the_noise_itself(bound):
+    # A host that draws z with the portable RNG alone (int8-full and micro
+    # decode files) relies on this: the draw equals the standard normal noise.
+    _, _, prior = bound
+    condition = condition_for(prior)
+    draws = prior.sample(5, seed=3, condition=condition).numpy()
+    noise = ref_normal(3, draws.size).reshape(draws.shape)
+    is_noise = np.allclose(draws, noise, atol=1e-5)
+    assert prior.noise_is_draw == is_noise
+
+
 def test_temperature_zero_gives_component_means(bound):
     _, model, prior = bound
     condition = condition_for(prior)
