@@ -458,7 +458,9 @@ class Sampler:
                 else `None`.
             batch_size: positive int. Rows run at a time: the interpreter's
                 memory is one chunk's, whatever `B`; the images do not
-                depend on it. Defaults to `DECODE_BATCH_SIZE` (1024).
+                depend on it. Defaults to `DECODE_BATCH_SIZE` (1024). In a
+                file with static signatures (`batch_sizes`), chunks of a
+                static size run in its signature (see `_chunks`).
 
         Returns:
             float32 array `[B, *image_shape]`.
