@@ -163,14 +163,25 @@ def keras_reference(model, batch, seeds):
 
 
 def make_tflite_runtime_python(folder):
-    """The Python of a new venv with tflite-runtime 2.14 (numpy<2, flatbuffers)."""
+    """The Python of a new venv with tflite-runtime 2.14 (numpy<2, flatbuffers).
+
+    Raises:
+        ValueError: when the venv or the install fails (its last line).
+    """
     venv = os.path.join(folder, "tflite-runtime-venv")
-    subprocess.run(["python3.11", "-m", "venv", venv], check=True)
     python = os.path.join(venv, "bin", "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", TFLITE_RUNTIME, "numpy<2", "flatbuffers"],
-        check=True,
-    )
+    packages = [TFLITE_RUNTIME, "numpy<2", "flatbuffers"]
+    for args in (
+        ["python3.11", "-m", "venv", venv],
+        [python, "-m", "pip", "install", "--quiet", *packages],
+    ):
+        try:
+            done = subprocess.run(args, capture_output=True, text=True)
+        except OSError as error:
+            raise ValueError(f"{args[0]} did not run ({error})") from None
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            raise ValueError(f"{TFLITE_RUNTIME} did not install here: {lines[-1]}")
     return python
 
 
@@ -343,12 +354,14 @@ def model_cells(model, args, runtimes, quantizations, pythons, folder):
         python, worker = pythons[key]
         runtime = "compiled_model" if key == "compiled_model" else "interpreter"
         for name, path in tflite.items():
-            if isinstance(path, ValueError):
+            if isinstance(python, ValueError):
+                cells[key, name] = cell(reference, refused=str(python))
+            elif isinstance(path, ValueError):
                 cells[key, name] = cell(reference, refused=f"not exported: {path}")
-                continue
-            cells[key, name] = run_worker(
-                python, worker, path, runtime, reference, args.repeats, folder
-            )
+            else:
+                cells[key, name] = run_worker(
+                    python, worker, path, runtime, reference, args.repeats, folder
+                )
     if "micro" in runtimes:
         if "float32" in quantizations:
             try:
@@ -439,7 +452,9 @@ def main(argv=None):
     models = parse_list(args.models, ("mlp", "conv"), "--models", parser)
     runtimes = parse_list(args.runtimes, tuple(RUNTIMES), "--runtimes", parser)
     short = {q.replace(", min_runtime ", "-"): q for q in TFLITE_FILES}
-    quantizations = [short[q] for q in parse_list(args.quantizations, tuple(short), "--q", parser)]
+    quantizations = [
+        short[q] for q in parse_list(args.quantizations, tuple(short), "--quantizations", parser)
+    ]
 
     start = time.perf_counter()
     folder = tempfile.mkdtemp(prefix="runtime_matrix_")
@@ -448,7 +463,10 @@ def main(argv=None):
         worker = worker_folder(folder, alias_tflite_runtime=False)
         pythons["interpreter"] = pythons["compiled_model"] = (sys.executable, worker)
     if "tflite_runtime" in runtimes:
-        python = args.tflite_runtime_python or make_tflite_runtime_python(folder)
+        try:
+            python = args.tflite_runtime_python or make_tflite_runtime_python(folder)
+        except ValueError as error:
+            python = error  # each tflite-runtime cell says why
         pythons["tflite_runtime"] = (python, worker_folder(folder, alias_tflite_runtime=True))
 
     sources, cells_by_model = [], {}
