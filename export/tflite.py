@@ -415,14 +415,21 @@ def _sampler_tensors(content):
 
 
 def _quantized_sampler_ops(content):
-    """Types of the sampler's ops that compute in int8 (QUANTIZE aside)."""
+    """Types of the sampler's ops that compute in int8 or read int8 tables.
+
+    QUANTIZE and DEQUANTIZE aside. An int8 input counts too: a mixture
+    prior's table of component means, quantized with a zero point, made an
+    EMBEDDING_LOOKUP that LiteRT refuses to prepare (it takes symmetric
+    tables only).
+    """
     model = flatbuffer_utils.convert_bytearray_to_object(content)
     types = set()
     for subgraph, op in _sampler_ops(model):
         code = model.operatorCodes[op.opcodeIndex]
         name = _BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-        int8 = any(subgraph.tensors[i].type == schema_fb.TensorType.INT8 for i in op.outputs)
-        if int8 and name != "QUANTIZE":
+        tensors = [i for i in (*op.inputs, *op.outputs) if i >= 0]
+        int8 = any(subgraph.tensors[i].type == schema_fb.TensorType.INT8 for i in tensors)
+        if int8 and name not in ("QUANTIZE", "DEQUANTIZE"):
             types.add(name)
     return types
 

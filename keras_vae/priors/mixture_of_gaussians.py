@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.networks.validation import check_positive_int
-from keras_vae.priors.mixture import choose_components
+from keras_vae.priors.mixture import component_indices
 from keras_vae.priors.prior import Prior
 from keras_vae.priors.standard_normal import diagonal_normal
 
@@ -26,7 +26,7 @@ class MixtureOfGaussians(Prior):
     Monte Carlo estimate log q(z) - log p(z) at its posterior draws.
 
     A seeded draw chooses its component with the portable uniform generator
-    (see `choose_components`) and adds the component's scale times the
+    (see `component_indices`) and adds the component's scale times the
     portable normal noise, so Keras, a SavedModel and TFLite agree.
 
     Args:
@@ -82,9 +82,9 @@ class MixtureOfGaussians(Prior):
 
     def sample_from_noise(self, normal, uniform, temperature, condition):
         del condition
-        chosen = choose_components(tf.nn.softmax(self.logits), uniform)
-        loc = tf.matmul(chosen, tf.convert_to_tensor(self.means))
-        scale = tf.matmul(chosen, self._scales())
+        index = component_indices(tf.nn.softmax(self.logits), uniform)
+        loc = tf.gather(tf.convert_to_tensor(self.means), index)
+        scale = tf.gather(self._scales(), index)
         return loc + temperature * scale * normal
 
     def get_config(self):

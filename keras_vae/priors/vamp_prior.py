@@ -1,6 +1,5 @@
 """The VampPrior: a mixture of the encoder's posteriors at learned pseudo-inputs."""
 
-import math
 import weakref
 
 import keras
@@ -8,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.networks.validation import check_positive_int
-from keras_vae.priors.mixture import choose_components
+from keras_vae.priors.mixture import component_indices
 from keras_vae.priors.prior import Prior
 
 tfd = tfp.distributions
@@ -115,10 +114,8 @@ class VampPrior(Prior):
         del condition
         model = self._bound_model()
         weights = tf.fill([self.num_pseudo_inputs], 1.0 / self.num_pseudo_inputs)
-        chosen = choose_components(weights, uniform)
-        size = math.prod(self.pseudo_inputs.shape[1:])
-        flat = tf.reshape(self._clipped(), [self.num_pseudo_inputs, size])
-        inputs = tf.reshape(tf.matmul(chosen, flat), [-1, *self.pseudo_inputs.shape[1:]])
+        index = component_indices(weights, uniform)
+        inputs = tf.gather(self._clipped(), tf.reshape(index, [-1]))
         posterior = model.encode(inputs)
         return model.posterior_layer.reparameterize(posterior, temperature * normal)
 
