@@ -377,7 +377,7 @@ def test_label_needs_a_model_saved_as_label_conditioned(
         r"Received: condition_type=None, condition_shape=\(10,\)$",
     ):
         untyped.label_condition(3)
-    monkeypatch.setattr(litert_sampler, "Sampler", lambda path, num_threads=None: untyped)
+    monkeypatch.setattr(litert_sampler, "Sampler", lambda path, **options: untyped)
     out = tmp_path / "out.npy"
     for flags in (["--label", "3"], []):
         assert litert_sampler.main([cvae_tflite[None], "--output", str(out), *flags]) == 1
