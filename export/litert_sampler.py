@@ -290,7 +290,7 @@ class Sampler:
                             raise ValueError(f"{function}_b{batch} gives another {name}")
             if self._host_quantization is not None:
                 runners["host"] = {0: self._compiled_host_decode(compiled)}
-        except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as e:
             if required:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(
