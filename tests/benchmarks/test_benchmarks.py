@@ -484,18 +484,10 @@ def test_runtime_matrix(results, monkeypatch, tmp_path):
         ("TFLite Micro", "int8-full"),
         ("ONNX Runtime", "float32"),
     ]
-    for row in rows:
-        if row["MLP parity"].startswith("refused: "):
-            assert row["MLP decode (ms)"] == "—"
-            continue
+    for row in rows:  # every one of these runtimes loads these files: no refusal
         parity = parity_cell(row["MLP parity"])
-        assert set(parity) == {
-            "decode",
-            "sample",
-        }  # every file here samples (int8-full on the host)
+        # Every file here samples (int8-full with z drawn on the host).
+        assert set(parity) == {"decode", "sample"}, row
         bound = 1e-5 if row["quantization"] == "float32" else 0.1
         assert max(parity.values()) < bound, row
         assert number(row["MLP decode (ms)"]) > 0
-    assert not any(
-        row["MLP parity"].startswith("refused") for row in rows if "float32" in row.values()
-    )
