@@ -229,16 +229,48 @@ def needed_runtime(content: bytes) -> str | None:
     return None
 
 
+# The converter dates a TRANSPOSE_CONV with int8 weights and float input (dynamic
+# quantization of a transposed convolution) to TFLite 2.13, but tflite-runtime
+# 2.14 fails to prepare it ("weights->type != input->type"); LiteRT 2.3 runs it.
+# 2.15 and 2.16 were not tried, so targets below 2.17 are refused.
+HYBRID_TRANSPOSE_CONV_RUNTIME = (2, 17, 0)
+
+
 def _runs_on(content, target, min_runtime):
     """`content`, unless it needs a runtime newer than `target`."""
+    if target is None:
+        return content
     needs = needed_runtime(content)
-    if target is not None and needs is not None and check_min_runtime(needs) > target:
+    if needs is not None and check_min_runtime(needs) > target:
         raise ValueError(
             f"Expected a .tflite file that runs on TFLite {min_runtime}; this model's needs "
             f"TFLite {needs} (an op version {min_runtime} lacks). Received: "
             f"min_runtime={min_runtime!r}"
         )
+    if target < HYBRID_TRANSPOSE_CONV_RUNTIME and _has_hybrid_transpose_conv(content):
+        raise ValueError(
+            f"Expected a .tflite file that runs on TFLite {min_runtime}; dynamic quantization "
+            "gives this model's transposed convolutions int8 weights with float inputs, which "
+            "tflite-runtime 2.14 cannot run (export float32, float16 or int8 for it). "
+            f"Received: min_runtime={min_runtime!r}"
+        )
     return content
+
+
+def _has_hybrid_transpose_conv(content):
+    """Whether a TRANSPOSE_CONV of `content` reads int8 weights and a float input."""
+    model = flatbuffer_utils.convert_bytearray_to_object(content)
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if _BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode)) != (
+                "TRANSPOSE_CONV"
+            ):
+                continue
+            types = {subgraph.tensors[i].type for i in op.inputs if i >= 0}
+            if {schema_fb.TensorType.INT8, schema_fb.TensorType.FLOAT32} <= types:
+                return True
+    return False
 
 
 # Measured in benchmarks/export_latency.py (--architecture conv; RESULTS.md): LiteRT

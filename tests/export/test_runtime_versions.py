@@ -166,3 +166,16 @@ def test_tflite_runtime_2_14_runs_a_min_runtime_file_and_refuses_the_default(
     refused, _ = run(vae_tflite["dynamic"])
     assert refused.returncode == 3
     assert "FULLY_CONNECTED" in refused.stdout and "'12'" in refused.stdout
+
+
+def test_a_conv_dynamic_file_for_2_14_is_refused_and_float32_is_not(conv_vae, tmp_path):
+    # The converter dates dynamic quantization's TRANSPOSE_CONV (int8 weights,
+    # float input) to 2.13, but tflite-runtime 2.14 cannot prepare it.
+    path = tmp_path / "conv.tflite"
+    refusal = pytest.raises(ValueError, match=r"transposed convolutions int8 weights")
+    with pytest.warns(UserWarning, match="far slower"), refusal as refused:
+        export_tflite(conv_vae, path, quantize="dynamic", min_runtime="2.14", allow_untrained=True)
+    assert str(refused.value).endswith("Received: min_runtime='2.14'")
+    assert not path.exists()
+    export_tflite(conv_vae, path, min_runtime="2.14", allow_untrained=True)
+    assert _version(_converter_metadata(path.read_bytes())[0]) <= (2, 14, 0)
