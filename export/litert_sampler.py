@@ -1,8 +1,9 @@
 """Draws images from a keras-vae `.tflite` file with numpy and LiteRT only.
 
 This file stands alone: it imports the standard library, numpy and
-`ai_edge_litert` (Pillow only to write PNG files), never TensorFlow or
-keras_vae, so it can be copied to a device or a slim container:
+`ai_edge_litert` (or, where LiteRT is not installed, `tflite_runtime`; Pillow
+only to write PNG files), never TensorFlow or keras_vae, so it can be copied
+to a device or a slim container:
 
     pip install numpy ai-edge-litert pillow
     python litert_sampler.py model.tflite --seed 0 --num-samples 16 --output samples.png
@@ -29,7 +30,11 @@ import tempfile
 import weakref
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # tflite-runtime, e.g. for a file exported with --min-runtime 2.14
+    from tflite_runtime.interpreter import Interpreter
 
 try:  # LiteRT 2.x; tflite-runtime and older ai-edge-litert have the Interpreter only
     from ai_edge_litert.compiled_model import CompiledModel
@@ -748,30 +753,85 @@ def _quiet_stderr():
 def _read_metadata(content):
     """The `keras_vae` JSON record of a model's metadata, or `{}` without one."""
     try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        return {}
-    try:
-        model = schema.Model.GetRootAs(content, 0)
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            if entry.Name() == METADATA_NAME.encode():
-                data = model.Buffers(entry.Buffer()).DataAsNumpy()
-                return json.loads(bytes(data).decode())
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, struct.error):
+        model = _Table.root(content)
+        buffers = model.vector(_MODEL_BUFFERS)
+        for entry in model.vector(_MODEL_METADATA):
+            if entry.string(_METADATA_NAME) == METADATA_NAME.encode():
+                data = buffers[entry.scalar(_METADATA_BUFFER, "<I")].bytes(_BUFFER_DATA)
+                return json.loads(data.decode())
+    except (ValueError, IndexError, UnicodeDecodeError, struct.error):
         pass
     return {}
 
 
 def _read_buffers(content):
     """Reads every buffer of a TFLite model: raises `struct.error` for a truncated file."""
-    from ai_edge_litert import schema_py_generated as schema
+    for buffer in _Table.root(content).vector(_MODEL_BUFFERS):
+        buffer.bytes(_BUFFER_DATA)
 
-    model = schema.Model.GetRootAs(content, 0)
-    for i in range(model.BuffersLength()):
-        buffer = model.Buffers(i)
-        if buffer.DataLength():
-            buffer.DataAsNumpy()
+
+# Field numbers of TFLite's flatbuffer schema (tensorflow/compiler/mlir/lite/schema/schema.fbs):
+# Model.buffers, Model.metadata, Metadata.name, Metadata.buffer and Buffer.data.
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+_METADATA_NAME, _METADATA_BUFFER = 0, 1
+_BUFFER_DATA = 0
+
+
+class _Table:
+    """A flatbuffer table of `content`: just enough to read a model's metadata.
+
+    Written with `struct`, so the sampler reads its file with any TFLite
+    runtime (tflite-runtime ships no schema module). Offsets outside the
+    content raise `struct.error`, as a truncated file should.
+    """
+
+    def __init__(self, content, position):
+        self.content, self.position = content, position
+        vtable = position - struct.unpack_from("<i", content, position)[0]
+        size = struct.unpack_from("<H", content, vtable)[0]
+        self.fields = struct.unpack_from(f"<{(size - 4) // 2}H", content, vtable + 4)
+
+    @classmethod
+    def root(cls, content):
+        return cls(content, struct.unpack_from("<I", content, 0)[0])
+
+    def _field(self, number):
+        """The absolute position of a field, or `None` when it is absent."""
+        if number >= len(self.fields) or not self.fields[number]:
+            return None
+        return self.position + self.fields[number]
+
+    def _indirect(self, number):
+        at = self._field(number)
+        return None if at is None else at + struct.unpack_from("<I", self.content, at)[0]
+
+    def scalar(self, number, form):
+        at = self._field(number)
+        return 0 if at is None else struct.unpack_from(form, self.content, at)[0]
+
+    def bytes(self, number):
+        at = self._indirect(number)
+        if at is None:
+            return b""
+        length = struct.unpack_from("<I", self.content, at)[0]
+        if at + 4 + length > len(self.content):
+            raise struct.error(f"a vector of {length} bytes runs past the end of the file")
+        return bytes(self.content[at + 4 : at + 4 + length])
+
+    string = bytes
+
+    def vector(self, number):
+        at = self._indirect(number)
+        if at is None:
+            return []
+        length = struct.unpack_from("<I", self.content, at)[0]
+        tables = []
+        for i in range(length):
+            element = at + 4 + 4 * i
+            tables.append(
+                _Table(self.content, element + struct.unpack_from("<I", self.content, element)[0])
+            )
+        return tables
 
 
 _SHA256_FIELD = b'"file_sha256": "'

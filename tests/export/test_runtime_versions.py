@@ -1,6 +1,7 @@
 """Each .tflite names the oldest TFLite runtime it runs on; an older runtime's refusal says so."""
 
 import json
+import struct
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
-from keras_vae.export import Sampler, export_tflite
+from keras_vae.export import Sampler, export_tflite, litert_sampler
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +180,29 @@ def test_a_conv_dynamic_file_for_2_14_is_refused_and_float32_is_not(conv_vae, tm
     assert not path.exists()
     export_tflite(conv_vae, path, min_runtime="2.14", allow_untrained=True)
     assert _version(_converter_metadata(path.read_bytes())[0]) <= (2, 14, 0)
+
+
+def test_the_samplers_own_metadata_reader_matches_the_schemas(vae_tflite):
+    # litert_sampler reads the flatbuffer with struct, so tflite-runtime (which
+    # ships no schema module) can run it: it must agree with the schema's reading.
+    for path in vae_tflite.values():
+        content = open(path, "rb").read()
+        assert litert_sampler._read_metadata(content) == _converter_metadata(content)[1]
+        model = schema.Model.GetRootAs(content, 0)
+        expected = [bytes(model.Buffers(i).DataAsNumpy()) for i in range(model.BuffersLength())]
+        buffers = litert_sampler._Table.root(content).vector(4)
+        assert [buffer.bytes(0) for buffer in buffers] == expected
+        with pytest.raises(struct.error):
+            litert_sampler._read_buffers(content[: len(content) // 2])
+
+
+@pytest.mark.slow
+def test_litert_sampler_runs_in_tflite_runtime_2_14(
+    dynamic_for_2_14, tflite_runtime_2_14, tmp_path
+):
+    out = tmp_path / "images.npy"
+    script = str(litert_sampler.__file__)
+    args = [script, dynamic_for_2_14, "--seed", "3", "--num-samples", "6", "--output", str(out)]
+    done = subprocess.run([tflite_runtime_2_14, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(out), Sampler(dynamic_for_2_14).sample(3, 6), atol=1e-5)
