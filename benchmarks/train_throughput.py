@@ -205,22 +205,22 @@ def epoch_worker(connection, contender, architecture, size, batch_size, latent_d
     Each contender lives in its own process, so neither one's thread pools
     (TensorFlow's, PyTorch's OpenMP) spin on the cores while the other trains.
     """
+    import tempfile
+
     pixels, _ = mnist_data("train")
     images = pixels[:size]
-    if contender == KERAS_VAE:
-        one_epoch = keras_vae_epochs(architecture, images, batch_size, latent_dim)
-    else:
-        import tempfile
+    with tempfile.TemporaryDirectory() as output_dir:  # pythae's run folder
+        if contender == KERAS_VAE:
+            one_epoch = keras_vae_epochs(architecture, images, batch_size, latent_dim)
+        else:
+            from benchmarks.torch_reference import pythae_trainer
 
-        from benchmarks.torch_reference import pythae_trainer
-
-        binary = binarize(images.astype("float32") / 255.0)
-        output_dir = tempfile.mkdtemp()
-        one_epoch = pythae_trainer(binary, architecture, latent_dim, batch_size, output_dir)
-    one_epoch()  # warm-up: tracing, compilation, allocator
-    connection.send("ready")
-    while connection.recv() == "epoch":
-        connection.send(timed_cpu(one_epoch))
+            binary = binarize(images.astype("float32") / 255.0)
+            one_epoch = pythae_trainer(binary, architecture, latent_dim, batch_size, output_dir)
+        one_epoch()  # warm-up: tracing, compilation, allocator
+        connection.send("ready")
+        while connection.recv() == "epoch":
+            connection.send(timed_cpu(one_epoch))
 
 
 SPIN = "\n".join(
