@@ -275,7 +275,7 @@ class Sampler:
             options = None
             if num_threads is not None:
                 options = Options(cpu_options=CpuOptions(num_threads=int(num_threads)))
-            with _quiet_stderr():  # LiteRT logs its accelerator and plugin search from C++
+            with quiet_stderr():  # LiteRT logs its accelerator and plugin search from C++
                 compiled = CompiledModel.from_buffer(content, options=options)
             _quiet_at_exit()
             runners = {
@@ -288,7 +288,7 @@ class Sampler:
                 for batch, runner in batches.items():
                     inputs = self._probe_inputs(function, batch)
                     expected = self._static[function][batch](**inputs)
-                    with _quiet_stderr():
+                    with quiet_stderr():
                         outputs = runner(**inputs)
                     for name, value in expected.items():
                         if not np.allclose(outputs[name], value, rtol=1e-5, atol=1e-5):
@@ -317,7 +317,7 @@ class Sampler:
         runner = _CompiledRunner(compiled, "decode")
         self._decode._runner = runner
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 outputs = self._decode(**inputs)["image"]
             if not np.array_equal(outputs, expected):
                 raise ValueError("decode gives other images")
@@ -658,7 +658,7 @@ def _silence_stderr():
 
 def _close_quietly(compiled, runners):
     """Frees a `CompiledModel`, the buffers of its `runners` and its environment, quietly."""
-    with _quiet_stderr():
+    with quiet_stderr():
         for batches in runners.values():
             for runner in batches.values():
                 runner.close()
@@ -722,7 +722,7 @@ class _QuietFirstCall:
     def __call__(self, **inputs):
         if self._called:
             return self._runner(**inputs)
-        with _quiet_stderr():
+        with quiet_stderr():
             outputs = self._runner(**inputs)
         self._called = True
         return outputs
@@ -732,8 +732,9 @@ class _QuietFirstCall:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
-    """Points file descriptor 2 at the null device meanwhile (LiteRT logs from C++)."""
+def quiet_stderr():
+    """Points file descriptor 2 at the null device meanwhile (LiteRT and TFLite
+    Micro log from C++, where Python's `sys.stderr` cannot catch it)."""
     try:
         saved = os.dup(2)
     except OSError:  # no stderr to silence

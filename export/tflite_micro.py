@@ -1,6 +1,5 @@
 """TensorFlow Lite Micro export: one static-shape, float32 function per file."""
 
-import contextlib
 import json
 import math
 import os
@@ -13,6 +12,7 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as litert_schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from keras_vae.export.litert_sampler import quiet_stderr
 from keras_vae.export.precision import float32_model
 from keras_vae.export.tflite import METADATA_NAME, _metadata, _with_metadata, sealed, tflite_ops
 from keras_vae.export.validation import MAX_BATCH_SIZE, check_exportable, check_tflite_path
@@ -293,7 +293,7 @@ def measure_arena(content: bytes) -> tuple[int | None, str]:
             f.write(content)
         smallest = _smallest_arena(model_path, max(estimate_arena(content), 4096))
     arena = math.ceil(smallest * (1 + ARENA_MARGIN) / 1024) * 1024
-    with _quiet_stderr():
+    with quiet_stderr():
         interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
     _run_once(interpreter, content)
     return arena, "measured"
@@ -401,7 +401,7 @@ def _run_once(interpreter, content):
         for index in range(inputs):
             details = interpreter.get_input_details(index)
             interpreter.set_input(np.zeros(details["shape"], details["dtype"]), index)
-        with _quiet_stderr():
+        with quiet_stderr():
             interpreter.invoke()
     except RuntimeError as e:
         raise ValueError(
@@ -439,7 +439,7 @@ def _parity(content, arena, model, module, num_samples, batch_size):
     input_names, output_names = micro_io(content)
     for index, name in enumerate(input_names):
         interpreter.set_input(np.asarray(inputs[name]), index)
-    with _quiet_stderr():
+    with quiet_stderr():
         interpreter.invoke()
     image = interpreter.get_output(output_names.index("image"))
     expected = np.reshape(np.asarray(expected), image.shape)
@@ -523,22 +523,3 @@ def _check_count(name, value, largest=MAX_BATCH_SIZE):
             f"Expected {name} to be an integer in [1, {largest}]. Received: {name}={value!r}"
         )
     return int(value)
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silences file descriptor 2: TFLite Micro reports a failed allocation from C++."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to silence
-        yield
-        return
-    sys.stderr.flush()
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(null)
-        os.close(saved)
