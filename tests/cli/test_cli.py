@@ -343,6 +343,9 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
          "Received: quantize='int8' and no --tflite"),
         (["export", "model.keras", "--tflite", "x.tflite", "--version", "3"],
          "Expected --saved-model BASE_DIR with --version"),
+        (["export", "model.keras", "--saved-model", "x", "--min-runtime", "2.14"],
+         "Expected --tflite FILE with --min-runtime (it applies to the TFLite file). "
+         "Received: min_runtime='2.14' and no --tflite"),
         (["sample", "model.keras", "--output", "x.jpg"], "ending in .png or .npy"),
         (["complete", "model.keras", "--output", "x"], "ending in .png or .npy"),
         (["train", "--seed", "-1", "--output", "x"], "Received: seed=-1"),
