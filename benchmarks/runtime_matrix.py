@@ -10,8 +10,8 @@ For an MLP and a conv VAE (`--mlp`/`--conv` .keras files, or trained here for
   int8-full (fixed batch `--batch`), each run through
   `litert_sampler.Sampler` in LiteRT's Interpreter, in LiteRT's
   CompiledModel and in tflite-runtime 2.14 (the newest on PyPI; numpy<2, so
-  in a venv of its own made with `python3.11 -m venv`, where
-  `ai_edge_litert.interpreter` is an alias of `tflite_runtime.interpreter`),
+  in a venv of its own made with `python3.11 -m venv`, where `litert_sampler`
+  falls back to `tflite_runtime`),
   one child process per file and runtime (CompiledModel can segfault);
 - TFLite Micro files (`export_tflite_micro`, float32: `decode` at batch
   `--batch` and the in-model sampler with `num_samples=--batch`), and the
@@ -109,8 +109,6 @@ for _ in range(int(data["repeats"])):
     times.append(time.perf_counter() - start)
 np.savez(out, decode=decoded, sample=samples, times=np.asarray(times))
 """
-# ai_edge_litert's names that litert_sampler imports, taken from tflite-runtime.
-TFLITE_RUNTIME_ALIAS = "from tflite_runtime.interpreter import Interpreter  # noqa: F401\n"
 
 
 def train_model(architecture, latent_dim, split, epochs, seed=0):
@@ -163,14 +161,14 @@ def keras_reference(model, batch, seeds):
 
 
 def make_tflite_runtime_python(folder):
-    """The Python of a new venv with tflite-runtime 2.14 (numpy<2, flatbuffers).
+    """The Python of a new venv with tflite-runtime 2.14 (and numpy<2).
 
     Raises:
         ValueError: when the venv or the install fails (its last line).
     """
     venv = os.path.join(folder, "tflite-runtime-venv")
     python = os.path.join(venv, "bin", "python")
-    packages = [TFLITE_RUNTIME, "numpy<2", "flatbuffers"]
+    packages = [TFLITE_RUNTIME, "numpy<2"]
     for args in (
         ["python3.11", "-m", "venv", venv],
         [python, "-m", "pip", "install", "--quiet", *packages],
@@ -185,23 +183,13 @@ def make_tflite_runtime_python(folder):
     return python
 
 
-def worker_folder(folder, alias_tflite_runtime):
-    """A folder holding litert_sampler.py and the worker (and, for tflite-runtime, the alias)."""
-    name = "worker-tflite-runtime" if alias_tflite_runtime else "worker"
-    path = os.path.join(folder, name)
+def worker_folder(folder):
+    """A folder holding litert_sampler.py and the worker, as a device would have them."""
+    path = os.path.join(folder, "worker")
     os.makedirs(path, exist_ok=True)
     shutil.copy(litert_sampler.__file__, os.path.join(path, "litert_sampler.py"))
     with open(os.path.join(path, "worker.py"), "w") as f:
         f.write(WORKER)
-    if alias_tflite_runtime:
-        from ai_edge_litert import schema_py_generated
-
-        package = os.path.join(path, "ai_edge_litert")
-        os.makedirs(package, exist_ok=True)
-        open(os.path.join(package, "__init__.py"), "w").close()
-        with open(os.path.join(package, "interpreter.py"), "w") as f:
-            f.write(TFLITE_RUNTIME_ALIAS)
-        shutil.copy(schema_py_generated.__file__, package)
     return path
 
 
@@ -309,15 +297,10 @@ def micro_int8_full_cell(path, reference, repeats):
     interpreter, _, record_ = micro_interpreter(path)
     scales = record_["quantization"]
 
-    def quantized(z):
-        q = np.round(z / scales["z"]["scale"]) + scales["z"]["zero_point"]
-        return np.clip(q, -128, 127).astype(np.int8)
-
-    def decode(z):
-        interpreter.set_input(quantized(z), 0)
+    def decode(z):  # quantized and dequantized on the host, as the Sampler does
+        interpreter.set_input(litert_sampler.quantized(z, scales["z"]), 0)
         interpreter.invoke()
-        image = interpreter.get_output(0).astype(np.float32)
-        return (image - scales["image"]["zero_point"]) * scales["image"]["scale"]
+        return litert_sampler.dequantized(interpreter.get_output(0), scales["image"])
 
     batch, latent_dim = reference["z"].shape
     samples = [
@@ -446,7 +429,7 @@ def main(argv=None):
     parser.add_argument(
         "--tflite-runtime-python",
         default=None,
-        help="A Python with tflite-runtime 2.14, numpy<2 and flatbuffers; else a venv is made.",
+        help="A Python with tflite-runtime 2.14 and numpy<2; else a venv is made.",
     )
     args = parser.parse_args(argv)
     models = parse_list(args.models, ("mlp", "conv"), "--models", parser)
@@ -459,15 +442,15 @@ def main(argv=None):
     start = time.perf_counter()
     folder = tempfile.mkdtemp(prefix="runtime_matrix_")
     pythons = {}
+    worker = worker_folder(folder)
     if {"interpreter", "compiled_model"} & set(runtimes):
-        worker = worker_folder(folder, alias_tflite_runtime=False)
         pythons["interpreter"] = pythons["compiled_model"] = (sys.executable, worker)
     if "tflite_runtime" in runtimes:
         try:
             python = args.tflite_runtime_python or make_tflite_runtime_python(folder)
         except ValueError as error:
             python = error  # each tflite-runtime cell says why
-        pythons["tflite_runtime"] = (python, worker_folder(folder, alias_tflite_runtime=True))
+        pythons["tflite_runtime"] = (python, worker)
 
     sources, cells_by_model = [], {}
     for architecture in models:
@@ -499,8 +482,8 @@ def main(argv=None):
         f"after {WARMUP} warm-up calls, each runtime's default threads. Every `.tflite` has "
         f"static signatures at batch {args.batch} (int8-full: that one fixed batch), run "
         "through `litert_sampler.Sampler` (which takes them) in a child process per file; "
-        "for tflite-runtime 2.14, in a python3.11 venv (numpy<2) where "
-        "`ai_edge_litert.interpreter` is an alias of `tflite_runtime.interpreter`. TFLite "
+        "for tflite-runtime 2.14, in a python3.11 venv (numpy<2) where `litert_sampler` "
+        "falls back to `tflite_runtime`. TFLite "
         f"Micro float32: `export_tflite_micro` files (decode at batch {args.batch}; the "
         f"in-model sampler with num_samples={args.batch}) in `tflite_micro`'s Python "
         "interpreter. \"refused\" quotes the runtime's (or the Sampler's) first line.",

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from tflite_micro.python.tflite_micro import runtime  # noqa: E402
 
 from keras_vae.export import export_tflite  # noqa: E402
-from keras_vae.export.litert_sampler import portable_normal  # noqa: E402
+from keras_vae.export.litert_sampler import dequantized, portable_normal, quantized  # noqa: E402
 from keras_vae.export.tflite_micro import (  # noqa: E402
     export_tflite_micro,
     measure_arena,
@@ -85,8 +85,7 @@ def int8_row(name, model, seeds, folder):
     worst, times = 0.0, []
     for seed in range(seeds):
         z = portable_normal((INT8_ROWS, model.latent_dim), seed)
-        q = np.round(z / scales["z"]["scale"]) + scales["z"]["zero_point"]
-        q = np.clip(q, -128, 127).astype(np.int8)
+        q = quantized(z, scales["z"])  # as the Sampler quantizes
         images = []
         for row in q:
             interpreter.set_input(row[None], 0)
@@ -94,8 +93,7 @@ def int8_row(name, model, seeds, folder):
             interpreter.invoke()
             times.append(time.perf_counter() - begin)
             images.append(interpreter.get_output(0))
-        image = np.concatenate(images).astype(np.float32)
-        image = (image - scales["image"]["zero_point"]) * scales["image"]["scale"]
+        image = dequantized(np.concatenate(images), scales["image"])
         expected = np.asarray(model.sample(INT8_ROWS, seed=seed)).reshape(image.shape)
         worst = max(worst, float(np.abs(image - expected).max()))
     return (

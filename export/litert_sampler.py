@@ -938,9 +938,9 @@ class _IntegerDecode:
                     value = np.concatenate(
                         [value, np.zeros((self.batch_size - len(value), *value.shape[1:]))]
                     )
-                chunk[name] = _quantized(value, self._quantization.get(name))
+                chunk[name] = quantized(value, self._quantization.get(name))
             image = self._runner(**chunk)["image"]
-            chunks.append(_dequantized(image, self._quantization.get("image")))
+            chunks.append(dequantized(image, self._quantization.get("image")))
         return {"image": np.concatenate(chunks)[:rows]}
 
     def __getattr__(self, name):
@@ -971,7 +971,7 @@ class _HostSample:
         return getattr(self._decode, name)
 
 
-def _quantized(value, quantization):
+def quantized(value, quantization):
     """`value` as the integers `round(value / scale) + zero_point`, clipped to the dtype.
 
     With `quantization=None` (a float32 input), `value` as float32.
@@ -987,7 +987,7 @@ def _quantized(value, quantization):
     return np.clip(integers, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
 
-def _dequantized(value, quantization):
+def dequantized(value, quantization):
     """`(value - zero_point) * scale` as float32 (`value` itself for `quantization=None`)."""
     if quantization is None:
         return np.asarray(value, np.float32)
