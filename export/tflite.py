@@ -222,10 +222,12 @@ def convert_tflite(
 
 def needed_runtime(content: bytes) -> str | None:
     """The converter's `min_runtime_version` of a `.tflite` file, or `None`."""
-    model = flatbuffer_utils.convert_bytearray_to_object(content)
-    for entry in model.metadata or []:
-        if entry.name == b"min_runtime_version":
-            return bytes(model.buffers[entry.buffer].data).rstrip(b"\0").decode()
+    model = litert_schema.Model.GetRootAs(content, 0)  # lazy: reads only what is asked
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == b"min_runtime_version":
+            data = model.Buffers(entry.Buffer()).DataAsNumpy()
+            return bytes(data).rstrip(b"\0").decode()
     return None
 
 
