@@ -10,6 +10,7 @@ from keras_vae.data import (
     binarize_static,
     dequantize,
     load_images,
+    make_conditional_dataset,
     make_dataset,
     num_classes,
     scale_images,
@@ -309,6 +310,25 @@ def test_dataset_iterates_mnist_train_quickly(mnist_train):
     assert count == 60000
     # About 0.3-0.6 s per epoch on 2 CPU cores; generous for shared machines.
     assert min(durations) < 3.0, durations
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_pipelines_run_without_tf_data_autotuning(keyed):
+    # Keras deletes the iterator of every epoch, and deleting an autotuned one
+    # waits for its tuning thread (up to seconds of idle cores per epoch).
+    epoch = tf.Variable(0, dtype=tf.int64) if keyed else None
+    images = _id_images(10)
+    pipelines = [
+        make_dataset(images, batch_size=4, seed=0, epoch=epoch),
+        make_conditional_dataset(
+            np.eye(10, dtype="float32"), images, batch_size=4, seed=0, epoch=epoch,
+            binarize_condition=False,
+        ),
+    ]  # fmt: skip
+    for ds in pipelines:
+        assert ds.options().autotune.enabled is False
+        sizes = [tf.nest.flatten(batch)[0].shape[0] for batch in ds]
+        assert sum(sizes) == 10
 
 
 # --- make_dataset(epoch=...): passes keyed by the epoch ----------------------------------------
