@@ -294,11 +294,12 @@ def micro_float_cell(model, folder, reference, repeats):
 
 
 def micro_int8_full_cell(path, reference, repeats):
-    interpreter, _, record_ = micro_interpreter(path)
+    interpreter, (inputs, _), record_ = micro_interpreter(path)
     scales = record_["quantization"]
 
     def decode(z):  # quantized and dequantized on the host, as the Sampler does
-        interpreter.set_input(litert_sampler.quantized(z, scales["z"]), 0)
+        for name, value in litert_sampler.integer_inputs({"z": z}, scales).items():
+            interpreter.set_input(value, inputs.index(name))
         interpreter.invoke()
         return litert_sampler.dequantized(interpreter.get_output(0), scales["image"])
 

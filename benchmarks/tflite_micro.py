@@ -28,7 +28,11 @@ import numpy as np  # noqa: E402
 from tflite_micro.python.tflite_micro import runtime  # noqa: E402
 
 from keras_vae.export import export_tflite  # noqa: E402
-from keras_vae.export.litert_sampler import dequantized, portable_normal, quantized  # noqa: E402
+from keras_vae.export.litert_sampler import (  # noqa: E402
+    dequantized,
+    integer_inputs,
+    portable_normal,
+)
 from keras_vae.export.tflite_micro import (  # noqa: E402
     export_tflite_micro,
     measure_arena,
@@ -82,13 +86,15 @@ def int8_row(name, model, seeds, folder):
     arena, _ = measure_arena(content)
     scales = read_micro_record(content)["quantization"]
     interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
+    names, _ = micro_io(content)
     worst, times = 0.0, []
     for seed in range(seeds):
         z = portable_normal((INT8_ROWS, model.latent_dim), seed)
-        q = quantized(z, scales["z"])  # as the Sampler quantizes
+        inputs = integer_inputs({"z": z}, scales)  # as the Sampler quantizes
         images = []
-        for row in q:
-            interpreter.set_input(row[None], 0)
+        for row in range(INT8_ROWS):
+            for name, value in inputs.items():
+                interpreter.set_input(value[row : row + 1], names.index(name))
             begin = time.perf_counter()
             interpreter.invoke()
             times.append(time.perf_counter() - begin)

@@ -1,18 +1,43 @@
 """Full-integer TFLite decoders (`quantize="int8-full"`) for Edge TPUs and NPUs.
 
-An `int8-full` file holds one signature, `decode`, with int8 inputs (`z`
-and, for a ConditionalVAE, `condition`), an int8 output (`image`), a batch
+An `int8-full` file holds one signature, `decode`, with int8 inputs (`z`,
+`z_residual` where the decoder starts with a `Dense` layer, and for a
+ConditionalVAE `condition`), an int8 output (`image`), a batch
 fixed at export and only int8 builtin ops: no float tensor, no QUANTIZE or
 DEQUANTIZE. The seeded draw of z cannot be int8 (an int8 uniform has 256
 levels), so it happens on the host: the TF-free `litert_sampler.Sampler`
 draws z with its numpy copy of the portable RNG, quantizes it with the `z`
-input's scale and zero point, runs the decoder and dequantizes the image.
+(and `z_residual`) input's scale and zero point, runs the decoder and
+dequantizes the image.
 The file's `keras_vae` metadata records each input's and output's
 quantization (`dtype`, `scale`, `zero_point`) and `"sampling": "host"`.
 
 A Bernoulli decoder's logits are clipped to ±8 before its sigmoid
 (`INT8_LOGIT_CLIP`), which changes no probability by more than 3.4e-4 and
 gives the logits a 4x finer int8 step.
+
+Three more measures keep the images near float32 Keras (the MNIST MLP of
+`benchmarks/int8_clipping.py`, 86,016 draws: max |Δ| 0.037, 0.077 without
+them):
+
+- z in two int8 inputs. An int8 z has a step of 2 * 5.77 / 255 = 0.045,
+  which alone moved MNIST images by up to 0.054. When the decoder starts
+  with a `Dense` layer (relu or linear), the file takes `z` (z rounded to
+  its int8 step) and `z_residual` (z minus the dequantized `z`, with a step
+  255 times finer), and that first layer is computed as two
+  FULLY_CONNECTED ops and an ADD (`_SplitFirstDense`). The host quantizes
+  both (`litert_sampler.integer_inputs`).
+- Calibration with wider draws. The hidden activations' int8 ranges are
+  the calibration rows' extremes, so the rows hold `CALIBRATION_ROWS`
+  typical draws, the same draws at temperature `WIDE_TEMPERATURE` and the
+  `extreme_latents` (`calibration_latents`). Typical draws and extremes
+  alone (512 and 100 rows) gave the first layer a range of 4.13, short of
+  the 4.78 that 86,016 draws reach, and one image was off by 0.065.
+- Weights rounded for the layer's inputs. The converter rounds each int8
+  weight to nearest; the weights of every `Dense` layer after the first
+  are instead rounded one input at a time, each rounding error compensated
+  on the inputs not yet rounded, for the layer's float inputs over typical
+  draws (GPTQ, `rounded_weights`), with the converter's scales.
 
 Only priors whose draw is the portable normal itself (`Prior.noise_is_draw`:
 `StandardNormal`) are exported this way: a mixture, a VampPrior or a learned
@@ -26,11 +51,13 @@ import shutil
 import tempfile
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
+from keras_vae.export.litert_sampler import dequantized, quantized
 from keras_vae.ops import random as portable_random
 
 INT8_FULL = "int8-full"
@@ -51,6 +78,22 @@ INT8_LOGIT_CLIP = 8.0
 # The tensor types an int8-full file may hold: int8 activations and weights,
 # int32 biases and shape constants.
 INTEGER_TYPES = ("INT8", "INT32")
+
+# The wide calibration draws: `CALIBRATION_ROWS` draws of the prior at this
+# temperature, each coordinate clipped to `NORMAL_BOUND`, so each hidden unit's
+# int8 range covers about 1.3 times its largest typical activation. On the
+# MNIST MLP the first layer's range went from 4.13 (512 draws and the
+# extremes) to 5.3, above the 4.78 that 86,016 draws reach.
+WIDE_TEMPERATURE = 1.3
+# Typical draws (temperature 1) for the calibration and for the weights'
+# rounding, and as many wide ones.
+CALIBRATION_ROWS = 2048
+# The seed of the calibration draws, apart from the seeds users sample with first.
+CALIBRATION_SEED = 2**31 - 7
+# The int8 step of z: its calibrated range is [-NORMAL_BOUND, NORMAL_BOUND].
+Z_STEP = 2.0 * NORMAL_BOUND / 255.0
+# Damping of GPTQ's Hessian, as a share of its mean diagonal (the paper's 1%).
+GPTQ_DAMPING = 0.01
 
 _TYPE_NAMES = {code: name for name, code in vars(schema_fb.TensorType).items() if name.isupper()}
 
@@ -141,14 +184,110 @@ def _with_bounds(noise):
     return noise
 
 
-class _DecodeModule(tf.Module):
-    """`decode(z[, condition]) -> {"image"}` with a static batch, for the converter.
+def calibration_latents(model, conditions=None):
+    """The rows an int8-full decoder is calibrated with: typical, wide and extreme draws.
 
-    As `ServingModule`, the module tracks the plain variables the function
-    reads, so the converter can freeze them.
+    Args:
+        model: a `VAE` or `ConditionalVAE` with a `StandardNormal` prior.
+        conditions: float32 array `[M, *condition_shape]` or `None` (a VAE),
+            taken in turn.
+
+    Returns:
+        Three pairs `(z, condition)`, as `extreme_latents` returns them:
+        `CALIBRATION_ROWS` draws of the prior, the same draws at
+        `WIDE_TEMPERATURE` (each coordinate clipped to `NORMAL_BOUND`), and
+        the `extreme_latents`.
+    """
+    latent_dim = int(model.latent_dim)
+    noise = portable_random.normal([CALIBRATION_ROWS, latent_dim], CALIBRATION_SEED).numpy()
+    condition = None
+    if conditions is not None:
+        condition = np.take(conditions, np.arange(CALIBRATION_ROWS), axis=0, mode="wrap")
+    wide = np.clip(WIDE_TEMPERATURE * noise, -NORMAL_BOUND, NORMAL_BOUND)
+    return [(noise, condition), (wide, condition), extreme_latents(model, conditions)]
+
+
+class _SplitFirstDense:
+    """A decoder network whose first `Dense` layer takes z as `z` plus `z_residual`.
+
+    `relu(x K + b)` with `x = [z, condition]` is computed as
+    `relu(relu(x_c K + b + c) + (r K_z - c))`, where `x_c` holds the z the
+    int8 input can hold, `r` the rest, `K_z` the kernel's z rows and `c`
+    bounds `|r K_z|`. The two equal: where `x_c K + b + c < 0`, `x K + b`
+    is negative too. The shift gives the coarse part an int8 range from 0
+    (its pre-activation reaches -40 on MNIST, which would make its step 8
+    times the hidden layer's). A linear first layer is `x_c K + b + r K_z`.
     """
 
-    def __init__(self, model, batch_size):
+    def __init__(self, dense, rest, latent_dim):
+        self.dense = dense
+        self.rest = rest
+        self.latent_dim = int(latent_dim)
+        self.relu = dense.activation is keras.activations.relu
+        kernel = np.asarray(dense.kernel)[: self.latent_dim]
+        # |r| is at most half of z's int8 step.
+        self.shift = float(Z_STEP * np.abs(kernel).sum(axis=0).max())
+
+    def __call__(self, inputs, z_residual):
+        kernel = tf.convert_to_tensor(self.dense.kernel)
+        bias = tf.convert_to_tensor(self.dense.bias) if self.dense.use_bias else 0.0
+        fine = tf.matmul(z_residual, kernel[: self.latent_dim])
+        if self.relu:
+            # The shifts are added as bias vectors, which the converter folds into
+            # the FULLY_CONNECTED ops (a subtraction would stay a SUB op).
+            shift = tf.fill([self.dense.units], self.shift)
+            coarse = tf.nn.relu(tf.matmul(inputs, kernel) + (bias + shift))
+            hidden = tf.nn.relu(coarse + (fine + -shift))
+        else:
+            hidden = tf.matmul(inputs, kernel) + bias + fine
+        return self.rest(hidden)
+
+
+def _split_first_dense(model, probe):
+    """A `_SplitFirstDense` of `model`'s decoder, or `None` if it does not start with a
+    relu or linear `Dense` that reads the decoder's input alone.
+
+    `probe`: decoder inputs on which the split must give the decoder's output.
+    """
+    decoder = model.decoder
+    layers = [layer for layer in decoder.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if len(getattr(decoder, "inputs", None) or []) != 1 or len(layers) < 2:
+        return None
+    dense = layers[0]
+    linear_or_relu = (keras.activations.relu, keras.activations.linear)
+    if not isinstance(dense, keras.layers.Dense) or dense.activation not in linear_or_relu:
+        return None
+    try:
+        rest = keras.Model(dense.output, decoder.output)
+    except (ValueError, AttributeError):
+        return None
+    split = _SplitFirstDense(dense, rest, model.latent_dim)
+    expected = np.asarray(decoder(probe))
+    zero = np.zeros([len(probe), split.latent_dim], np.float32)
+    found = np.asarray(split(tf.constant(probe), tf.constant(zero)))
+    if not np.allclose(found, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max()):
+        return None
+    return split
+
+
+def split_latent(z):
+    """`(z, z_residual)` as calibration rows: z, and z minus z on an int8 grid of step
+    `Z_STEP` (the host computes the residual with the file's own scale)."""
+    grid = {"dtype": "int8", "scale": Z_STEP, "zero_point": 0}
+    z = np.asarray(z, np.float32)
+    return z, z - dequantized(quantized(z, grid), grid)
+
+
+class _DecodeModule(tf.Module):
+    """`decode(z[, z_residual][, condition]) -> {"image"}` with a static batch, for the
+    converter.
+
+    As `ServingModule`, the module tracks the plain variables the function
+    reads, so the converter can freeze them. With `split` (a
+    `_SplitFirstDense`), z comes in two parts.
+    """
+
+    def __init__(self, model, batch_size, split=None):
         super().__init__(name="keras_vae_int8_full")
         self.conditional = bool(model.conditional)
         self.latent_dim = int(model.latent_dim)
@@ -157,15 +296,24 @@ class _DecodeModule(tf.Module):
         self.batch_size = int(batch_size)
         self.function_names = ("decode",)
         self.batch_sizes = (self.batch_size,)
-        specs = [tf.TensorSpec([batch_size, self.latent_dim], tf.float32, name="z")]
+        self.split = split
+        latent = [batch_size, self.latent_dim]
+        specs = [tf.TensorSpec(latent, tf.float32, name="z")]
+        if split is not None:
+            specs.append(tf.TensorSpec(latent, tf.float32, name="z_residual"))
         if self.conditional:
             specs.append(
                 tf.TensorSpec([batch_size, *self.condition_shape], tf.float32, name="condition")
             )
         data_shape = [batch_size, *self.data_shape]
 
-        def decode(z, *condition):
-            likelihood = model.decode(z, condition[0] if condition else None)
+        def decode(z, *more):
+            if split is None:
+                likelihood = model.decode(z, more[0] if more else None)
+            else:
+                condition = more[1] if len(more) > 1 else None
+                params = split(model.decoder_inputs(z, condition), more[0])
+                likelihood = model.likelihood(params)
             return {"image": tf.reshape(_integer_mean(model, likelihood), data_shape)}
 
         self.decode = tf.function(decode, input_signature=specs)
@@ -181,31 +329,44 @@ def _integer_mean(model, likelihood):
     return tf.sigmoid(tf.clip_by_value(logits, -INT8_LOGIT_CLIP, INT8_LOGIT_CLIP))
 
 
-def convert_int8_full(model, batch_size, calibration_latents):
+def convert_int8_full(model, batch_size, conditions=None):
     """The int8-full flatbuffer (without keras_vae metadata) and its module.
+
+    Calibrated on `calibration_latents`; the weights of the decoder's `Dense`
+    layers after the first are then rounded by `rounded_weights`.
 
     Args:
         model: a float32 `VAE` or `ConditionalVAE` with a `StandardNormal`
             prior.
         batch_size: int. The fixed batch.
-        calibration_latents: pairs `(z, condition)` of float32 arrays (the
-            condition `None` for a VAE): rows to calibrate with.
+        conditions: float32 array `[M, *condition_shape]` (a ConditionalVAE's
+            calibration conditions) or `None`.
 
     Returns:
         `(content, module)`: the bytes, and the `_DecodeModule` converted.
     """
-    module = _DecodeModule(model, batch_size)
-    z = np.concatenate([pair[0] for pair in calibration_latents])
+    latents = calibration_latents(model, conditions)
+    z = np.concatenate([pair[0] for pair in latents]).astype(np.float32)
     condition = None
-    if module.conditional:
-        condition = np.concatenate([pair[1] for pair in calibration_latents])
+    if model.conditional:
+        condition = np.concatenate([pair[1] for pair in latents]).astype(np.float32)
+    typical = latents[0]
+    typical_inputs = np.asarray(
+        model.decoder_inputs(
+            tf.constant(typical[0]), None if typical[1] is None else tf.constant(typical[1])
+        )
+    )
+    split = _split_first_dense(model, typical_inputs[:64])
+    module = _DecodeModule(model, batch_size, split)
+    columns = {"z": z}
+    if split is not None:
+        columns["z"], columns["z_residual"] = split_latent(z)
+    if condition is not None:
+        columns["condition"] = condition
     batches = []
     for start in range(0, len(z), batch_size):
         rows = np.arange(start, start + batch_size) % len(z)
-        inputs = {"z": z[rows]}
-        if condition is not None:
-            inputs["condition"] = condition[rows]
-        batches.append(("decode", inputs))
+        batches.append(("decode", {name: value[rows] for name, value in columns.items()}))
     folder = tempfile.mkdtemp(prefix="keras_vae_int8_full_")
     try:
         saved_model = os.path.join(folder, "saved_model")
@@ -230,7 +391,104 @@ def convert_int8_full(model, batch_size, calibration_latents):
             f"Expected only {INTEGER_TYPES} tensors in the int8-full model. Received: "
             f"tensor types {non_integer}"
         )
-    return content, module
+    skip = None if split is None else split.dense
+    return rounded_weights(content, model, typical_inputs, skip=skip), module
+
+
+def rounded_weights(content, model, decoder_inputs, skip=None) -> bytes:
+    """`content` with the int8 weights of the decoder's `Dense` layers rounded by GPTQ.
+
+    Each FULLY_CONNECTED op whose int8 weights are the round-to-nearest of
+    a `Dense` kernel of the decoder (other than `skip`) gets
+    `gptq_rounding` of that kernel, with the file's per-channel scales and
+    the layer's float inputs for `decoder_inputs`. Scales, zero points and
+    biases stay as they are.
+
+    Args:
+        content: bytes of an int8-full `.tflite` file.
+        model: the `VAE` or `ConditionalVAE` it was converted from.
+        decoder_inputs: float32 array `[N, ...]`: what the decoder network
+            reads for N typical draws.
+        skip: a `Dense` layer to leave as converted, or `None`.
+
+    Returns:
+        The new bytes.
+    """
+    decoder = model.decoder
+    layers = [
+        layer
+        for layer in decoder.layers
+        if isinstance(layer, keras.layers.Dense) and layer is not skip
+    ]
+    if not layers:
+        return content
+    probe = keras.Model(decoder.input, [layer.input for layer in layers])
+    inputs = probe(decoder_inputs)
+    inputs = [np.asarray(x, np.float64) for x in (inputs if len(layers) > 1 else [inputs])]
+    kernels = [np.asarray(layer.kernel, np.float64) for layer in layers]
+    flat = flatbuffer_utils.convert_bytearray_to_object(content)
+    done = set()
+    for subgraph in flat.subgraphs:
+        for op in subgraph.operators:
+            code = flat.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != (
+                schema_fb.BuiltinOperator.FULLY_CONNECTED
+            ):
+                continue
+            tensor = subgraph.tensors[op.inputs[1]]
+            buffer = flat.buffers[tensor.buffer]
+            if tensor.type != schema_fb.TensorType.INT8 or buffer.data is None:
+                continue
+            weights = np.frombuffer(bytes(buffer.data), np.int8).reshape(tensor.shape)
+            scale = np.asarray(tensor.quantization.scale, np.float64)[:, None]
+            for k, kernel in enumerate(kernels):
+                if k in done or kernel.T.shape != weights.shape:
+                    continue
+                # The converter's round-to-nearest, up to float32 rounding at halves.
+                if np.abs(weights - kernel.T / scale).max() <= 0.5 + 1e-3:
+                    rounded = gptq_rounding(kernel, scale[:, 0], inputs[k])
+                    buffer.data = np.ascontiguousarray(rounded.T).view(np.uint8).ravel()
+                    done.add(k)
+                    break
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
+
+
+def gptq_rounding(kernel, scale, inputs):
+    """Symmetric int8 weights for a dense `kernel`, rounded input by input (GPTQ).
+
+    Rounding weight `i` of an output to the int8 grid of `scale` errs by
+    `e`; the weights of the inputs after `i` are then moved to cancel
+    `e * x_i` as far as the inputs' correlations allow (least squares over
+    `inputs`), before they are rounded in turn. For inputs `x` like
+    `inputs`, `x @ (q * scale)` is closer to `x @ kernel` than with
+    round-to-nearest.
+
+    Args:
+        kernel: float array `[in, out]`.
+        scale: float array `[out]`: each output's int8 step.
+        inputs: float array `[N, in]`: the layer's inputs.
+
+    Returns:
+        int8 array `[in, out]` in [-127, 127].
+
+    Reference:
+        Frantar et al., "GPTQ: Accurate Post-Training Quantization for
+        Generative Pre-trained Transformers", ICLR 2023.
+    """
+    weights = np.array(kernel, np.float64)
+    hessian = inputs.T @ inputs / len(inputs)
+    dead = np.diag(hessian) == 0
+    hessian[dead, dead] = 1.0
+    hessian += GPTQ_DAMPING * np.mean(np.diag(hessian)) * np.eye(len(hessian))
+    # The upper Cholesky factor of the inverse Hessian gives each step's update.
+    factor = np.linalg.cholesky(np.linalg.inv(hessian)).T
+    rounded = np.zeros(weights.shape, np.int8)
+    for i in range(len(weights)):
+        q = np.clip(np.round(weights[i] / scale), -127, 127)
+        rounded[i] = q
+        error = (weights[i] - q * scale) / factor[i, i]
+        weights[i + 1 :] -= np.outer(factor[i, i + 1 :], error)
+    return rounded
 
 
 def tensor_types(content) -> set[str]:

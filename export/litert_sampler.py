@@ -113,8 +113,9 @@ class Sampler:
     a fixed batch, `"sampling": "host"` in its metadata) is run the same
     way: `sample` draws z here with `portable_normal`, and both calls
     quantize z (and the condition) with the scales and zero points the
-    metadata records, run the file's batch at a time (the last chunk padded
-    with zeros) and dequantize the image.
+    metadata records (`integer_inputs`: z in two inputs, `z` and
+    `z_residual`, where the file has both), run the file's batch at a time
+    (the last chunk padded with zeros) and dequantize the image.
 
     Example:
 
@@ -938,8 +939,8 @@ class _IntegerDecode:
                     value = np.concatenate(
                         [value, np.zeros((self.batch_size - len(value), *value.shape[1:]))]
                     )
-                chunk[name] = quantized(value, self._quantization.get(name))
-            image = self._runner(**chunk)["image"]
+                chunk[name] = value
+            image = self._runner(**integer_inputs(chunk, self._quantization))["image"]
             chunks.append(dequantized(image, self._quantization.get("image")))
         return {"image": np.concatenate(chunks)[:rows]}
 
@@ -969,6 +970,30 @@ class _HostSample:
 
     def __getattr__(self, name):
         return getattr(self._decode, name)
+
+
+def integer_inputs(inputs, quantization):
+    """The int8 inputs of an int8-full file's `decode` for float32 `inputs`.
+
+    Each input is quantized with its scale and zero point in the metadata's
+    `quantization`. Where the file has a `z_residual` input, z comes in two
+    parts: `z` is z on its int8 grid, and `z_residual` is z minus that
+    grid value (at most half a step), on its own grid 255 times finer.
+
+    Args:
+        inputs: dict of float arrays: `z` and, for a ConditionalVAE,
+            `condition`.
+        quantization: the metadata's `quantization` record.
+
+    Returns:
+        A dict of int8 arrays, by the file's input names.
+    """
+    integers = {name: quantized(value, quantization.get(name)) for name, value in inputs.items()}
+    if "z_residual" in quantization:
+        z = np.asarray(inputs["z"], np.float64)
+        residual = z - dequantized(integers["z"], quantization["z"]).astype(np.float64)
+        integers["z_residual"] = quantized(residual, quantization["z_residual"])
+    return integers
 
 
 def quantized(value, quantization):

@@ -213,7 +213,7 @@ def test_int8_full_decode_runs_in_tflite_micro(vae, tmp_path):
     # host) also runs in TFLite Micro; its reference int8 kernels round differently
     # from LiteRT's, so the images are compared with Keras within int8's error.
     from keras_vae.export import export_tflite
-    from keras_vae.export.litert_sampler import portable_normal
+    from keras_vae.export.litert_sampler import integer_inputs, portable_normal
     from keras_vae.export.tflite_micro import measure_arena
 
     path = export_tflite(vae, tmp_path / "int8.tflite", quantize="int8-full", batch_sizes=(2,))
@@ -224,8 +224,9 @@ def test_int8_full_decode_runs_in_tflite_micro(vae, tmp_path):
     assert source == "measured" and arena < 256 * 1024
     scales = read_micro_record(content)["quantization"]
     z = portable_normal((2, LATENT_DIM), 3)
-    q = np.clip(np.round(z / scales["z"]["scale"]) + scales["z"]["zero_point"], -128, 127)
-    image = run_micro(path, arena=arena, z=q.astype(np.int8))["image"]
+    inputs = integer_inputs({"z": z}, scales)  # z and its residual, as the Sampler feeds them
+    assert set(inputs) == {"z", "z_residual"}
+    image = run_micro(path, arena=arena, **inputs)["image"]
     assert image.dtype == np.int8
     image = (image.astype(np.float32) - scales["image"]["zero_point"]) * scales["image"]["scale"]
     expected = np.asarray(vae.sample(2, seed=3)).reshape(image.shape)
