@@ -930,19 +930,20 @@ class _IntegerDecode:
 
     def __call__(self, **inputs):
         rows = len(inputs["z"])
+        padding = -rows % self.batch_size
+        if padding:
+            inputs = {
+                name: np.concatenate([value, np.zeros((padding, *value.shape[1:]), value.dtype)])
+                for name, value in inputs.items()
+            }
+        # Quantized at once rather than per chunk: a batch-1 file runs a chunk per row.
+        integers = integer_inputs(inputs, self._quantization)
         chunks = []
         for start in range(0, rows, self.batch_size):
-            chunk = {}
-            for name, value in inputs.items():
-                value = value[start : start + self.batch_size]
-                if len(value) < self.batch_size:
-                    value = np.concatenate(
-                        [value, np.zeros((self.batch_size - len(value), *value.shape[1:]))]
-                    )
-                chunk[name] = value
-            image = self._runner(**integer_inputs(chunk, self._quantization))["image"]
-            chunks.append(dequantized(image, self._quantization.get("image")))
-        return {"image": np.concatenate(chunks)[:rows]}
+            end = start + self.batch_size
+            chunks.append(self._runner(**{k: v[start:end] for k, v in integers.items()})["image"])
+        image = dequantized(np.concatenate(chunks)[:rows], self._quantization.get("image"))
+        return {"image": image}
 
     def __getattr__(self, name):
         return getattr(self._runner, name)
