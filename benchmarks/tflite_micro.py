@@ -93,8 +93,8 @@ def int8_row(name, model, seeds, folder):
         inputs = integer_inputs({"z": z}, scales)  # as the Sampler quantizes
         images = []
         for row in range(INT8_ROWS):
-            for name, value in inputs.items():
-                interpreter.set_input(value[row : row + 1], names.index(name))
+            for key, value in inputs.items():
+                interpreter.set_input(value[row : row + 1], names.index(key))
             begin = time.perf_counter()
             interpreter.invoke()
             times.append(time.perf_counter() - begin)
