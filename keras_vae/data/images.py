@@ -522,6 +522,57 @@ def _epoch_pipeline(arrays, dynamic, *, batch_size, shuffle, seed, epoch, drop_r
     return _without_autotuning(ds.prefetch(tf.data.AUTOTUNE))
 
 
+def array_batches(data, batch_size, shuffle=True):
+    """Batches of in-memory arrays, as Keras's `fit` makes them, without tf.data autotuning.
+
+    `VAE.fit` feeds arrays through this instead of Keras's own array pipeline,
+    whose autotuned iterators stall every epoch (`_without_autotuning`). Like
+    Keras's, it gathers each batch from a permutation of the rows, new every
+    pass when `shuffle` (from the global seed, so `keras.utils.set_random_seed`
+    makes it reproducible), and keeps the last, smaller batch.
+
+    Args:
+        data: a nest of numpy arrays with the same number of rows, e.g.
+            Keras's `(x, y, sample_weight)`.
+        batch_size: int. Rows per batch.
+        shuffle: bool. A new order of the rows every pass. Defaults to `True`.
+
+    Returns:
+        A `tf.data.Dataset` of batches with `data`'s structure.
+    """
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, data)
+    num_rows = int(tf.nest.flatten(tensors)[0].shape[0])
+    batch_size = int(batch_size)
+    num_batches = -(-num_rows // batch_size)
+    rows = tf.range(num_rows, dtype=tf.int64)
+    if shuffle:
+        orders = (
+            tf.data.Dataset.random(rerandomize_each_iteration=True)
+            .take(1)
+            .map(
+                lambda key: tf.random.experimental.stateless_shuffle(
+                    rows, seed=tf.stack([key, tf.constant(0, tf.int64)])
+                )
+            )
+        )
+    else:
+        orders = tf.data.Dataset.from_tensors(rows)
+
+    def one_pass(order):
+        def batch(index):
+            taken = order[index * batch_size : tf.minimum((index + 1) * batch_size, num_rows)]
+            return tf.nest.map_structure(lambda tensor: tf.gather(tensor, taken), tensors)
+
+        return tf.data.Dataset.range(num_batches).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+    ds = orders.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(num_batches))
+    # As Keras does for arrays: the rewrites would serialize the arrays with
+    # the pipeline's graph for every iterator.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return _without_autotuning(ds.prefetch(tf.data.AUTOTUNE).with_options(options))
+
+
 def _without_autotuning(ds):
     """`ds` with tf.data's autotuning turned off.
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.data.images import array_batches
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.validation import call_network, check_network_output, check_positive_int
@@ -61,6 +62,36 @@ def resolve_jit_compile(model, jit_compile="auto"):
     if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
         return "auto"
     return not any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
+
+
+def _all_arrays(data):
+    leaves = [leaf for leaf in tf.nest.flatten(data) if leaf is not None]
+    return bool(leaves) and all(isinstance(leaf, np.ndarray) for leaf in leaves)
+
+
+def _floatx_arrays(data):
+    """`data` with float arrays in `keras.backend.floatx()`, as Keras casts them."""
+    floatx = keras.backend.floatx()
+    return tf.nest.map_structure(
+        lambda a: a.astype(floatx) if np.issubdtype(a.dtype, np.floating) else a, data
+    )
+
+
+def _plain_arrays(x, y, kwargs):
+    """Whether `fit` gets arrays that `array_batches` can feed as Keras would.
+
+    Left to Keras: a validation split, `steps_per_epoch`, class weights and
+    `shuffle="batch"`.
+    """
+    return (
+        _all_arrays(x)
+        and (y is None or _all_arrays(y))
+        and (kwargs.get("sample_weight") is None or _all_arrays(kwargs["sample_weight"]))
+        and not kwargs.get("validation_split")
+        and kwargs.get("steps_per_epoch") is None
+        and kwargs.get("class_weight") is None
+        and isinstance(kwargs.get("shuffle", True), bool)
+    )
 
 
 def likelihood_seed(seed):
@@ -315,6 +346,17 @@ class ELBOModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("fit", args, kwargs)
+        if _plain_arrays(x, y, kwargs):
+            # Keras's own array pipeline is autotuned: it stalls every epoch.
+            data = keras.utils.pack_x_y_sample_weight(x, y, kwargs.pop("sample_weight", None))
+            batch_size = kwargs.pop("batch_size", None) or 32
+            shuffle = kwargs.pop("shuffle", True)
+            x, y = array_batches(_floatx_arrays(data), batch_size, shuffle), None
+            validation = kwargs.get("validation_data")
+            if isinstance(validation, tuple) and _all_arrays(validation):
+                validation_size = kwargs.pop("validation_batch_size", None) or batch_size
+                validation = _floatx_arrays(keras.utils.pack_x_y_sample_weight(*validation))
+                kwargs["validation_data"] = array_batches(validation, validation_size, False)
         if isinstance(x, (tf.data.Dataset, types.GeneratorType)):
             # A dataset shuffles itself (`keras_vae.data.make_dataset` does),
             # a generator yields its own order; Keras's default `shuffle=True`

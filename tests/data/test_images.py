@@ -15,6 +15,7 @@ from keras_vae.data import (
     num_classes,
     scale_images,
 )
+from keras_vae.data.images import array_batches
 
 # Class counts published with MNIST (yann.lecun.com/exdb/mnist), an independent reference.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -329,6 +330,27 @@ def test_pipelines_run_without_tf_data_autotuning(keyed):
         assert ds.options().autotune.enabled is False
         sizes = [tf.nest.flatten(batch)[0].shape[0] for batch in ds]
         assert sum(sizes) == 10
+
+
+def test_array_batches_gather_every_row_once_per_pass_in_a_new_order():
+    tf.random.set_seed(0)
+    x = np.arange(10, dtype="float32")[:, None]
+    data = (x, 2 * x[:, 0], np.arange(10, dtype="int64"))  # rows stay aligned across parts
+    ds = array_batches(data, batch_size=4)
+    assert ds.options().autotune.enabled is False
+    orders = []
+    for _ in range(3):
+        batches = [tuple(part.numpy() for part in batch) for batch in ds]
+        assert [len(batch[0]) for batch in batches] == [4, 4, 2]
+        rows = np.concatenate([batch[2] for batch in batches])
+        np.testing.assert_array_equal(np.sort(rows), np.arange(10))
+        for batch in batches:
+            np.testing.assert_array_equal(batch[0][:, 0], batch[2])
+            np.testing.assert_array_equal(batch[1], 2 * batch[2])
+        orders.append(tuple(rows))
+    assert len(set(orders)) == 3
+    in_order = np.concatenate([b.numpy()[:, 0] for b in array_batches(x, 3, shuffle=False)])
+    np.testing.assert_array_equal(in_order, x[:, 0])
 
 
 # --- make_dataset(epoch=...): passes keyed by the epoch ----------------------------------------

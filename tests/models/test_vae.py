@@ -20,7 +20,9 @@ import tensorflow_probability as tfp
 from tiny_models import LATENT_DIM
 
 from keras_vae.data import split_image
+from keras_vae.data.images import array_batches
 from keras_vae.layers import GaussianLikelihood, IndependentBernoulli, IndependentNormal
+from keras_vae.models import elbo_model
 from keras_vae.models.presets import build_cvae, build_vae
 from keras_vae.networks import mlp_decoder, mlp_encoder
 
@@ -689,6 +691,31 @@ def test_fit_accepts_a_dataset_without_a_shuffle_warning(kind):
         model.predict(kind.predict_input(x, condition), verbose=0),
         atol=1e-6,
     )
+
+
+def test_fit_feeds_arrays_without_tf_data_autotuning_and_casts_float64(kind, monkeypatch):
+    # Keras's own array pipeline is autotuned, and deleting an autotuned
+    # iterator (every epoch) stalled the cores for up to seconds.
+    fed = []
+
+    def spy(*args, **kwargs):
+        fed.append(array_batches(*args, **kwargs))
+        return fed[-1]
+
+    monkeypatch.setattr(elbo_model, "array_batches", spy)
+    x, condition = kind.data(10)
+    wide = [None if part is None else part.astype("float64") for part in kind.inputs(x, condition)]
+    model = kind.make()
+    compile_eagerly(model)
+    history = model.fit(
+        *wide, batch_size=4, epochs=2, verbose=0, sample_weight=np.linspace(0.5, 1.5, 10),
+        validation_data=tuple(part for part in wide if part is not None),
+    )  # fmt: skip
+    assert len(fed) == 2  # the training and the validation arrays
+    assert all(ds.options().autotune.enabled is False for ds in fed)
+    assert [ds.cardinality().numpy() for ds in fed] == [3, 3]
+    assert all(spec.dtype != tf.float64 for ds in fed for spec in tf.nest.flatten(ds.element_spec))
+    assert all(np.isfinite(history.history[name]).all() for name in ("loss", "val_loss"))
 
 
 def test_conv_model_on_an_empty_batch_gives_empty_outputs(kind):
