@@ -24,7 +24,7 @@ from ai_edge_litert.interpreter import Interpreter
 from export_helpers import LATENT_DIM, NUM_CLASSES, binary_images, one_hot
 from rng_reference import ref_word
 
-from keras_vae import ConditionalVAE
+from keras_vae import VAE, ConditionalVAE
 from keras_vae.data import make_conditional_pairs
 from keras_vae.export import Sampler, export_model, export_tflite, litert_sampler, tflite_ops
 from keras_vae.export import tflite as tflite_module
@@ -199,6 +199,23 @@ def test_trained_mnist_decoder_stays_near_keras(mnist_vae, tmp_path):
     for seed in (0, 1):
         expected = np.asarray(mnist_vae.sample(4096, seed=seed))
         assert np.abs(sampler.sample(seed, 4096) - expected).max() <= INT8_TOLERANCE
+
+
+def test_decoder_without_a_leading_relu_dense_takes_z_alone(tmp_path):
+    # A tanh first layer cannot be split exactly: the file keeps one int8 z.
+    keras.utils.set_random_seed(2)
+    model = VAE(
+        mlp_encoder((28, 28, 1), hidden_units=(32,)),
+        mlp_decoder(LATENT_DIM, (28, 28, 1), hidden_units=(32,), activation="tanh"),
+        latent_dim=LATENT_DIM,
+        seed=0,
+    )
+    model.compile(optimizer="adam")
+    model.fit(binary_images(16), batch_size=16, verbose=0)
+    path = export_tflite(model, tmp_path / "m.tflite", quantize="int8-full", batch_sizes=(BATCH,))
+    assert set(_metadata(path)["quantization"]) == {"z", "image"}
+    images = Sampler(path).sample(1, 10)
+    assert np.abs(images - np.asarray(model.sample(10, seed=1))).max() <= INT8_TOLERANCE
 
 
 def test_integer_inputs_carry_z_to_the_residual_step():
