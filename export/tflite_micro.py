@@ -12,14 +12,22 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as litert_schema
 from tensorflow.lite.tools import flatbuffer_utils
 
-from keras_vae.export.litert_sampler import quiet_stderr
+from keras_vae.export.integer import INT8_FULL, check_int8_full, convert_int8_full, io_quantization
+from keras_vae.export.litert_sampler import dequantized, integer_inputs, quiet_stderr
 from keras_vae.export.precision import float32_model
 from keras_vae.export.tflite import METADATA_NAME, _metadata, _with_metadata, sealed, tflite_ops
-from keras_vae.export.validation import MAX_BATCH_SIZE, check_exportable, check_tflite_path
+from keras_vae.export.validation import (
+    MAX_BATCH_SIZE,
+    check_exportable,
+    check_representative_conditions,
+    check_tflite_path,
+)
 from keras_vae.ops import random as portable_random
 from keras_vae.utils.staged_path import write_bytes_atomically
 
 MICRO_FUNCTIONS = ("sample", "decode")
+# `None` is float32; "int8-full" is the full-integer decoder of `export_tflite`.
+MICRO_QUANTIZE_MODES = (None, "int8-full")
 # The builtin ops registered by tflite-micro's all-ops resolver (the Python
 # interpreter's), read from its `Register_*` symbols. Having a kernel is not
 # enough: several take float32 or int8 only (FLOOR_DIV, FLOOR_MOD, SUM and
@@ -42,6 +50,9 @@ TFLM_OPS = frozenset(
 # The largest |image difference| to Keras accepted when the export runs the
 # file in tflite_micro (seed 0): float rounding in log, sqrt and cos only.
 PARITY_TOLERANCE = 1e-4
+# An int8-full file's images are int8 steps off float32: the MNIST MLP's reach 0.037
+# (benchmarks/RESULTS.md); twice the issue's 0.05 means a broken file.
+INT8_PARITY_TOLERANCE = 0.1
 # The arena recorded in the file: the smallest that allocates, plus this share.
 ARENA_MARGIN = 0.1
 # Bookkeeping of the interpreter, per tensor and in all, for the estimate
@@ -59,6 +70,8 @@ def export_tflite_micro(
     batch_size: int | None = None,
     allow_untrained: bool = False,
     arena_limit: int | None = None,
+    quantize: str | None = None,
+    representative_conditions=None,
 ) -> str:
     """Exports a VAE or ConditionalVAE for TensorFlow Lite Micro, as a `.tflite` file.
 
@@ -78,7 +91,13 @@ def export_tflite_micro(
       -> `image`, for a host that draws z itself (the LiteRT `Sampler`'s RNG
       gives the same z).
 
-    Float32 only. The JSON record `keras_vae` in the file's metadata is the
+    Float32, or with `quantize="int8-full"` (`function="decode"` only) the
+    full-integer decoder of `export_tflite(..., quantize="int8-full")`: int8
+    `z`, `z_residual` (and `condition`) in, int8 `image` out, int8 ops only,
+    z drawn and quantized on the host (`litert_sampler.integer_inputs`; the
+    metadata's `quantization` gives each input's and output's scale and
+    zero point). Its arena is a tenth of the float32 decoder's. The JSON
+    record `keras_vae` in the file's metadata is the
     one `export_tflite` writes, with `signatures` the one function, plus
     `runtime: "tflite-micro"`, `sampling` (`"in-model"` for the sampler, `"host"`
     for decode), `num_samples` or `batch_size`, and `arena_bytes` with
@@ -106,6 +125,10 @@ def export_tflite_micro(
         arena_limit: int or `None`. The arena the target device has, in
             bytes: a model that needs more (`arena_bytes`) is refused.
             Defaults to `None` (no limit).
+        quantize: `None` (float32) or `"int8-full"`. Defaults to `None`.
+        representative_conditions: for `"int8-full"`, a ConditionalVAE's
+            calibration conditions, as `export_tflite` takes them. Defaults
+            to `None` (every one-hot label for a label CVAE).
 
     Returns:
         The path written.
@@ -121,10 +144,16 @@ def export_tflite_micro(
     'runs/mlp/micro.tflite'
     """
     path, num_samples, batch_size, arena_limit = check_micro_arguments(
-        path, num_samples, function, batch_size, arena_limit
+        path, num_samples, function, batch_size, arena_limit, quantize
     )
     check_exportable(model, allow_untrained)
-    content = convert_tflite_micro(float32_model(model), function, num_samples, batch_size)
+    conditions = None
+    if quantize == INT8_FULL:
+        check_int8_full(model, (batch_size,))
+        conditions = check_representative_conditions(model, quantize, representative_conditions)
+    content = convert_tflite_micro(
+        float32_model(model), function, num_samples, batch_size, quantize, conditions
+    )
     record = read_micro_record(content)
     if arena_limit is not None and record["arena_bytes"] > arena_limit:
         raise ValueError(
@@ -136,7 +165,7 @@ def export_tflite_micro(
 
 
 def check_micro_arguments(
-    path, num_samples=16, function="sample", batch_size=None, arena_limit=None
+    path, num_samples=16, function="sample", batch_size=None, arena_limit=None, quantize=None
 ):
     """`export_tflite_micro`'s arguments, checked before a model is loaded.
 
@@ -155,13 +184,30 @@ def check_micro_arguments(
         raise ValueError(
             f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
         )
+    if quantize not in MICRO_QUANTIZE_MODES:
+        raise ValueError(
+            f"Expected quantize to be one of {MICRO_QUANTIZE_MODES}. "
+            f"Received: quantize={quantize!r}"
+        )
+    if quantize == INT8_FULL and function != "decode":
+        raise ValueError(
+            "Expected function='decode' with quantize='int8-full' (an int8 uniform has 256 "
+            f"levels, so z is drawn on the host). Received: function={function!r}"
+        )
     return check_tflite_path(path), num_samples, batch_size, arena_limit
 
 
-def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int) -> bytes:
+def convert_tflite_micro(
+    model, function: str, num_samples: int, batch_size: int, quantize=None, conditions=None
+) -> bytes:
     """The content of `export_tflite_micro`'s file, for a float32 model, without writing it."""
-    module = _MicroModule(model, function, num_samples, batch_size)
-    content = _convert(module)
+    quantization = None
+    if quantize == INT8_FULL:
+        content, module = convert_int8_full(model, batch_size, conditions)
+        quantization = io_quantization(content)
+    else:
+        module = _MicroModule(model, function, num_samples, batch_size)
+        content = _convert(module)
     missing = sorted(tflite_ops(content) - TFLM_OPS)
     if missing:
         raise ValueError(
@@ -174,14 +220,15 @@ def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int
     if arena is None:
         arena, source = estimate_arena(content), "estimated"
     else:
-        parity = _parity(content, arena, model, module, num_samples, batch_size)
-        if not parity <= PARITY_TOLERANCE:
+        parity = _parity(content, arena, model, function, num_samples, batch_size, quantization)
+        tolerance = PARITY_TOLERANCE if quantize is None else INT8_PARITY_TOLERANCE
+        if not parity <= tolerance:
             raise RuntimeError(
                 f"Expected the TFLite Micro file to reproduce the Keras model within "
-                f"{PARITY_TOLERANCE}. Received: max |difference|={parity}"
+                f"{tolerance}. Received: max |difference|={parity}"
             )
     record = {
-        **_metadata(model, module, None),
+        **_metadata(model, module, quantize),
         "signatures": [function],
         "runtime": "tflite-micro",
         "sampling": "in-model" if function == "sample" else "host",
@@ -190,6 +237,8 @@ def convert_tflite_micro(model, function: str, num_samples: int, batch_size: int
         "parity_max_abs_diff": parity,
         "file_sha256": "0" * 64,
     }
+    if quantization is not None:
+        record["quantization"] = quantization
     if function == "sample":
         record.update(num_samples=num_samples, max_num_samples=num_samples)
     else:
@@ -410,19 +459,20 @@ def _run_once(interpreter, content):
         ) from None
 
 
-def _parity(content, arena, model, module, num_samples, batch_size):
+def _parity(content, arena, model, function, num_samples, batch_size, quantization=None):
     """Max |image difference| between the file in tflite_micro and Keras, for seed 0.
 
     A ConditionalVAE gets the all-zero condition; `decode` gets the prior's
-    draws for seed 0.
+    draws for seed 0 (quantized with `quantization`, an int8-full file's
+    record, as the host sampler quantizes them).
     """
     from tflite_micro.python.tflite_micro import runtime
 
-    rows = num_samples if module.function_name == "sample" else batch_size
+    rows = num_samples if function == "sample" else batch_size
     condition = None
-    if module.conditional:
-        condition = np.zeros([1, *module.condition_shape], np.float32)
-    if module.function_name == "sample":
+    if model.conditional:
+        condition = np.zeros([1, *model.condition_shape], np.float32)
+    if function == "sample":
         if condition is None:
             expected = model.sample(num_samples, seed=0)
         else:
@@ -430,11 +480,15 @@ def _parity(content, arena, model, module, num_samples, batch_size):
         inputs = {"seed": np.int32(0), "condition": condition}
     else:
         z = model.sample_latent(rows, 0, condition=condition)
-        z = np.asarray(z).reshape(rows, module.latent_dim)
+        z = np.asarray(z).reshape(rows, int(model.latent_dim))
         if condition is not None:
             condition = np.repeat(condition, rows, axis=0)
         expected = model.likelihood.portable_mean(model.decode(z, condition))
-        inputs = {"z": z, "condition": condition}
+        inputs = {"z": z}
+        if condition is not None:
+            inputs["condition"] = condition
+        if quantization is not None:
+            inputs = integer_inputs(inputs, quantization)
     interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
     input_names, output_names = micro_io(content)
     for index, name in enumerate(input_names):
@@ -442,6 +496,8 @@ def _parity(content, arena, model, module, num_samples, batch_size):
     with quiet_stderr():
         interpreter.invoke()
     image = interpreter.get_output(output_names.index("image"))
+    if quantization is not None:
+        image = dequantized(image, quantization["image"])
     expected = np.reshape(np.asarray(expected), image.shape)
     return float(np.max(np.abs(image - expected)))
 

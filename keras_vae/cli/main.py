@@ -284,15 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "batch, --batch-sizes B, default 1; z drawn by litert_sampler; "
                              "for Edge TPUs and NPUs).")  # fmt: skip
     export.add_argument("--tflite-micro", default=None, metavar="FILE",
-                        help="A static-shape float32 .tflite file for TensorFlow Lite Micro: "
-                             "the seeded sampler (or, with --micro-function decode, the "
-                             "decoder), its arena size in the metadata.")  # fmt: skip
+                        help="A static-shape .tflite file for TensorFlow Lite Micro: the "
+                             "seeded sampler (or, with --micro-function decode, the decoder), "
+                             "its arena size in the metadata.")  # fmt: skip
     export.add_argument("--micro-num-samples", type=int, default=16, metavar="N",
                         help="--tflite-micro: draws per sample call (or decode rows).")  # fmt: skip
     export.add_argument("--micro-function", default="sample", choices=("sample", "decode"),
                         help="--tflite-micro: the function the file holds.")  # fmt: skip
     export.add_argument("--micro-arena-limit", type=int, default=None, metavar="BYTES",
                         help="--tflite-micro: refuse a model needing a larger arena.")  # fmt: skip
+    export.add_argument("--micro-quantize", default=None, choices=("int8-full",),
+                        help="--tflite-micro: the full-integer decoder instead of float32 (with "
+                             "--micro-function decode; z drawn on the host).")  # fmt: skip
     export.add_argument("--batch-sizes", default=None, metavar="B1,B2",
                         help="--tflite: fixed batches for static-shape signatures (decode_bB, "
                              "sample_bB), e.g. 1,64: ~2-3x faster convolutional decoders in "
@@ -456,13 +459,18 @@ def _load_npy(path):
 def _export(args):
     from keras_vae.export import export_model, format_report
 
+    if args.micro_quantize is not None and args.tflite_micro is None:
+        raise ValueError(
+            "Expected --tflite-micro FILE with --micro-quantize (it applies to the TFLite Micro "
+            f"file). Received: micro_quantize={args.micro_quantize!r} and no --tflite-micro"
+        )
     if args.tflite_micro is not None:
         from keras_vae.export.tflite_micro import check_micro_arguments
 
         # Before the model loads and any file is written.
         check_micro_arguments(
             args.tflite_micro, args.micro_num_samples, args.micro_function,
-            arena_limit=args.micro_arena_limit,
+            arena_limit=args.micro_arena_limit, quantize=args.micro_quantize,
         )  # fmt: skip
     if args.saved_model is None and args.tflite is None and args.onnx is None:
         if args.tflite_micro is not None:
@@ -524,6 +532,9 @@ def _export_tflite_micro(args, model):
         from keras_vae.tasks import load_model
 
         model = load_model(model)
+    conditions = None
+    if args.micro_quantize is not None:
+        model, conditions = _completion_calibration(args, model)
     path = export_tflite_micro(
         model,
         args.tflite_micro,
@@ -531,11 +542,15 @@ def _export_tflite_micro(args, model):
         function=args.micro_function,
         allow_untrained=args.allow_untrained,
         arena_limit=args.micro_arena_limit,
+        quantize=args.micro_quantize,
+        representative_conditions=conditions,
     )
     record = read_micro_record(path)
     parity = record["parity_max_abs_diff"]
     print(
-        f"TFLite Micro: {path} ({args.micro_function}, {args.micro_num_samples} rows, arena "
+        f"TFLite Micro: {path} ({args.micro_function}"
+        + ("" if args.micro_quantize is None else f", {args.micro_quantize}")
+        + f", {args.micro_num_samples} rows, arena "
         f"{record['arena_bytes']} bytes {record['arena_source']}"
         + ("" if parity is None else f", max |diff| to Keras {parity:.2g}")
         + ")"
@@ -608,12 +623,16 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, previous_term)
 
 
-def _completion_calibration(args):
-    """(model, conditions): the observed parts of `--calibration-split` for a completion CVAE."""
+def _completion_calibration(args, model=None):
+    """(model, conditions): the observed parts of `--calibration-split` for a completion CVAE.
+
+    `model`: the model if already loaded (else `args.model` is loaded).
+    """
     from keras_vae import data
     from keras_vae.tasks import load_model
 
-    model = load_model(args.model)
+    if model is None or isinstance(model, str):
+        model = load_model(args.model)
     kind = getattr(model, "condition_type", None)
     if kind not in ("center-column", "top-half"):
         return model, None

@@ -209,28 +209,69 @@ def test_mixture_priors_sample_in_tflite_micro(prior, tmp_path):
 
 
 def test_int8_full_decode_runs_in_tflite_micro(vae, tmp_path):
-    # The full-integer file of `quantize="int8-full"` (decode only, z drawn on the
-    # host) also runs in TFLite Micro; its reference int8 kernels round differently
-    # from LiteRT's, so the images are compared with Keras within int8's error.
-    from keras_vae.export import export_tflite
-    from keras_vae.export.litert_sampler import integer_inputs, portable_normal
-    from keras_vae.export.tflite_micro import measure_arena
+    # The full-integer decoder (z drawn on the host), with its arena measured and
+    # recorded. TFLite Micro's reference int8 kernels round differently from
+    # LiteRT's, so the images are compared with Keras within int8's error.
+    from keras_vae.export.integer import tensor_types
+    from keras_vae.export.litert_sampler import Sampler, integer_inputs, portable_normal
 
-    path = export_tflite(vae, tmp_path / "int8.tflite", quantize="int8-full", batch_sizes=(2,))
+    path = export_tflite_micro(
+        vae, tmp_path / "int8.tflite", function="decode", batch_size=2, quantize="int8-full"
+    )
     with open(path, "rb") as f:
         content = f.read()
     assert tflite_ops(content) <= TFLM_OPS
-    arena, source = measure_arena(content)
-    assert source == "measured" and arena < 256 * 1024
-    scales = read_micro_record(content)["quantization"]
+    assert tensor_types(content) <= {"INT8", "INT32"}
+    record = read_micro_record(content)
+    assert record["runtime"] == "tflite-micro" and record["sampling"] == "host"
+    assert record["arena_source"] == "measured" and record["arena_bytes"] < 256 * 1024
+    assert record["batch_size"] == 2 and record["signatures"] == ["decode"]
+    scales = record["quantization"]
     z = portable_normal((2, LATENT_DIM), 3)
     inputs = integer_inputs({"z": z}, scales)  # z and its residual, as the Sampler feeds them
     assert set(inputs) == {"z", "z_residual"}
-    image = run_micro(path, arena=arena, **inputs)["image"]
+    image = run_micro(path, **inputs)["image"]  # in the recorded arena
     assert image.dtype == np.int8
     image = (image.astype(np.float32) - scales["image"]["zero_point"]) * scales["image"]["scale"]
     expected = np.asarray(vae.sample(2, seed=3)).reshape(image.shape)
     assert np.abs(image - expected).max() < 0.1
+    assert 0 < record["parity_max_abs_diff"] < 0.1  # the export's own check, seed 0
+    # The TF-free sampler draws z and runs the same file in LiteRT.
+    images = Sampler(path).sample(3, 2)
+    np.testing.assert_allclose(images, np.asarray(vae.sample(2, seed=3)).reshape(images.shape),
+                               atol=0.1, rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"quantize": "int8"}, "Expected quantize to be one of \\(None, 'int8-full'\\)"),
+        ({"quantize": "int8-full"}, "Expected function='decode' with quantize='int8-full'"),
+    ],
+)
+def test_bad_quantize_arguments(vae, tmp_path, kwargs, message):
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=message):
+        export_tflite_micro(vae, path, **kwargs)
+    assert not path.exists()
+
+
+def test_cli_int8_full_micro_export(vae, tmp_path, capsys):
+    model = str(tmp_path / "model.keras")
+    vae.save(model)
+    path = tmp_path / "m.tflite"
+    argv = ["export", model, "--tflite-micro", str(path), "--micro-quantize", "int8-full"]
+    assert main([*argv, "--micro-function", "decode", "--micro-num-samples", "1"]) == 0
+    assert "(decode, int8-full, 1 rows, arena" in capsys.readouterr().out
+    assert read_micro_record(path)["quantization"]["image"]["dtype"] == "int8"
+    path.unlink()
+    assert main(argv) != 0  # the default function, sample, cannot be int8
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected function='decode' with quantize='int8-full'" in err[0]
+    assert main(["export", model, "--tflite", str(path), "--micro-quantize", "int8-full"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected --tflite-micro FILE with --micro-quantize" in err[0]
+    assert not path.exists()
 
 
 def test_a_shape_that_stays_dynamic_is_one_line(vae, tmp_path, monkeypatch):
