@@ -147,6 +147,8 @@ def test_estimated_arena_without_tflite_micro(vae, tmp_path, monkeypatch):
         ({"batch_size": -1, "function": "decode"}, "Received: batch_size=-1"),
         ({"function": "encode"}, "Expected function to be one of"),
         ({"arena_limit": 0}, "Expected arena_limit to be an integer in \\[1, 1073741824\\]"),
+        ({"quantize": "int8"}, "Expected quantize to be one of \\(None, 'int8-full'\\)"),
+        ({"quantize": "int8-full"}, "Expected function='decode' with quantize='int8-full'"),
     ],
 )
 def test_bad_arguments(vae, tmp_path, kwargs, message):
@@ -240,20 +242,6 @@ def test_int8_full_decode_runs_in_tflite_micro(vae, tmp_path):
     images = Sampler(path).sample(3, 2)
     np.testing.assert_allclose(images, np.asarray(vae.sample(2, seed=3)).reshape(images.shape),
                                atol=0.1, rtol=0)  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"quantize": "int8"}, "Expected quantize to be one of \\(None, 'int8-full'\\)"),
-        ({"quantize": "int8-full"}, "Expected function='decode' with quantize='int8-full'"),
-    ],
-)
-def test_bad_quantize_arguments(vae, tmp_path, kwargs, message):
-    path = tmp_path / "m.tflite"
-    with pytest.raises(ValueError, match=message):
-        export_tflite_micro(vae, path, **kwargs)
-    assert not path.exists()
 
 
 def test_cli_int8_full_micro_export(vae, tmp_path, capsys):
