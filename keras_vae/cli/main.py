@@ -474,7 +474,7 @@ def _export(args):
         )  # fmt: skip
     if args.saved_model is None and args.tflite is None and args.onnx is None:
         if args.tflite_micro is not None:
-            return _export_tflite_micro(args, args.model)
+            return _export_tflite_micro(args, *_calibration(args, args.micro_quantize))
         raise ValueError(
             "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR (or several), or "
             "--tflite-micro FILE. Received: none"
@@ -499,9 +499,8 @@ def _export(args):
             "Expected --saved-model BASE_DIR with --version (it numbers the SavedModel folder). "
             f"Received: version={args.version!r} and no --saved-model"
         )
-    model, conditions = args.model, None
-    if args.quantize in ("int8", "int8-full") and args.tflite is not None:
-        model, conditions = _completion_calibration(args)
+    int8_tflite = args.quantize in ("int8", "int8-full") and args.tflite is not None
+    model, conditions = _calibration(args, int8_tflite or args.micro_quantize is not None)
     with _sigterm_as_exit():
         report = export_model(
             model,
@@ -511,7 +510,7 @@ def _export(args):
             quantize=args.quantize,
             version=args.version,
             allow_untrained=args.allow_untrained,
-            representative_conditions=conditions,
+            representative_conditions=conditions if int8_tflite else None,
             batch_sizes=() if args.batch_sizes is None else args.batch_sizes,
             min_runtime=args.min_runtime,
         )
@@ -522,19 +521,21 @@ def _export(args):
             "Received: differences above tolerance (see the report above)"
         )
     if args.tflite_micro is not None:
-        _export_tflite_micro(args, model)
+        _export_tflite_micro(args, model, conditions if args.micro_quantize else None)
 
 
-def _export_tflite_micro(args, model):
+def _calibration(args, needed):
+    """(model, conditions) for an int8 export when `needed`, else (`args.model`, None)."""
+    return _completion_calibration(args) if needed else (args.model, None)
+
+
+def _export_tflite_micro(args, model, conditions=None):
     from keras_vae.export.tflite_micro import export_tflite_micro, read_micro_record
 
     if isinstance(model, str):
         from keras_vae.tasks import load_model
 
         model = load_model(model)
-    conditions = None
-    if args.micro_quantize is not None:
-        model, conditions = _completion_calibration(args, model)
     path = export_tflite_micro(
         model,
         args.tflite_micro,
@@ -623,16 +624,12 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, previous_term)
 
 
-def _completion_calibration(args, model=None):
-    """(model, conditions): the observed parts of `--calibration-split` for a completion CVAE.
-
-    `model`: the model if already loaded (else `args.model` is loaded).
-    """
+def _completion_calibration(args):
+    """(model, conditions): the observed parts of `--calibration-split` for a completion CVAE."""
     from keras_vae import data
     from keras_vae.tasks import load_model
 
-    if model is None or isinstance(model, str):
-        model = load_model(args.model)
+    model = load_model(args.model)
     kind = getattr(model, "condition_type", None)
     if kind not in ("center-column", "top-half"):
         return model, None
