@@ -316,7 +316,8 @@ class _DecodeModule(tf.Module):
                 likelihood = model.likelihood(params)
             return {"image": tf.reshape(_integer_mean(model, likelihood), data_shape)}
 
-        self.decode = tf.function(decode, input_signature=specs)
+        # Traced without AutoGraph, as the serving module's functions are.
+        self.decode = tf.function(decode, input_signature=specs, autograph=False)
         self.model_variables = list(self.decode.get_concrete_function().variables)
 
 

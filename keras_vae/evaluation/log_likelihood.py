@@ -328,8 +328,11 @@ def _noise(shape, seed, counter_offset):
 
 
 # XLA fuses the generator's integer ops, about 5x faster than running them op by
-# op, but compiles for about a second per shape.
-_compiled_noise = tf.function(_noise, jit_compile=True)
+# op, but compiles for about a second per shape. The estimator and the noise trace
+# without AutoGraph: they hold no Python control flow on tensors (the chunk loop is
+# a `tf.while_loop`), and AutoGraph's rewriting of every function it meets was most
+# of the tracing time.
+_compiled_noise = tf.function(_noise, jit_compile=True, autograph=False)
 
 
 # One traced estimator per model, (num_samples, chunk_size) and draw, so calls with other
@@ -390,22 +393,27 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
                 tf.cast(tf.reduce_sum(log_likelihood - log_weights, 0), tf.float64),
             )
 
+        def add_chunk(start, num, log_sum, total, log_ratio):
+            chunk_log_sum, chunk_total, chunk_ratio = chunk_terms(start, num)
+            log_sum = tf.reduce_logsumexp(tf.stack([log_sum, chunk_log_sum]), 0)
+            return log_sum, total + chunk_total, log_ratio + chunk_ratio
+
         batch = latent_shape[:1]
-        log_sum = tf.fill(batch, tf.constant(-np.inf, tf.float64))
-        total = tf.zeros(batch, tf.float64)
-        log_ratio = tf.zeros(batch, tf.float64)
-        for i in tf.range(num_full):
-            # One chunk in memory at a time.
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            chunk_log_sum, chunk_total, chunk_ratio = chunk_terms(i * chunk_size, chunk_size)
-            log_sum = tf.reduce_logsumexp(tf.stack([log_sum, chunk_log_sum]), 0)
-            total += chunk_total
-            log_ratio += chunk_ratio
+        sums = (
+            tf.fill(batch, tf.constant(-np.inf, tf.float64)),
+            tf.zeros(batch, tf.float64),
+            tf.zeros(batch, tf.float64),
+        )
+        # One chunk in memory at a time.
+        _, *sums = tf.while_loop(
+            lambda i, *sums: i < num_full,
+            lambda i, *sums: (i + 1, *add_chunk(i * chunk_size, chunk_size, *sums)),
+            (tf.constant(0), *sums),
+            parallel_iterations=1,
+        )
         if remainder:
-            chunk_log_sum, chunk_total, chunk_ratio = chunk_terms(num_full * chunk_size, remainder)
-            log_sum = tf.reduce_logsumexp(tf.stack([log_sum, chunk_log_sum]), 0)
-            total += chunk_total
-            log_ratio += chunk_ratio
+            sums = add_chunk(num_full * chunk_size, remainder, *sums)
+        log_sum, total, log_ratio = sums
         log_num = tf.constant(math.log(num_samples), tf.float64)
         if analytic:
             kl = tf.cast(kl_divergence(posterior, prior)[0], tf.float64)
@@ -417,13 +425,13 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
     seed_spec = tf.TensorSpec((), tf.int32)
     if conditional:
 
-        @tf.function(input_signature=[target_spec, condition_spec, seed_spec])
+        @tf.function(input_signature=[target_spec, condition_spec, seed_spec], autograph=False)
         def estimate_pair(target, condition, seed):
             return estimate(target, condition, seed)
 
         return estimate_pair
 
-    @tf.function(input_signature=[target_spec, seed_spec])
+    @tf.function(input_signature=[target_spec, seed_spec], autograph=False)
     def estimate_single(target, seed):
         return estimate(target, None, seed)
 
