@@ -437,7 +437,8 @@ def _graph_function(function, input_signature):
 
     The signatures use no Python control flow on tensors, so AutoGraph would
     only rewrite each Python function it meets (the counter RNG's word
-    mixing above all) into the same graph: tracing without it gives the same
-    ops about 4x faster, which is most of an export's time.
+    mixing above all) into the same graph. Without it the same ops trace in
+    a fraction of the time: about 2 s less for a `keras-vae export` of an
+    MLP VAE, whose process converts every function afresh.
     """
     return tf.function(function, input_signature=input_signature, autograph=False)
