@@ -7,6 +7,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from keras_vae.models import elbo_model  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TFDS = REPO_ROOT.parent / "shared" / "data" / "tensorflow_datasets"
 
@@ -39,6 +41,31 @@ LONGEST_FILES = (
     "export/test_tflite_micro.py",  # 45 s alone, beside other jobs
     "export/test_int8_full.py",  # 48 s alone (fixtures included), beside other jobs
 )
+
+
+# `compile(jit_compile="auto")` picks XLA for MLPs on CPU, and compiling a tiny
+# test model's steps with XLA takes about 3 s per model (fit 2 s, evaluate 1 s),
+# more than the test itself: an eighth of the suite's time. So the suite resolves
+# "auto" to False, except in tests marked `xla`, which check what "auto" chooses.
+# That XLA trains the same model is checked with `jit_compile=True` given
+# explicitly (test_xla_and_graph_training_take_the_same_steps); commands run in a
+# child process (the CLI tests' subprocesses) keep the real default.
+_resolve_jit_compile = elbo_model.resolve_jit_compile
+
+
+def _graph_unless_asked(model, jit_compile="auto"):
+    if isinstance(jit_compile, str) and jit_compile == "auto":
+        return False
+    return _resolve_jit_compile(model, jit_compile)
+
+
+elbo_model.resolve_jit_compile = _graph_unless_asked
+
+
+@pytest.fixture(autouse=True)
+def _real_auto_jit_compile_in_xla_tests(request, monkeypatch):
+    if request.node.get_closest_marker("xla"):
+        monkeypatch.setattr(elbo_model, "resolve_jit_compile", _resolve_jit_compile)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -385,6 +385,7 @@ def test_xla_and_graph_training_take_the_same_steps(kind):
     assert max(np.abs(g - s).max() for g, s in zip(trained[False], initial, strict=True)) > 0.1
 
 
+@pytest.mark.xla
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a CPU-only rule")
 def test_auto_jit_compile_uses_xla_on_cpu_for_models_without_convolutions(kind):
     def preset(architecture):
@@ -428,6 +429,7 @@ def test_save_load_keeps_the_optimizer_state(kind, tmp_path):
 
 
 # Keras warns that the saved optimizer, never built, has fewer variables than the loaded one.
+@pytest.mark.xla
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_save_load_keeps_the_auto_compile_arguments_unresolved(kind, tmp_path):
     model = kind.make()
