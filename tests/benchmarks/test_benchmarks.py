@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks import (
+    cli_commands,
     common,
     cvae_quality,
     eval_speed,
@@ -140,6 +141,17 @@ def test_eval_speed(results, monkeypatch, trained_vae):
         assert row["active units"].endswith("of 4")
     # With K = 1 the estimate is the ELBO itself (up to the sample drawn).
     assert number(rows[0]["NLL (nats)"]) == pytest.approx(-number(rows[0]["ELBO (nats)"]), rel=0.1)
+
+
+@pytest.mark.slow
+def test_cli_commands(results, monkeypatch):
+    run(monkeypatch, cli_commands, "--repeats", 1)
+    text = recorded(results, cli_commands, "CLI commands: the executable's frozen imports")
+    (rows,) = tables(text)
+    assert [row["run as"] for row in rows] == ["keras-vae (frozen)", "main() (not frozen)"] * 3
+    for row in rows:
+        low, high = (number(part) for part in row["min–max s"].split("–"))
+        assert 0 < low == number(row["median s"]) == high  # one run each
 
 
 @pytest.mark.slow
