@@ -4,6 +4,7 @@ Two logical CPU devices must be configured before TensorFlow starts, which a
 pytest process that already ran TensorFlow cannot do. Prints one JSON line.
 """
 
+import gc
 import json
 import os
 import sys
@@ -23,6 +24,9 @@ from keras_vae.export import export_model  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_cvae, build_vae  # noqa: E402
 from keras_vae.networks import mlp_encoder  # noqa: E402
+
+# The imports' objects out of garbage collection, as the `keras-vae` executable does.
+gc.freeze()
 
 SHAPE = (4, 4, 1)
 
