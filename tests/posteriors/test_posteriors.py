@@ -7,9 +7,12 @@ references never go through the posterior: the Gaussian draws are checked
 against numpy (`loc + cholesky(covariance) @ eps`) and sample moments, the
 full-covariance density against scipy, the KL against the closed form, and
 the IAF's density against a change of variables with the Jacobian from
-`tf.GradientTape` and `np.linalg.slogdet`.
+`tf.GradientTape` and `np.linalg.slogdet`, and the IAF's early-stopping
+inverse and its implicit gradient against the plain d-pass loop unrolled in
+the test (and float64 finite differences).
 """
 
+import functools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -22,6 +25,8 @@ import tensorflow_probability as tfp  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from keras_vae import posteriors as posterior_registry  # noqa: E402
+from keras_vae.layers import MaskedDense  # noqa: E402
+from keras_vae.layers.masked_dense import made_masks  # noqa: E402
 from keras_vae.posteriors import IAF, DiagonalNormal, FullCovarianceNormal  # noqa: E402
 from keras_vae.posteriors.iaf import IAFStep  # noqa: E402
 
@@ -40,12 +45,12 @@ POSTERIOR_CASES = {
 }
 
 
-def make_posterior(case, seed=0):
+def make_posterior(case, seed=0, latent_dim=LATENT_DIM):
     """A bound, built posterior whose weights are all moved by random amounts."""
     cls, kwargs = POSTERIOR_CASES[case]
     keras.utils.set_random_seed(seed)
     posterior = cls(**kwargs)
-    posterior.bind(LATENT_DIM)
+    posterior.bind(latent_dim)
     posterior.build((None, FEATURES))
     rng = np.random.default_rng(seed)
     for weight in posterior.weights:
@@ -344,6 +349,184 @@ def test_iaf_inverse_undoes_forward():
         y = step.forward(x)
         assert not np.allclose(y, x, atol=1e-3)
         np.testing.assert_allclose(step.inverse(tf.identity(y) + 0.0), x, atol=1e-4)
+
+
+# Large enough that the inverse's loop stops before d passes (the first
+# dimensions settle, and later ones stop moving once the earlier ones' errors
+# fall below float32's resolution).
+DEEP_LATENT_DIM = 16
+GATE_BIAS = 2.0  # g = sigmoid(s + 2), Kingma et al.'s forget-gate bias
+
+
+def reference_iterates(step, y):
+    """x_0 = 0, ..., x_d of the plain d-pass inverse, unrolled in Python."""
+    iterates = [tf.zeros_like(y)]
+    for _ in range(step.latent_dim):
+        shift, raw = step.network(iterates[-1], step.context)
+        gate = tf.sigmoid(raw + GATE_BIAS)
+        iterates.append((y - (1.0 - gate) * shift) / gate)
+    return iterates
+
+
+def reference_inverse(step, y):
+    return reference_iterates(step, y)[-1]
+
+
+def reference_log_prob(dist, z):
+    """log q(z) through the reference inverse: every gradient through it is exact."""
+    x, log_det = z, 0.0
+    for step in iaf_steps(dist)[::-1]:
+        x = reference_inverse(step, x)
+        log_det += step.forward_log_det_jacobian(x, event_ndims=1)
+    return dist.distribution.log_prob(x) - log_det
+
+
+def counting(step):
+    """A copy of `step` whose network counts its calls (one per pass of the inverse)."""
+    calls = []
+
+    def network(x, context):
+        calls.append(None)
+        return step.network(x, context)
+
+    return IAFStep(network, step.latent_dim, step.context), calls
+
+
+def deep_iaf_and_foreign_z(seed=0):
+    """A 16-latent IAF and draws of its posterior at other features, as a VampPrior evaluates."""
+    posterior = make_posterior("iaf", seed=seed, latent_dim=DEEP_LATENT_DIM)
+    dist = posterior(features())
+    eps = standard_normal((2, BATCH, DEEP_LATENT_DIM), seed=15)
+    z = posterior.reparameterize(posterior(features(seed=16)), eps)
+    return posterior, dist, tf.identity(z) + 0.0
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["per_example", "broadcast"])
+def test_iaf_inverse_stops_early_at_the_d_pass_result_bit_for_bit(broadcast):
+    _, dist, z = deep_iaf_and_foreign_z()
+    if broadcast:  # z [2, 1, d] against each posterior of the batch, as a VampPrior does
+        z = z[:, :1]
+    for step in iaf_steps(dist):
+        iterates = reference_iterates(step, z)
+        expected = iterates[-1].numpy()
+        assert np.all(np.isfinite(expected))
+        # The first pass that changes no bit of x; each later one changes none either.
+        fixed = next(
+            k
+            for k in range(1, DEEP_LATENT_DIM + 1)
+            if tf.reduce_all(tf.equal(iterates[k], iterates[k - 1]))
+        )
+        assert fixed < DEEP_LATENT_DIM
+        counted, calls = counting(step)
+        np.testing.assert_array_equal(counted.inverse(z), expected)
+        assert len(calls) == fixed
+        np.testing.assert_array_equal(step.inverse(z), expected)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_iaf_inverse_in_a_tf_function_is_the_d_pass_result(jit_compile):
+    _, dist, z = deep_iaf_and_foreign_z()
+    for step in iaf_steps(dist):
+        inverse = tf.function(step.inverse, jit_compile=jit_compile)
+        reference = tf.function(functools.partial(reference_inverse, step), jit_compile=jit_compile)
+        # Compiled kernels round differently from eager ones: compare like with like...
+        np.testing.assert_array_equal(inverse(z), reference(z))
+        # ...and with eager to within that rounding.
+        np.testing.assert_allclose(inverse(z), step.inverse(z), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(step.forward(inverse(z)), z, rtol=1e-5, atol=1e-5)
+
+
+def test_iaf_inverse_with_a_nan_ends_after_d_passes():
+    _, dist, z = deep_iaf_and_foreign_z()
+    y = tf.tensor_scatter_nd_update(z, [[0, 1, 3]], [np.nan])
+    step = iaf_steps(dist)[0]
+    counted, calls = counting(step)
+    x = counted.inverse(y).numpy()
+    assert len(calls) == DEEP_LATENT_DIM  # NaN never equals itself: no early stop
+    np.testing.assert_array_equal(x, reference_iterates(step, y)[-1])
+    # Masked weights multiply the NaN by 0, which leaves NaN: the whole row is lost, as
+    # in the d-pass loop, and the other rows are not.
+    assert np.all(np.isnan(x[0, 1]))
+    assert np.all(np.isfinite(np.delete(x.reshape(-1, DEEP_LATENT_DIM), 1, axis=0)))
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["per_example", "broadcast"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_iaf_log_prob_gradients_through_the_inverse_are_exact(mode, broadcast):
+    """d log q(z)/d(z, features, weights) at a foreign z, against the unrolled d-pass loop.
+
+    `broadcast` takes z `[2, 1, d]` against the batch of posteriors, as a
+    VampPrior takes each z against all its components: x is `[2, B, d]`.
+    """
+    posterior, _, z = deep_iaf_and_foreign_z()
+    if broadcast:
+        z = z[:, :1]
+    x = tf.constant(features())
+    weights = tf.linspace(0.5, 1.5, BATCH)
+
+    def gradients(log_prob, x, z):
+        with tf.GradientTape() as tape:
+            tape.watch([x, z])
+            loss = tf.reduce_sum(log_prob(posterior(x), z) * weights)
+        return loss, tape.gradient(loss, [z, x, *posterior.trainable_weights])
+
+    def ours(dist, z):
+        return dist.log_prob(z)
+
+    if mode != "eager":
+        gradients = tf.function(gradients, jit_compile=mode == "xla")
+    loss, grads = gradients(ours, x, z)
+    expected_loss, expected = gradients(reference_log_prob, x, z)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    names = ["z", "features"] + [w.path for w in posterior.trainable_weights]
+    for name, grad, reference in zip(names, grads, expected, strict=True):
+        assert np.any(reference.numpy() != 0), name
+        np.testing.assert_allclose(grad, reference, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_iaf_inverse_gradient_matches_float64_finite_differences():
+    """Directional derivatives in y, the context and the weights of a float64 MADE step."""
+    d, units = 6, 12
+    rng = np.random.default_rng(17)
+    hidden_mask, output_mask = made_masks(d, (units,), 2)
+    hidden = MaskedDense(units, hidden_mask, dtype="float64")
+    output = MaskedDense(2 * d, output_mask, dtype="float64")
+    hidden.build((None, d))
+    output.build((None, units))
+    for weight in hidden.weights + output.weights:
+        weight.assign(rng.normal(scale=0.5, size=weight.shape))
+    variables = hidden.trainable_variables + output.trainable_variables
+
+    def network(x, context):
+        return tf.split(output(tf.nn.relu(hidden(x) + context)), 2, axis=-1)
+
+    y = tf.constant(rng.normal(size=(BATCH, d)))
+    context = tf.constant(rng.normal(size=(BATCH, units)))
+    cotangent = tf.constant(rng.normal(size=(BATCH, d)))
+
+    def loss(y, context):
+        return tf.reduce_sum(cotangent * IAFStep(network, d, context).inverse(y))
+
+    with tf.GradientTape() as tape:
+        tape.watch([y, context])
+        value = loss(y, context)
+    grads = tape.gradient(value, [y, context, *variables])
+    directions = [rng.normal(size=g.shape) for g in grads]
+    analytic = sum(np.sum(g.numpy() * u) for g, u in zip(grads, directions, strict=True))
+
+    def moved(h):
+        for variable, u in zip(variables, directions[2:], strict=True):
+            variable.assign_add(h * u)
+        result = loss(y + h * directions[0], context + h * directions[1]).numpy()
+        for variable, u in zip(variables, directions[2:], strict=True):
+            variable.assign_sub(h * u)
+        return result
+
+    h = 1e-6
+    numeric = (moved(h) - moved(-h)) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+    # The context and the weights each contribute: none of them is dropped.
+    assert all(np.abs(g.numpy()).max() > 1e-3 for g in grads)
 
 
 def test_iaf_step_jacobian_is_triangular_in_its_order():
