@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,16 @@ def cli(argv):
         capture_output=True, text=True, env=env, cwd=_repo_root(),
     )  # fmt: skip
     return done.returncode, done.stderr
+
+
+def default_sigint():
+    """A `preexec_fn` that gives a child the default SIGINT, as a terminal's command has.
+
+    A shell starts background jobs (`make test &`, nohup) with SIGINT
+    ignored, and a child keeps that: Python then installs no Ctrl+C handler,
+    so a test that sends SIGINT would see the command finish instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_up_noise(line):

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from benchmarks import reliability
 from keras_vae import data
 from keras_vae.cli.main import main
 from keras_vae.evaluation import format_metrics, log_likelihood
@@ -506,13 +507,20 @@ def test_entry_point_exit_codes(vae_run, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode != 0
-    assert bad.stderr.strip().splitlines()[-1].startswith("keras-vae sample: error: Expected")
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "keras-vae sample: error: argument --num-samples: Expected num_samples to be a positive "
+        "integer. Received: num_samples=-3"
+    )
     assert "Traceback" not in bad.stderr
     usage = subprocess.run(
         [sys.executable, "-m", "keras_vae.cli.main", "train", "--epochs", "two"],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert usage.returncode == 2 and "invalid int value" in usage.stderr.strip().splitlines()[-1]
+    assert usage.returncode == 2
+    assert usage.stderr.strip().splitlines()[-1] == (
+        "keras-vae train: error: argument --epochs: Expected epochs to be an integer. "
+        "Received: epochs='two'"
+    )
 
 
 def test_evaluate_importance_samples_adds_nll(vae_run, cvae_runs, capsys):
@@ -765,6 +773,7 @@ def _export_stopped_while_staging(model, base, tflite, stop):
         [sys.executable, "-m", "keras_vae.cli.main", "export", str(model),
          "--saved-model", str(base), "--tflite", str(tflite)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=reliability.default_sigint,
     )  # fmt: skip
     # Wait until the SavedModel is being staged (a hidden folder under base), then stop it.
     deadline = time.monotonic() + 120

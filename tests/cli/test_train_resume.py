@@ -284,10 +284,6 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypa
     ]  # fmt: skip
 
 
-def _default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(
     "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
 )
@@ -296,11 +292,8 @@ def test_a_signal_stops_train_with_one_line(tmp_path, tfds_data_dir, signum):
     argv = [sys.executable, "-m", "keras_vae.cli.main", "train", *reliability.TRAIN_ARGV,
             "--epochs", "50", "--output", str(out)]  # fmt: skip
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    # A shell starts background jobs (`make test &`, nohup) with SIGINT ignored, and
-    # a child keeps that: Python then installs no Ctrl+C handler. Start it as a
-    # terminal would.
     run = subprocess.Popen(
-        argv, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint
+        argv, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=reliability.default_sigint
     )
     deadline = time.monotonic() + 120
     while not (out / "backup" / "state.json").exists() and time.monotonic() < deadline:
