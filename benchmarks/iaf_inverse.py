@@ -18,19 +18,16 @@ runs, and XLA, as `jit_compile="auto"` trains an MLP on CPU), timed for the
 values alone and for the values and gradients (z, features and every weight),
 after a warm-up call, `--repeats` times in alternation; the figures are the
 median and the range. The passes each step's inverse took are counted in
-eager mode (a network that counts its calls). The block is printed for
-benchmarks/RESULTS.md, not written to it.
+eager mode (a network that counts its calls). The figures are recorded in
+benchmarks/RESULTS.md.
 
     python -m benchmarks.iaf_inverse --latent-dim 50 --batch 500 --repeats 7
 """
 
 import argparse
-import datetime
 import functools
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import REPO_ROOT, machine  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 from keras_vae.posteriors import IAF  # noqa: E402
 from keras_vae.posteriors.iaf import IAFStep  # noqa: E402
 
@@ -164,17 +161,7 @@ def main():
                 f" | {statistics.median(new):.3f} ({min(new):.3f}–{max(new):.3f})"
                 f" | {statistics.median(old) / statistics.median(new):.1f}× |"
             )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
-    ).stdout.strip()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "## IAF log q(z) at foreign z: the d-pass inverse against the early-stopping one",
-        "",
-        f"- command: `python -m benchmarks.iaf_inverse {' '.join(sys.argv[1:])}`".rstrip(),
-        f"- date: {stamp}; commit: {commit}",
-        f"- machine: {machine()}",
-        "",
         f"IAF with latent_dim {args.latent_dim}, {args.num_steps} steps, hidden "
         f"{tuple(args.hidden_units)}, context 64, weights moved by N(0, {args.weight_noise}²); "
         f"batch {args.batch} of z drawn from the posterior at other features. Passes per "
@@ -186,7 +173,7 @@ def main():
         "| --- | --- | ---: | ---: | ---: |",
         *rows,
     ]
-    print("\n".join(lines))
+    record("IAF log q(z) at foreign z: the d-pass inverse against the early-stopping one", lines)
 
 
 if __name__ == "__main__":
