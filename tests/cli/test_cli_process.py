@@ -25,7 +25,7 @@ def test_only_the_executable_freezes_the_imported_objects(tmp_path, tfds_data_di
         assert console_main() == 0
         assert gc.get_freeze_count() > frozen
     finally:
-        # Back to a frozen set without this test's objects in it.
+        # Frozen again, after collecting what the commands left behind.
         gc.unfreeze()
         gc.collect()
         gc.freeze()
