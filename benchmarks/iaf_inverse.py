@@ -115,7 +115,7 @@ def passes_taken(dist, z):
             calls.append(None)
             return step.network(x, context)
 
-        x = IAFStep(network, step.latent_dim, step.context).inverse(x)
+        x = IAFStep(network, step.latent_dim, step.context, step.degrees).inverse(x)
         counts.append(len(calls))
     return counts[::-1]
 

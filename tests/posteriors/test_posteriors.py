@@ -22,13 +22,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
-from scipy import stats  # noqa: E402
+from scipy import special, stats  # noqa: E402
 
+from keras_vae import VAE  # noqa: E402
 from keras_vae import posteriors as posterior_registry  # noqa: E402
 from keras_vae.layers import MaskedDense  # noqa: E402
 from keras_vae.layers.masked_dense import made_masks  # noqa: E402
+from keras_vae.networks import mlp_decoder, mlp_encoder  # noqa: E402
 from keras_vae.posteriors import IAF, DiagonalNormal, FullCovarianceNormal  # noqa: E402
 from keras_vae.posteriors.iaf import IAFStep  # noqa: E402
+from keras_vae.priors import VampPrior  # noqa: E402
 
 tfd = tfp.distributions
 
@@ -389,7 +392,7 @@ def counting(step):
         calls.append(None)
         return step.network(x, context)
 
-    return IAFStep(network, step.latent_dim, step.context), calls
+    return IAFStep(network, step.latent_dim, step.context, step.degrees), calls
 
 
 def deep_iaf_and_foreign_z(seed=0):
@@ -436,18 +439,339 @@ def test_iaf_inverse_in_a_tf_function_is_the_d_pass_result(jit_compile):
         np.testing.assert_allclose(step.forward(inverse(z)), z, rtol=1e-5, atol=1e-5)
 
 
-def test_iaf_inverse_with_a_nan_ends_after_d_passes():
+def test_iaf_inverse_with_a_nan_stops_early_and_keeps_the_nan():
     _, dist, z = deep_iaf_and_foreign_z()
     y = tf.tensor_scatter_nd_update(z, [[0, 1, 3]], [np.nan])
     step = iaf_steps(dist)[0]
+    iterates = reference_iterates(step, z)
+    fixed = next(
+        k
+        for k in range(1, DEEP_LATENT_DIM + 1)
+        if tf.reduce_all(tf.equal(iterates[k], iterates[k - 1]))
+    )
+    assert fixed < DEEP_LATENT_DIM
     counted, calls = counting(step)
     x = counted.inverse(y).numpy()
-    assert len(calls) == DEEP_LATENT_DIM  # NaN never equals itself: no early stop
+    # The NaN row does not hold up the loop (the finite rows settle as without it); it
+    # is then solved again, one degree per pass, and stays NaN.
+    assert len(calls) == fixed + DEEP_LATENT_DIM
     np.testing.assert_array_equal(x, reference_iterates(step, y)[-1])
-    # Masked weights multiply the NaN by 0, which leaves NaN: the whole row is lost, as
-    # in the d-pass loop, and the other rows are not.
     assert np.all(np.isnan(x[0, 1]))
     assert np.all(np.isfinite(np.delete(x.reshape(-1, DEEP_LATENT_DIM), 1, axis=0)))
+    # A z holding a NaN has a NaN density, not -inf as an overflow has.
+    log_prob = dist.log_prob(y).numpy()
+    assert np.isnan(log_prob[0, 1])
+    assert np.isfinite(np.delete(log_prob.reshape(-1), 1)).all()
+
+
+# -- The inverse where the d-pass loop overflows ---------------------------------
+#
+# Step 0 of GATED_IAF gets a gate that needs its autoregressive input: unit 0 of
+# its hidden layer is relu(x_1 + c) (c the context's unit 0, which differs from
+# posterior to posterior) and the last dimension's gate logit is
+# slope * (relu(x_1 + c) - threshold) + 2. At x = 0, where every inverse starts,
+# that gate is 0 in float32, so the d-pass loop's first pass divides by 0 and the
+# masked weights spread inf * 0 = NaN over the row, although where x_1 + c is a
+# little above the threshold the exact inverse is moderate. Where x_1 + c is well
+# below it the gate is 0 at the exact inverse too: no z off the gate's image has a
+# float32 inverse.
+
+GATED_IAF = {"num_steps": 2, "hidden_units": (8,), "context_units": 4}
+
+
+def make_gated_iaf(seed=0, slope=10.0, threshold=20.0, num_steps=2, posterior=None):
+    """An IAF (latent 3) with moved weights and the gate above in step 0."""
+    if posterior is None:
+        keras.utils.set_random_seed(seed)
+        posterior = IAF(**{**GATED_IAF, "num_steps": num_steps})
+        posterior.bind(LATENT_DIM)
+        posterior.build((None, FEATURES))
+        rng = np.random.default_rng(seed)
+        for weight in posterior.weights:
+            weight.assign(weight + rng.normal(scale=0.3, size=weight.shape))
+    (hidden,), _, output = posterior.steps[0]
+    d = LATENT_DIM
+    kernel, bias = hidden.kernel.numpy(), hidden.bias.numpy()
+    kernel[:, 0], bias[0] = [1.0, 0.0, 0.0], 0.0
+    hidden.set_weights([kernel, bias])
+    kernel, bias = output.kernel.numpy(), output.bias.numpy()
+    last_gate = d + d - 1  # the raw gate of the last dimension, in the natural order
+    kernel[:, last_gate] = 0.0
+    kernel[0, last_gate] = slope
+    bias[last_gate] = -slope * threshold
+    output.set_weights([kernel, bias])
+    return posterior
+
+
+def gate_context(dist):
+    """c: step 0's context unit 0, one per posterior of the batch."""
+    return iaf_steps(dist)[0].context[..., 0].numpy()
+
+
+def orders(num_steps, d):
+    """Each step's order: natural for even steps, reversed for odd ones."""
+    return [list(range(d)) if t % 2 == 0 else list(range(d))[::-1] for t in range(num_steps)]
+
+
+def float64_network(posterior, t, context):
+    """Step t's MADE network in float64 numpy, from the layers' weights."""
+    hidden_layers, _, output = posterior.steps[t]
+
+    def network(x):
+        h = x
+        for i, layer in enumerate(hidden_layers):
+            h = h @ (layer.kernel.numpy().astype(np.float64) * layer.mask) + layer.bias.numpy()
+            h = np.maximum(h + context if i == 0 else h, 0.0)
+        out = h @ (output.kernel.numpy().astype(np.float64) * output.mask) + output.bias.numpy()
+        return np.split(out, 2, axis=-1)
+
+    return network
+
+
+def float64_log_prob(posterior, dist, z):
+    """log q(z) and the base point in float64: each step solved one dimension at a time."""
+    steps = iaf_steps(dist)
+    d = z.shape[-1]
+    x, log_det = np.asarray(z, np.float64), 0.0
+    with np.errstate(all="ignore"):  # the overflowing rows
+        for t in reversed(range(len(steps))):
+            context = steps[t].context.numpy().astype(np.float64)
+            network = float64_network(posterior, t, context)
+            y = x
+            x = np.zeros(np.broadcast_shapes(y.shape, context.shape[:-1] + (d,)))
+            for i in orders(len(steps), d)[t]:
+                shift, raw = network(x)
+                gate = 1.0 / (1.0 + np.exp(-(raw[..., i] + GATE_BIAS)))
+                x[..., i] = (y[..., i] - (1.0 - gate) * shift[..., i]) / gate
+            _, raw = network(x)
+            log_det = log_det - np.logaddexp(0.0, -(raw + GATE_BIAS)).sum(-1)
+        base = dist.distribution.distribution
+        loc, scale = base.loc.numpy().astype(np.float64), base.scale.numpy().astype(np.float64)
+        log_prob = stats.norm.logpdf(x, loc, scale).sum(-1) - log_det
+    return log_prob, x
+
+
+def in_float32(x):
+    """Whether each row of a float64 array is finite in float32."""
+    return np.all(np.abs(x) <= np.finfo(np.float32).max, axis=-1)
+
+
+def sequential_inverse(step, y, order):
+    """The inverse unrolled one dimension per pass in `order` (the rest 0): no overflow.
+
+    Only the dimension being solved is divided by its gate, so backpropagation
+    through it meets no inf either: its gradient is exact.
+    """
+    columns = [None] * step.latent_dim
+    x = tf.zeros_like(y)
+    for i in order:
+        shift, raw = step.network(x, step.context)
+        gate = tf.sigmoid(raw[..., i] + GATE_BIAS)
+        columns[i] = (y[..., i] - (1.0 - gate) * shift[..., i]) / gate
+        zeros = tf.zeros_like(columns[i])
+        x = tf.stack([zeros if c is None else c for c in columns], axis=-1)
+    return x
+
+
+def sequential_log_prob(dist, z):
+    steps = iaf_steps(dist)
+    x, log_det = z, 0.0
+    for t in reversed(range(len(steps))):
+        x = sequential_inverse(steps[t], x, orders(len(steps), z.shape[-1])[t])
+        log_det += steps[t].forward_log_det_jacobian(x, event_ndims=1)
+    return dist.distribution.log_prob(x) - log_det
+
+
+def compiled(fn, mode):
+    return fn if mode == "eager" else tf.function(fn, jit_compile=mode == "xla")
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_iaf_inverse_where_the_d_pass_loop_overflows_is_the_float64_inverse(mode):
+    posterior = make_gated_iaf()
+    x = tf.constant(features())
+    dist = posterior(x)
+    c = gate_context(dist)
+    assert np.all(10.0 * (np.maximum(c, 0.0) - 20.0) + GATE_BIAS < -110.0)  # 0 at x = 0
+    base = standard_normal((BATCH, LATENT_DIM), seed=18)
+    # x_1 + c 0.1 to 0.4 above the threshold: gate logits 3 to 6.
+    base[:, 0] = 20.0 - c + np.linspace(0.1, 0.4, BATCH)
+    z = tf.identity(dist.bijector.forward(base)) + 0.0
+    # Today's d-pass loop loses every row...
+    assert np.all(np.isnan(reference_log_prob(dist, z)))
+    # ...whose exact inverse is the base point, a moderate one.
+    expected, expected_base = float64_log_prob(posterior, dist, z.numpy())
+    np.testing.assert_allclose(expected_base, base, rtol=1e-4, atol=1e-4)
+
+    def values(x, z):
+        dist = posterior(x)
+        return dist.bijector.inverse(z), dist.log_prob(z)
+
+    inverse, log_prob = compiled(values, mode)(x, z)
+    np.testing.assert_allclose(inverse, expected_base, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(log_prob))
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-4)
+
+    # The gradients are the ones through the unrolled one-dimension-per-pass solve.
+    weights = tf.linspace(0.5, 1.5, BATCH)
+
+    def gradients(log_prob, x, z):
+        with tf.GradientTape() as tape:
+            tape.watch([x, z])
+            loss = tf.reduce_sum(log_prob(posterior(x), z) * weights)
+        return loss, tape.gradient(loss, [z, x, *posterior.trainable_weights])
+
+    gradients = compiled(gradients, mode)
+    loss, grads = gradients(lambda dist, z: dist.log_prob(z), x, z)
+    expected_loss, expected_grads = gradients(sequential_log_prob, x, z)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    names = ["z", "features"] + [w.path for w in posterior.trainable_weights]
+    for name, grad, reference in zip(names, grads, expected_grads, strict=True):
+        assert np.all(np.isfinite(reference)), name
+        np.testing.assert_allclose(grad, reference, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_iaf_log_prob_is_minus_inf_where_the_inverse_overflows(mode):
+    """A z with no float32 inverse has log q(z) = -inf; the other rows are as without it."""
+    posterior, dist, z = deep_iaf_and_foreign_z()
+    x = tf.constant(features())
+    far = tf.tensor_scatter_nd_update(
+        z, [[0, 1]], [1e30 * standard_normal(DEEP_LATENT_DIM, seed=19)]
+    )
+    _, expected_base = float64_log_prob(posterior, dist, far.numpy())
+    ordinary = np.ones((2, BATCH), bool)
+    ordinary[0, 1] = False
+    assert np.all(in_float32(expected_base) == ordinary)  # the premise
+    weights = tf.reshape(tf.linspace(0.5, 1.5, 2 * BATCH), (2, BATCH))
+
+    def gradients(x, z):
+        with tf.GradientTape() as tape:
+            tape.watch([x, z])
+            log_prob = posterior(x).log_prob(z)
+            # The ordinary rows only: the far one's -inf would make the sum -inf.
+            loss = tf.reduce_sum(tf.gather_nd(log_prob * weights, np.argwhere(ordinary)))
+        return log_prob, tape.gradient(loss, [z, x, *posterior.trainable_weights])
+
+    gradients = compiled(gradients, mode)
+    log_prob, grads = gradients(x, far)
+    expected, expected_grads = gradients(x, z)
+    assert log_prob.numpy()[0, 1] == -np.inf
+    assert np.all(np.isfinite(expected))
+    np.testing.assert_array_equal(log_prob.numpy()[ordinary], expected.numpy()[ordinary])
+    names = ["z", "features"] + [w.path for w in posterior.trainable_weights]
+    for name, grad, reference in zip(names, grads, expected_grads, strict=True):
+        assert np.all(np.isfinite(grad)), name
+        if name == "z":  # the far row's z moves nothing; the others' as without it
+            np.testing.assert_array_equal(grad[0, 1], 0.0)
+            grad, reference = grad.numpy()[ordinary], reference.numpy()[ordinary]
+        np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_iaf_inverse_of_a_z_off_the_gate_image_is_minus_inf_in_a_batch():
+    """Rows of the gated IAF: one whose gate is 0 at its exact inverse and z moved off its image."""
+    posterior = make_gated_iaf()
+    dist = posterior(features())
+    c = gate_context(dist)
+    base = standard_normal((BATCH, LATENT_DIM), seed=18)
+    base[:, 0] = 20.0 - c + 0.2
+    base[1, 0] = 20.0 - c[1] - 15.0  # its gate is 0 at its own base point
+    steps = iaf_steps(dist)
+    middle = steps[0].forward(base).numpy()
+    middle[1, -1] += 1.0  # every x maps to the same last coordinate: this one none
+    z = tf.identity(steps[1].forward(middle)) + 0.0
+    expected, expected_base = float64_log_prob(posterior, dist, z.numpy())
+    assert in_float32(expected_base).tolist() == [True, False, True, True]
+    log_prob = dist.log_prob(z).numpy()
+    assert log_prob[1] == -np.inf
+    np.testing.assert_allclose(np.delete(log_prob, 1), np.delete(expected, 1), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_vamp_prior_of_an_iaf_takes_its_value_from_the_components_with_an_inverse(mode):
+    """log p(z) = logsumexp over the components whose flow inverts z, minus log K."""
+    data_shape, num_components = (8, 8, 1), 6
+    keras.utils.set_random_seed(0)
+    model = VAE(
+        mlp_encoder(data_shape, hidden_units=(8,)),
+        mlp_decoder(LATENT_DIM, data_shape, hidden_units=(8,)),
+        LATENT_DIM,
+        prior=VampPrior(num_pseudo_inputs=num_components),
+        posterior=IAF(**{**GATED_IAF, "num_steps": 1}),
+    )
+    model.build((None, *data_shape))
+    rng = np.random.default_rng(0)
+    prior = model.prior_layer
+    prior.pseudo_inputs.assign(rng.uniform(0.0, 1.0, size=prior.pseudo_inputs.shape))
+    posterior = model.posterior_layer
+    for weight in posterior.weights:
+        weight.assign(weight + rng.normal(scale=0.3, size=weight.shape))
+    # One step: x_1 = f(z_1) is the same for every component, which differ in c. A
+    # steep gate: with x_1 + c just above the threshold for the components of the
+    # two largest c, those invert z; the ones with c 0.1 lower have no inverse; in
+    # between, the base point is so far out that the density underflows.
+    make_gated_iaf(slope=1000.0, threshold=5.0, posterior=posterior)
+    components = prior.prior().components_distribution
+    c = gate_context(components)
+    second = int(np.argsort(c)[-2])
+    base = standard_normal((2, LATENT_DIM), seed=20)
+    base[:, 0] = 5.003 - c[second]
+    step = iaf_steps(components)[0]
+    z = tf.identity(tf.gather(step.forward(base[:, None, :]), second, axis=1)) + 0.0
+    per_component, bases = float64_log_prob(posterior, components, z.numpy()[:, None, :])
+    # Components whose flow has no float32 inverse at z, and ones whose base point is
+    # finite but whose density is below float32's range: neither contributes.
+    contributes = np.abs(per_component) <= np.finfo(np.float32).max
+    # The premise: components of each kind.
+    assert contributes[:, np.argsort(c)[-2:]].all()
+    assert not in_float32(bases).all()
+    assert not np.all(contributes == in_float32(bases))
+    assert np.all(contributes == contributes[0])  # the same components for both z
+    expected = [
+        special.logsumexp(row[keep]) - np.log(num_components)
+        for row, keep in zip(per_component, contributes, strict=True)
+    ]
+    keep = np.flatnonzero(contributes[0])
+    variables = [
+        prior.pseudo_inputs,
+        *model.encoder.trainable_weights,
+        *posterior.trainable_weights,
+    ]
+
+    def gradients(z):
+        with tf.GradientTape() as tape:
+            log_prob = prior.prior().log_prob(z)
+            loss = tf.reduce_sum(log_prob)
+        return log_prob, tape.gradient(
+            loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+
+    def reference_gradients(z):
+        # The components that contribute, and only they, through the unrolled solve.
+        with tf.GradientTape() as tape:
+            clipped = tf.clip_by_value(tf.convert_to_tensor(prior.pseudo_inputs), 0.0, 1.0)
+            kept = model.encode(tf.gather(clipped, keep))
+            per_component = sequential_log_prob(kept, z[:, None, :])
+            log_prob = tf.reduce_logsumexp(per_component, axis=-1) - np.log(num_components)
+            loss = tf.reduce_sum(log_prob)
+        return log_prob, tape.gradient(
+            loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+
+    log_prob, grads = compiled(gradients, mode)(z)
+    reference, expected_grads = compiled(reference_gradients, mode)(z)
+    assert np.all(np.isfinite(log_prob))
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_prob, reference, rtol=1e-6, atol=1e-6)
+    for variable, grad, expected_grad in zip(variables, grads, expected_grads, strict=True):
+        assert np.all(np.isfinite(grad)), variable.path
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+    pseudo_inputs = next(
+        grad
+        for variable, grad in zip(variables, grads, strict=True)
+        if variable is prior.pseudo_inputs
+    )
+    assert np.any(pseudo_inputs.numpy() != 0)
 
 
 @pytest.mark.parametrize("broadcast", [False, True], ids=["per_example", "broadcast"])
@@ -505,7 +829,7 @@ def test_iaf_inverse_gradient_matches_float64_finite_differences():
     cotangent = tf.constant(rng.normal(size=(BATCH, d)))
 
     def loss(y, context):
-        return tf.reduce_sum(cotangent * IAFStep(network, d, context).inverse(y))
+        return tf.reduce_sum(cotangent * IAFStep(network, d, context, range(1, d + 1)).inverse(y))
 
     with tf.GradientTape() as tape:
         tape.watch([y, context])
@@ -545,6 +869,11 @@ def test_iaf_step_jacobian_is_triangular_in_its_order():
             zero, used = np.tril(jacobian, -1), np.triu(jacobian, 1)
         np.testing.assert_array_equal(zero, 0.0)
         assert np.all(np.abs(used).sum((-1, -2)) > 1e-4), "no autoregressive dependence"
+        # The degrees its inverse solves by say the same: y_i sees the x_j of lower degree.
+        degrees = np.asarray(step.degrees)
+        unseen = (degrees[None, :] >= degrees[:, None]) & ~np.eye(LATENT_DIM, dtype=bool)
+        np.testing.assert_array_equal(jacobian[:, unseen], 0.0)
+        assert np.all(np.abs(jacobian[:, degrees[None, :] < degrees[:, None]]).sum(0) > 0)
         diagonal = np.diagonal(jacobian, axis1=-2, axis2=-1)
         assert np.all((diagonal > 0) & (diagonal < 1))  # the gates
         np.testing.assert_allclose(
@@ -623,6 +952,16 @@ def test_get_refuses_unknown_names(name):
 def test_iaf_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         IAF(**kwargs)
+
+
+@pytest.mark.parametrize("degrees", [[1, 2, 2], [0, 1, 2], [1, 2]], ids=repr)
+def test_iaf_step_rejects_degrees_that_are_not_an_order(degrees):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected degrees to be a permutation of 1 to latent_dim=3. "
+        rf"Received: degrees=\[{', '.join(map(str, degrees))}\]",
+    ):
+        IAFStep(lambda x, context: (x, x), 3, tf.zeros([4]), degrees)
 
 
 @pytest.mark.parametrize("case", list(POSTERIOR_CASES))
