@@ -24,7 +24,7 @@ def _finite_rows(x):
     return tf.reduce_all(tf.math.is_finite(x), axis=-1, keepdims=True)
 
 
-def _fixed_point(update, start, max_passes):
+def _fixed_point(update, start, max_passes, ignore_nan=False):
     """Iterates `x <- update(x)` from `start` until a pass leaves x unchanged.
 
     Stopping at the first fixed point gives, bit for bit, what all
@@ -32,15 +32,17 @@ def _fixed_point(update, start, max_passes):
     tensors of the same shapes every pass), so once `update(x)` equals x
     every later pass returns x again. `tf.equal` takes -0 for +0; the passes
     here only add, multiply, divide by a positive gate and apply relu and
-    sigmoid, so a zero's sign changes no other value. A row (the last axis)
-    that holds an inf or a NaN does not hold the loop up: NaN never equals
-    itself, and the caller solves such rows another way. The bound always
-    ends the loop.
+    sigmoid, so a zero's sign changes no other value. NaN never equals
+    itself, so a NaN would hold the loop up to the bound, which always ends
+    it; with `ignore_nan` the test skips NaN entries, for a caller that
+    solves their rows another way.
 
     Args:
         update: callable. One pass, from a tensor to one of the same shape.
         start: float tensor. The first x.
         max_passes: int. The most passes to run.
+        ignore_nan: bool. Whether a NaN entry counts as unchanged. Defaults
+            to `False`.
 
     Returns:
         The last x.
@@ -51,7 +53,9 @@ def _fixed_point(update, start, max_passes):
 
     def one_pass(passes, x, unchanged):
         new = update(x)
-        settled = tf.logical_or(tf.equal(new, x), tf.logical_not(_finite_rows(new)))
+        settled = tf.equal(new, x)
+        if ignore_nan:
+            settled = tf.logical_or(settled, tf.math.is_nan(new))
         return passes + 1, new, tf.reduce_all(settled)
 
     _, x, _ = tf.while_loop(unchanged_yet, one_pass, (tf.constant(0), start, tf.constant(False)))
@@ -183,12 +187,13 @@ class IAFStep(tfb.Bijector):
             # bits. It often comes much sooner, once the errors left in the
             # first dimensions no longer move the later ones' bits. This
             # needs x finite: an inf in a dimension not yet settled gives
-            # inf * 0 = NaN everywhere in its row. Such rows are rare, so
-            # they do not hold up the loop and are solved again by the pass
+            # inf * 0 = NaN everywhere in its row (by the next pass, so
+            # skipping NaN entries lets the loop stop once the other rows
+            # settle). Such rows are rare: they are solved again by passes
             # that cannot overflow, only when there are any. The first pass
             # runs outside the loop because it broadcasts y against the
             # context (a VampPrior's [B, 1, d] against its K components).
-            x = _fixed_point(solve_pass, solve_pass(tf.zeros_like(y)), d - 1)
+            x = _fixed_point(solve_pass, solve_pass(tf.zeros_like(y)), d - 1, ignore_nan=True)
             finite = _finite_rows(x)
             x = tf.cond(
                 tf.reduce_all(finite),
