@@ -167,7 +167,7 @@ def uniform(shape, seed, counter_offset=0):
     True
     """
     shape, seed, counter, ops = _prepare(shape, seed, counter_offset)
-    return tf.reshape(ops.to_unit(_stream_word(seed, counter, _UNIFORM_STREAM, ops)), shape)
+    return tf.reshape(ops.to_unit(_stream_words(seed, counter, [_UNIFORM_STREAM], ops)), shape)
 
 
 def normal(shape, seed, counter_offset=0):
@@ -196,9 +196,8 @@ def normal(shape, seed, counter_offset=0):
     True
     """
     shape, seed, counter, ops = _prepare(shape, seed, counter_offset)
-    radius_stream, angle_stream = _NORMAL_STREAMS
-    u1 = ops.to_unit(_stream_word(seed, counter, radius_stream, ops))
-    u2 = ops.to_unit(_stream_word(seed, counter, angle_stream, ops))
+    # One pass of the hash for both streams: rows of a [2, size] word.
+    u1, u2 = tf.split(ops.to_unit(_stream_words(seed, counter, _NORMAL_STREAMS, ops)), 2)
     z = tf.sqrt(2.0 * _minus_log(u1, ops.select)) * tf.cos(_TWO_PI * u2)
     return tf.reshape(z, shape)
 
@@ -350,6 +349,9 @@ def _split(x):
 
 
 def _const(value):
+    """The (hi, lo) limbs of a non-negative int or int64 array below 2**32, as int32."""
+    if isinstance(value, np.ndarray):
+        return (value >> 16).astype(np.int32), (value & 0xFFFF).astype(np.int32)
     return value >> 16, value & 0xFFFF
 
 
@@ -402,11 +404,27 @@ def _mix(x, ops=None):
     return ops.xor_shift(x, 16)
 
 
-def _stream_word(seed, counter, stream, ops=None):
-    """`word_j(c)` of the module docstring for stream `j`."""
+def _stream_words(seed, counter, streams, ops=None):
+    """`word_j(c)` of the module docstring for each stream `j` in `streams`.
+
+    The streams share one pass of the hash: the seed's keys of every stream
+    are mixed as one `[2 * m, 1]` word and the counter's as one `[m, size]`
+    word (m streams), so the graph holds three `mix`es however many streams
+    are drawn, and every element gets the same integer ops as alone.
+
+    Args:
+        seed: (hi, lo) limbs of a scalar word.
+        counter: (hi, lo) limbs of a 1-D word `[size]`.
+        streams: sequence of ints. The stream indices j.
+        ops: `_LimbOps`. Defaults to the int32 op set.
+
+    Returns:
+        (hi, lo) limbs `[len(streams), size]`; row `k` is stream `streams[k]`.
+    """
     ops = ops or _INT32_OPS
-    inner_key = _mix(ops.xor(seed, _const(_STREAM_KEYS[2 * stream])), ops)
-    outer_key = _mix(ops.xor(seed, _const(_STREAM_KEYS[2 * stream + 1])), ops)
+    keys = [_STREAM_KEYS[2 * j] for j in streams] + [_STREAM_KEYS[2 * j + 1] for j in streams]
+    keys = _mix(ops.xor(seed, _const(np.array(keys, np.int64)[:, None])), ops)
+    inner_key, outer_key = zip(*(tf.split(limb, 2) for limb in keys))
     return _mix(ops.xor(_mix(ops.xor(counter, inner_key), ops), outer_key), ops)
 
 

@@ -99,17 +99,18 @@ def test_uniform_bit_exact_with_reference(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_integer_hash_bit_exact_with_reference(mode):
     # All 32 bits of every stream's word, not just the 23 that reach a float.
+    # Streams 2, 0, 1 drawn together: each row is its own stream's word.
+    streams = [2, 0, 1]
+
     def words(seed, counter):
-        return [
-            random._stream_word(random._split(seed), random._split(counter), stream)
-            for stream in range(3)
-        ]
+        return random._stream_words(random._split(seed), random._split(counter), streams)
 
     run = MODES[mode](words)
     counter = np.concatenate([np.arange(500), [2**31 - 1, -(2**31), -1]]).astype(np.int32)
     for seed in SEEDS:
         seed32 = tf.cast(tf.constant(seed, tf.int64), tf.int32)
-        for stream, (hi, lo) in enumerate(run(seed32, tf.constant(counter))):
+        hi_rows, lo_rows = run(seed32, tf.constant(counter))
+        for stream, hi, lo in zip(streams, hi_rows, lo_rows):
             actual = hi.numpy().astype(np.uint64) * 65536 + lo.numpy().astype(np.uint64)
             np.testing.assert_array_equal(actual, ref_word(seed, counter, stream))
 

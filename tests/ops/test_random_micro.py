@@ -30,7 +30,8 @@ def words_to_uint(limbs):
 @tf.function(input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([64], tf.int32)])
 def micro_words(seed, counter):
     seed, counter = random._micro_split(seed), random._micro_split(counter)
-    return [random._stream_word(seed, counter, j, random._MICRO_OPS) for j in range(3)]
+    hi, lo = random._stream_words(seed, counter, [0, 1, 2], random._MICRO_OPS)
+    return list(zip(tf.unstack(hi), tf.unstack(lo)))
 
 
 @settings(max_examples=40, deadline=None, database=None)
