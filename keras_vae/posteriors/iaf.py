@@ -63,7 +63,7 @@ def _fixed_point(update, start, max_passes, ignore_nan=False):
 
 
 def _sequential_solve(update, start, degrees):
-    """Solves `x = update(x)` one rank of the autoregressive order per pass.
+    """Solves `x = update(x)` one degree of the autoregressive order per pass.
 
     Pass k keeps `update(x)` in the dimensions of degree at most k and sets
     the others to 0. `update`'s output of degree k depends only on inputs of
@@ -249,9 +249,10 @@ class IAFStep(tfb.Bijector):
         return inverse(y, self._context)
 
     def _forward_log_det_jacobian(self, x):
-        # A row that is not finite (an inverse that overflowed) is evaluated
-        # at 0 and gives NaN: the gradient of the other branch of a where
-        # would otherwise be 0 * inf = NaN in the weights.
+        # A row that is not finite (an inverse that overflowed) gives NaN,
+        # but from the network at 0: `IAFDistribution` replaces its log q(z)
+        # with -inf by a where, whose zero gradient must not meet an inf on
+        # the way to the weights (0 * inf = NaN).
         finite = _finite_rows(x)
         _, logit = self._gate_terms(tf.where(finite, x, 0.0), self._context)
         log_det = tf.reduce_sum(tf.math.log_sigmoid(logit), axis=-1)
