@@ -362,6 +362,14 @@ class ELBOModel(keras.Model):
             # a generator yields its own order; Keras's default `shuffle=True`
             # would only warn that it is ignored.
             kwargs.setdefault("shuffle", False)
+        optimizer = getattr(self, "optimizer", None)  # `None` until compiled: Keras says so
+        if self.built and optimizer is not None and not optimizer.built:
+            # Without a distribution strategy Keras leaves the optimizer to be
+            # built inside the first traced train step, and TensorFlow traces
+            # a function that creates variables a second time: building it
+            # here halves the tracing at the start of every `fit`.
+            with self.distribute_strategy.scope():
+                optimizer.build(self.trainable_variables)
         steps = (kwargs.get("steps_per_epoch"), kwargs.get("validation_steps"))
         with self._executions_dividing(*steps):
             return super().fit(x, y, **with_capped_progbar(kwargs))

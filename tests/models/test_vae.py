@@ -385,6 +385,25 @@ def test_xla_and_graph_training_take_the_same_steps(kind):
     assert max(np.abs(g - s).max() for g, s in zip(trained[False], initial, strict=True)) > 0.1
 
 
+def test_fit_traces_the_training_step_once(kind):
+    # Keras builds an unbuilt optimizer inside the first traced step when no
+    # strategy is set, and TensorFlow traces a function that creates
+    # variables twice; `fit` builds it first.
+    model = kind.make(seed=3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    step, traces = model.train_step, []
+
+    def counted_step(data):
+        traces.append(data)
+        return step(data)
+
+    model.train_step = counted_step
+    x, condition = kind.data(16, seed=9)
+    model.fit(*kind.inputs(x, condition), epochs=2, batch_size=8, verbose=0)
+    assert len(traces) == 1
+    assert int(model.optimizer.iterations) == 4
+
+
 @pytest.mark.xla
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a CPU-only rule")
 def test_auto_jit_compile_uses_xla_on_cpu_for_models_without_convolutions(kind):
