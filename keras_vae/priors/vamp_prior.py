@@ -27,7 +27,9 @@ class VampPrior(Prior):
     inverts the flow at every component: up to `latent_dim` passes of its
     networks per step (about 10 of 50 in `benchmarks/iaf_inverse.py`, where
     the inverse stops at a bitwise fixed point). Correct, but several times
-    slower to train than with a Gaussian posterior.
+    slower to train than with a Gaussian posterior. A component at which z
+    has no float32 inverse has density 0 (`IAFDistribution`), so log p(z)
+    and its gradient come from the other components.
 
     A seeded draw chooses a pseudo-input with the portable uniform generator,
     encodes it and draws from that posterior with the portable normal noise
