@@ -428,10 +428,10 @@ def _stream_words(seed, counter, streams, ops=None):
     if ops is _MICRO_OPS and len(streams) > 1:
         words = [_stream_words(seed, counter, [j], ops) for j in streams]
         # Rows of the same [m, size] word as the shared pass gives.
-        return tuple(tf.concat(limbs, 0) for limbs in zip(*words))
+        return tuple(tf.concat(limbs, 0) for limbs in zip(*words, strict=True))
     keys = [_STREAM_KEYS[2 * j] for j in streams] + [_STREAM_KEYS[2 * j + 1] for j in streams]
     keys = _mix(ops.xor(seed, _const(np.array(keys, np.int64)[:, None])), ops)
-    inner_key, outer_key = zip(*(tf.split(limb, 2) for limb in keys))
+    inner_key, outer_key = zip(*(tf.split(limb, 2) for limb in keys), strict=True)
     return _mix(ops.xor(_mix(ops.xor(counter, inner_key), ops), outer_key), ops)
 
 

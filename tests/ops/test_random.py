@@ -110,7 +110,7 @@ def test_integer_hash_bit_exact_with_reference(mode):
     for seed in SEEDS:
         seed32 = tf.cast(tf.constant(seed, tf.int64), tf.int32)
         hi_rows, lo_rows = run(seed32, tf.constant(counter))
-        for stream, hi, lo in zip(streams, hi_rows, lo_rows):
+        for stream, hi, lo in zip(streams, hi_rows, lo_rows, strict=True):
             actual = hi.numpy().astype(np.uint64) * 65536 + lo.numpy().astype(np.uint64)
             np.testing.assert_array_equal(actual, ref_word(seed, counter, stream))
 

@@ -31,7 +31,7 @@ def words_to_uint(limbs):
 def micro_words(seed, counter):
     seed, counter = random._micro_split(seed), random._micro_split(counter)
     hi, lo = random._stream_words(seed, counter, [0, 1, 2], random._MICRO_OPS)
-    return list(zip(tf.unstack(hi), tf.unstack(lo)))
+    return list(zip(tf.unstack(hi), tf.unstack(lo), strict=True))
 
 
 @settings(max_examples=40, deadline=None, database=None)

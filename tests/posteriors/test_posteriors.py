@@ -53,6 +53,11 @@ POSTERIOR_CASES = {
 def make_posterior(case, seed=0, latent_dim=LATENT_DIM):
     """A bound, built posterior whose weights are all moved by random amounts."""
     cls, kwargs = POSTERIOR_CASES[case]
+    return moved_posterior(cls, kwargs, seed, latent_dim)
+
+
+def moved_posterior(cls, kwargs, seed=0, latent_dim=LATENT_DIM):
+    """`cls(**kwargs)`, bound and built, with every weight moved by random amounts."""
     keras.utils.set_random_seed(seed)
     posterior = cls(**kwargs)
     posterior.bind(latent_dim)
@@ -488,13 +493,7 @@ def make_gated_iaf(seed=0, slope=GATE_SLOPE, threshold=GATE_THRESHOLD, posterior
     `posterior`, if given, is an IAF of one hidden layer whose step 0 gets the gate.
     """
     if posterior is None:
-        keras.utils.set_random_seed(seed)
-        posterior = IAF(**GATED_IAF)
-        posterior.bind(LATENT_DIM)
-        posterior.build((None, FEATURES))
-        rng = np.random.default_rng(seed)
-        for weight in posterior.weights:
-            weight.assign(weight + rng.normal(scale=0.3, size=weight.shape))
+        posterior = moved_posterior(IAF, GATED_IAF, seed)
     (hidden,), _, output = posterior.steps[0]
     d = LATENT_DIM
     kernel, bias = hidden.kernel.numpy(), hidden.bias.numpy()
@@ -590,6 +589,19 @@ def sequential_log_prob(dist, z):
     return dist.distribution.log_prob(x) - log_det
 
 
+def weighted_log_prob_gradients(posterior, log_prob, x, z):
+    """sum_b w_b log_prob(posterior(x), z)_b, w = 0.5 ... 1.5, and its gradients.
+
+    The gradients are with respect to z, the features x and the posterior's
+    trainable weights, in that order.
+    """
+    weights = tf.linspace(0.5, 1.5, BATCH)
+    with tf.GradientTape() as tape:
+        tape.watch([x, z])
+        loss = tf.reduce_sum(log_prob(posterior(x), z) * weights)
+    return loss, tape.gradient(loss, [z, x, *posterior.trainable_weights])
+
+
 def compiled(fn, mode):
     return fn if mode == "eager" else tf.function(fn, jit_compile=mode == "xla")
 
@@ -622,15 +634,7 @@ def test_iaf_inverse_where_the_d_pass_loop_overflows_is_the_float64_inverse(mode
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-4)
 
     # The gradients are the ones through the unrolled one-dimension-per-pass solve.
-    weights = tf.linspace(0.5, 1.5, BATCH)
-
-    def gradients(log_prob, x, z):
-        with tf.GradientTape() as tape:
-            tape.watch([x, z])
-            loss = tf.reduce_sum(log_prob(posterior(x), z) * weights)
-        return loss, tape.gradient(loss, [z, x, *posterior.trainable_weights])
-
-    gradients = compiled(gradients, mode)
+    gradients = compiled(functools.partial(weighted_log_prob_gradients, posterior), mode)
     loss, grads = gradients(lambda dist, z: dist.log_prob(z), x, z)
     expected_loss, expected_grads = gradients(sequential_log_prob, x, z)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
@@ -797,13 +801,7 @@ def test_iaf_log_prob_gradients_through_the_inverse_are_exact(mode, broadcast):
     if broadcast:
         z = z[:, :1]
     x = tf.constant(features())
-    weights = tf.linspace(0.5, 1.5, BATCH)
-
-    def gradients(log_prob, x, z):
-        with tf.GradientTape() as tape:
-            tape.watch([x, z])
-            loss = tf.reduce_sum(log_prob(posterior(x), z) * weights)
-        return loss, tape.gradient(loss, [z, x, *posterior.trainable_weights])
+    gradients = functools.partial(weighted_log_prob_gradients, posterior)
 
     def ours(dist, z):
         return dist.log_prob(z)
