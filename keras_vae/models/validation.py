@@ -76,7 +76,8 @@ def check_values(name, values, unit_interval=False):
             f"Expected {name} to hold finite values. Received: {name} with {nan} NaN and "
             f"{infinite} infinite values"
         )
-    if values.dtype.itemsize > 4 and max(-low, high) > _FLOAT32_MAX:
+    # Only floats can pass float32's range (int64 cannot, and -min(int64) overflows).
+    if values.dtype.kind in "fc" and values.dtype.itemsize > 4 and max(-low, high) > _FLOAT32_MAX:
         # The networks compute in float32, where these would be infinite.
         raise ValueError(
             f"Expected {name} to hold values finite in float32 (|value| <= {_FLOAT32_MAX:.3g}). "

@@ -9,6 +9,8 @@ the input is invalid, and otherwise in the result of an independent numpy
 reference (the tiny VAE's networks are an identity and two Dense layers).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.special
@@ -113,6 +115,14 @@ def test_vae_encode_and_reconstruct(models, x):
     np.testing.assert_allclose(loc, reference_loc(model, x), atol=1e-5)
     expected = reference_decode(model, reference_loc(model, x))
     np.testing.assert_allclose(model.reconstruct(x), expected, atol=1e-5)
+
+
+def test_the_smallest_int64_is_refused_without_a_numpy_warning(models):
+    # -min(int64) overflows: the float32-range check is for floats only.
+    x = np.array([[np.iinfo(np.int64).min, 0, 1][:PIXELS]], np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refused_in_one_line(lambda: models["vae"].encode(x))
 
 
 @SETTINGS
