@@ -1,9 +1,74 @@
-"""Choosing mixture components with the portable uniform draws."""
+"""Mixture distributions, and choosing their components with the portable uniform draws."""
+
+import math
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from keras_vae.ops import random as portable_random
+
+tfd = tfp.distributions
+
+
+def mixture(logits, components):
+    """The mixture with component log-weights `logits` `[K]` of `components` (batch `[K]`).
+
+    A `DiagonalGaussianMixture` when the components are diagonal Gaussians
+    (`tfd.Independent` of a `tfd.Normal` over the last axis, as the
+    mixture-of-Gaussians prior and a VampPrior over `DiagonalNormal`
+    posteriors give), else a `tfd.MixtureSameFamily`.
+
+    Args:
+        logits: float tensor `[K]`. Unnormalized log-weights.
+        components: `tfd.Distribution` with batch shape `[K]` and event
+            shape `[d]`.
+
+    Returns:
+        A `tfd.MixtureSameFamily` (or subclass) with batch shape `[]`.
+    """
+    mixing = tfd.Categorical(logits=logits)
+    if (
+        isinstance(components, tfd.Independent)
+        and type(components.distribution) is tfd.Normal
+        and components.event_shape.rank == 1  # a Normal's event is scalar: one axis reinterpreted
+        and components.batch_shape.rank == 1
+    ):
+        return DiagonalGaussianMixture(mixing, components)
+    return tfd.MixtureSameFamily(mixing, components)
+
+
+class DiagonalGaussianMixture(tfd.MixtureSameFamily):
+    """A mixture of diagonal Gaussians whose log-density is two matrix products.
+
+    For z `[N, d]` and components k with means m_k and precisions
+    p_k = 1 / s_k^2, sum_j p_kj (z_j - m_kj)^2 = (z^2) p_k - 2 z (m_k p_k) +
+    m_k^2 p_k: two `[N, d] x [d, K]` products instead of an `[N, K, d]`
+    tensor, which made a VampPrior of 500 components about 12x slower to
+    score 5,000 importance samples (`log_likelihood`). The expansion loses
+    to cancellation what the direct form keeps, so it is computed in
+    float64 (about 1e-12 relative, against float32's 1e-7 in the direct
+    form) and returned in the mixture's dtype. Everything else (sampling,
+    mean, the batch and event shapes) is `tfd.MixtureSameFamily`'s.
+    """
+
+    def _log_prob(self, x):
+        normal = self.components_distribution.distribution
+        shape = tf.broadcast_dynamic_shape(tf.shape(normal.loc), tf.shape(normal.scale))
+        loc = tf.cast(tf.broadcast_to(normal.loc, shape), tf.float64)
+        scale = tf.cast(tf.broadcast_to(normal.scale, shape), tf.float64)
+        precision = tf.math.reciprocal(tf.square(scale))  # [K, d]
+        flat = tf.cast(tf.reshape(x, [-1, tf.shape(x)[-1]]), tf.float64)  # [N, d]
+        squared_distance = (
+            tf.matmul(tf.square(flat), precision, transpose_b=True)
+            - 2.0 * tf.matmul(flat, loc * precision, transpose_b=True)
+            + tf.reduce_sum(tf.square(loc) * precision, axis=-1)
+        )  # [N, K]
+        dims = tf.cast(tf.shape(loc)[-1], tf.float64)
+        log_norm = tf.reduce_sum(tf.math.log(scale), axis=-1) + 0.5 * dims * math.log(2 * math.pi)
+        log_weights = tf.math.log_softmax(tf.cast(self.mixture_distribution.logits, tf.float64))
+        log_prob = tf.reduce_logsumexp(log_weights - log_norm - 0.5 * squared_distance, axis=-1)
+        return tf.reshape(tf.cast(log_prob, self.dtype), tf.shape(x)[:-1])
 
 
 def component_indices(weights, uniform):

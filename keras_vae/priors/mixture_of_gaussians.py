@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.networks.validation import check_positive_int
-from keras_vae.priors.mixture import component_indices
+from keras_vae.priors.mixture import component_indices, mixture
 from keras_vae.priors.prior import Prior
 from keras_vae.priors.standard_normal import diagonal_normal
 
@@ -75,8 +75,8 @@ class MixtureOfGaussians(Prior):
 
     def distribution(self, condition):
         del condition
-        return tfd.MixtureSameFamily(
-            tfd.Categorical(logits=tf.convert_to_tensor(self.logits)),
+        return mixture(
+            tf.convert_to_tensor(self.logits),
             diagonal_normal(tf.convert_to_tensor(self.means), self._scales()),
         )
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_vae.networks.validation import check_positive_int
-from keras_vae.priors.mixture import component_indices
+from keras_vae.priors.mixture import component_indices, mixture
 from keras_vae.priors.prior import Prior
 
 tfd = tfp.distributions
@@ -110,9 +110,7 @@ class VampPrior(Prior):
     def distribution(self, condition):
         del condition
         components = self._bound_model().encode(self._clipped())
-        return tfd.MixtureSameFamily(
-            tfd.Categorical(logits=tf.zeros([self.num_pseudo_inputs])), components
-        )
+        return mixture(tf.zeros([self.num_pseudo_inputs]), components)
 
     def sample_from_noise(self, normal, uniform, temperature, condition):
         del condition

@@ -18,6 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tensorflow_probability as tfp  # noqa: E402
 from rng_reference import ref_to_unit, ref_word  # noqa: E402
 from scipy import special, stats  # noqa: E402
 
@@ -32,7 +33,11 @@ from keras_vae.priors import (  # noqa: E402
     StandardNormal,
     VampPrior,
 )
-from keras_vae.priors.mixture import choose_components  # noqa: E402
+from keras_vae.priors.mixture import (  # noqa: E402
+    DiagonalGaussianMixture,
+    choose_components,
+    mixture,
+)
 
 LATENT_DIM = 2
 DATA_SHAPE = (8, 8, 1)
@@ -461,6 +466,60 @@ def test_vamp_prior_log_prob_is_log_mean_exp_of_encoded_pseudo_inputs(posterior)
     np.testing.assert_allclose(actual, reference(clipped), rtol=1e-5, atol=1e-5)
     # The clipping matters here: the unclipped pseudo-inputs give another density.
     assert not np.allclose(actual, reference(prior.pseudo_inputs.numpy()), rtol=1e-3)
+
+
+@pytest.mark.parametrize("z_shape", [(5,), (4, 5), (2, 3, 5)])
+def test_diagonal_gaussian_mixture_is_tfp_mixture_in_float64(z_shape):
+    # Two matrix products instead of the [N, K, d] differences, in float64:
+    # values and gradients as TFP's direct form computed in float64, for
+    # scales down to 1e-3, z by a narrow component and z far from all.
+    tfd = tfp.distributions
+    rng = np.random.default_rng(6)
+    logits = rng.normal(size=7).astype("float32")
+    loc = rng.normal(scale=3.0, size=(7, 5)).astype("float32")
+    scale = np.exp(rng.uniform(np.log(1e-3), np.log(3.0), size=(7, 5))).astype("float32")
+    z = rng.normal(scale=10.0, size=z_shape).astype("float32")
+    # The first z sits by a narrow component, where the expansion cancels most.
+    z.reshape(-1, 5)[0] = loc[0] + 1e-3 * scale[0]
+
+    def log_prob_and_gradients(make, dtype):
+        params = [tf.constant(v.astype(dtype)) for v in (logits, loc, scale, z)]
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            logits_, loc_, scale_, z_ = params
+            components = tfd.Independent(tfd.Normal(loc_, scale_), reinterpreted_batch_ndims=1)
+            log_prob = make(tfd.Categorical(logits=logits_), components).log_prob(z_)
+            weights = tf.reshape(
+                tf.linspace(tf.constant(0.5, dtype), 1.5, tf.size(log_prob)), tf.shape(log_prob)
+            )
+            total = tf.reduce_sum(log_prob * weights)
+        return log_prob, tape.gradient(total, params)
+
+    fast, fast_grads = log_prob_and_gradients(DiagonalGaussianMixture, "float32")
+    exact, exact_grads = log_prob_and_gradients(tfd.MixtureSameFamily, "float64")
+    assert fast.dtype == tf.float32 and fast.shape == z_shape[:-1]
+    np.testing.assert_allclose(fast, exact, rtol=1e-6)
+    for name, grad, reference in zip(
+        ["logits", "loc", "scale", "z"], fast_grads, exact_grads, strict=True
+    ):
+        np.testing.assert_allclose(
+            grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(), err_msg=name
+        )
+
+
+def test_mixture_takes_the_matrix_form_for_diagonal_gaussians_only():
+    tfd = tfp.distributions
+    logits, loc = tf.zeros([3]), tf.zeros([3, 2])
+    diagonal = tfd.Independent(tfd.Normal(loc, 1.0), reinterpreted_batch_ndims=1)
+    assert type(mixture(logits, diagonal)) is DiagonalGaussianMixture
+    full = tfd.MultivariateNormalTriL(loc, tf.eye(2, batch_shape=[3]))
+    assert type(mixture(logits, full)) is tfd.MixtureSameFamily
+    for case, expected in [
+        ("mog", DiagonalGaussianMixture),
+        ("vamp", DiagonalGaussianMixture),
+        ("vamp_full", tfd.MixtureSameFamily),
+    ]:
+        assert type(bound_prior(case)[1].prior()) is expected, case
 
 
 # -- The registry and bad input --------------------------------------------------
