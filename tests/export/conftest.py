@@ -1,6 +1,8 @@
 """Tiny trained models, their exports (made once per session) and references."""
 
+import importlib
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +25,11 @@ from keras_vae.export import export_saved_model, export_tflite  # noqa: E402
 from keras_vae.layers import IndependentBernoulli  # noqa: E402
 from keras_vae.models.presets import build_vae  # noqa: E402
 from keras_vae.networks import mlp_decoder, mlp_encoder  # noqa: E402
+
+# The modules, not the functions the package re-exports under some of their names.
+export_model_module = importlib.import_module("keras_vae.export.export_model")
+saved_model_module = importlib.import_module("keras_vae.export.saved_model")
+tflite_module = importlib.import_module("keras_vae.export.tflite")
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +162,43 @@ class StaticTFLiteExports(dict):
 def static_tflite(request, exports_dir):
     """ "mlp", "conv" or "cvae" -> its float32 file with static signatures at 1 and 64."""
     return StaticTFLiteExports(request, exports_dir)
+
+
+# For the tests of what happens around a write (version folders, staging, roll-back
+# on failure), not of what is written: the writers copy the session's exports of
+# `vae` instead of tracing, saving and converting it again (about 5 s per export).
+# The copies are what the same functions made for the same model.
+
+
+@pytest.fixture
+def reused_vae_saved_model(monkeypatch, vae, vae_saved_model):
+    """`write_saved_model` of `vae` copies `vae_saved_model` (which `export_saved_model`
+    wrote with it); any other model is written for real."""
+    write_saved_model = saved_model_module.write_saved_model
+
+    def copy_saved_model(model, path):
+        if model is not vae:
+            return write_saved_model(model, path)
+        shutil.copytree(vae_saved_model, path)
+
+    for module in (saved_model_module, export_model_module):
+        monkeypatch.setattr(module, "write_saved_model", copy_saved_model)
+
+
+@pytest.fixture
+def reused_vae_tflite(monkeypatch, vae, vae_tflite):
+    """`convert_tflite` of `vae` with the default arguments returns the bytes of
+    `vae_tflite[None]` (which `export_tflite` wrote with it); anything else is
+    converted for real."""
+    convert_tflite = tflite_module.convert_tflite
+    with open(vae_tflite[None], "rb") as f:  # converted now, before a test patches anything
+        float32_tflite = f.read()
+
+    def converted_bytes(model, quantize=None, conditions=None, batch_sizes=(), min_runtime=None):
+        args = (quantize, conditions, batch_sizes, min_runtime)
+        if model is not vae or quantize or conditions is not None or batch_sizes or min_runtime:
+            return convert_tflite(model, *args)
+        return float32_tflite
+
+    for module in (tflite_module, export_model_module):
+        monkeypatch.setattr(module, "convert_tflite", converted_bytes)

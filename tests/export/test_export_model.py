@@ -170,6 +170,7 @@ def previous_tflite(tmp_path):
     return path
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model")
 def test_failed_conversion_removes_the_saved_model(vae, tmp_path, previous_tflite, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("converter crashed")
@@ -182,6 +183,7 @@ def test_failed_conversion_removes_the_saved_model(vae, tmp_path, previous_tflit
     assert previous_tflite.read_bytes() == b"previous model"
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
 def test_failed_verification_leaves_nothing_new(vae, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("verification crashed")
@@ -198,6 +200,7 @@ def test_failed_verification_leaves_nothing_new(vae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "sm") == ["1"]
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
 @pytest.mark.parametrize(
     "saved_model_base, tflite_path",
     [("new/sm", "new/m.tflite"), ("out/b", "out/a/m.tflite"), ("sm", "sm/m.tflite")],
@@ -229,6 +232,7 @@ def test_tflite_path_under_a_file_is_refused_before_writing(vae, tmp_path):
     assert os.listdir(tmp_path) == ["file"]
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
 def test_failed_publish_removes_the_published_version(vae, tmp_path, monkeypatch):
     publish = StagedPath.publish
 
@@ -245,6 +249,7 @@ def test_failed_publish_removes_the_published_version(vae, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
 def test_mismatch_writes_nothing(vae, tmp_path, previous_tflite, monkeypatch):
     monkeypatch.setitem(TOLERANCES, None, -1.0)  # every float32 file now "mismatches"
     (tmp_path / "sm" / "1").mkdir(parents=True)

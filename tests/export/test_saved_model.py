@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,7 @@ def children(vae_saved_model, cvae_saved_model):
 # --- layout and atomicity -------------------------------------------------------
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model")
 def test_versions_count_up_and_never_overwrite(vae, tmp_path):
     base = tmp_path / "mnist"
     first = export_saved_model(vae, base)
@@ -115,6 +117,7 @@ def test_bad_version(vae, tmp_path, version):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model")
 def test_largest_int64_version(vae, tmp_path):
     assert export_saved_model(vae, tmp_path, version=2**63 - 1) == str(tmp_path / str(2**63 - 1))
     message = (
@@ -137,6 +140,7 @@ def test_empty_base_dir(vae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.usefixtures("reused_vae_saved_model")
 def test_base_dir_that_is_a_version_folder(vae, tmp_path):
     version = export_saved_model(vae, tmp_path / "model")
     before = sorted(os.listdir(version))
@@ -158,11 +162,11 @@ def test_base_dir_that_is_a_file(vae, tmp_path):
     assert path.read_text() == "not a folder"
 
 
-def test_failure_mid_export_leaves_nothing(vae, tmp_path, monkeypatch):
-    save = tf.saved_model.save
-
+def test_failure_mid_export_leaves_nothing(vae, vae_saved_model, tmp_path, monkeypatch):
     def save_then_fail(obj, export_dir, *args, **kwargs):
-        save(obj, export_dir, *args, **kwargs)  # a complete write, then a failure
+        # A complete write (of the same model, copied: saving again takes seconds),
+        # then a failure.
+        shutil.copytree(vae_saved_model, export_dir)
         raise OSError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", save_then_fail)

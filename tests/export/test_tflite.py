@@ -258,6 +258,7 @@ def test_failed_conversion_keeps_the_old_file(vae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["model.tflite"]
 
 
+@pytest.mark.usefixtures("reused_vae_tflite")
 def test_failed_write_leaves_no_partial_file(vae, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous model")
