@@ -2,6 +2,7 @@
 
 import gc
 import sys
+import types
 
 import numpy as np
 from PIL import Image
@@ -35,3 +36,27 @@ def test_only_the_executable_freezes_the_imported_objects(tmp_path, monkeypatch)
     np.testing.assert_array_equal(
         np.asarray(Image.open(tmp_path / "exe.png")), np.asarray(Image.open(tmp_path / "main.png"))
     )
+
+
+def test_the_executable_imports_tensorflow_without_sklearn(monkeypatch):
+    # Keras imports scikit-learn, when installed, for wrappers no command uses.
+    from keras_vae.cli import main as cli
+
+    seen = []
+
+    def import_tensorflow():
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            seen.append("refused")
+        else:
+            seen.append("imported")
+
+    monkeypatch.setattr(cli, "import_tensorflow_quietly", import_tensorflow)
+    monkeypatch.delitem(sys.modules, "sklearn", raising=False)
+    cli._import_tensorflow_without_sklearn()
+    assert seen == ["refused"] and "sklearn" not in sys.modules  # importable again afterwards
+    # A scikit-learn the process already imported is left alone.
+    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))
+    cli._import_tensorflow_without_sklearn()
+    assert seen == ["refused", "imported"] and sys.modules["sklearn"] is not None
