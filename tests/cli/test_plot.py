@@ -85,6 +85,8 @@ def test_bad_input_is_one_line_and_exit_1(
     argv = [a.format(npy=npy, tmp=tmp_path) for a in argv]
     if "--output" not in argv:
         argv += ["--output", str(tmp_path / "picture.png")]
+    if "--split" not in argv and "--input" not in argv:
+        argv += ["--split", "test[:8]"]  # not the 10,000 images of the default split
     kind, rest = argv[0], argv[1:]
     assert main(["plot", kind, saved_models[model][0], *rest]) == 1
     err = capsys.readouterr().err
