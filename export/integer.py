@@ -58,6 +58,7 @@ from tensorflow.lite.python import schema_py_generated as schema_fb
 from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.export.litert_sampler import dequantized, quantized
+from keras_vae.export.serving_module import saving_traces
 from keras_vae.ops import random as portable_random
 
 INT8_FULL = "int8-full"
@@ -318,7 +319,8 @@ class _DecodeModule(tf.Module):
 
         # Traced without AutoGraph, as the serving module's functions are.
         self.decode = tf.function(decode, input_signature=specs, autograph=False)
-        self.model_variables = list(self.decode.get_concrete_function().variables)
+        with saving_traces():  # the trace the save reuses (see `saving_traces`)
+            self.model_variables = list(self.decode.get_concrete_function().variables)
 
 
 def _integer_mean(model, likelihood):
@@ -371,9 +373,9 @@ def convert_int8_full(model, batch_size, conditions=None):
     folder = tempfile.mkdtemp(prefix="keras_vae_int8_full_")
     try:
         saved_model = os.path.join(folder, "saved_model")
-        tf.saved_model.save(
-            module, saved_model, signatures={"decode": module.decode.get_concrete_function()}
-        )
+        with saving_traces():
+            signatures = {"decode": module.decode.get_concrete_function()}
+        tf.saved_model.save(module, saved_model, signatures=signatures)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["decode"])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

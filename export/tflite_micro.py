@@ -15,6 +15,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 from keras_vae.export.integer import INT8_FULL, check_int8_full, convert_int8_full, io_quantization
 from keras_vae.export.litert_sampler import dequantized, integer_inputs, quiet_stderr
 from keras_vae.export.precision import float32_model
+from keras_vae.export.serving_module import saving_traces
 from keras_vae.export.tflite import METADATA_NAME, _metadata, _with_metadata, sealed, tflite_ops
 from keras_vae.export.validation import (
     MAX_BATCH_SIZE,
@@ -517,7 +518,8 @@ class _MicroModule(tf.Module):
         build = _sample_function if function == "sample" else _decode_function
         self.function = build(model, self, num_samples, batch_size)
         # Plain tf.Variables only (see ServingModule): Keras's wrappers do not freeze.
-        self.model_variables = list(self.function.get_concrete_function().variables)
+        with saving_traces():  # the trace the converter's save reuses (see `saving_traces`)
+            self.model_variables = list(self.function.get_concrete_function().variables)
 
 
 def _sample_function(model, module, num_samples, batch_size):
@@ -558,7 +560,8 @@ def _decode_function(model, module, num_samples, batch_size):
 
 
 def _convert(module):
-    concrete = module.function.get_concrete_function()
+    with saving_traces():
+        concrete = module.function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     content = converter.convert()
