@@ -62,3 +62,13 @@ def test_sample_rows_needs_a_condition_per_seed(cvae):
     rows = module.sample_rows(tf.constant([0, 1], tf.int32), condition)
     drawn = cvae.generate(condition[1:], 1, seed=1)  # row 1: seed 1, condition 1, one draw
     np.testing.assert_allclose(rows["image"][1], np.asarray(drawn)[0, 0], atol=1e-5)
+
+
+def test_a_save_reuses_the_traces_of_the_module_and_its_signatures(vae, tmp_path):
+    # A tf.function's traces are keyed by the save in progress too: traced
+    # outside one, each function was traced again by the save, whose SavedModel
+    # then held both graphs.
+    module = ServingModule(vae, functions=("sample", "decode"))
+    tf.saved_model.save(module, str(tmp_path), signatures=module.signatures(["sample", "decode"]))
+    assert module.sample.experimental_get_tracing_count() == 1
+    assert module.decode.experimental_get_tracing_count() == 1
