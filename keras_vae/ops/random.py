@@ -60,10 +60,11 @@ undefined behaviour in the C++ kernels. So every 32-bit word is held as two
 int32 limbs `(hi, lo)` in `[0, 2^16)`, and every product and sum in the hash
 stays below 2^31: a multiplication by a 32-bit constant multiplies 16-bit limbs
 by the constant's bytes (products below 2^24), masks are `floor_mod` by a power
-of two, and left shifts are multiplications by a power of two. Only the float
-stage (log, sqrt, cos) may differ, by a few ulps: between runtimes, and even
-within one runtime, where vectorised kernels can round a tensor's tail
-differently from its body.
+of two, and left shifts are multiplications by a power of two. An eager call
+does the same arithmetic on whole uint32 words in numpy (the same words, in
+place of about 150 eager ops). Only the float stage (log, sqrt, cos) may
+differ, by a few ulps: between runtimes, and even within one runtime, where
+vectorised kernels can round a tensor's tail differently from its body.
 
 Shapes are checked for negative entries when they are known statically; a
 dynamic shape tensor is taken as it is.
@@ -215,6 +216,8 @@ def _prepare(shape, seed, counter_offset):
     offset = _int32_scalar(counter_offset, "counter_offset")
     if uses_tflite_micro_ops():
         return _prepare_micro(shape, size, seed, offset)
+    if tf.executing_eagerly():
+        return _prepare_eager(shape, size, seed, offset)
     index = tf.range(size)
     counter = _add(_split(offset), _split(index))
     return shape, _split(seed), counter, _INT32_OPS
@@ -243,6 +246,19 @@ def _prepare_micro(shape, size, seed, offset):
     counter = _micro_add(_micro_split(offset), index_limbs)
     shape = tf.constant(static_shape.astype(np.int32))
     return shape, _micro_split(seed), counter, _MICRO_OPS
+
+
+def _prepare_eager(shape, size, seed, offset):
+    """`_prepare`'s result for an eager call: whole uint32 words in numpy.
+
+    The hash is integer arithmetic modulo 2^32, which numpy's uint32 does
+    directly, so the words (and the uniforms, formed exactly) are the ones
+    the limb ops compute, in a few array operations instead of about 150
+    eager TensorFlow ops. The float stage of `normal` stays in TensorFlow,
+    so eager and graph draws run the same float kernels.
+    """
+    counter = np.uint32(int(offset) & 0xFFFFFFFF) + np.arange(int(size), dtype=np.uint32)
+    return shape, np.uint32(int(seed) & 0xFFFFFFFF), counter, _NUMPY_OPS
 
 
 def _static_value(tensor):
@@ -416,15 +432,22 @@ def _stream_words(seed, counter, streams, ops=None):
     MLP's 16-sample arena 508 KiB instead of 330 (`benchmarks/tflite_micro.py`).
 
     Args:
-        seed: (hi, lo) limbs of a scalar word.
-        counter: (hi, lo) limbs of a 1-D word `[size]`.
+        seed: (hi, lo) limbs of a scalar word (a numpy uint32 with the numpy
+            op set).
+        counter: (hi, lo) limbs of a 1-D word `[size]` (a uint32 array with
+            the numpy op set).
         streams: sequence of ints. The stream indices j.
         ops: `_LimbOps`. Defaults to the int32 op set.
 
     Returns:
-        (hi, lo) limbs `[len(streams), size]`; row `k` is stream `streams[k]`.
+        (hi, lo) limbs `[len(streams), size]`, or a uint32 array with the
+        numpy op set; row `k` is stream `streams[k]`.
     """
     ops = ops or _INT32_OPS
+    if ops is _NUMPY_OPS:
+        keys = np.array([_STREAM_KEYS[2 * j : 2 * j + 2] for j in streams], np.uint32)
+        keys = _mix(seed ^ keys, ops)  # [m, 2]: each stream's inner and outer key
+        return _mix(_mix(counter ^ keys[:, :1], ops) ^ keys[:, 1:], ops)
     if ops is _MICRO_OPS and len(streams) > 1:
         words = [_stream_words(seed, counter, [j], ops) for j in streams]
         # Rows of the same [m, size] word as the shared pass gives.
@@ -563,6 +586,24 @@ def _blend(condition, x, y):
     return mask * x + (np.float32(1.0) - mask) * y
 
 
+# Whole uint32 words in numpy, for eager calls (see `_prepare_eager`); array
+# products wrap modulo 2^32, as the algorithm's do.
+
+
+def _numpy_xor_shift(x, shift):
+    return x ^ (x >> np.uint32(shift))
+
+
+def _numpy_mul(x, constant):
+    return x * np.uint32(constant)
+
+
+def _numpy_to_unit(word):
+    odd = (word >> np.uint32(9)).astype(np.int32) * 2 + 1
+    return odd.astype(np.float32) * np.float32(2.0**-24)
+
+
 _LimbOps = collections.namedtuple("_LimbOps", "xor xor_shift mul to_unit select")
 _INT32_OPS = _LimbOps(_xor, _xor_shift, _mul, _to_unit, tf.where)
 _MICRO_OPS = _LimbOps(_micro_xor, _micro_xor_shift, _micro_mul, _micro_to_unit, _blend)
+_NUMPY_OPS = _LimbOps(np.bitwise_xor, _numpy_xor_shift, _numpy_mul, _numpy_to_unit, tf.where)

@@ -115,6 +115,37 @@ def test_integer_hash_bit_exact_with_reference(mode):
             np.testing.assert_array_equal(actual, ref_word(seed, counter, stream))
 
 
+def test_eager_words_in_numpy_are_bit_exact_with_reference():
+    # An eager call hashes whole uint32 words in numpy instead of the limbs:
+    # all 32 bits of every stream's word, at counters that wrap.
+    streams = [2, 0, 1]
+    counter = np.concatenate([np.arange(500), [2**31 - 1, 2**31, 2**32 - 1]]).astype(np.uint32)
+    for seed in SEEDS:
+        words = random._stream_words(
+            np.uint32(seed & 0xFFFFFFFF), counter, streams, random._NUMPY_OPS
+        )
+        assert words.dtype == np.uint32
+        for stream, row in zip(streams, words, strict=True):
+            np.testing.assert_array_equal(row, ref_word(seed, counter, stream))
+
+
+def test_eager_draws_equal_graph_draws_bit_for_bit():
+    # Eager calls take the numpy words; the float stage is the same TensorFlow
+    # ops on the same shapes, so a tf.function gives the same bits.
+    @tf.function
+    def draw(seed, offset):
+        return random.uniform([7, 30], seed, offset), random.normal([7, 30], seed, offset)
+
+    for seed, offset in zip(SEEDS, [0, 3, 2**32 - 100, 2**31, 5, 0, 17, 2**32 - 1], strict=True):
+        eager_draws = (
+            random.uniform([7, 30], seed, offset),
+            random.normal([7, 30], tf.constant(seed, tf.int64), tf.constant(offset, tf.int64)),
+        )
+        graph_draws = draw(tf.constant(seed, tf.int64), tf.constant(offset, tf.int64))
+        for eager_draw, graph_draw in zip(eager_draws, graph_draws, strict=True):
+            np.testing.assert_array_equal(eager_draw, graph_draw)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_normal_matches_reference(mode):
     run = MODES[mode](lambda seed: random.normal([40, 25], seed, counter_offset=3))
