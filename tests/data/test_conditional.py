@@ -270,7 +270,7 @@ def test_dynamic_binarization_of_both_parts(mnist_test, condition, keyed):
         return pipeline, epoch
 
     ds, epoch = dataset()
-    epochs = _passes(ds, 30, epoch)
+    epochs = _passes(ds, 10, epoch)
     for part, probs in ((0, observed), (1, missing)):
         draws = np.stack([epoch[part] for epoch in epochs])
         assert set(np.unique(draws)) == {0.0, 1.0}
@@ -279,7 +279,7 @@ def test_dynamic_binarization_of_both_parts(mnist_test, condition, keyed):
         # Frequency of ones matches the grey values (binomial standard error, 5 sigma).
         grey = (probs > 0) & (probs < 1)
         p = probs[grey]
-        sigma = np.sqrt((p * (1 - p)).sum() / 30) / grey.sum()
+        sigma = np.sqrt((p * (1 - p)).sum() / len(epochs)) / grey.sum()
         assert abs(draws.mean(axis=0)[grey].mean() - p.mean()) < 5 * sigma
     # The merged draw is one draw of the whole image: a binarized MNIST digit.
     merged = merge_image(*epochs[0], condition, (28, 28, 1))
