@@ -16,7 +16,9 @@ def model_file(vae, tmp_path_factory):
     return path
 
 
-def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(model_file, tmp_path):
+def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(
+    vae, model_file, tmp_path, reused_vae_saved_model, reused_vae_tflite
+):
     base, tflite = tmp_path / "served", tmp_path / "model.tflite"
     tflite.write_bytes(b"the previous export's file")
     # Killed (no clean-up) between the SavedModel's rename and the TFLite file's.
@@ -29,8 +31,11 @@ def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(mo
     assert journal["tflite"] == str(tflite)
     assert tflite.read_bytes() == b"the previous export's file"
 
+    # The next export, of the same model in this process: what is checked is
+    # the roll-back and the publishing around the writes, so its SavedModel and
+    # TFLite file are the session's exports of `vae` (reused_vae_*), not made again.
     with pytest.warns(UserWarning, match=r"Removed version\(s\) \[1\] of .*served: an export was"):
-        report = export_model(str(model_file), saved_model_base=str(base), tflite_path=str(tflite))
+        report = export_model(vae, saved_model_base=str(base), tflite_path=str(tflite))
     assert report["ok"] and report["saved_model"]["version"] == 1
     assert reliability.export_state(str(base), str(tflite)) == []
     assert os.listdir(base) == ["1"]
