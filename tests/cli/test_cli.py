@@ -41,19 +41,39 @@ def vae_run(tmp_path_factory, tfds_data_dir):
     return out
 
 
+# The prior and posterior options of the module's CVAE runs, checked by
+# test_train_with_a_prior_and_a_posterior: each run a model costs (its graphs
+# traced) serves the tests of its condition and of these options.
+LABEL_PRIOR_POSTERIOR = ["--prior", "mog", "--prior-components", "3", "--posterior", "iaf"]
+CENTER_COLUMN_PRIOR_POSTERIOR = ["--prior", "mog", "--posterior", "full"]
+
+
 @pytest.fixture(scope="module")
 def cvae_runs(tmp_path_factory, tfds_data_dir):
     runs = {}
-    for condition, gsnn_weight in (("label", "0"), ("top-half", "0.1")):
+    for condition, options in (
+        ("label", [*LABEL_PRIOR_POSTERIOR, "--gsnn-weight", "0"]),
+        ("top-half", ["--prior", "learned", "--gsnn-weight", "0.1"]),
+    ):
         out = tmp_path_factory.mktemp(condition)
         code = main(
             ["train", "--model", "cvae", "--condition", condition, "--latent-dim", "4",
-             "--epochs", "1", "--prior", "learned", "--gsnn-weight", gsnn_weight,
-             "--output", str(out), *SMALL]
+             "--epochs", "1", *options, "--output", str(out), *SMALL]
         )  # fmt: skip
         assert code == 0
         runs[condition] = out
     return runs
+
+
+@pytest.fixture(scope="module")
+def center_column_run(tmp_path_factory, tfds_data_dir):
+    """A convolutional center-column CVAE, one epoch on 200 images (a conv step costs)."""
+    out = tmp_path_factory.mktemp("center-column")
+    assert main(["train", "--model", "cvae", "--condition", "center-column", "--architecture",
+                 "conv", "--latent-dim", "4", "--epochs", "1", *CENTER_COLUMN_PRIOR_POSTERIOR,
+                 "--train-split", "train[:200]", "--test-split", "test[:100]", "--quiet",
+                 "--output", str(out)]) == 0  # fmt: skip
+    return out
 
 
 def test_train_writes_artifacts(vae_run):
@@ -173,22 +193,26 @@ def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
 
 
 @pytest.mark.parametrize(
-    "argv, prior, weight, num_components, posterior",
+    "run, argv, prior, weight, num_components, posterior",
     [
-        (["--prior", "vamp", "--prior-components", "8", "--posterior", "iaf"],
+        (None, ["--prior", "vamp", "--prior-components", "8", "--posterior", "iaf"],
          VampPrior, "pseudo_inputs", 8, IAF),
-        (["--prior", "mog", "--posterior", "full"],
+        ("center_column_run", CENTER_COLUMN_PRIOR_POSTERIOR,
          MixtureOfGaussians, "means", 10, FullCovarianceNormal),
-        (["--model", "cvae", "--condition", "label", "--prior", "mog", "--prior-components", "3",
-          "--posterior", "iaf"], MixtureOfGaussians, "means", 3, IAF),
+        ("cvae_runs", LABEL_PRIOR_POSTERIOR, MixtureOfGaussians, "means", 3, IAF),
     ],
-    ids=["vamp-iaf", "mog-full", "cvae-mog-iaf"],
+    ids=["vamp-iaf", "conv-cvae-mog-full", "label-cvae-mog-iaf"],
 )  # fmt: skip
 def test_train_with_a_prior_and_a_posterior(
-    argv, prior, weight, num_components, posterior, tmp_path, tfds_data_dir
+    run, argv, prior, weight, num_components, posterior, request, tmp_path, tfds_data_dir
 ):
-    out = tmp_path / "run"
-    assert main(["train", *argv, *TINY, "--output", str(out)]) == 0
+    # The module's run trained with these options, or (a VampPrior, VAEs only) one trained here.
+    if run is None:
+        out = tmp_path / "run"
+        assert main(["train", *argv, *TINY, "--output", str(out)]) == 0
+    else:
+        out = request.getfixturevalue(run)
+        out = out["label"] if run == "cvae_runs" else out
     model = keras.saving.load_model(out / "model.keras")
     assert type(model.prior_layer) is prior and type(model.posterior_layer) is posterior
     # The saved weights have the components asked for (the default one, if none).
@@ -291,11 +315,8 @@ def test_cvae_completion(cvae_runs, tmp_path):
     np.testing.assert_array_equal(np.load(cold)[:, 0], np.load(cold)[:, 1])
 
 
-def test_conv_cvae_completion_from_the_center_column(tmp_path, tfds_data_dir):
-    out = tmp_path / "run"
-    assert main(["train", "--model", "cvae", "--condition", "center-column", "--architecture",
-                 "conv", "--latent-dim", "4", "--epochs", "1", "--output", str(out),
-                 *SMALL]) == 0  # fmt: skip
+def test_conv_cvae_completion_from_the_center_column(center_column_run, tmp_path):
+    out = center_column_run
     assert keras.saving.load_model(out / "model.keras").decoder.output.shape == (None, 756)
     npy = tmp_path / "c.npy"
     assert main(["complete", str(out / "model.keras"), "--split", "test[:2]",
