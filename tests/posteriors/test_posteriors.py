@@ -436,14 +436,20 @@ def test_iaf_inverse_stops_early_at_the_d_pass_result_bit_for_bit(broadcast):
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_iaf_inverse_in_a_tf_function_is_the_d_pass_result(jit_compile):
     _, dist, z = deep_iaf_and_foreign_z()
-    for step in iaf_steps(dist):
-        inverse = tf.function(step.inverse, jit_compile=jit_compile)
-        reference = tf.function(functools.partial(reference_inverse, step), jit_compile=jit_compile)
+    steps = iaf_steps(dist)
+
+    # Every step's inverse and reference in one function: one trace and one XLA
+    # compile instead of one per function and step.
+    @tf.function(jit_compile=jit_compile)
+    def inverses(z):
+        return [(step.inverse(z), reference_inverse(step, z)) for step in steps]
+
+    for step, (inverse, reference) in zip(steps, inverses(z), strict=True):
         # Compiled kernels round differently from eager ones: compare like with like...
-        np.testing.assert_array_equal(inverse(z), reference(z))
+        np.testing.assert_array_equal(inverse, reference)
         # ...and with eager to within that rounding.
-        np.testing.assert_allclose(inverse(z), step.inverse(z), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(step.forward(inverse(z)), z, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(inverse, step.inverse(z), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(step.forward(inverse), z, rtol=1e-5, atol=1e-5)
 
 
 def test_iaf_inverse_with_a_nan_stops_early_and_keeps_the_nan():
@@ -624,19 +630,27 @@ def test_iaf_inverse_where_the_d_pass_loop_overflows_is_the_float64_inverse(mode
     expected, expected_base = float64_log_prob(posterior, dist, z.numpy())
     np.testing.assert_allclose(expected_base, base, rtol=1e-4, atol=1e-4)
 
-    def values(x, z):
-        dist = posterior(x)
-        return dist.bijector.inverse(z), dist.log_prob(z)
+    gradients = functools.partial(weighted_log_prob_gradients, posterior)
 
-    inverse, log_prob = compiled(values, mode)(x, z)
+    def values(x, z):
+        # One function, so one trace and one XLA compile: the values, their
+        # gradients, and the gradients through the unrolled one-dimension-per-pass
+        # solve (the reference, compiled like them).
+        dist = posterior(x)
+        ours = gradients(lambda dist, z: dist.log_prob(z), x, z)
+        return (
+            dist.bijector.inverse(z),
+            dist.log_prob(z),
+            ours,
+            gradients(sequential_log_prob, x, z),
+        )
+
+    inverse, log_prob, (loss, grads), (expected_loss, expected_grads) = compiled(values, mode)(x, z)
     np.testing.assert_allclose(inverse, expected_base, rtol=1e-5, atol=1e-5)
     assert np.all(np.isfinite(log_prob))
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-4)
 
     # The gradients are the ones through the unrolled one-dimension-per-pass solve.
-    gradients = compiled(functools.partial(weighted_log_prob_gradients, posterior), mode)
-    loss, grads = gradients(lambda dist, z: dist.log_prob(z), x, z)
-    expected_loss, expected_grads = gradients(sequential_log_prob, x, z)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
     names = ["z", "features"] + [w.path for w in posterior.trainable_weights]
     for name, grad, reference in zip(names, grads, expected_grads, strict=True):
@@ -789,32 +803,39 @@ def test_vamp_prior_of_an_iaf_takes_its_value_from_the_components_with_an_invers
     assert np.any(grads[0].numpy() != 0)  # the pseudo-inputs
 
 
-@pytest.mark.parametrize("broadcast", [False, True], ids=["per_example", "broadcast"])
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
-def test_iaf_log_prob_gradients_through_the_inverse_are_exact(mode, broadcast):
+def test_iaf_log_prob_gradients_through_the_inverse_are_exact(mode):
     """d log q(z)/d(z, features, weights) at a foreign z, against the unrolled d-pass loop.
 
-    `broadcast` takes z `[2, 1, d]` against the batch of posteriors, as a
-    VampPrior takes each z against all its components: x is `[2, B, d]`.
+    Per example (z `[2, B, d]`), and broadcast: z `[2, 1, d]` against the batch
+    of posteriors, as a VampPrior takes each z against all its components (x
+    is then `[2, B, d]`).
     """
     posterior, _, z = deep_iaf_and_foreign_z()
-    if broadcast:
-        z = z[:, :1]
     x = tf.constant(features())
     gradients = functools.partial(weighted_log_prob_gradients, posterior)
+    shapes = {"per_example": z, "broadcast": z[:, :1]}
 
-    def ours(dist, z):
+    def log_prob(dist, z):
         return dist.log_prob(z)
 
-    # The reference runs eagerly in every mode: it is the same computation, and
-    # compiling its unrolled loop took most of the test's time.
-    expected_loss, expected = gradients(reference_log_prob, x, z)
-    loss, grads = compiled(gradients, mode)(ours, x, z)
-    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    def ours(x, z):
+        # Both shapes of z in one function: one trace and one XLA compile.
+        return [gradients(log_prob, x, each) for each in (z, z[:, :1])]
+
     names = ["z", "features"] + [w.path for w in posterior.trainable_weights]
-    for name, grad, reference in zip(names, grads, expected, strict=True):
-        assert np.any(reference.numpy() != 0), name
-        np.testing.assert_allclose(grad, reference, rtol=1e-4, atol=1e-5, err_msg=name)
+    for (shape, each), (loss, grads) in zip(
+        shapes.items(), compiled(ours, mode)(x, z), strict=True
+    ):
+        # The reference runs eagerly in every mode: it is the same computation, and
+        # compiling its unrolled loop took most of the test's time.
+        expected_loss, expected = gradients(reference_log_prob, x, each)
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-6, err_msg=shape)
+        for name, grad, reference in zip(names, grads, expected, strict=True):
+            assert np.any(reference.numpy() != 0), (shape, name)
+            np.testing.assert_allclose(
+                grad, reference, rtol=1e-4, atol=1e-5, err_msg=f"{shape}: {name}"
+            )
 
 
 def test_iaf_inverse_gradient_matches_float64_finite_differences():
