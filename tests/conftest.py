@@ -13,34 +13,38 @@ from keras_vae.models import elbo_model  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TFDS = REPO_ROOT.parent / "shared" / "data" / "tensorflow_datasets"
 
-# The files that take longest, slowest first (serial seconds measured 2026-12-06 on
-# the 2-core EPYC, beside other jobs). `make test` hands whole files to its workers
-# in collection order (`--dist loadfile --no-loadscope-reorder`), so these go out
-# first and the short files even out the end; xdist's own order (most tests first)
-# left the one-test files that take a minute (README, exports, MirroredStrategy)
-# to the end, on one worker. A file missing here only runs later.
+# The files that take longest, slowest first (seconds summed over each file's
+# tests in a quiet `make test` on the 2-core EPYC, 2026-12-06, two workers).
+# `make test` hands whole files to its workers in collection order (`--dist
+# loadfile --no-loadscope-reorder`), so these go out first and the short files
+# even out the end; xdist's own order (most tests first) left the one-test files
+# that take half a minute (the MirroredStrategy script, exports) to the end, on
+# one worker. A file missing here only runs later.
 LONGEST_FILES = (
-    "models/test_model_family.py",  # 210 s
-    "cli/test_cli.py",  # 133 s
-    "cli/test_train_resume.py",  # 97 s
-    "export/test_priors_and_posteriors.py",  # 75 s
-    "models/test_vae.py",  # 68 s
-    "export/test_export_model.py",  # 65 s
-    "models/test_distributed.py",  # 62 s
-    "test_readme.py",  # 35 s
-    "export/test_saved_model.py",  # 31 s
-    "evaluation/test_log_likelihood.py",  # 29 s
-    "callbacks/test_beta_scheduler.py",  # 26 s
-    "ops/test_random.py",  # 24 s
-    "models/test_elbo_model.py",  # 23 s
-    "export/test_litert_sampler.py",  # 17 s
-    "export/test_tflite.py",  # 15 s
-    # Newer than that measurement: in a 2-worker run beside other jobs they took
-    # 31 s and 25 s, test_tflite.py 90 s.
-    "export/test_export_kills.py",
-    "export/test_onnx.py",
-    "export/test_tflite_micro.py",  # 45 s alone, beside other jobs
-    "export/test_int8_full.py",  # 48 s alone (fixtures included), beside other jobs
+    "cli/test_cli.py",  # 54 s
+    "cli/test_train_resume.py",  # 51 s
+    "models/test_model_family.py",  # 43 s
+    "models/test_vae.py",  # 40 s
+    "posteriors/test_posteriors.py",  # 29 s
+    "models/test_distributed.py",  # 28 s
+    "export/test_priors_and_posteriors.py",  # 27 s
+    "export/test_saved_model.py",  # 19 s
+    "evaluation/test_log_likelihood.py",  # 17 s
+    "export/test_int8_full.py",  # 17 s
+    "export/test_litert_sampler.py",  # 16 s
+    "export/test_export_model.py",  # 15 s
+    "export/test_onnx.py",  # 14 s
+    "export/test_tflite_micro.py",  # 14 s
+    "models/test_elbo_model.py",  # 12 s
+    "ops/test_random.py",  # 12 s
+    "export/test_tflite.py",  # 11 s
+    "export/test_compiled_model.py",  # 11 s
+    "data/test_images.py",  # 10 s
+    "export/test_tflite_batch_sizes.py",  # 8 s
+    "export/test_export_kills.py",  # 7 s
+    "callbacks/test_beta_scheduler.py",  # 7 s
+    "export/test_runtime_versions.py",  # 6 s
+    "export/test_verify.py",  # 6 s
 )
 
 
