@@ -71,6 +71,16 @@ def moved_as_by_one_step(model, seed=0):
     return model
 
 
+def untrained_int8_full_file(vae, path, batch_size):
+    """Builds an MNIST `vae`, moves its weights (`moved_as_by_one_step`) and exports it
+    int8-full for batches of `batch_size`; returns the file's path."""
+    vae.build((None, 28, 28, 1))
+    moved_as_by_one_step(vae)
+    return export_tflite(
+        vae, path, quantize="int8-full", batch_sizes=(batch_size,), allow_untrained=True
+    )
+
+
 @pytest.fixture(scope="module")
 def label_cvae():
     """A label CVAE with the standard normal prior (the default), its weights moved by
@@ -224,15 +234,7 @@ def test_decoder_without_a_leading_relu_dense_takes_z_alone(tmp_path):
         latent_dim=LATENT_DIM,
         seed=0,
     )
-    model.build((None, 28, 28, 1))
-    moved_as_by_one_step(model)
-    path = export_tflite(
-        model,
-        tmp_path / "m.tflite",
-        quantize="int8-full",
-        batch_sizes=(BATCH,),
-        allow_untrained=True,
-    )
+    path = untrained_int8_full_file(model, tmp_path / "m.tflite", BATCH)
     assert set(_metadata(path)["quantization"]) == {"z", "image"}
     images = Sampler(path).sample(1, 10)
     assert np.abs(images - np.asarray(model.sample(10, seed=1))).max() <= INT8_TOLERANCE
@@ -409,15 +411,7 @@ def test_cli_exports_int8_full_and_refuses_a_learned_prior(vae, cvae, tmp_path, 
 def test_conv_vae(tmp_path):
     keras.utils.set_random_seed(0)
     model = build_vae("conv", (28, 28, 1), latent_dim=LATENT_DIM, seed=0)
-    model.build((None, 28, 28, 1))
-    moved_as_by_one_step(model)
-    path = export_tflite(
-        model,
-        tmp_path / "conv.tflite",
-        quantize="int8-full",
-        batch_sizes=(64,),
-        allow_untrained=True,
-    )
+    path = untrained_int8_full_file(model, tmp_path / "conv.tflite", 64)
     ops = tflite_ops(path)
     assert {"TRANSPOSE_CONV", "CONV_2D"} <= ops <= INT8_DECODER_OPS
     assert {"z", "z_residual"} <= set(_metadata(path)["quantization"])  # a Dense comes first
