@@ -23,7 +23,6 @@ to `benchmarks/RESULTS.md`).
 
 import argparse
 import contextlib
-import gc
 import itertools
 import json
 import os
@@ -85,30 +84,13 @@ def patch_write_points(kill_at=None, when="after", seen=None):
     return seen
 
 
-def _start_up_as_the_executable_does():
-    """Imports the library as `keras-vae` does, which costs a child 2 CPU s less.
-
-    Keras imports scikit-learn, when installed, for wrappers nothing here
-    uses (a `None` in `sys.modules` makes that import fail as if it were
-    absent); the objects the imports made (half a million) are then frozen
-    out of the garbage collector's walks, which TensorFlow's tracing
-    triggers often. See `keras_vae.cli.main.console_main`, which does both.
-    """
-    blocked = "sklearn" not in sys.modules
-    if blocked:
-        sys.modules["sklearn"] = None
-    try:
-        import keras_vae.export  # noqa: F401  (TensorFlow, Keras, TFP)
-        import keras_vae.tasks  # noqa: F401
-    finally:
-        if blocked and sys.modules.get("sklearn", 0) is None:
-            del sys.modules["sklearn"]
-    gc.freeze()
-
-
 def _child(args):
     """What a child process runs: the command, killed at a write point or not."""
-    _start_up_as_the_executable_does()
+    from keras_vae.cli.main import start_up_as_the_executable
+
+    # As `keras-vae` starts: scikit-learn kept out, the imports frozen out of
+    # garbage collection (2 CPU s less per child).
+    start_up_as_the_executable()
     kill_at = int(args.kill_at) if args.kill_at and args.kill_at.isdigit() else args.kill_at
     seen = patch_write_points(kill_at, args.when)
     if args.command == "train":

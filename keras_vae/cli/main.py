@@ -674,8 +674,7 @@ def main(argv=None, own_process=False) -> int:
     prefix = f"keras-vae {args.command}"
     try:
         if own_process:
-            _import_tensorflow_without_sklearn()
-            _freeze_imported_objects()
+            start_up_as_the_executable()
         else:
             import_tensorflow_quietly()
     except KeyboardInterrupt:
@@ -729,6 +728,18 @@ def _stopped(args):
 def console_main() -> int:
     """The `keras-vae` executable: `main` on `sys.argv`, owning the process."""
     return main(sys.argv[1:], own_process=True)
+
+
+def start_up_as_the_executable():
+    """Imports TensorFlow as the `keras-vae` executable does before its command.
+
+    Without scikit-learn (`_import_tensorflow_without_sklearn`), then with the
+    imported objects frozen out of garbage collection
+    (`_freeze_imported_objects`). For processes that own themselves as the
+    executable does, such as the killed children of `benchmarks/reliability.py`.
+    """
+    _import_tensorflow_without_sklearn()
+    _freeze_imported_objects()
 
 
 def _import_tensorflow_without_sklearn():
