@@ -1,5 +1,7 @@
 """The variational autoencoder, and the machinery the whole VAE family shares."""
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,6 +26,7 @@ from keras_vae.models.validation import (
 )
 from keras_vae.ops import elbo as elbo_ops
 from keras_vae.ops.math import kl_divergence
+from keras_vae.utils import cpu
 
 OBJECTIVES = ("elbo", "iwae")
 _MAX_LATENT_VALUES = 2**31
@@ -34,6 +37,22 @@ def _check_objective_beta(objective, beta):
         raise ValueError(
             "Expected beta=1.0 with objective='iwae' (the bound has no KL weight). "
             f"Received: beta={beta}"
+        )
+
+
+def _check_samples_fit_in_memory(count, event_shape, num_samples):
+    """Refuses `count` samples whose float32 values alone exceed the machine's memory.
+
+    Caught before drawing: past it the operating system would page for
+    minutes before failing (or the process be killed), not raise.
+    """
+    memory = cpu.physical_memory()
+    size = 4 * count * math.prod(event_shape)
+    if memory is not None and size > memory:
+        raise ValueError(
+            f"Expected num_samples whose samples fit in this machine's memory "
+            f"({memory / 2**30:.1f} GiB): {count} samples of shape {tuple(event_shape)} "
+            f"take {size / 2**30:.1f} GiB in float32. Received: num_samples={num_samples}"
         )
 
 
@@ -253,6 +272,11 @@ class VAE(ELBOModel):
         Returns:
             numpy array `[num_samples, *event_shape]`, or `[B, num_samples,
             *event_shape]` given `B` conditions.
+
+        Raises:
+            ValueError: for a bad argument, or more samples than the portable
+                RNG counts (2**31 latent values) or than the machine's memory
+                holds in float32.
         """
         num_samples = check_positive_int("num_samples", num_samples)
         temperature = check_positive_float("temperature", temperature, allow_zero=True)
@@ -272,6 +296,7 @@ class VAE(ELBOModel):
                 "Expected a built model: call it on data or fit it first. Received: an "
                 f"unbuilt {type(self).__name__}"
             )
+        _check_samples_fit_in_memory(conditions * num_samples, self.event_shape, num_samples)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         z = self.sample_latent(num_samples, seed, temperature, condition)

@@ -1,11 +1,40 @@
-"""What the CPU computes natively, read from Linux's `/proc/cpuinfo`."""
+"""What the machine offers: the CPU's native arithmetic (Linux's `/proc/cpuinfo`) and memory."""
 
+import os
 import warnings
 
 CPUINFO = "/proc/cpuinfo"
 # CPU flags of native bfloat16 arithmetic: AVX-512 BF16 (AMD Zen 4 and newer,
 # Intel Cooper Lake and newer) and Intel's AMX tiles.
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+# cgroup v2 and v1 memory limits: a container may have less than the host.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def physical_memory(cgroup_limits=CGROUP_MEMORY_LIMITS):
+    """Bytes of memory this process can have: the machine's, or its container's limit if lower.
+
+    Args:
+        cgroup_limits: paths of files holding a memory limit in bytes (or
+            `max`). Defaults to cgroup v2's and v1's.
+
+    Returns:
+        int, or `None` where the operating system does not say.
+    """
+    try:
+        limits = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+    except (AttributeError, ValueError, OSError):
+        limits = []
+    for path in cgroup_limits:
+        try:
+            with open(path) as f:
+                limits.append(int(f.read()))
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            pass
+    limits = [limit for limit in limits if limit > 0]
+    return min(limits) if limits else None
 
 
 def first_processor(cpuinfo=None) -> dict:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from keras_vae.cli.main import main
 from keras_vae.models.presets import build_vae
+from keras_vae.utils import cpu
 
 # Values a user (or a script) might put after an option: numbers at and past
 # every edge, non-finite ones, words, empty strings and flags in the wrong place.
@@ -26,7 +27,27 @@ TRAIN_OPTIONS = [
     "--seed", "--model", "--condition", "--prior", "--prior-components", "--posterior",
     "--gsnn-weight", "--dtype-policy",
 ]  # fmt: skip
-SAMPLE_OPTIONS = ["--num-samples", "--seed", "--label", "--temperature"]
+
+
+def _affordable_count(token):
+    """Whether `--num-samples token` ends fast: an error, up to 1024 images, or too many to count.
+
+    Counts in between are valid and draw real images for seconds to minutes
+    (the most that fit in memory: millions); 2**30 and more exceed the
+    portable RNG's 2**31 latent values. A count past memory is refused by
+    `test_sample_refuses_more_images_than_memory_holds`.
+    """
+    try:
+        count = int(token)
+    except ValueError:
+        return True
+    return not 1024 < count < 2**30
+
+
+SAMPLE_ARGUMENTS = st.one_of(
+    st.tuples(st.just("--num-samples"), TOKENS.filter(_affordable_count)),
+    st.tuples(st.sampled_from(["--seed", "--label", "--temperature"]), TOKENS),
+)
 # Each case calls the CLI in this process (no deadline: the first loads
 # TensorFlow); tmp_path and capsys are shared by a test's cases, which is safe here.
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -63,7 +84,7 @@ def test_train_arguments_end_in_one_clear_line(options, capsys, tmp_path, tfds_d
 
 
 @settings(FUZZ, max_examples=25)
-@given(options=st.lists(st.tuples(st.sampled_from(SAMPLE_OPTIONS), TOKENS), max_size=3))
+@given(options=st.lists(SAMPLE_ARGUMENTS, max_size=3))
 def test_sample_arguments_end_in_images_or_one_clear_line(options, capsys, tmp_path, vae_file):
     output = tmp_path / "fuzz.npy"
     if output.exists():
@@ -79,6 +100,19 @@ def test_sample_arguments_end_in_images_or_one_clear_line(options, capsys, tmp_p
     else:
         _one_clear_line(code, err)
         assert not output.exists()
+
+
+def test_sample_refuses_more_images_than_memory_holds(capsys, tmp_path, vae_file, monkeypatch):
+    # 400 MNIST images of float32 (1.2 MiB) on a machine of 1 MiB: one line,
+    # before drawing, and no file.
+    monkeypatch.setattr(cpu, "physical_memory", lambda: 2**20)
+    output = tmp_path / "many.npy"
+    code, err = _run(
+        ["sample", str(vae_file), "--num-samples", "400", "--output", str(output)], capsys
+    )
+    _one_clear_line(code, err)
+    assert "Expected num_samples whose samples fit in this machine's memory" in err
+    assert not output.exists()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 from tiny_models import CLASSES, KINDS, LATENT_DIM, PIXELS
 
 from keras_vae.evaluation import log_likelihood
+from keras_vae.utils import cpu
 
 SETTINGS = settings(
     max_examples=25,
@@ -201,6 +202,20 @@ def test_vae_sample(models, num_samples, seed, temperature):
     if seed is not None:  # the seed's low 32 bits
         again = model.sample(num_samples, seed=seed % 2**32, temperature=temperature)
         np.testing.assert_array_equal(images, again)
+
+
+def test_sample_refuses_samples_past_the_machines_memory(models, monkeypatch):
+    # On a machine of 1 MiB, float32 samples of PIXELS values: the most that
+    # fit are drawn; one more, per condition too, is refused before drawing.
+    monkeypatch.setattr(cpu, "physical_memory", lambda: 2**20)
+    fits = 2**20 // (4 * PIXELS)
+    assert models["vae"].sample(fits, seed=0).shape == (fits, PIXELS)
+    refused_in_one_line(lambda: models["vae"].sample(fits + 1, seed=0))
+    conditions = np.eye(CLASSES, dtype="float32")
+    per_condition = fits // CLASSES
+    images = models["cvae"].generate(conditions, per_condition, seed=0)
+    assert images.shape == (CLASSES, per_condition, PIXELS)
+    refused_in_one_line(lambda: models["cvae"].generate(conditions, per_condition + 1, seed=0))
 
 
 # Arbitrary pixels in [0, 1] are not binary: the warning that says so is expected.

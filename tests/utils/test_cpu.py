@@ -73,3 +73,14 @@ def test_train_warns_before_it_loads_data(tmp_path, monkeypatch):
     monkeypatch.setattr(training.data, "load_images", load_images)
     with pytest.warns(UserWarning, match="without bfloat16"), pytest.raises(RuntimeError):
         training.train_model(dataset="mnist", dtype_policy="mixed_bfloat16", epochs=1)
+
+
+def test_physical_memory_is_the_machines_unless_a_container_limits_it(tmp_path):
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    unlimited, limited = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    unlimited.write_text("max\n")
+    limited.write_text(f"{2**30}\n")
+    machine = cpu.physical_memory(cgroup_limits=[unlimited, tmp_path / "missing"])
+    assert abs(machine - total) < 2**20  # MemTotal is in kB, the pages are 4 kB
+    assert cpu.physical_memory(cgroup_limits=[unlimited, limited]) == 2**30
