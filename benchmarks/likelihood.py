@@ -29,6 +29,7 @@ is further along. Every schedule is a prefix of the longer ones, so a long run
 """
 
 import argparse
+import math
 import os
 import time
 
@@ -132,8 +133,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.prefix, self.every = prefix, every
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
+        if (epoch + 1) % self.every or self.model.stop_training:
+            return  # not a checkpoint epoch, or stopped by a non-finite loss
         path = f"{self.prefix}-{epoch + 1}.keras"
         self.model.save(path + ".partial.keras")
         os.replace(path + ".partial.keras", path)
@@ -270,13 +271,19 @@ def main():
             if args.kl_warmup_epochs:
                 callbacks.append(BetaScheduler(linear_kl_warmup(args.kl_warmup_epochs)))
             start = time.perf_counter()
-            model.fit(
+            history = model.fit(
                 train,
                 initial_epoch=resumed,
                 epochs=len(rates),
-                callbacks=callbacks,
+                callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
                 verbose=2,
             )
+            if not math.isfinite(history.history["loss"][-1]):
+                raise SystemExit(
+                    f"{label}: the loss became {history.history['loss'][-1]} in epoch "
+                    f"{resumed + len(history.history['loss'])}; nothing saved after the last "
+                    "checkpoint"
+                )
             minutes = (time.perf_counter() - start) / 60
             model.save(path)
         start = time.perf_counter()

@@ -312,6 +312,30 @@ def test_likelihood(results, monkeypatch, tmp_path):
     assert reused["train min"] == "reused" and reused["NLL"] == row["NLL"]
 
 
+def test_likelihood_stops_a_run_whose_loss_is_not_finite(results, monkeypatch, tmp_path):
+    # A decoder bias of NaN: the first epoch's loss is NaN, the run stops
+    # there and neither a checkpoint, the model nor a result is written.
+    build = likelihood.build
+
+    def diverged(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.build((None, 28, 28, 1))
+        bias = model.decoder.weights[-1]
+        bias.assign(np.full(bias.shape, np.nan, "float32"))
+        return model
+
+    monkeypatch.setattr(likelihood, "build", diverged)
+    output = tmp_path / "likelihood"
+    args = [
+        "--runs", "vae", "--stages", 1, "--batch-size", 64, "--train-images", 64,
+        "--importance-samples", 2, "--test-images", 4, "--checkpoint-every", 1,
+        "--output", output,
+    ]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"^vae: the loss became nan in epoch 1; nothing saved"):
+        run(monkeypatch, likelihood, *args)
+    assert list(output.iterdir()) == [] and not results.exists()
+
+
 @pytest.fixture
 def iwae5_model(tmp_path):
     """`benchmarks.likelihood`'s IWAE K=5 model, untrained, saved as iwae5-0stages.keras."""
