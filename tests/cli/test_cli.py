@@ -864,11 +864,20 @@ def test_the_cli_names_the_registered_priors_and_posteriors():
 
 
 def test_a_successful_command_prints_nothing_to_stderr(vae_run, tmp_path):
+    # The executable's `sample`; it loads no dataset, so not tensorflow_datasets.
+    argv = ["keras-vae", "sample", str(vae_run / "model.keras"), "--num-samples", "4",
+            "--output", str(tmp_path / "s.png")]  # fmt: skip
+    script = (
+        "import sys\n"
+        "from keras_vae.cli.main import console_main\n"
+        f"sys.argv = {argv!r}\n"
+        "code = console_main()\n"
+        "assert 'tensorflow_datasets' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "keras_vae.cli.main", "sample", str(vae_run / "model.keras"),
-         "--num-samples", "4", "--output", str(tmp_path / "s.png")],
-        capture_output=True, text=True, env={k: v for k, v in os.environ.items()
-                                             if not k.startswith("TF_CPP")},
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")},
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout == f"wrote {tmp_path / 's.png'}\n"
