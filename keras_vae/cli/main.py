@@ -673,6 +673,35 @@ def main(argv=None, own_process=False) -> int:
     args = build_parser().parse_args(argv)
     prefix = f"keras-vae {args.command}"
     try:
+        lock = _lock_output(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    try:
+        return _run(args, prefix, own_process)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_output(args):
+    """Checks and locks `train`'s output folder before TensorFlow loads; the lock, or `None`.
+
+    A folder that another run writes to is refused at once, not after the
+    seconds of TensorFlow's start-up. `train_model` takes the same lock
+    again inside (it is re-entrant).
+    """
+    if args.command != "train":
+        return None
+    from keras_vae.utils.output_folder import RunLock, check_output_folder
+
+    check_output_folder(args.output)
+    return RunLock(args.output).acquire()
+
+
+def _run(args, prefix, own_process):
+    """`main` once the arguments are parsed (and a `train` holds its output folder)."""
+    try:
         if own_process:
             start_up_as_the_executable()
         else:

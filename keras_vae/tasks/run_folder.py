@@ -1,4 +1,7 @@
-"""The output folder of `keras-vae train`: one writer, atomic files, a resumable state."""
+"""The output folder of `keras-vae train`: atomic files and a resumable state.
+
+Its lock (one writer) is `keras_vae.utils.output_folder.RunLock`.
+"""
 
 import json
 import math
@@ -13,77 +16,6 @@ from keras_vae.utils.staged_path import StagedPath
 
 STATE_FILE = "state.json"
 _EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
-
-
-class FolderInUseError(RuntimeError):
-    """Raised when another process holds the lock of an output folder."""
-
-
-class RunLock:
-    """The lock of an output folder: one `train` writes into it at a time.
-
-    The lock is an advisory `flock` on `<folder>/.keras-vae.lock`, which
-    holds the PID of the process that took it. The system releases it when
-    that process ends however it ends (a crash, `kill -9`), so a stale lock
-    never blocks a folder: the next run takes it. On systems without
-    `fcntl` (Windows) the folder is not locked.
-
-    Args:
-        folder: str. The output folder (created if missing).
-
-    Example:
-
-    >>> with RunLock("runs/mnist-mlp"):  # doctest: +SKIP
-    ...     train_into("runs/mnist-mlp")
-    """
-
-    NAME = ".keras-vae.lock"
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.path = os.path.join(folder, self.NAME)
-        self._file = None
-
-    def acquire(self):
-        """Takes the lock; raises `FolderInUseError` if a live process holds it."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX
-            return self
-        os.makedirs(self.folder, exist_ok=True)
-        f = open(self.path, "a+")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise FolderInUseError(
-                f"Expected an output folder that no other run is writing to. Received: "
-                f"output={self.folder!r}, in use by the run of process {holder} "
-                "(wait for it to end, or choose another --output)"
-            ) from None
-        except BaseException:
-            f.close()
-            raise
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        self._file = f
-        return self
-
-    def release(self):
-        """Lets the lock go (the file stays: removing it would race the next holder)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
 
 
 def write_atomically(path, write, suffix=None):

@@ -24,7 +24,6 @@ from keras_vae.posteriors import POSTERIORS
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.tasks.run_folder import (
     RunBackup,
-    RunLock,
     StopIfDiverged,
     changed_arguments,
     json_safe,
@@ -34,7 +33,8 @@ from keras_vae.tasks.run_folder import (
 )
 from keras_vae.utils.cpu import warn_if_bfloat16_is_emulated
 from keras_vae.utils.dtype_policy import global_dtype_policy
-from keras_vae.utils.images import file_in_the_way, save_images
+from keras_vae.utils.images import save_images
+from keras_vae.utils.output_folder import RunLock, check_output_folder
 
 BINARIZATIONS = ("dynamic", "static", "none")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -252,7 +252,7 @@ def train_model(
             f"likelihoods). Received: model={model!r}"
         )
     if output is not None:
-        _check_output_folder(output)
+        check_output_folder(output)
     # One writer per output folder, from before the backup is read to the last file.
     with contextlib.nullcontext() if output is None else RunLock(output):
         warn_if_bfloat16_is_emulated(dtype_policy)
@@ -416,21 +416,6 @@ def _check_finished_run(output, config, overwrite):
             f"Expected the arguments of the finished run in {output} to run it again, or "
             f"--overwrite to replace it. Received: {changed}"
         )
-
-
-def _check_output_folder(output):
-    """Raises unless `output` is a folder or can be made one (no file at it or above it)."""
-    blocker = file_in_the_way(os.path.join(output, "model.keras"))
-    if blocker is None:
-        return
-    if blocker == os.path.abspath(output):
-        raise ValueError(
-            "Expected output to be a folder or a new path. "
-            f"Received: output={output!r} (an existing file)"
-        )
-    raise ValueError(
-        f"Expected output in a folder. Received: output={output!r} ({blocker} is a file)"
-    )
 
 
 def _evaluate(model, dataset):

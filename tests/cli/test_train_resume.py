@@ -16,12 +16,8 @@ from benchmarks import reliability
 from keras_vae.cli.main import main
 from keras_vae.models.presets import build_vae
 from keras_vae.tasks import run_folder, training
-from keras_vae.tasks.run_folder import (
-    FolderInUseError,
-    RunBackup,
-    RunLock,
-    TrainingDivergedError,
-)
+from keras_vae.tasks.run_folder import RunBackup, TrainingDivergedError
+from keras_vae.utils.output_folder import FolderInUseError, RunLock
 from keras_vae.utils.staged_path import StagedPath, process_namespace
 
 RUN = reliability.TRAIN_RUN
@@ -132,27 +128,76 @@ def test_a_resumed_run_restores_the_committed_state(tmp_path, tfds_data_dir, mon
     assert int(restored.optimizer.iterations) == STEPS_PER_EPOCH
 
 
-def test_a_folder_in_use_is_refused_and_a_stale_lock_is_not(tmp_path, capsys):
-    out = tmp_path / "run"
-    with RunLock(str(out)):
-        code = main(["train", *reliability.TRAIN_ARGV, "--output", str(out)])
-    assert code == 1
-    error = capsys.readouterr().err.strip()
-    assert error == (
-        f"keras-vae train: error: Expected an output folder that no other run is writing to. "
-        f"Received: output={str(out)!r}, in use by the run of process {os.getpid()} "
-        "(wait for it to end, or choose another --output)"
+# A process that takes an output folder's lock and holds it until killed.
+HOLDER = (
+    "import sys, time\n"
+    "from keras_vae.utils.output_folder import RunLock\n"
+    "RunLock(sys.argv[1]).acquire()\n"
+    "print('held', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def _locked_by_another_process(folder):
+    """A child process (without TensorFlow) that holds `folder`'s lock; kill it to let go."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True
     )
-    # A lock file left by a process that ended (killed) holds no lock.
-    ended = subprocess.Popen([sys.executable, "-c", "pass"])
-    ended.wait()
-    (out / RunLock.NAME).write_text(str(ended.pid))
-    with RunLock(str(out)):
-        assert (out / RunLock.NAME).read_text() == str(os.getpid())
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_folder_in_use_is_refused_before_tensorflow_loads_and_a_stale_lock_is_not(tmp_path):
+    out = tmp_path / "run"
+    holder = _locked_by_another_process(out)
+    try:
+        script = (
+            "import sys\n"
+            "from keras_vae.cli.main import main\n"
+            f"code = main(['train', *{reliability.TRAIN_ARGV!r}, '--output', {str(out)!r}])\n"
+            "assert 'tensorflow' not in sys.modules\n"
+            "sys.exit(code)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (
+            "keras-vae train: error: Expected an output folder that no other run is writing "
+            f"to. Received: output={str(out)!r}, in use by the run of process {holder.pid} "
+            "(wait for it to end, or choose another --output)"
+        )
         with pytest.raises(FolderInUseError):
             RunLock(str(out)).acquire()
-    with RunLock(str(out)):  # let go on leaving the block: it can be taken again
-        pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # The killed holder's lock file is left, holding its PID, but no lock.
+    assert (out / RunLock.NAME).read_text() == str(holder.pid)
+    with RunLock(str(out)):
+        assert (out / RunLock.NAME).read_text() == str(os.getpid())
+
+
+def test_the_lock_is_re_entrant_in_its_process_and_leaves_no_folder_it_made_empty(tmp_path):
+    import fcntl
+
+    out = tmp_path / "new" / "run"
+
+    def locked_elsewhere():
+        with open(out / RunLock.NAME) as f:  # another open file: as another process would
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+
+    with RunLock(str(out)):
+        with RunLock(str(out)):  # as train_model does inside keras-vae train
+            assert locked_elsewhere()
+        assert locked_elsewhere()  # the outer holder still has it
+    assert not (tmp_path / "new").exists()  # nothing was written: both folders go
+    with RunLock(str(out)):
+        (out / "metrics.json").write_text("{}")
+    assert sorted(os.listdir(out)) == [RunLock.NAME, "metrics.json"]
+    assert not locked_elsewhere()
 
 
 def test_two_runs_started_together_leave_one_run_which_a_signal_stops_with_one_line(
