@@ -1,4 +1,4 @@
-"""Seconds until the command line answers: `--help`, a bad argument, and TensorFlow's import.
+"""Seconds until the command line answers: `--help`, a bad argument, a busy folder, TensorFlow.
 
 Each command runs in a fresh process, `--repeats` times, alternating; the
 record gives the median and the range. For scale, the same for a process
@@ -11,15 +11,18 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from benchmarks.common import record
+from keras_vae.utils.output_folder import RunLock
 
 COMMANDS = {
     "keras-vae --help": ["--help"],
     "keras-vae train --epochs -1": ["train", "--epochs", "-1", "--output", "unused"],
     "keras-vae sample --help": ["sample", "--help"],
 }
+SCALE = "python -c 'import tensorflow' (for scale)"
 
 
 def _seconds(argv):
@@ -32,14 +35,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    runs = {
-        **{name: [sys.executable, "-m", "keras_vae.cli.main", *a] for name, a in COMMANDS.items()},
-        "python -c 'import tensorflow' (for scale)": [sys.executable, "-c", "import tensorflow"],
-    }
-    times = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, command in runs.items():
-            times[name].append(_seconds(command))
+    with tempfile.TemporaryDirectory() as busy, RunLock(busy):
+        commands = {
+            **COMMANDS,
+            "keras-vae train into a folder another run holds": ["train", "--output", busy],
+        }
+        runs = {
+            **{
+                name: [sys.executable, "-m", "keras_vae.cli.main", *a]
+                for name, a in commands.items()
+            },
+            SCALE: [sys.executable, "-c", "import tensorflow"],
+        }
+        times = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, command in runs.items():
+                times[name].append(_seconds(command))
     lines = [
         f"Each command in a fresh process, {args.repeats} times, alternating.",
         "",
