@@ -17,7 +17,9 @@ def mixture(logits, components):
     A `DiagonalGaussianMixture` when the components are diagonal Gaussians
     (`tfd.Independent` of a `tfd.Normal` over the last axis, as the
     mixture-of-Gaussians prior and a VampPrior over `DiagonalNormal`
-    posteriors give), else a `tfd.MixtureSameFamily`.
+    posteriors give), a `FullCovarianceGaussianMixture` when they are
+    `tfd.MultivariateNormalTriL` (a VampPrior over `FullCovarianceNormal`
+    posteriors), else a `tfd.MixtureSameFamily`.
 
     Args:
         logits: float tensor `[K]`. Unnormalized log-weights.
@@ -35,6 +37,8 @@ def mixture(logits, components):
         and components.batch_shape.rank == 1
     ):
         return DiagonalGaussianMixture(mixing, components)
+    if type(components) is tfd.MultivariateNormalTriL and components.batch_shape.rank == 1:
+        return FullCovarianceGaussianMixture(mixing, components)
     return tfd.MixtureSameFamily(mixing, components)
 
 
@@ -68,6 +72,54 @@ class DiagonalGaussianMixture(tfd.MixtureSameFamily):
         log_norm = tf.reduce_sum(tf.math.log(scale), axis=-1) + 0.5 * dims * math.log(2 * math.pi)
         log_weights = tf.math.log_softmax(tf.cast(self.mixture_distribution.logits, tf.float64))
         log_prob = tf.reduce_logsumexp(log_weights - log_norm - 0.5 * squared_distance, axis=-1)
+        return tf.reshape(tf.cast(log_prob, self.dtype), tf.shape(x)[:-1])
+
+
+class FullCovarianceGaussianMixture(tfd.MixtureSameFamily):
+    """A mixture of full-covariance Gaussians whose log-density is computed in float64.
+
+    Component k's log-density needs ||L_k^-1 (z - m_k)||^2, a triangular
+    solve that multiplies rounding by L_k's condition number. Trained
+    full-covariance posteriors reach condition numbers past 1e20, and in
+    float32 a z far from such a component overflows: its log-density is
+    -inf from inf - inf, the mixture's NaN, and so are the gradients, though
+    the other components hold z well. In float64 the far component's term is
+    a large finite negative number whose weight in the log-sum-exp is
+    exactly 0, and the gradients stay finite. The rows of z are solved
+    against all K components at once, `SOLVE_ELEMENTS // (K * d)` rows at a
+    time, which bounds the memory of the `[K, d, rows]` solve. Everything else
+    (sampling, mean, the batch and event shapes) is `tfd.MixtureSameFamily`'s.
+    """
+
+    # Elements of one chunk's [K, d, rows] differences (32 MB in float64).
+    SOLVE_ELEMENTS = 2**22
+
+    def _log_prob(self, x):
+        components = self.components_distribution
+        loc = tf.cast(components.mean(), tf.float64)  # [K, d]
+        tril = tf.cast(components.scale.to_dense(), tf.float64)  # [K, d, d]
+        num_components, dims = int(loc.shape[0]), int(loc.shape[-1])
+        log_norm = tf.reduce_sum(
+            tf.math.log(tf.abs(tf.linalg.diag_part(tril))), axis=-1
+        ) + 0.5 * dims * math.log(2 * math.pi)
+        log_weights = tf.math.log_softmax(tf.cast(self.mixture_distribution.logits, tf.float64))
+        offset = (log_weights - log_norm)[:, None]  # [K, 1]
+
+        def chunk_log_prob(z):  # [rows, d] -> [rows]
+            difference = tf.transpose(z)[None] - loc[:, :, None]  # [K, d, rows]
+            solved = tf.linalg.triangular_solve(tril, difference, lower=True)
+            squared_distance = tf.reduce_sum(tf.square(solved), axis=1)  # [K, rows]
+            return tf.reduce_logsumexp(offset - 0.5 * squared_distance, axis=0)
+
+        flat = tf.cast(tf.reshape(x, [-1, dims]), tf.float64)  # [N, d]
+        rows = max(1, self.SOLVE_ELEMENTS // (num_components * dims))
+        count = tf.shape(flat)[0]
+        chunks = (count + rows - 1) // rows
+        padded = tf.pad(flat, [[0, chunks * rows - count], [0, 0]])
+        log_prob = tf.map_fn(
+            chunk_log_prob, tf.reshape(padded, [chunks, rows, dims]), fn_output_signature=tf.float64
+        )
+        log_prob = tf.reshape(log_prob, [-1])[:count]
         return tf.reshape(tf.cast(log_prob, self.dtype), tf.shape(x)[:-1])
 
 

@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import scipy.linalg  # noqa: E402
+import scipy.special  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 from rng_reference import ref_to_unit, ref_word  # noqa: E402
@@ -35,6 +37,7 @@ from keras_vae.priors import (  # noqa: E402
 )
 from keras_vae.priors.mixture import (  # noqa: E402
     DiagonalGaussianMixture,
+    FullCovarianceGaussianMixture,
     choose_components,
     mixture,
 )
@@ -507,17 +510,92 @@ def test_diagonal_gaussian_mixture_is_tfp_mixture_in_float64(z_shape):
         )
 
 
-def test_mixture_takes_the_matrix_form_for_diagonal_gaussians_only():
+def full_covariance_mixture_terms(make, logits, loc, tril, z, dtype):
+    """`make(mixing, MultivariateNormalTriL)`'s log_prob at z and its gradients, in `dtype`."""
+    tfd = tfp.distributions
+    params = [tf.constant(v.astype(dtype)) for v in (logits, loc, tril, z)]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        logits_, loc_, tril_, z_ = params
+        components = tfd.MultivariateNormalTriL(loc_, tril_)
+        log_prob = make(tfd.Categorical(logits=logits_), components).log_prob(z_)
+        weights = tf.reshape(
+            tf.linspace(tf.constant(0.5, dtype), 1.5, tf.size(log_prob)), tf.shape(log_prob)
+        )
+        total = tf.reduce_sum(log_prob * weights)
+    return log_prob, tape.gradient(total, params)
+
+
+@pytest.mark.parametrize("z_shape", [(5,), (4, 5), (2, 3, 5)])
+def test_full_covariance_gaussian_mixture_is_tfp_mixture_in_float64(z_shape, monkeypatch):
+    # Two rows per solve, so the larger z are solved in several chunks (and
+    # padded): values and gradients as TFP's mixture computed in float64.
+    monkeypatch.setattr(FullCovarianceGaussianMixture, "SOLVE_ELEMENTS", 2 * 7 * 5)
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=7).astype("float32")
+    loc = rng.normal(scale=3.0, size=(7, 5)).astype("float32")
+    tril = np.tril(rng.normal(scale=0.5, size=(7, 5, 5)))
+    tril[:, range(5), range(5)] = np.exp(rng.uniform(np.log(0.05), np.log(3.0), size=(7, 5)))
+    z = rng.normal(scale=5.0, size=z_shape).astype("float32")
+    args = (logits, loc, tril.astype("float32"), z)
+    fast, fast_grads = full_covariance_mixture_terms(
+        FullCovarianceGaussianMixture, *args, "float32"
+    )
+    exact, exact_grads = full_covariance_mixture_terms(
+        tfp.distributions.MixtureSameFamily, *args, "float64"
+    )
+    assert fast.dtype == tf.float32 and fast.shape == z_shape[:-1]
+    np.testing.assert_allclose(fast, exact, rtol=1e-6)
+    for name, grad, reference in zip(
+        ["logits", "loc", "scale_tril", "z"], fast_grads, exact_grads, strict=True
+    ):
+        np.testing.assert_allclose(
+            grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(), err_msg=name
+        )
+
+
+def test_full_covariance_gaussian_mixture_holds_ill_conditioned_components():
+    # Two components with L of diagonal 0.04 and 1.4 below it (condition
+    # number past 1e20, as trained full-covariance posteriors reach) and a
+    # standard one: in float32 the solve overflows and TFP's mixture gives
+    # NaN; in float64 the log-density is the scipy reference and the
+    # gradients are finite.
+    d = 50
+    bad = np.tril(np.full((d, d), 1.4))
+    np.fill_diagonal(bad, 0.04)
+    tril = np.stack([bad, bad, np.eye(d)]).astype("float32")
+    loc = np.zeros((3, d), "float32")
+    logits = np.zeros(3, "float32")
+    z = np.random.default_rng(8).normal(size=(4, d)).astype("float32")
+    args = (logits, loc, tril, z)
+    fast, grads = full_covariance_mixture_terms(FullCovarianceGaussianMixture, *args, "float32")
+    tfp_log_prob, _ = full_covariance_mixture_terms(
+        tfp.distributions.MixtureSameFamily, *args, "float32"
+    )
+    assert np.isnan(tfp_log_prob).all()
+    components = []
+    for k in range(3):
+        solved = scipy.linalg.solve_triangular(tril[k].astype(np.float64), z.T, lower=True)
+        log_det = np.log(np.diag(tril[k]).astype(np.float64)).sum()
+        components.append(-0.5 * (solved**2).sum(0) - log_det - 0.5 * d * np.log(2 * np.pi))
+    expected = scipy.special.logsumexp(np.stack(components), axis=0) - np.log(3)
+    np.testing.assert_allclose(fast, expected, rtol=1e-6)
+    assert all(np.isfinite(grad).all() for grad in grads)
+
+
+def test_mixture_takes_the_matrix_forms_for_gaussians_only():
     tfd = tfp.distributions
     logits, loc = tf.zeros([3]), tf.zeros([3, 2])
     diagonal = tfd.Independent(tfd.Normal(loc, 1.0), reinterpreted_batch_ndims=1)
     assert type(mixture(logits, diagonal)) is DiagonalGaussianMixture
     full = tfd.MultivariateNormalTriL(loc, tf.eye(2, batch_shape=[3]))
-    assert type(mixture(logits, full)) is tfd.MixtureSameFamily
+    assert type(mixture(logits, full)) is FullCovarianceGaussianMixture
+    student = tfd.Independent(tfd.StudentT(3.0, loc, 1.0), reinterpreted_batch_ndims=1)
+    assert type(mixture(logits, student)) is tfd.MixtureSameFamily
     for case, expected in [
         ("mog", DiagonalGaussianMixture),
         ("vamp", DiagonalGaussianMixture),
-        ("vamp_full", tfd.MixtureSameFamily),
+        ("vamp_full", FullCovarianceGaussianMixture),
     ]:
         assert type(bound_prior(case)[1].prior()) is expected, case
 
