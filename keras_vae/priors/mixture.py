@@ -37,7 +37,11 @@ def mixture(logits, components):
         and components.batch_shape.rank == 1
     ):
         return DiagonalGaussianMixture(mixing, components)
-    if type(components) is tfd.MultivariateNormalTriL and components.batch_shape.rank == 1:
+    if (
+        type(components) is tfd.MultivariateNormalTriL
+        and components.batch_shape.rank == 1
+        and None not in (components.batch_shape[0], components.event_shape[-1])  # sized chunks
+    ):
         return FullCovarianceGaussianMixture(mixing, components)
     return tfd.MixtureSameFamily(mixing, components)
 
