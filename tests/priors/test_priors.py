@@ -471,12 +471,49 @@ def test_vamp_prior_log_prob_is_log_mean_exp_of_encoded_pseudo_inputs(posterior)
     assert not np.allclose(actual, reference(prior.pseudo_inputs.numpy()), rtol=1e-3)
 
 
+def mixture_terms(make, components_of, values, dtype):
+    """The log_prob at z of `make(mixing, components_of(*params))`, and its gradients.
+
+    `values` are numpy arrays (logits, the components' parameters, z), taken
+    in `dtype`; the gradients are of a weighted sum of the log-densities.
+    """
+    params = [tf.constant(v.astype(dtype)) for v in values]
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        logits, *component_params, z = params
+        mixing = tfp.distributions.Categorical(logits=logits)
+        log_prob = make(mixing, components_of(*component_params)).log_prob(z)
+        weights = tf.reshape(
+            tf.linspace(tf.constant(0.5, dtype), 1.5, tf.size(log_prob)), tf.shape(log_prob)
+        )
+        total = tf.reduce_sum(log_prob * weights)
+    return log_prob, tape.gradient(total, params)
+
+
+def assert_float32_mixture_is_tfp_mixture_in_float64(make, components_of, values, names):
+    fast, fast_grads = mixture_terms(make, components_of, values, "float32")
+    exact, exact_grads = mixture_terms(
+        tfp.distributions.MixtureSameFamily, components_of, values, "float64"
+    )
+    assert fast.dtype == tf.float32 and fast.shape == values[-1].shape[:-1]
+    np.testing.assert_allclose(fast, exact, rtol=1e-6)
+    for name, grad, reference in zip(names, fast_grads, exact_grads, strict=True):
+        np.testing.assert_allclose(
+            grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(), err_msg=name
+        )
+
+
+def diagonal_components(loc, scale):
+    return tfp.distributions.Independent(
+        tfp.distributions.Normal(loc, scale), reinterpreted_batch_ndims=1
+    )
+
+
 @pytest.mark.parametrize("z_shape", [(5,), (4, 5), (2, 3, 5)])
 def test_diagonal_gaussian_mixture_is_tfp_mixture_in_float64(z_shape):
     # Two matrix products instead of the [N, K, d] differences, in float64:
     # values and gradients as TFP's direct form computed in float64, for
     # scales down to 1e-3, z by a narrow component and z far from all.
-    tfd = tfp.distributions
     rng = np.random.default_rng(6)
     logits = rng.normal(size=7).astype("float32")
     loc = rng.normal(scale=3.0, size=(7, 5)).astype("float32")
@@ -484,46 +521,12 @@ def test_diagonal_gaussian_mixture_is_tfp_mixture_in_float64(z_shape):
     z = rng.normal(scale=10.0, size=z_shape).astype("float32")
     # The first z sits by a narrow component, where the expansion cancels most.
     z.reshape(-1, 5)[0] = loc[0] + 1e-3 * scale[0]
-
-    def log_prob_and_gradients(make, dtype):
-        params = [tf.constant(v.astype(dtype)) for v in (logits, loc, scale, z)]
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            logits_, loc_, scale_, z_ = params
-            components = tfd.Independent(tfd.Normal(loc_, scale_), reinterpreted_batch_ndims=1)
-            log_prob = make(tfd.Categorical(logits=logits_), components).log_prob(z_)
-            weights = tf.reshape(
-                tf.linspace(tf.constant(0.5, dtype), 1.5, tf.size(log_prob)), tf.shape(log_prob)
-            )
-            total = tf.reduce_sum(log_prob * weights)
-        return log_prob, tape.gradient(total, params)
-
-    fast, fast_grads = log_prob_and_gradients(DiagonalGaussianMixture, "float32")
-    exact, exact_grads = log_prob_and_gradients(tfd.MixtureSameFamily, "float64")
-    assert fast.dtype == tf.float32 and fast.shape == z_shape[:-1]
-    np.testing.assert_allclose(fast, exact, rtol=1e-6)
-    for name, grad, reference in zip(
-        ["logits", "loc", "scale", "z"], fast_grads, exact_grads, strict=True
-    ):
-        np.testing.assert_allclose(
-            grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(), err_msg=name
-        )
-
-
-def full_covariance_mixture_terms(make, logits, loc, tril, z, dtype):
-    """`make(mixing, MultivariateNormalTriL)`'s log_prob at z and its gradients, in `dtype`."""
-    tfd = tfp.distributions
-    params = [tf.constant(v.astype(dtype)) for v in (logits, loc, tril, z)]
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits_, loc_, tril_, z_ = params
-        components = tfd.MultivariateNormalTriL(loc_, tril_)
-        log_prob = make(tfd.Categorical(logits=logits_), components).log_prob(z_)
-        weights = tf.reshape(
-            tf.linspace(tf.constant(0.5, dtype), 1.5, tf.size(log_prob)), tf.shape(log_prob)
-        )
-        total = tf.reduce_sum(log_prob * weights)
-    return log_prob, tape.gradient(total, params)
+    assert_float32_mixture_is_tfp_mixture_in_float64(
+        DiagonalGaussianMixture,
+        diagonal_components,
+        (logits, loc, scale, z),
+        ["logits", "loc", "scale", "z"],
+    )
 
 
 @pytest.mark.parametrize("z_shape", [(5,), (4, 5), (2, 3, 5)])
@@ -537,21 +540,12 @@ def test_full_covariance_gaussian_mixture_is_tfp_mixture_in_float64(z_shape, mon
     tril = np.tril(rng.normal(scale=0.5, size=(7, 5, 5)))
     tril[:, range(5), range(5)] = np.exp(rng.uniform(np.log(0.05), np.log(3.0), size=(7, 5)))
     z = rng.normal(scale=5.0, size=z_shape).astype("float32")
-    args = (logits, loc, tril.astype("float32"), z)
-    fast, fast_grads = full_covariance_mixture_terms(
-        FullCovarianceGaussianMixture, *args, "float32"
+    assert_float32_mixture_is_tfp_mixture_in_float64(
+        FullCovarianceGaussianMixture,
+        tfp.distributions.MultivariateNormalTriL,
+        (logits, loc, tril.astype("float32"), z),
+        ["logits", "loc", "scale_tril", "z"],
     )
-    exact, exact_grads = full_covariance_mixture_terms(
-        tfp.distributions.MixtureSameFamily, *args, "float64"
-    )
-    assert fast.dtype == tf.float32 and fast.shape == z_shape[:-1]
-    np.testing.assert_allclose(fast, exact, rtol=1e-6)
-    for name, grad, reference in zip(
-        ["logits", "loc", "scale_tril", "z"], fast_grads, exact_grads, strict=True
-    ):
-        np.testing.assert_allclose(
-            grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max(), err_msg=name
-        )
 
 
 def test_full_covariance_gaussian_mixture_holds_ill_conditioned_components():
@@ -567,11 +561,9 @@ def test_full_covariance_gaussian_mixture_holds_ill_conditioned_components():
     loc = np.zeros((3, d), "float32")
     logits = np.zeros(3, "float32")
     z = np.random.default_rng(8).normal(size=(4, d)).astype("float32")
-    args = (logits, loc, tril, z)
-    fast, grads = full_covariance_mixture_terms(FullCovarianceGaussianMixture, *args, "float32")
-    tfp_log_prob, _ = full_covariance_mixture_terms(
-        tfp.distributions.MixtureSameFamily, *args, "float32"
-    )
+    values, full = (logits, loc, tril, z), tfp.distributions.MultivariateNormalTriL
+    fast, grads = mixture_terms(FullCovarianceGaussianMixture, full, values, "float32")
+    tfp_log_prob, _ = mixture_terms(tfp.distributions.MixtureSameFamily, full, values, "float32")
     assert np.isnan(tfp_log_prob).all()
     components = []
     for k in range(3):
