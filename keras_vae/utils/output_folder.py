@@ -109,7 +109,14 @@ class RunLock:
         return f
 
     def release(self):
-        """Lets the lock go (the file stays: removing it would race the next holder)."""
+        """Lets the lock go (the outermost holder's release).
+
+        If the lock made the folder and nothing else was written into it, the
+        lock file and the folders it made are removed; otherwise the lock
+        file stays. A process that opened a removed lock
+        file meanwhile sees it gone once it holds the lock and locks the new
+        one (`_open_locked`).
+        """
         if self._key is None:
             return
         held = self._held[self._key]
