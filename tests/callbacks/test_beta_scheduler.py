@@ -125,3 +125,27 @@ def test_checkpoint_on_val_elbo_keeps_the_best_epoch_and_its_beta(binary_images,
             verbose=0,
             callbacks=[keras.callbacks.ModelCheckpoint(str(tmp_path / "x.keras"), "val_elbo")],
         )
+
+
+def test_a_kl_free_epoch_trains_on_the_reconstruction_when_the_kl_is_infinite(binary_images):
+    # The first epoch of a KL warm-up has beta = 0; a learned prior that no
+    # posterior comes near (here its means are moved out of float32's reach)
+    # makes the KL +inf, which must not make the loss 0 * inf = NaN. The
+    # compiled step is XLA's, as `jit_compile="auto"` picks for an MLP on a
+    # CPU; tests/ops/test_elbo.py covers eager and graph functions.
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=2, prior="mog", prior_components=3, seed=0)
+    vae.build((None, 28, 28, 1))
+    vae.prior_layer.means.assign(np.full((3, 2), 1e30, "float32"))
+    vae.compile(optimizer="adam", jit_compile=True)
+    history = vae.fit(
+        binary_images[:128],
+        epochs=1,
+        batch_size=64,
+        verbose=0,
+        callbacks=[BetaScheduler(linear_kl_warmup(2))],
+    ).history
+    assert history["beta"] == [0.0]
+    assert np.isposinf(history["kl"][0])
+    assert np.isfinite(history["loss"][0])
+    np.testing.assert_allclose(history["loss"], -np.array(history["reconstruction"]), rtol=1e-6)
+    assert all(np.all(np.isfinite(w)) for w in vae.get_weights())

@@ -291,3 +291,78 @@ def test_multi_sample_terms_iwae_loss_is_the_negated_bound(prior):
     np.testing.assert_allclose(terms["loss"], -bound.numpy(), rtol=1e-10)
     weights = np_log_likelihood(z) + np_log_prior(z, prior) - np_log_normal(z, LOC, SCALE)
     np.testing.assert_allclose(terms["loss"], np.log(5) - logsumexp(weights, 0), rtol=1e-10)
+
+
+# A KL weight of 0 with an infinite KL
+
+
+def far_mixture_prior():
+    """A float32 mixture so far from the posterior that log p(z) is -inf.
+
+    Its log-sum-exp over two components of log-density -inf is -inf, and
+    the gradient of that log-sum-exp is NaN (exp(-inf - -inf)).
+    """
+    locs = np.array([[1e30, 1e30], [-1e30, -1e30]], "float32")
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=MIX_WEIGHTS.astype("float32")),
+        diagonal_normal(locs, np.ones_like(locs)),
+    )
+
+
+def single_sample_terms(loc, scale, beta):
+    z = loc + scale * EPS.astype("float32")
+    return elbo(posterior(loc, scale), make_decode32(), far_mixture_prior(), X32, z, beta=beta)
+
+
+def three_sample_terms(loc, scale, beta):
+    z = loc + scale * np.stack([EPS, -EPS, 0.5 * EPS]).astype("float32")
+    return multi_sample_terms(
+        posterior(loc, scale), make_decode32(), far_mixture_prior(), X32, z, beta=beta
+    )
+
+
+X32 = X.astype("float32")
+
+
+def make_decode32():
+    def decode(z):
+        logits = tf.matmul(z, W.astype("float32")) + B.astype("float32")
+        return tfd.Independent(tfd.Bernoulli(logits=logits), 1)
+
+    return decode
+
+
+@pytest.mark.parametrize("terms", [single_sample_terms, three_sample_terms])
+@pytest.mark.parametrize("beta_kind", ["float", "tensor", "traced tensor"])
+def test_a_zero_kl_weight_keeps_an_infinite_kl_out_of_the_loss_and_its_gradient(terms, beta_kind):
+    # A KL-free warm-up epoch (beta = 0) can leave posteriors far from every
+    # component of a learned prior: the KL is +inf, which must not turn the
+    # loss into 0 * inf = NaN nor the gradients into NaN.
+    loc, scale = tf.constant(LOC, tf.float32), tf.constant(SCALE, tf.float32)
+
+    def loss_and_terms(beta):
+        with tf.GradientTape() as tape:
+            tape.watch([loc, scale])
+            result = terms(loc, scale, beta)
+            total = tf.reduce_sum(result["loss"])
+        return total, result, tape.gradient(total, [loc, scale])
+
+    if beta_kind == "float":
+        total, result, gradients = loss_and_terms(0.0)
+    elif beta_kind == "tensor":
+        total, result, gradients = loss_and_terms(tf.constant(0.0))
+    else:  # as in a compiled training step, where beta is a weight
+        beta = tf.Variable(0.0)
+        total, result, gradients = tf.function(lambda: loss_and_terms(beta.read_value()))()
+    assert np.all(np.isposinf(result["kl"]))  # reported as it is
+    np.testing.assert_array_equal(result["loss"], -result["reconstruction"].numpy())
+    assert np.isfinite(total)
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+    # The gradient is the reconstruction's alone.
+    with tf.GradientTape() as tape:
+        tape.watch([loc, scale])
+        reconstruction = tf.reduce_sum(terms(loc, scale, 0.0)["reconstruction"])
+    for got, expected in zip(gradients, tape.gradient(reconstruction, [loc, scale]), strict=True):
+        np.testing.assert_allclose(got, -expected, rtol=1e-6)
+    # A positive weight keeps the infinite KL: the loss says the truth.
+    assert np.all(np.isposinf(terms(loc, scale, tf.constant(0.5))["loss"]))
