@@ -26,59 +26,41 @@ def elbo(posterior, decode, prior, target, z, beta=1.0):
         beta: float. Weight of the KL term in `loss`. Defaults to `1.0`.
 
     Returns:
-        A dict of `[B]` tensors: `loss` (-reconstruction + beta * kl), `elbo`,
-        `reconstruction` (log p(target|z)) and `kl`. Where `beta` is 0 the
-        KL enters neither `loss` nor its gradient, so `loss` stays finite
-        when the KL is not (a posterior that a KL-free warm-up epoch has made
-        degenerate, far from every component of the prior).
+        A dict of `[B]` tensors: `loss` (-reconstruction + beta * kl, see
+        `weighted_kl`), `elbo`, `reconstruction` (log p(target|z)) and `kl`.
 
     Reference:
         Doersch, *Tutorial on Variational Autoencoders*, arXiv:1606.05908.
     """
     reconstruction = decode(z).log_prob(target)
-    kl, weighted_kl = _kl_terms(posterior, prior, z, beta)
+    kl, _ = kl_divergence(posterior, prior, z)
     return {
-        "loss": weighted_kl - reconstruction,
+        "loss": weighted_kl(beta, kl) - reconstruction,
         "elbo": reconstruction - kl,
         "reconstruction": reconstruction,
         "kl": kl,
     }
 
 
-def _kl_terms(posterior, prior, z, beta):
-    """The per-example KL and `beta * KL`; the latter is 0 where `beta` is 0.
+def weighted_kl(beta, kl):
+    """`beta * kl`, and 0 where `beta` is 0 even if the KL is infinite.
 
-    When `beta` is 0 the KL is computed under `tf.stop_gradient` in a branch
-    of its own: `0 * kl` would be NaN for an infinite KL, and so would the
-    gradient that a zero weight sends back through a log-density of -inf.
+    A KL-free warm-up epoch (beta = 0) can leave the posteriors where the
+    prior has no float32 density (a learned prior's components, a
+    VampPrior's pseudo-inputs, moved far by the reconstruction alone). The
+    KL is then +inf, and `0 * kl` would make the loss NaN. The selection
+    sends a zero gradient to the KL, which the library's priors and
+    posteriors keep finite where a density is 0 (`keras_vae.priors.mixture`).
 
     Args:
-        posterior, prior: `tfd.Distribution`s, as in `elbo`.
-        z: float tensor `[B, d]` or `[K, B, d]`. Samples of `posterior`; the
-            Monte Carlo KL is averaged over the `K` samples.
         beta: float or float scalar tensor, >= 0.
+        kl: float tensor. Per-example KL divergences.
 
     Returns:
-        A tuple of `[B]` tensors `(kl, beta * kl)`.
+        A tensor shaped like `kl`.
     """
-
-    def kl():
-        value, _ = kl_divergence(posterior, prior, z)
-        if value.shape.rank == 2:  # the Monte Carlo KL is per sample
-            value = tf.reduce_mean(value, axis=0)
-        return value
-
-    def weighted():
-        value = kl()
-        return value, tf.cast(beta, value.dtype) * value
-
-    def unweighted():
-        value = tf.stop_gradient(kl())
-        return value, tf.zeros_like(value)
-
-    if not tf.is_tensor(beta):
-        return weighted() if beta > 0 else unweighted()
-    return tf.cond(beta > 0, weighted, unweighted)
+    beta = tf.cast(beta, kl.dtype)
+    return tf.where(beta > 0, beta * kl, tf.zeros_like(kl))
 
 
 def importance_terms(posterior, decode, prior, target, z):
@@ -136,11 +118,13 @@ def multi_sample_terms(posterior, decode, prior, target, z, objective="elbo", be
     """
     log_likelihood, log_weights = importance_terms(posterior, decode, prior, target, z)
     reconstruction = tf.reduce_mean(log_likelihood, axis=0)
-    kl, weighted_kl = _kl_terms(posterior, prior, z, beta)
+    kl, _ = kl_divergence(posterior, prior, z)
+    if kl.shape.rank == 2:  # the Monte Carlo KL is per sample
+        kl = tf.reduce_mean(kl, axis=0)
     if objective == "iwae":
         loss = -log_mean_exp(log_weights, 0)
     else:
-        loss = weighted_kl - reconstruction
+        loss = weighted_kl(beta, kl) - reconstruction
     return {"loss": loss, "elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
 
 

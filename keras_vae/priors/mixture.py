@@ -19,7 +19,7 @@ def mixture(logits, components):
     mixture-of-Gaussians prior and a VampPrior over `DiagonalNormal`
     posteriors give), a `FullCovarianceGaussianMixture` when they are
     `tfd.MultivariateNormalTriL` (a VampPrior over `FullCovarianceNormal`
-    posteriors), else a `tfd.MixtureSameFamily`.
+    posteriors), else a `Mixture`.
 
     Args:
         logits: float tensor `[K]`. Unnormalized log-weights.
@@ -43,7 +43,33 @@ def mixture(logits, components):
         and None not in (components.batch_shape[0], components.event_shape[-1])  # sized chunks
     ):
         return FullCovarianceGaussianMixture(mixing, components)
-    return tfd.MixtureSameFamily(mixing, components)
+    return Mixture(mixing, components)
+
+
+class Mixture(tfd.MixtureSameFamily):
+    """A mixture whose log-density has zero gradients where every component's density is 0.
+
+    `tfd.MixtureSameFamily` takes the log-sum-exp of the components'
+    log-densities, whose gradient is NaN (exp(-inf - -inf)) where all of
+    them are -inf, as for a z that no component's flow can reach in float32
+    (a VampPrior over `IAF` posteriors after a KL-free warm-up epoch). A
+    zero weight on such a log-density (the KL's under beta = 0,
+    `keras_vae.ops.elbo.weighted_kl`) then still made every gradient NaN.
+    Here such a z has log-density -inf and zero gradients; everywhere else
+    the log-density and its gradients are `tfd.MixtureSameFamily`'s.
+    Everything else (sampling, mean, the shapes) is `tfd.MixtureSameFamily`'s.
+    """
+
+    def _log_prob(self, x):
+        # A z [..., d] against the K components: [..., 1, d] -> [..., K].
+        event_rank = self.components_distribution.event_shape.rank
+        x = tf.expand_dims(tf.convert_to_tensor(x, self.dtype), axis=-1 - event_rank)
+        log_weights = tf.math.log_softmax(self.mixture_distribution.logits_parameter())
+        terms = self.components_distribution.log_prob(x) + log_weights
+        zero_density = tf.reduce_all(tf.math.is_inf(terms) & (terms < 0), axis=-1)
+        safe_terms = tf.where(zero_density[..., tf.newaxis], tf.zeros_like(terms), terms)
+        log_prob = tf.reduce_logsumexp(safe_terms, axis=-1)
+        return tf.where(zero_density, tf.constant(-math.inf, self.dtype), log_prob)
 
 
 class DiagonalGaussianMixture(tfd.MixtureSameFamily):

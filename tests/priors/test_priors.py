@@ -38,6 +38,7 @@ from keras_vae.priors import (  # noqa: E402
 from keras_vae.priors.mixture import (  # noqa: E402
     DiagonalGaussianMixture,
     FullCovarianceGaussianMixture,
+    Mixture,
     choose_components,
     mixture,
 )
@@ -575,6 +576,48 @@ def test_full_covariance_gaussian_mixture_holds_ill_conditioned_components():
     assert all(np.isfinite(grad).all() for grad in grads)
 
 
+def student_components(loc, scale):
+    return tfp.distributions.Independent(
+        tfp.distributions.StudentT(3.0, loc, scale), reinterpreted_batch_ndims=1
+    )
+
+
+@pytest.mark.parametrize("z_shape", [(5,), (4, 5), (2, 3, 5)])
+def test_mixture_of_other_components_is_tfp_mixture(z_shape):
+    rng = np.random.default_rng(9)
+    values = (
+        rng.normal(size=7),
+        rng.normal(scale=3.0, size=(7, 5)),
+        np.exp(rng.uniform(np.log(0.1), np.log(3.0), size=(7, 5))),
+        rng.normal(scale=5.0, size=z_shape),
+    )
+    ours, our_grads = mixture_terms(Mixture, student_components, values, "float32")
+    tfps, tfp_grads = mixture_terms(
+        tfp.distributions.MixtureSameFamily, student_components, values, "float32"
+    )
+    assert ours.shape == z_shape[:-1]
+    np.testing.assert_allclose(ours, tfps, rtol=1e-6)
+    for name, grad, reference in zip(
+        ["logits", "loc", "scale", "z"], our_grads, tfp_grads, strict=True
+    ):
+        np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_mixture_where_no_component_has_density_is_minus_inf_with_zero_gradients():
+    # Components out of float32's reach of z: every log-density is -inf.
+    # TFP's log-sum-exp then has NaN gradients, which a zero weight on the
+    # log-density (the KL's under beta = 0) would spread to every weight.
+    loc = np.stack([np.full(5, 1e30), np.full(5, -1e30)])
+    values = (np.zeros(2), loc, np.ones((2, 5)), np.zeros((3, 5)))
+    ours, grads = mixture_terms(Mixture, diagonal_components, values, "float32")
+    _, tfp_grads = mixture_terms(
+        tfp.distributions.MixtureSameFamily, diagonal_components, values, "float32"
+    )
+    assert np.all(np.isneginf(ours))
+    assert all(np.all(grad == 0) for grad in grads)
+    assert any(np.isnan(grad).any() for grad in tfp_grads)
+
+
 def test_mixture_takes_the_matrix_forms_for_gaussians_only():
     tfd = tfp.distributions
     logits, loc = tf.zeros([3]), tf.zeros([3, 2])
@@ -583,7 +626,7 @@ def test_mixture_takes_the_matrix_forms_for_gaussians_only():
     full = tfd.MultivariateNormalTriL(loc, tf.eye(2, batch_shape=[3]))
     assert type(mixture(logits, full)) is FullCovarianceGaussianMixture
     student = tfd.Independent(tfd.StudentT(3.0, loc, 1.0), reinterpreted_batch_ndims=1)
-    assert type(mixture(logits, student)) is tfd.MixtureSameFamily
+    assert type(mixture(logits, student)) is Mixture
     for case, expected in [
         ("mog", DiagonalGaussianMixture),
         ("vamp", DiagonalGaussianMixture),
