@@ -218,6 +218,8 @@ class ELBOModel(keras.Model):
             trainable=False,
             name="beta",
         )
+        # Whether beta is 0, as the compiled steps hold it (see `kl_weight`).
+        self._kl_free = beta == 0
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     @property
@@ -225,13 +227,16 @@ class ELBOModel(keras.Model):
         """float. The weight of the KL term in the loss.
 
         Setting it changes the loss from the next training step on, also
-        inside `fit` (compiled steps read it as a variable).
+        inside `fit` (compiled steps read it as a variable; setting it to or
+        from 0 makes the training step again, see `kl_weight`).
         """
         return float(keras.ops.convert_to_numpy(self._beta))
 
     @beta.setter
     def beta(self, value):
-        self._beta.assign(self._check_beta(check_positive_float("beta", value, allow_zero=True)))
+        value = self._check_beta(check_positive_float("beta", value, allow_zero=True))
+        self._beta.assign(value)
+        self._set_step_constant("kl_free", value == 0)
 
     def _check_beta(self, beta):
         """`beta` if this model can train with it; subclasses raise otherwise."""
@@ -254,7 +259,17 @@ class ELBOModel(keras.Model):
             self.test_function = None
 
     def kl_weight(self):
-        """`beta` as a float32 scalar tensor, for the objective's graph."""
+        """`beta` for the objective's graph: a float32 scalar tensor, or `0.0`.
+
+        While `beta` is 0 the steps are traced with the Python `0.0`, so
+        that the KL gets no gradient at all (`keras_vae.ops.elbo.weighted_kl`):
+        a KL-free warm-up epoch can leave posteriors where the prior has no
+        float32 density, and a zero gradient sent back through that KL's
+        graph met infinities there and came out NaN under XLA (a VampPrior
+        over IAF posteriors).
+        """
+        if self._kl_free:
+            return 0.0
         return tf.convert_to_tensor(self._beta)
 
     def load_own_variables(self, store):
@@ -264,6 +279,7 @@ class ELBOModel(keras.Model):
             self.sampler_state.assign(store["0"])
             return
         super().load_own_variables(store)
+        self._set_step_constant("kl_free", self.beta == 0)
 
     def compile(self, optimizer="adam", steps_per_execution="auto", jit_compile="auto", **kwargs):
         """Configures training; see `keras.Model.compile`.

@@ -52,6 +52,11 @@ def weighted_kl(beta, kl):
     sends a zero gradient to the KL, which the library's priors and
     posteriors keep finite where a density is 0 (`keras_vae.priors.mixture`).
 
+    A Python `beta` of 0 gives zeros with no gradient path to the KL at
+    all, which the models' steps use while their `beta` is 0
+    (`ElboModel.kl_weight`): XLA turned the zero gradient of a tensor
+    `beta` of 0 into NaN on its way through such a KL's graph.
+
     Args:
         beta: float or float scalar tensor, >= 0.
         kl: float tensor. Per-example KL divergences.
@@ -59,6 +64,8 @@ def weighted_kl(beta, kl):
     Returns:
         A tensor shaped like `kl`.
     """
+    if not tf.is_tensor(beta) and beta == 0:
+        return tf.zeros_like(kl)
     beta = tf.cast(beta, kl.dtype)
     return tf.where(beta > 0, beta * kl, tf.zeros_like(kl))
 
