@@ -501,7 +501,15 @@ class ELBOModel(keras.Model):
             # Under `mixed_float16` the optimizer is a `LossScaleOptimizer`,
             # which unscales the gradients it applies: scale the loss to match.
             scaled_loss = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
+        # While beta is 0 the prior's weights (pseudo-inputs, a mixture's
+        # means) have no path to the loss: their gradient is 0, as the KL's
+        # zero weight gave before, and Keras does not warn of it.
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        if self._kl_free:
+            gradients = [
+                tf.zeros(v.shape, v.dtype) if g is None else g
+                for g, v in zip(gradients, self.trainable_variables, strict=True)
+            ]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=False))
         return self._update_metrics(terms, sample_weight)
 

@@ -54,7 +54,7 @@ def weighted_kl(beta, kl):
 
     A Python `beta` of 0 gives zeros with no gradient path to the KL at
     all, which the models' steps use while their `beta` is 0
-    (`ElboModel.kl_weight`): XLA turned the zero gradient of a tensor
+    (`ELBOModel.kl_weight`): XLA turned the zero gradient of a tensor
     `beta` of 0 into NaN on its way through such a KL's graph.
 
     Args:
