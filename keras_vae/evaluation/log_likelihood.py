@@ -188,9 +188,13 @@ def _run(estimate, batches, seed, num_batches, verbose, names, binary_likelihood
         )
     results, binary, total, count = [], True, 0.0, 0
     for index, (target, condition) in enumerate(batches):
+        # Checked as given, then cast: a float64 -1e-118 is out of [0, 1],
+        # though float32 makes it -0.
         check_values(names[0], target, unit_interval=binary_likelihood)
+        target = tf.cast(target, "float32")
         if condition is not None:
             check_values(names[1], condition)
+            condition = tf.cast(condition, "float32")
         if binary_likelihood:
             binary &= bool(tf.reduce_all((target == 0) | (target == 1)))
         outputs = estimate(target, condition, _batch_seed(seed, index))
@@ -232,7 +236,7 @@ def _batches(model, conditional, data, batch_size):
     """Checks `data` and builds `model`.
 
     Returns:
-        A tuple: an iterable of `(target, condition)` float32 batches
+        A tuple: an iterable of `(target, condition)` batches as given
         (`condition` is `None` for a `VAE`), the number of batches and the
         number of examples (both `None` for a dataset).
     """
@@ -263,9 +267,7 @@ def _batches(model, conditional, data, batch_size):
     def generate():
         for start in range(0, num_rows, batch_size):
             yield tuple(
-                None
-                if a is None
-                else tf.convert_to_tensor(a[start : start + batch_size], "float32")
+                None if a is None else a[start : start + batch_size]  # cast once checked
                 for a in arrays
             )
 
@@ -299,7 +301,7 @@ def _dataset_batches(model, conditional, dataset, batch_size):
 
     def generate():
         for batch in dataset.unbatch().batch(batch_size):
-            yield tuple(tf.cast(part, "float32") for part in batch) + (None,) * (not conditional)
+            yield tuple(batch) + (None,) * (not conditional)  # cast once checked
 
     return generate()
 
