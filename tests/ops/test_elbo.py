@@ -312,25 +312,14 @@ def far_mixture_prior():
 
 def single_sample_terms(loc, scale, beta):
     z = loc + scale * EPS.astype("float32")
-    return elbo(posterior(loc, scale), make_decode32(), far_mixture_prior(), X32, z, beta=beta)
+    return elbo(posterior(loc, scale), make_decode(), far_mixture_prior(), X, z, beta=beta)
 
 
 def three_sample_terms(loc, scale, beta):
     z = loc + scale * np.stack([EPS, -EPS, 0.5 * EPS]).astype("float32")
     return multi_sample_terms(
-        posterior(loc, scale), make_decode32(), far_mixture_prior(), X32, z, beta=beta
+        posterior(loc, scale), make_decode(), far_mixture_prior(), X, z, beta=beta
     )
-
-
-X32 = X.astype("float32")
-
-
-def make_decode32():
-    def decode(z):
-        logits = tf.matmul(z, W.astype("float32")) + B.astype("float32")
-        return tfd.Independent(tfd.Bernoulli(logits=logits), 1)
-
-    return decode
 
 
 @pytest.mark.parametrize("terms", [single_sample_terms, three_sample_terms])
