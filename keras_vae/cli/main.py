@@ -579,7 +579,13 @@ def _sigterm_as_exit():
     types") when the signal lands while they handle an exception of their own.
     After a SIGTERM, any exception leaving the block is re-raised as the
     `SystemExit`, so the process still exits 128 + SIGTERM, not 1.
+
+    Library code may also catch the `SystemExit` and go on. So the stop is
+    recorded too (`staged_path.request_stop`), and a staged file asked to
+    publish after it raises it instead: a stopped export never publishes.
     """
+    from keras_vae.utils.staged_path import request_stop, withdraw_stop
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -592,6 +598,7 @@ def _sigterm_as_exit():
 
     def exit_now(signum, frame):
         terminated.append(signum)
+        request_stop(code)  # in case the SystemExit is lost before the files are published
         raise SystemExit(code)
 
     def raise_again_if_dropped(unraisable):
@@ -615,6 +622,7 @@ def _sigterm_as_exit():
             raise SystemExit(code) from error
         raise
     finally:
+        withdraw_stop()
         sys.unraisablehook = previous_hook
         if alarm:
             ((previous_alarm, timer),) = alarm

@@ -13,6 +13,10 @@ _STAGED_NAME = re.compile(
     r"\..+\.tmp-[0-9a-f]{32}-(?P<pid>\d+)-(?P<owner>[0-9a-f]{12})(\.[0-9A-Za-z.]+)?"
 )
 
+# Exit codes of the stops asked for in this process (`request_stop`); while
+# one is pending, `publish` raises it instead of renaming.
+_pending_stops = []
+
 
 class StagedPath:
     """A file or folder written at a hidden name beside its final path.
@@ -85,8 +89,11 @@ class StagedPath:
 
         An existing file at `target` is replaced; an existing non-empty
         folder makes it fail, so callers that must never overwrite (a
-        SavedModel version) check first.
+        SavedModel version) check first. After `request_stop`, it raises
+        that stop's `SystemExit` instead and renames nothing.
         """
+        if _pending_stops:
+            raise SystemExit(_pending_stops[0])
         os.replace(self.path, self.target)
         return self.target
 
@@ -104,6 +111,22 @@ class StagedPath:
             if folder == self._created:
                 return
             folder = os.path.dirname(folder)
+
+
+def request_stop(code: int) -> None:
+    """Makes every later `publish` in this process raise `SystemExit(code)`.
+
+    For a signal handler that turns a stop (SIGTERM) into `SystemExit`: on its
+    way up, that exception can be dropped (raised inside a finalizer) or
+    caught by library code, and the write would then go on to publish what
+    the process was told to abandon. `withdraw_stop` ends the request.
+    """
+    _pending_stops.append(code)
+
+
+def withdraw_stop() -> None:
+    """Ends the requests of `request_stop`: `publish` renames again."""
+    _pending_stops.clear()
 
 
 def write_bytes_atomically(path, content: bytes, suffix="") -> str:

@@ -788,6 +788,30 @@ def test_sigterm_turned_into_another_exception_by_native_code_still_exits_143():
             native_call(terminate=False)
 
 
+def test_sigterm_caught_by_library_code_still_stops_the_export_before_it_publishes(tmp_path):
+    # A stopped `keras-vae export` once published its SavedModel and TFLite file
+    # and then said "stopped; nothing was published": the SystemExit of the
+    # SIGTERM had been caught on its way up, and the export went on.
+    from keras_vae.cli.main import _sigterm_as_exit
+    from keras_vae.utils.staged_path import StagedPath, write_bytes_atomically
+
+    target = tmp_path / "device" / "model.tflite"
+    with pytest.raises(SystemExit) as raised:
+        with _sigterm_as_exit():
+            with StagedPath(target) as staged:
+                staged.write_bytes(b"model")
+                try:
+                    signal.raise_signal(signal.SIGTERM)
+                except SystemExit:  # as library code catching BaseException does
+                    pass
+                staged.publish()
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert not target.parent.exists()
+    # The stop ends with the block: the next write publishes.
+    assert write_bytes_atomically(target, b"model") == str(target)
+    assert target.read_bytes() == b"model"
+
+
 def _export_stopped_while_staging(model, base, tflite, stop):
     """Runs `keras-vae export`, sends `stop` once the SavedModel is staged; the exit code."""
     process = subprocess.Popen(
