@@ -88,7 +88,7 @@ def _child(args):
     """What a child process runs: the command, killed at a write point or not."""
     from keras_vae.cli.main import start_up_as_the_executable
 
-    # As `keras-vae` starts: scikit-learn kept out, the imports frozen out of
+    # As `keras-vae` starts: scikit-learn and matplotlib kept out, the imports frozen out of
     # garbage collection (2 CPU s less per child).
     start_up_as_the_executable()
     kill_at = int(args.kill_at) if args.kill_at and args.kill_at.isdigit() else args.kill_at

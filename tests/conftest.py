@@ -4,11 +4,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-from keras_vae.models import elbo_model  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TFDS = REPO_ROOT.parent / "shared" / "data" / "tensorflow_datasets"
@@ -48,35 +45,59 @@ LONGEST_FILES = (
 )
 
 
-# What the imports made (TensorFlow, Keras, TFP: half a million objects) lives as
-# long as the worker: frozen, it is left out of every full garbage collection, as
-# the `keras-vae` command does (`keras_vae.cli.main._freeze_imported_objects`).
-# Full collections took about 13 % of the export tests' time before.
-gc.freeze()
+def pytest_configure(config):
+    """Readies a process that runs tests; `make test`'s controller runs none.
 
-# `compile(jit_compile="auto")` picks XLA for MLPs on CPU, and compiling a tiny
-# test model's steps with XLA takes about 3 s per model (fit 2 s, evaluate 1 s),
-# more than the test itself: an eighth of the suite's time. So the suite resolves
-# "auto" to False, except in tests marked `xla`, which check what "auto" chooses.
-# That XLA trains the same model is checked with `jit_compile=True` given
-# explicitly (test_xla_and_graph_training_take_the_same_steps); commands run in a
-# child process (the CLI tests' subprocesses) keep the real default.
-_resolve_jit_compile = elbo_model.resolve_jit_compile
+    pytest-xdist's controller only hands files to its workers: it does not
+    import TensorFlow (7 s on the 2-core EPYC with its other core busy).
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    _ready_for_tests()
 
 
-def _graph_unless_asked(model, jit_compile="auto"):
-    if isinstance(jit_compile, str) and jit_compile == "auto":
-        return False
-    return _resolve_jit_compile(model, jit_compile)
+def _ready_for_tests():
+    from keras_vae.cli.main import unused_extras_kept_out
+
+    # TensorFlow, Keras and TFP, imported before the freeze, as `keras-vae` imports them.
+    with unused_extras_kept_out():
+        import keras  # noqa: F401
+
+    from keras_vae.models import elbo_model
+
+    # What the imports made (TensorFlow, Keras, TFP: half a million objects) lives as
+    # long as the process: frozen, it is left out of every full garbage collection, as
+    # the `keras-vae` command does (`keras_vae.cli.main._freeze_imported_objects`).
+    # Full collections took about 13 % of the export tests' time before.
+    gc.freeze()
+
+    # `compile(jit_compile="auto")` picks XLA for MLPs on CPU, and compiling a tiny
+    # test model's steps with XLA takes about 3 s per model (fit 2 s, evaluate 1 s),
+    # more than the test itself: an eighth of the suite's time. So the suite resolves
+    # "auto" to False, except in tests marked `xla`, which check what "auto" chooses.
+    # That XLA trains the same model is checked with `jit_compile=True` given
+    # explicitly (test_xla_and_graph_training_take_the_same_steps); commands run in a
+    # child process (the CLI tests' subprocesses) keep the real default.
+    resolve = elbo_model.resolve_jit_compile
+
+    def graph_unless_asked(model, jit_compile="auto"):
+        if isinstance(jit_compile, str) and jit_compile == "auto":
+            return False
+        return resolve(model, jit_compile)
+
+    elbo_model.resolve_jit_compile = graph_unless_asked
+    _REAL_RESOLVE_JIT_COMPILE.append(resolve)
 
 
-elbo_model.resolve_jit_compile = _graph_unless_asked
+_REAL_RESOLVE_JIT_COMPILE = []
 
 
 @pytest.fixture(autouse=True)
 def _real_auto_jit_compile_in_xla_tests(request, monkeypatch):
     if request.node.get_closest_marker("xla"):
-        monkeypatch.setattr(elbo_model, "resolve_jit_compile", _resolve_jit_compile)
+        from keras_vae.models import elbo_model
+
+        monkeypatch.setattr(elbo_model, "resolve_jit_compile", _REAL_RESOLVE_JIT_COMPILE[0])
 
 
 def pytest_collection_modifyitems(config, items):
@@ -126,6 +147,8 @@ def binary_images(mnist_test_images):
 @pytest.fixture
 def mixed_bfloat16():
     """Runs a test under the `mixed_bfloat16` dtype policy."""
+    import keras
+
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     yield
     keras.mixed_precision.set_global_policy("float32")

@@ -770,33 +770,50 @@ def console_main() -> int:
 def start_up_as_the_executable():
     """Imports TensorFlow as the `keras-vae` executable does before its command.
 
-    Without scikit-learn (`_import_tensorflow_without_sklearn`), then with the
-    imported objects frozen out of garbage collection
-    (`_freeze_imported_objects`). For processes that own themselves as the
-    executable does, such as the killed children of `benchmarks/reliability.py`.
+    Without scikit-learn and matplotlib
+    (`_import_tensorflow_without_unused_extras`), then with the imported
+    objects frozen out of garbage collection (`_freeze_imported_objects`).
+    For processes that own themselves as the executable does, such as the
+    killed children of `benchmarks/reliability.py`.
     """
-    _import_tensorflow_without_sklearn()
+    _import_tensorflow_without_unused_extras()
     _freeze_imported_objects()
 
 
-def _import_tensorflow_without_sklearn():
-    """`import_tensorflow_quietly`, with scikit-learn kept out if nothing imported it yet.
+# Optional packages that Keras imports when installed, for features no command
+# uses: scikit-learn for its wrappers (`keras.wrappers`), matplotlib for its
+# plotting helpers (`keras.visualization`). `keras-vae plot` imports matplotlib
+# itself, afterwards.
+_KEPT_OUT_OF_THE_START_UP = ("sklearn", "matplotlib")
 
-    Importing TensorFlow imports Keras, which imports scikit-learn when it is
-    installed, for its optional scikit-learn wrappers (`keras.wrappers`): no
-    command uses them, and the import took 0.6-0.8 s of the 5 s start-up on a
-    2-core AMD EPYC. A `None` in `sys.modules` makes `import sklearn` fail as
-    when it is absent, which Keras allows for; the entry is removed afterwards.
+
+def _import_tensorflow_without_unused_extras():
+    """`import_tensorflow_quietly`, with scikit-learn and matplotlib kept out if not imported yet."""
+    with unused_extras_kept_out():
+        import_tensorflow_quietly()
+
+
+@contextlib.contextmanager
+def unused_extras_kept_out():
+    """Makes importing scikit-learn and matplotlib fail meanwhile, unless already imported.
+
+    Importing Keras imports them when installed. On a 2-core AMD EPYC,
+    scikit-learn took 0.6-0.8 s of the 5 s start-up; matplotlib, 0.2 s of
+    `keras-vae sample`'s 5.8 s (median of 8 paired runs). A `None` in
+    `sys.modules` makes an import fail as when the package is absent, which
+    Keras allows for; the entries are removed afterwards, so the packages
+    import normally later. For processes that start as the executable does
+    (the test suite's workers).
     """
-    if "sklearn" in sys.modules:
-        import_tensorflow_quietly()
-        return
-    sys.modules["sklearn"] = None
+    kept_out = [name for name in _KEPT_OUT_OF_THE_START_UP if name not in sys.modules]
+    for name in kept_out:
+        sys.modules[name] = None
     try:
-        import_tensorflow_quietly()
+        yield
     finally:
-        if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
-            del sys.modules["sklearn"]
+        for name in kept_out:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def _freeze_imported_objects():

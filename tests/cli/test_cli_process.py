@@ -1,10 +1,12 @@
 """The `keras-vae` executable against `main` called from Python."""
 
 import gc
+import importlib
 import sys
 import types
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from keras_vae.cli.main import console_main, main
@@ -38,25 +40,26 @@ def test_only_the_executable_freezes_the_imported_objects(tmp_path, monkeypatch)
     )
 
 
-def test_the_executable_imports_tensorflow_without_sklearn(monkeypatch):
-    # Keras imports scikit-learn, when installed, for wrappers no command uses.
+@pytest.mark.parametrize("name", ["sklearn", "matplotlib"])
+def test_the_executable_imports_tensorflow_without_optional_packages(monkeypatch, name):
+    # Keras imports scikit-learn and matplotlib, when installed, for features no command uses.
     from keras_vae.cli import main as cli
 
     seen = []
 
     def import_tensorflow():
         try:
-            import sklearn  # noqa: F401
+            importlib.import_module(name)
         except ImportError:
             seen.append("refused")
         else:
             seen.append("imported")
 
     monkeypatch.setattr(cli, "import_tensorflow_quietly", import_tensorflow)
-    monkeypatch.delitem(sys.modules, "sklearn", raising=False)
-    cli._import_tensorflow_without_sklearn()
-    assert seen == ["refused"] and "sklearn" not in sys.modules  # importable again afterwards
-    # A scikit-learn the process already imported is left alone.
-    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))
-    cli._import_tensorflow_without_sklearn()
-    assert seen == ["refused", "imported"] and sys.modules["sklearn"] is not None
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    cli._import_tensorflow_without_unused_extras()
+    assert seen == ["refused"] and name not in sys.modules  # importable again afterwards
+    # A package the process already imported is left alone.
+    monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    cli._import_tensorflow_without_unused_extras()
+    assert seen == ["refused", "imported"] and sys.modules[name] is not None

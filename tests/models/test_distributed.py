@@ -9,10 +9,14 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_script.py")
 
 
 @pytest.fixture(scope="module")
-def mirrored():
+def mirrored(request):
+    # The single-device trainings that the slow tests compare with run only for them.
+    slow = [item for item in request.session.items if item.get_closest_marker("slow")]
+    compare = any(item.path == request.path for item in slow)
     result = subprocess.run(
-        [sys.executable, SCRIPT], capture_output=True, text=True, timeout=600, check=False
-    )
+        [sys.executable, SCRIPT, *(["--compare-with-one-device"] if compare else [])],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
