@@ -788,7 +788,7 @@ _KEPT_OUT_OF_THE_START_UP = ("sklearn", "matplotlib")
 
 
 def _import_tensorflow_without_unused_extras():
-    """`import_tensorflow_quietly`, with scikit-learn and matplotlib kept out if not imported yet."""
+    """`import_tensorflow_quietly` with `unused_extras_kept_out`."""
     with unused_extras_kept_out():
         import_tensorflow_quietly()
 
