@@ -60,7 +60,7 @@ def main():
         f"KL warm-up: {args.architecture} VAE, latent {args.latent_dim}, {args.epochs} epochs",
         [
             "Dynamically binarized MNIST train, batch 128, Adam 1e-3, seed "
-            f"{args.seed}; `--kl-warmup-epochs W`: the KL weight is 0, 1/W, ..., (W-1)/W "
+            f"{args.seed}; `--kl-warmup-epochs W`: the KL weight is 1/W, 2/W, ..., 1 "
             "in the first W epochs, then 1. Test ELBO on all test images (binarized with "
             f"seed + 1); NLL with K = {args.importance_samples} importance samples and active "
             "units (posterior-mean variance across images above 0.01) on "

@@ -192,7 +192,7 @@ def main():
         "--kl-warmup-epochs",
         type=int,
         default=0,
-        help="KL warm-up: the KL weight rises from 0 to 1 over N epochs (default: none).",
+        help="KL warm-up: the KL weight is 1/N, 2/N, ..., 1 in the first N epochs (default: none).",
     )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--importance-samples", type=int, default=5000)

@@ -35,7 +35,7 @@ class BetaScheduler(keras.callbacks.Callback):
         "best.keras", monitor="val_elbo", mode="max", save_best_only=True
     )
     vae.fit(train, epochs=30, validation_data=valid, callbacks=[warmup, best])
-    # beta 0, 0.1, ..., 0.9, then 1; best.keras holds the epoch of the best ELBO
+    # beta 0.1, 0.2, ..., 0.9, then 1; best.keras holds the epoch of the best ELBO
     ```
 
     Args:
@@ -76,13 +76,22 @@ class BetaScheduler(keras.callbacks.Callback):
 
 
 def linear_kl_warmup(warmup_epochs, beta=1.0):
-    """A `BetaScheduler` schedule: `beta` rises linearly from 0 over `warmup_epochs` epochs.
+    """A `BetaScheduler` schedule: `beta` rises linearly over `warmup_epochs` epochs.
 
-    Epoch `e` (0-based) trains with `beta * min(1, e / warmup_epochs)`: 0 in
-    the first epoch, `beta` from epoch `warmup_epochs` on.
+    Epoch `e` (0-based) trains with `beta * min(1, (e + 1) / warmup_epochs)`:
+    `beta / warmup_epochs` in the first epoch, the full `beta` from epoch
+    `warmup_epochs - 1` on, as in the VampPrior paper's code (its weight is
+    `epoch / warmup` with epochs counted from 1). No epoch is KL-free: with
+    no KL weight at all, the posterior's scales shrink towards their floor,
+    and a VampPrior, whose components are those posteriors, then starts with
+    a KL of about 1e17 nats over a full-covariance posterior, from which it
+    did not recover in 30 epochs, and an infinite one over an IAF, which
+    stopped its training in the second epoch. Set `beta = 0` explicitly for
+    a KL-free epoch.
 
     Args:
-        warmup_epochs: int > 0. Epochs before the KL term has its full weight.
+        warmup_epochs: int > 0. Epochs over which the KL weight rises to
+            `beta`; `1` gives `beta` from the first epoch.
         beta: float >= 0. The weight after the warm-up. Defaults to `1.0`.
 
     Returns:
@@ -93,6 +102,6 @@ def linear_kl_warmup(warmup_epochs, beta=1.0):
 
     def schedule(epoch, current_beta):
         del current_beta  # the schedule depends on the epoch alone
-        return beta * min(1.0, epoch / warmup_epochs)
+        return beta * min(1.0, (epoch + 1) / warmup_epochs)
 
     return schedule

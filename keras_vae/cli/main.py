@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kl-warmup-epochs",
         type=_positive_int("kl_warmup_epochs", allow_zero=True),
         default=0,
-        help="KL warm-up: the KL weight rises linearly from 0 to --beta over N epochs.",
+        help="KL warm-up: the KL weight rises linearly to --beta over N epochs (--beta/N first).",
     )
     train.add_argument("--learning-rate", type=_positive_float("learning_rate"), default=1e-3)
     train.add_argument(

@@ -263,7 +263,7 @@ class ELBOModel(keras.Model):
 
         While `beta` is 0 the steps are traced with the Python `0.0`, so
         that the KL gets no gradient at all (`keras_vae.ops.elbo.weighted_kl`):
-        a KL-free warm-up epoch can leave posteriors where the prior has no
+        a KL-free epoch can leave posteriors where the prior has no
         float32 density, and a zero gradient sent back through that KL's
         graph met infinities there and came out NaN under XLA (a VampPrior
         over IAF posteriors).

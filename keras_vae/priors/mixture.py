@@ -52,7 +52,7 @@ class Mixture(tfd.MixtureSameFamily):
     `tfd.MixtureSameFamily` takes the log-sum-exp of the components'
     log-densities, whose gradient is NaN (exp(-inf - -inf)) where all of
     them are -inf, as for a z that no component's flow can reach in float32
-    (a VampPrior over `IAF` posteriors after a KL-free warm-up epoch). A
+    (a VampPrior over `IAF` posteriors after a KL-free epoch). A
     zero weight on such a log-density (the KL's under beta = 0,
     `keras_vae.ops.elbo.weighted_kl`) then still made every gradient NaN.
     Here such a z has log-density -inf and zero gradients; everywhere else

@@ -182,10 +182,10 @@ def train_model(
             and the ELBO stay in float32, and `keras-vae export` writes a
             float32 copy. The global policy is left as it was. Defaults to
             `"float32"`.
-        kl_warmup_epochs: int. A KL warm-up: the KL weight rises linearly
-            from 0 in the first epoch to `beta` from epoch `kl_warmup_epochs`
-            on (`keras_vae.callbacks.linear_kl_warmup`), which counters
-            posterior collapse. The history logs each epoch's `beta`. `0` (the
+        kl_warmup_epochs: int. A KL warm-up: the KL weight rises linearly,
+            `beta / kl_warmup_epochs` in the first epoch, to `beta` from epoch
+            `kl_warmup_epochs` on (1-based; `keras_vae.callbacks.linear_kl_warmup`),
+            which counters posterior collapse. The history logs each epoch's `beta`. `0` (the
             default) trains with `beta` throughout.
         posterior: str. Q(z|x): `"diagonal"` (a diagonal Gaussian), `"full"`
             (full covariance) or `"iaf"` (an inverse autoregressive flow).

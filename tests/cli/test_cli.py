@@ -182,7 +182,7 @@ def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["kl_warmup_epochs"] == 2
     history = metrics["history"]
-    assert history["beta"] == [0.0, 0.25, 0.5]
+    assert history["beta"] == [0.25, 0.5, 0.5]
     beta, kl, rec = (np.array(history[key]) for key in ("beta", "kl", "reconstruction"))
     np.testing.assert_allclose(history["loss"], beta * kl - rec, rtol=1e-5)
     # The final figures and the saved model have the full weight.
