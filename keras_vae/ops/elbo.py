@@ -45,8 +45,8 @@ def elbo(posterior, decode, prior, target, z, beta=1.0):
 def weighted_kl(beta, kl):
     """`beta * kl`, and 0 where `beta` is 0 even if the KL is infinite.
 
-    A KL-free epoch (a `beta` of 0 set by the user) can leave posteriors where the
-    prior has no float32 density (a learned prior's components, a
+    A KL-free epoch (a `beta` of 0 set by the user) can leave posteriors
+    where the prior has no float32 density (a learned prior's components, a
     VampPrior's pseudo-inputs, moved far by the reconstruction alone). The
     KL is then +inf, and `0 * kl` would make the loss NaN. The selection
     sends a zero gradient to the KL, which the library's priors and

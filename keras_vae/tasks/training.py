@@ -182,11 +182,12 @@ def train_model(
             and the ELBO stay in float32, and `keras-vae export` writes a
             float32 copy. The global policy is left as it was. Defaults to
             `"float32"`.
-        kl_warmup_epochs: int. A KL warm-up: the KL weight rises linearly,
-            `beta / kl_warmup_epochs` in the first epoch, to `beta` from epoch
-            `kl_warmup_epochs` on (1-based; `keras_vae.callbacks.linear_kl_warmup`),
-            which counters posterior collapse. The history logs each epoch's `beta`. `0` (the
-            default) trains with `beta` throughout.
+        kl_warmup_epochs: int. A KL warm-up: the KL weight rises linearly
+            from `beta / kl_warmup_epochs` in the first epoch to `beta` in
+            epoch `kl_warmup_epochs` (counted from 1) and after
+            (`keras_vae.callbacks.linear_kl_warmup`), which counters
+            posterior collapse. The history logs each epoch's `beta`. `0`
+            (the default) trains with `beta` throughout.
         posterior: str. Q(z|x): `"diagonal"` (a diagonal Gaussian), `"full"`
             (full covariance) or `"iaf"` (an inverse autoregressive flow).
             Defaults to `"diagonal"`.

@@ -138,10 +138,11 @@ def test_a_kl_free_epoch_trains_on_the_reconstruction_when_the_kl_is_infinite(
     binary_images, monkeypatch, jit_compile
 ):
     # An epoch with beta = 0 (a schedule's; `linear_kl_warmup` has none) can
-    # leave posteriors where the prior has no float32 density: the KL is +inf, and neither
-    # the loss (0 * inf) nor the gradients may become NaN. This prior is
-    # TFP's mixture of components out of float32's reach, whose gradient is
-    # NaN everywhere: while beta is 0 no gradient may pass through the KL.
+    # leave posteriors where the prior has no float32 density: the KL is
+    # +inf, and neither the loss (0 * inf) nor the gradients may become NaN.
+    # This prior is TFP's mixture of components out of float32's reach, whose
+    # gradient is NaN everywhere: while beta is 0 no gradient may pass
+    # through the KL.
     vae = build_vae("mlp", (28, 28, 1), latent_dim=2, prior="mog", prior_components=2, seed=0)
     locs = np.array([[1e30, 1e30], [-1e30, -1e30]], "float32")
     far = tfd.MixtureSameFamily(
