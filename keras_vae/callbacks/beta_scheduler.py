@@ -82,7 +82,8 @@ def linear_kl_warmup(warmup_epochs, beta=1.0):
     `beta / warmup_epochs` in the first epoch, the full `beta` from epoch
     `warmup_epochs - 1` on, as in the VampPrior paper's code (its weight is
     `epoch / warmup` with epochs counted from 1). No epoch is KL-free: with
-    no KL weight at all, the posterior's scales shrink towards their floor,
+    no KL weight at all, nothing keeps the posteriors' covariances from
+    becoming near-singular (the reconstruction alone favours small scales),
     and a VampPrior, whose components are those posteriors, then started
     with a KL of 1e17 nats or more over a full-covariance posterior (still
     hundreds of nats 30 epochs later, in probes on 6,000 MNIST images) and
