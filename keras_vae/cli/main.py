@@ -13,10 +13,11 @@ from keras_vae.cli.quiet import import_tensorflow_quietly
 from keras_vae.utils.checks import check_positive_float, check_positive_int
 
 # The names `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`
-# register, written out so that parsing needs no TensorFlow (a test keeps
-# them equal).
+# register, and `keras_vae.models.vae.OBJECTIVES`, written out so that parsing
+# needs no TensorFlow (a test keeps them equal).
 PRIOR_NAMES = ("standard", "mog", "vamp", "learned")
 POSTERIOR_NAMES = ("diagonal", "full", "iaf")
+OBJECTIVE_NAMES = ("elbo", "iwae")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int("kl_warmup_epochs", allow_zero=True),
         default=0,
         help="KL warm-up: the KL weight rises linearly to --beta over N epochs (--beta/N first).",
+    )
+    train.add_argument(
+        "--objective",
+        default="elbo",
+        choices=OBJECTIVE_NAMES,
+        help="The bound trained on: elbo, or iwae (the importance-weighted bound of Burda et "
+        "al.; needs --beta 1 and no KL warm-up).",
+    )
+    train.add_argument(
+        "--num-samples",
+        type=_positive_int("num_samples"),
+        default=None,
+        metavar="K",
+        help="Draws of z per image in the objective (default: 1 for elbo, 5 for iwae).",
     )
     train.add_argument("--learning-rate", type=_positive_float("learning_rate"), default=1e-3)
     train.add_argument(
@@ -328,6 +343,8 @@ def _train(args):
             batch_size=args.batch_size,
             beta=args.beta,
             kl_warmup_epochs=args.kl_warmup_epochs,
+            objective=args.objective,
+            num_samples=args.num_samples,
             seed=args.seed,
             output=args.output,
             learning_rate=args.learning_rate,
@@ -348,10 +365,14 @@ def _train(args):
             clipnorm=args.clipnorm,
             overwrite=args.overwrite,
         )
-    test = metrics["test"]
+    test, config = metrics["test"], metrics.get("config", {})
+    bound = ""
+    if config.get("objective") == "iwae" and not config.get("gsnn_weight"):
+        # The loss is the negated bound (a CVAE's GSNN term would be mixed in).
+        bound = f", IWAE bound (K={config['num_samples']}) {-test['loss']:.2f} nats"
     print(
         f"test elbo {test['elbo']:.2f} nats (reconstruction {test['reconstruction']:.2f}, "
-        f"kl {test['kl']:.2f}); wrote {args.output}"
+        f"kl {test['kl']:.2f}){bound}; wrote {args.output}"
     )
 
 

@@ -96,6 +96,7 @@ def build_vae(
         seed: int or `None`. Training sample seed.
         objective: str. `"elbo"` or `"iwae"`. Defaults to `"elbo"`.
         num_samples: int. Latent samples per example in the objective.
+            Defaults to `1`.
         prior: str or `keras_vae.priors.Prior`. P(z): `"standard"` (N(0, I)),
             `"mog"` (a learned mixture of Gaussians) or `"vamp"` (VampPrior).
             Defaults to `"standard"`.
@@ -149,6 +150,8 @@ def build_cvae(
     prior_hidden_units=None,
     posterior: str | posteriors.Posterior = "diagonal",
     prior_components: int | None = None,
+    objective: str = "elbo",
+    num_samples: int = 1,
 ) -> ConditionalVAE:
     """A ConditionalVAE for class-conditional generation or image completion.
 
@@ -185,6 +188,9 @@ def build_cvae(
         prior_components: int or `None`. Gaussians of `"mog"`; refused with
             other priors. `None` keeps the prior's default. Defaults to
             `None`.
+        objective: str. `"elbo"` or `"iwae"`. Defaults to `"elbo"`.
+        num_samples: int. Latent samples per example in the objective.
+            Defaults to `1`.
 
     Returns:
         An unbuilt, uncompiled `ConditionalVAE`.
@@ -228,4 +234,6 @@ def build_cvae(
         beta=beta,
         gsnn_weight=gsnn_weight,
         seed=seed,
+        objective=objective,
+        num_samples=num_samples,
     )

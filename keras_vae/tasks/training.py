@@ -18,6 +18,7 @@ from keras_vae.models.presets import (
     build_vae,
     check_prior_components,
 )
+from keras_vae.models.vae import OBJECTIVES
 from keras_vae.models.validation import check_choice, check_positive_int
 from keras_vae.networks import ARCHITECTURES
 from keras_vae.posteriors import POSTERIORS
@@ -40,6 +41,8 @@ BINARIZATIONS = ("dynamic", "static", "none")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 MODELS = ("vae", "cvae")
 DEFAULT_LATENT_DIMS = {"vae": 50, "cvae": 8}
+# Draws of z per image: one for the ELBO, the IWAE paper's k = 5 for its bound.
+DEFAULT_NUM_SAMPLES = {"elbo": 1, "iwae": 5}
 # The priors each model takes by name: P(z|X) needs a condition X, and the
 # VampPrior's components are posteriors without one.
 MODEL_PRIORS = {"vae": ("standard", "mog", "vamp"), "cvae": ("standard", "learned", "mog")}
@@ -108,6 +111,8 @@ def train_model(
     prior_components: int | None = None,
     clipnorm: float | None = None,
     overwrite: bool = False,
+    objective: str = "elbo",
+    num_samples: int | None = None,
 ):
     """Trains a VAE or a CVAE on a TFDS image dataset and writes its artifacts.
 
@@ -201,6 +206,14 @@ def train_model(
         overwrite: bool. Start over in a folder that holds a finished run or
             a stopped one with other arguments (its files are replaced once
             the new run's are written). Defaults to `False`.
+        objective: str. The bound trained on: `"elbo"` or `"iwae"`, the
+            importance-weighted bound of Burda et al. (2016) with
+            `num_samples` draws per image, which needs `beta=1.0` and no KL
+            warm-up (it has no KL weight). Defaults to `"elbo"`.
+        num_samples: int or `None`. Draws of z per image in the objective:
+            the IWAE bound's K, or the draws the ELBO averages. `None` is 1
+            for the ELBO and 5 for the IWAE bound (the IWAE paper's k = 5).
+            Defaults to `None`.
 
     Returns:
         A tuple `(model, metrics)` where `metrics` is what `metrics.json` holds.
@@ -238,6 +251,15 @@ def train_model(
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     kl_warmup_epochs = check_positive_int("kl_warmup_epochs", kl_warmup_epochs, allow_zero=True)
+    check_choice("objective", objective, OBJECTIVES)
+    if objective == "iwae" and (beta != 1.0 or kl_warmup_epochs):
+        raise ValueError(
+            "Expected beta=1.0 and kl_warmup_epochs=0 with objective='iwae' (the bound has "
+            f"no KL weight). Received: beta={beta!r}, kl_warmup_epochs={kl_warmup_epochs!r}"
+        )
+    if num_samples is None:
+        num_samples = DEFAULT_NUM_SAMPLES[objective]
+    num_samples = check_positive_int("num_samples", num_samples)
     binarize_mode = None if binarize == "none" else binarize
     if likelihood is None:
         likelihood = "gaussian" if binarize_mode is None else "bernoulli"
@@ -287,6 +309,8 @@ def train_model(
                 prior=prior,
                 posterior=posterior,
                 prior_components=prior_components,
+                objective=objective,
+                num_samples=num_samples,
             )
             if model == "vae":
                 vae = build_vae(input_shape=image_shape, **shared)
@@ -318,6 +342,8 @@ def train_model(
             "batch_size": batch_size,
             "beta": beta,
             "kl_warmup_epochs": kl_warmup_epochs,
+            "objective": objective,
+            "num_samples": num_samples,
             "seed": seed,
             "learning_rate": learning_rate,
             "clipnorm": clipnorm,

@@ -192,6 +192,44 @@ def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
     assert keras.saving.load_model(out / "model.keras").beta == 0.5
 
 
+def test_train_on_the_iwae_bound(tmp_path, tfds_data_dir, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--objective", "iwae", *TINY, "--output", str(out)]) == 0
+    model = keras.saving.load_model(out / "model.keras")
+    # The IWAE paper's k = 5 unless --num-samples says otherwise.
+    assert (model.objective, model.num_samples) == ("iwae", 5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["config"]["objective"], metrics["config"]["num_samples"]) == ("iwae", 5)
+    # The loss is the bound's, not the ELBO's kl - reconstruction.
+    for figures in (metrics["test"], {k: v[-1] for k, v in metrics["history"].items()}):
+        elbo_loss = figures["kl"] - figures["reconstruction"]
+        assert abs(figures["loss"] - elbo_loss) > 1e-3 * abs(elbo_loss), figures
+    # The command's last line reports the bound beside the ELBO.
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"IWAE bound (K=5) {-metrics['test']['loss']:.2f} nats;" in printed
+
+
+@pytest.mark.parametrize("argv", [["--objective", "iwae", "--num-samples", "3"],
+                                  ["--num-samples", "2"], []])  # fmt: skip
+def test_train_passes_the_objective_and_its_samples(argv, monkeypatch, tmp_path):
+    import keras_vae.tasks
+
+    given = {}
+
+    def train_model(**kwargs):
+        given.update(kwargs)
+        figures = {"elbo": -1.0, "reconstruction": -1.0, "kl": 0.0}
+        return None, {"test": figures}
+
+    monkeypatch.setattr(keras_vae.tasks, "train_model", train_model)
+    assert main(["train", *argv, "--output", str(tmp_path / "out")]) == 0
+    options = dict(zip(argv[::2], argv[1::2], strict=True))
+    assert given["objective"] == options.get("--objective", "elbo")
+    # None: train_model's default for the objective (1 for elbo, 5 for iwae).
+    expected = options.get("--num-samples")
+    assert given["num_samples"] == (None if expected is None else int(expected))
+
+
 @pytest.mark.parametrize(
     "run, argv, prior, weight, num_components, posterior",
     [
@@ -223,8 +261,8 @@ def test_train_with_a_prior_and_a_posterior(
     assert config["prior_components"] == num_components
 
 
-@pytest.mark.parametrize("option", ["--prior", "--posterior"])
-def test_an_unknown_prior_or_posterior_is_a_usage_error(option, capsys):
+@pytest.mark.parametrize("option", ["--prior", "--posterior", "--objective"])
+def test_an_unknown_prior_posterior_or_objective_is_a_usage_error(option, capsys):
     with pytest.raises(SystemExit) as raised:
         main(["train", option, "nope", "--output", "x"])
     assert raised.value.code == 2
@@ -395,6 +433,14 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
          "argument --epochs: Expected epochs to be an integer. Received: epochs='two'"),
         (["train", "--clipnorm", "0", "--output", "x"],
          "Expected clipnorm to be a positive float. Received: clipnorm=0.0"),
+        (["train", "--objective", "iwae", "--beta", "0.5", "--output", "x"],
+         "Expected beta=1.0 and kl_warmup_epochs=0 with objective='iwae' (the bound has no "
+         "KL weight). Received: beta=0.5, kl_warmup_epochs=0"),
+        (["train", "--objective", "iwae", "--kl-warmup-epochs", "5", "--output", "x"],
+         "Received: beta=1.0, kl_warmup_epochs=5"),
+        (["train", "--num-samples", "0", "--output", "x"],
+         "argument --num-samples: Expected num_samples to be a positive integer. "
+         "Received: num_samples=0"),
         (["sample", "model.keras", "--num-samples", "0", "--output", "x.png"],
          "Received: num_samples=0"),
     ],
@@ -878,13 +924,15 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
     assert "Expected epochs to be a positive integer. Received: epochs=-1" in done.stderr
 
 
-def test_the_cli_names_the_registered_priors_and_posteriors():
-    from keras_vae.cli.main import POSTERIOR_NAMES, PRIOR_NAMES
+def test_the_cli_names_the_registered_priors_posteriors_and_objectives():
+    from keras_vae.cli.main import OBJECTIVE_NAMES, POSTERIOR_NAMES, PRIOR_NAMES
+    from keras_vae.models.vae import OBJECTIVES
     from keras_vae.posteriors import POSTERIORS
     from keras_vae.priors import PRIORS
 
     assert sorted(PRIOR_NAMES) == sorted(PRIORS)
     assert sorted(POSTERIOR_NAMES) == sorted(POSTERIORS)
+    assert OBJECTIVE_NAMES == OBJECTIVES
 
 
 def test_a_successful_command_prints_nothing_to_stderr(vae_run, tmp_path):
