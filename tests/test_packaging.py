@@ -1,10 +1,13 @@
 """The built wheel holds every package of the source tree."""
 
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +46,22 @@ def test_wheel_contains_every_package(tmp_path):
         }
     assert len(source_packages()) > 5
     assert source_packages() - packed == set()
+
+
+@pytest.mark.parametrize("given", [None, "0"])
+def test_importing_keras_vae_turns_onednn_on_unless_the_user_chose(given):
+    # Read by TensorFlow when it is imported; importing keras_vae loads no TensorFlow.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    script = (
+        "import os, platform, sys, keras_vae\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "print(platform.machine(), os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    machine, value = done.stdout.split()
+    x86 = machine.lower() in ("x86_64", "amd64")
+    assert value == (given or ("1" if x86 else "None"))
