@@ -1,4 +1,4 @@
-"""The built wheel holds every package of the source tree."""
+"""The built wheel holds every package of the source tree; what importing it sets."""
 
 import os
 import shutil
