@@ -9,8 +9,10 @@ marked slow (`make test-slow`); the default run checks only the records'
 """
 
 import math
+import os
 import re
 import sys
+import time
 
 import keras
 import numpy as np
@@ -220,6 +222,8 @@ def test_train_throughput_against_pythae(results, monkeypatch):
         assert number(row["wall s per epoch (median)"]) == pytest.approx(
             300 / medians[row["contender"]], abs=0.01
         )
+        other, steal = row["other processes' CPU s, steal s (most in an epoch)"].split(", ")
+        assert float(other) >= 0 and float(steal) >= 0
     ratio, arrays = re.search(
         r"keras_vae / pythae: \*\*([\d.]+)\*\* \(numpy array: ([\d.]+)\)", text
     ).groups()
@@ -229,6 +233,19 @@ def test_train_throughput_against_pythae(results, monkeypatch):
     expected = medians[train_throughput.KERAS_VAE_ARRAYS] / pythae
     assert float(arrays) == pytest.approx(expected, abs=0.0051)
     assert text.count("Two-core probe") == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_machine_cpu_seconds_count_this_process_work():
+    machine, steal = train_throughput.machine_cpu_seconds()
+    own = time.process_time()
+    while time.process_time() - own < 0.3:
+        pass
+    own = time.process_time() - own
+    later, later_steal = train_throughput.machine_cpu_seconds()
+    # The machine ran at least this process's work (ticks are 10 ms), and steal only grows.
+    assert later - machine >= own - 0.05
+    assert later_steal >= steal >= 0
 
 
 @pytest.mark.parametrize("text", ["Keras", "PyTorch float"])
