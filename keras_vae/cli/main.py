@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="Compile the training step with XLA (default: on for MLPs, off for convolutions).",
+        help=(
+            "Compile the training step with XLA (default: on for MLPs, off for convolutions "
+            "and for --prior vamp with --posterior full)."
+        ),
     )
 
     evaluate = sub.add_parser("evaluate", help="ELBO, reconstruction and KL on a split.")

@@ -37,8 +37,11 @@ def resolve_jit_compile(model, jit_compile="auto"):
     Keras's `"auto"` never uses XLA on a machine without an accelerator. For
     the VAE family on CPU, XLA made the fully connected MNIST VAE's training
     step about 1.25x faster and the convolutional one about 0.7x as fast, so
-    on CPU `"auto"` becomes `True` unless the model holds a convolution. With
-    an accelerator, `"auto"` is left to Keras.
+    on CPU `"auto"` becomes `True` unless the model holds a convolution or a
+    layer whose `prefers_graph_mode` is true (a VampPrior over
+    full-covariance posteriors: its float64 mixture density made the MLP's
+    step about 2x slower under XLA). With an accelerator, `"auto"` is left
+    to Keras.
 
     Args:
         model: a Keras model (its layers are inspected, built or not).
@@ -61,7 +64,10 @@ def resolve_jit_compile(model, jit_compile="auto"):
         return False  # as Keras's "auto" does; XLA steps failed to run on mirrored CPUs
     if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
         return "auto"
-    return not any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
+    return not any(
+        isinstance(layer, CONVOLUTIONS) or getattr(layer, "prefers_graph_mode", False)
+        for layer in model._flatten_layers()
+    )
 
 
 def _all_arrays(data):
@@ -301,7 +307,8 @@ class ELBOModel(keras.Model):
           it is 1: Keras's multi-step loop fails there
           (keras-team/keras#19246).
         - `jit_compile="auto"` compiles the step with XLA on CPU when the
-          model has no convolution layer (see `resolve_jit_compile`): about
+          model has no convolution layer and no VampPrior over
+          full-covariance posteriors (see `resolve_jit_compile`): about
           1.25x faster for the MNIST MLP, while convolutions ran slower under
           XLA. Keras's own `"auto"` never uses XLA on CPU. With
           `run_eagerly=True` it is `False`.

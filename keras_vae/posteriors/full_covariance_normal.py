@@ -42,6 +42,11 @@ class FullCovarianceNormal(Posterior):
         section 2.2.
     """
 
+    # A VampPrior's mixture of these scores z with float64 triangular solves
+    # (`FullCovarianceGaussianMixture`), which ran a training step about 2x
+    # slower under XLA than in graph mode (hand probe, benchmarks/RESULTS.md).
+    mixture_prefers_graph_mode = True
+
     def make_layers(self):
         d = self.latent_dim
         self.params = keras.layers.Dense(d + d * d, name="params")

@@ -32,6 +32,9 @@ class Posterior(keras.layers.Layer):
     # Whether `point` is the distribution's exact mean (else, e.g., a flow's
     # image of its base mean).
     closed_form_mean = True
+    # Whether a mixture of these posteriors (a VampPrior's) scores z faster
+    # without XLA; `compile(jit_compile="auto")` then leaves XLA off.
+    mixture_prefers_graph_mode = False
 
     def __init__(self, latent_dim=None, **kwargs):
         # Densities stay float32 under a mixed-precision policy.

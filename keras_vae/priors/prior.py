@@ -42,6 +42,9 @@ class Prior(keras.layers.Layer):
     # no weight involved: then a host with the portable RNG alone draws z
     # exactly (an int8-full file or a micro decode file leaves z to the host).
     noise_is_draw = False
+    # Whether the model trains faster without XLA with this prior;
+    # `compile(jit_compile="auto")` then leaves XLA off.
+    prefers_graph_mode = False
 
     def __init__(self, latent_dim=None, **kwargs):
         # Draws and densities stay float32 under a mixed-precision policy.

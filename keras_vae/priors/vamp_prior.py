@@ -82,6 +82,12 @@ class VampPrior(Prior):
         # A weak reference: the model owns the prior, not the other way round.
         self._model = weakref.ref(model)
 
+    @property
+    def prefers_graph_mode(self):
+        """Whether the model's posteriors mix faster without XLA (full-covariance ones do)."""
+        model = None if self._model is None else self._model()
+        return model is not None and model.posterior_layer.mixture_prefers_graph_mode
+
     def build(self, condition_shape=None):
         model = self._bound_model()
         data_shape = tuple(model.event_shape)

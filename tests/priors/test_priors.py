@@ -635,6 +635,27 @@ def test_mixture_takes_the_matrix_forms_for_gaussians_only():
         assert type(bound_prior(case)[1].prior()) is expected, case
 
 
+@pytest.mark.xla  # the real "auto", which the suite otherwise resolves to graph mode
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a CPU-only rule")
+def test_auto_jit_compile_leaves_xla_off_for_a_vampprior_of_full_covariance_posteriors():
+    # Its float64 mixture density made the step about 2x slower under XLA;
+    # the full-covariance posterior under other priors and the VampPrior over
+    # other posteriors keep XLA.
+    chosen = {}
+    for prior, posterior in [("vamp", "full"), ("vamp", "diagonal"), ("standard", "full")]:
+        model = make_vae(VampPrior(3) if prior == "vamp" else prior, posterior)
+        model.compile()
+        chosen[prior, posterior] = model.jit_compile
+    assert chosen == {
+        ("vamp", "full"): False,
+        ("vamp", "diagonal"): True,
+        ("standard", "full"): True,
+    }
+    model = make_vae(VampPrior(3), "full")
+    model.compile(jit_compile=True)
+    assert model.jit_compile is True
+
+
 # -- The registry and bad input --------------------------------------------------
 
 
