@@ -169,8 +169,9 @@ def train_model(
         verbose: Keras verbosity for `fit`. Defaults to `"auto"`.
         jit_compile: `"auto"`, `True` or `False`. Compile the training step
             with XLA. `"auto"` uses XLA on CPU unless the model has
-            convolutions, which ran slower under XLA on our CPU (see
-            `ELBOModel.compile`). Defaults to `"auto"`.
+            convolutions or a VampPrior over full-covariance posteriors,
+            which ran slower under XLA on our CPU (see `ELBOModel.compile`).
+            Defaults to `"auto"`.
         gsnn_weight: float in [0, 1). For a CVAE, the weight of the
             reconstruction from prior draws in the loss (Sohn et al.'s hybrid
             objective). Defaults to `0.0`.
