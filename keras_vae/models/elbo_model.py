@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from keras_vae.data.images import array_batches
 from keras_vae.layers.distribution_layer import check_positive_float
-from keras_vae.layers.pixelcnn_bernoulli import PixelCNNBernoulli
 from keras_vae.models.validation import call_network, check_network_output, check_positive_int
 from keras_vae.ops import random as portable_random
 
@@ -27,7 +26,6 @@ CONVOLUTIONS = (
     keras.layers.DepthwiseConv2D,
     keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
-    PixelCNNBernoulli,  # masked convolutions: 0.6x (conv) and 0.96x (MLP) as fast with XLA
 )
 
 
@@ -38,9 +36,10 @@ def resolve_jit_compile(model, jit_compile="auto"):
     the VAE family on CPU, XLA made the fully connected MNIST VAE's training
     step about 1.25x faster and the convolutional one about 0.7x as fast, so
     on CPU `"auto"` becomes `True` unless the model holds a convolution or a
-    layer whose `prefers_graph_mode` is true (a VampPrior over
-    full-covariance posteriors: its float64 mixture density made the MLP's
-    step about 2x slower under XLA). With an accelerator, `"auto"` is left
+    layer whose `prefers_graph_mode` is true (a PixelCNN likelihood, whose
+    masked convolutions ran slower under XLA too; a VampPrior over
+    full-covariance posteriors, whose float64 mixture density made the
+    MLP's step about 2x slower). With an accelerator, `"auto"` is left
     to Keras.
 
     Args:

@@ -59,6 +59,7 @@ def test_trained_reconstructions_predict_the_pixels(trained):
     assert np.mean(np.where(x == 1, recon, 1 - recon)) > 0.9
 
 
+@pytest.mark.xla  # the real "auto", which the suite otherwise resolves to graph mode
 def test_models_with_convolutions_or_pixelcnn_train_without_xla_by_default():
     vae = build_vae("mlp", (28, 28, 1), latent_dim=4, likelihood="pixelcnn")
     vae.compile()
