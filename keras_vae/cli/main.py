@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args):
     from keras_vae.tasks import train_model
 
-    with _sigterm_as_exit():
+    with _stops_as_exit():
         _, metrics = train_model(
             dataset=args.dataset,
             architecture=args.architecture,
@@ -526,7 +526,7 @@ def _export(args):
         )
     int8_tflite = args.quantize in ("int8", "int8-full") and args.tflite is not None
     model, conditions = _calibration(args, int8_tflite or args.micro_quantize is not None)
-    with _sigterm_as_exit():
+    with _stops_as_exit():
         report = export_model(
             model,
             saved_model_base=args.saved_model,
@@ -583,13 +583,19 @@ def _export_tflite_micro(args, model, conditions=None):
     )
 
 
+# The signals `_stops_as_exit` turns into `SystemExit(128 + signal)`.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _sigterm_as_exit():
-    """Turns SIGTERM into `SystemExit` meanwhile, so the export removes what it staged.
+def _stops_as_exit():
+    """Turns SIGTERM and Ctrl+C into `SystemExit(128 + signal)` meanwhile.
 
     Python's default SIGTERM ends the process at once, leaving a hidden
     half-written SavedModel and TFLite file behind (`kill`, a container stop,
-    a CI timeout); an exception runs the export's clean-up first.
+    a CI timeout); an exception runs the export's clean-up first. Ctrl+C
+    (SIGINT) takes the same way, not Python's `KeyboardInterrupt`, so that
+    both stops are kept from being lost in the same ways, below.
 
     Python runs the handler in whatever frame is executing, and an exception
     raised inside a finalizer (TensorFlow's `__del__` methods run during
@@ -601,33 +607,35 @@ def _sigterm_as_exit():
     another exception: TensorFlow's pybind11 bindings replace it with a
     `RuntimeError` ("MISMATCH of original and normalized active exception
     types") when the signal lands while they handle an exception of their own.
-    After a SIGTERM, any exception leaving the block is re-raised as the
-    `SystemExit`, so the process still exits 128 + SIGTERM, not 1.
+    After a stop, any exception leaving the block is re-raised as the
+    `SystemExit`, so the process still exits 128 + the signal, not 1.
 
-    Library code may also catch the `SystemExit` and go on. So the stop is
-    recorded too (`staged_path.request_stop`), and a staged file asked to
-    publish after it raises it instead: a stopped export never publishes.
+    Library code may also catch the `SystemExit` and go on (Keras's
+    functional call has a bare `except:`). So the stop is recorded too
+    (`staged_path.request_stop`): a staged file asked to publish after it
+    raises it instead, so a stopped export never publishes, and `main`
+    prints no warning after it.
     """
     from keras_vae.utils.staged_path import request_stop, withdraw_stop
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    code = 128 + signal.SIGTERM
 
-    terminated = []
+    stops = []  # the exit code of the first stop, once one came
     # The caller's SIGALRM handler and timer, once a dropped SystemExit took
     # them over: until then a caller's own alarm (a test timeout) is theirs.
     alarm = []
 
     def exit_now(signum, frame):
-        terminated.append(signum)
-        request_stop(code)  # in case the SystemExit is lost before the files are published
-        raise SystemExit(code)
+        if not stops:
+            stops.append(128 + signum)
+            request_stop(stops[0])  # in case the SystemExit is lost before the files are published
+        raise SystemExit(stops[0])
 
     def raise_again_if_dropped(unraisable):
         exc = unraisable.exc_value
-        if isinstance(exc, SystemExit) and exc.code == code:
+        if stops and isinstance(exc, SystemExit) and exc.code == stops[0]:
             if not alarm:
                 timer = signal.getitimer(signal.ITIMER_REAL)
                 alarm.append((signal.signal(signal.SIGALRM, exit_now), timer))
@@ -635,15 +643,15 @@ def _sigterm_as_exit():
             return
         previous_hook(unraisable)
 
-    previous_term = signal.signal(signal.SIGTERM, exit_now)
+    previous = {signum: signal.signal(signum, exit_now) for signum in STOP_SIGNALS}
     previous_hook, sys.unraisablehook = sys.unraisablehook, raise_again_if_dropped
     try:
         yield
-        if terminated:  # the SystemExit was dropped and the block ended before the alarm
-            raise SystemExit(code)
+        if stops:  # the SystemExit was dropped and the block ended before the alarm
+            raise SystemExit(stops[0])
     except BaseException as error:
-        if terminated and not (isinstance(error, SystemExit) and error.code == code):
-            raise SystemExit(code) from error
+        if stops and not (isinstance(error, SystemExit) and error.code == stops[0]):
+            raise SystemExit(stops[0]) from error
         raise
     finally:
         withdraw_stop()
@@ -654,7 +662,8 @@ def _sigterm_as_exit():
             signal.signal(signal.SIGALRM, previous_alarm)
             if timer[0] > 0:
                 signal.setitimer(signal.ITIMER_REAL, *timer)
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _completion_calibration(args):
@@ -743,6 +752,14 @@ def _run(args, prefix, own_process):
         return 128 + signal.SIGINT
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
+        from keras_vae.utils.staged_path import stop_requested
+
+        if stop_requested():
+            # Once stopped, the stop's line is the only one: library code that
+            # caught the stop's SystemExit warns of what it made of it (Keras's
+            # functional call once turned it into "The structure of `inputs`
+            # doesn't match the expected structure").
+            return
         # One line, as errors are, instead of Python's file:line and source line.
         text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
         print(f"{prefix}: warning: {text}", file=sys.stderr)
@@ -754,8 +771,8 @@ def _run(args, prefix, own_process):
         except KeyboardInterrupt:  # Ctrl+C
             print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
             return 128 + signal.SIGINT
-        except SystemExit as e:
-            if e.code != 128 + signal.SIGTERM:
+        except SystemExit as e:  # a stop, in `_stops_as_exit`
+            if e.code not in [128 + signum for signum in STOP_SIGNALS]:
                 raise
             print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
             return e.code

@@ -124,6 +124,11 @@ def request_stop(code: int) -> None:
     _pending_stops.append(code)
 
 
+def stop_requested() -> bool:
+    """Whether a stop was asked for (`request_stop`) and not yet withdrawn."""
+    return bool(_pending_stops)
+
+
 def withdraw_stop() -> None:
     """Ends the requests of `request_stop`: `publish` renames again."""
     _pending_stops.clear()

@@ -751,36 +751,38 @@ def test_sigterm_dropped_by_a_finalizer_still_ends_the_export():
     # A SIGTERM handled while a `__del__` runs raises inside the finalizer,
     # where Python prints the exception and drops it (seen with TensorFlow's
     # ConcreteFunctionGarbageCollector: the export then finished and exited 0).
-    from keras_vae.cli.main import _sigterm_as_exit
+    from keras_vae.cli.main import _stops_as_exit
 
     class TerminatedWhileFinalized:
         def __del__(self):
             signal.raise_signal(signal.SIGTERM)
 
     previous_term, previous_hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    previous_int = signal.getsignal(signal.SIGINT)
     finished = False
     with pytest.raises(SystemExit) as raised:
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             TerminatedWhileFinalized()  # finalized at once
             time.sleep(5)
             finished = True
     assert raised.value.code == 128 + signal.SIGTERM and not finished
     # Handlers are restored afterwards.
     assert signal.getsignal(signal.SIGTERM) is previous_term
+    assert signal.getsignal(signal.SIGINT) is previous_int
     assert sys.unraisablehook is previous_hook
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_sigterm_dropped_by_a_finalizer_just_before_the_export_ends_still_exits_143():
     # The export may finish before the alarm re-raises the dropped SystemExit.
-    from keras_vae.cli.main import _sigterm_as_exit
+    from keras_vae.cli.main import _stops_as_exit
 
     class TerminatedWhileFinalized:
         def __del__(self):
             signal.raise_signal(signal.SIGTERM)
 
     with pytest.raises(SystemExit) as raised:
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             TerminatedWhileFinalized()  # finalized at once; the block ends at once
     assert raised.value.code == 128 + signal.SIGTERM
 
@@ -788,17 +790,17 @@ def test_sigterm_dropped_by_a_finalizer_just_before_the_export_ends_still_exits_
 def test_a_callers_own_sigalrm_timer_is_left_alone():
     # A caller's timeout (pytest-timeout's signal method, signal.alarm) keeps
     # its handler and its timer through an export.
-    from keras_vae.cli.main import _sigterm_as_exit
+    from keras_vae.cli.main import _stops_as_exit
 
     fired = []
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             time.sleep(0.5)  # the caller's alarm fires meanwhile
         assert fired == [signal.SIGALRM]
         signal.setitimer(signal.ITIMER_REAL, 30)
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             pass
         assert signal.getitimer(signal.ITIMER_REAL)[0] > 29
     finally:
@@ -811,7 +813,7 @@ def test_sigterm_turned_into_another_exception_by_native_code_still_exits_143():
     # exception of their own, the SystemExit comes back as a RuntimeError
     # ("MISMATCH of original and normalized active exception types"), which
     # the CLI reported as an error and exit status 1.
-    from keras_vae.cli.main import _sigterm_as_exit
+    from keras_vae.cli.main import _stops_as_exit
 
     message = "pybind11::error_already_set: MISMATCH of original and normalized active exception"
 
@@ -824,38 +826,72 @@ def test_sigterm_turned_into_another_exception_by_native_code_still_exits_143():
             raise RuntimeError(message) from error
 
     with pytest.raises(SystemExit) as raised:
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             native_call(terminate=True)
     assert raised.value.code == 128 + signal.SIGTERM
     assert isinstance(raised.value.__cause__, RuntimeError)
     # Without a SIGTERM the same error is an ordinary error.
     with pytest.raises(RuntimeError, match="MISMATCH"):
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             native_call(terminate=False)
 
 
-def test_sigterm_caught_by_library_code_still_stops_the_export_before_it_publishes(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_caught_by_library_code_still_stops_the_export_before_it_publishes(tmp_path, stop):
     # A stopped `keras-vae export` once published its SavedModel and TFLite file
     # and then said "stopped; nothing was published": the SystemExit of the
-    # SIGTERM had been caught on its way up, and the export went on.
-    from keras_vae.cli.main import _sigterm_as_exit
+    # SIGTERM had been caught on its way up, and the export went on. Ctrl+C's
+    # KeyboardInterrupt could be caught the same way.
+    from keras_vae.cli.main import _stops_as_exit
     from keras_vae.utils.staged_path import StagedPath, write_bytes_atomically
 
     target = tmp_path / "device" / "model.tflite"
     with pytest.raises(SystemExit) as raised:
-        with _sigterm_as_exit():
+        with _stops_as_exit():
             with StagedPath(target) as staged:
                 staged.write_bytes(b"model")
                 try:
-                    signal.raise_signal(signal.SIGTERM)
-                except SystemExit:  # as library code catching BaseException does
+                    signal.raise_signal(stop)
+                except BaseException:  # noqa: BLE001 -- as library code does
                     pass
                 staged.publish()
-    assert raised.value.code == 128 + signal.SIGTERM
+    assert raised.value.code == 128 + stop
     assert not target.parent.exists()
     # The stop ends with the block: the next write publishes.
     assert write_bytes_atomically(target, b"model") == str(target)
     assert target.read_bytes() == b"model"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_caught_by_library_code_prints_only_the_stop_line(
+    vae_run, tmp_path, monkeypatch, capsys, stop
+):
+    # Keras's functional call catches everything (a bare `except:`) while it
+    # compares the structure of its inputs, and warns: a stopped export once
+    # printed "warning: The structure of `inputs` doesn't match the expected
+    # structure" above its stop line.
+    import keras_vae.export
+    from keras_vae.utils.staged_path import StagedPath
+
+    tflite = tmp_path / "model.tflite"
+
+    def stopped_in_a_bare_except(model, tflite_path, **kwargs):
+        with StagedPath(tflite_path) as staged:
+            staged.write_bytes(b"model")
+            try:
+                signal.raise_signal(stop)
+            except BaseException:  # noqa: BLE001 -- as Keras's functional call does
+                warnings.warn("The structure of `inputs` doesn't match", stacklevel=1)
+            staged.publish()
+        return {"ok": True}
+
+    monkeypatch.setattr(keras_vae.export, "export_model", stopped_in_a_bare_except)
+    code = main(["export", str(vae_run / "model.keras"), "--tflite", str(tflite)])
+    assert code == 128 + stop
+    assert capsys.readouterr().err.splitlines() == [
+        "keras-vae export: stopped; nothing was published"
+    ]
+    assert os.listdir(tmp_path) == []
 
 
 def _export_stopped_while_staging(model, base, tflite, stop):
