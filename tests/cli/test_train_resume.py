@@ -379,7 +379,7 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path, tfds_data_dir, monkeypa
     _, metrics = training.train_model(output=str(out), **RUN)
     assert len(metrics["history"]["elbo"]) == 2
     assert sorted(os.listdir(out)) == [
-        ".keras-vae.lock", ".kept-by-the-user", "logs", "metrics.json", "model.keras",
+        ".kept-by-the-user", ".keras-vae.lock", "logs", "metrics.json", "model.keras",
         "samples.png",
     ]  # fmt: skip
 
