@@ -42,9 +42,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
-# The tests marked slow (long training runs, the benchmark scripts), which `make test` leaves out.
+# The tests marked slow (long training runs, the benchmark scripts), which `make test` leaves
+# out; about 16 minutes on 2 cores, with workers as `make test` has them.
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
