@@ -34,7 +34,7 @@ class GaussianLikelihood(DistributionLayer):
     Example:
 
     >>> layer = GaussianLikelihood(event_shape=3, scale=0.1)
-    >>> float(layer(tf.zeros([1, 3])).stddev()[0, 0])
+    >>> round(float(layer(tf.zeros([1, 3])).stddev()[0, 0]), 6)
     0.1
     """
 

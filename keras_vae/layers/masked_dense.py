@@ -58,7 +58,7 @@ class MaskedDense(keras.layers.Layer):
     Example:
 
     >>> layer = MaskedDense(2, mask=[[1, 0], [1, 1]])
-    >>> layer(np.ones((3, 2), "float32")).shape
+    >>> tuple(layer(np.ones((3, 2), "float32")).shape)
     (3, 2)
 
     Reference:

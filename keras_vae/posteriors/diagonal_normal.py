@@ -22,6 +22,7 @@ class DiagonalNormal(Posterior):
 
     Example:
 
+    >>> import tensorflow as tf
     >>> posterior = DiagonalNormal(latent_dim=2)
     >>> posterior.bind(2)
     >>> posterior(tf.zeros([3, 8])).sample().shape

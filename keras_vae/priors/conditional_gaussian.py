@@ -28,6 +28,7 @@ class ConditionalGaussian(Prior):
 
     Example:
 
+    >>> import tensorflow as tf
     >>> prior = ConditionalGaussian(hidden_units=(64,), latent_dim=4)
     >>> prior.build((10,))
     >>> prior.sample(5, seed=0, condition=tf.zeros([2, 10])).shape
@@ -56,11 +57,16 @@ class ConditionalGaussian(Prior):
                 f"prior P(z|c). Received: model={type(model).__name__}"
             )
         super().bind(model)
+        self._make_head()
+
+    def _make_head(self):
+        # Once the number of latents is known: from the model (`bind`) or given.
         if not hasattr(self, "params"):
+            latent_dim = self.checked_latent_dim()
             self.params = keras.layers.Dense(
-                IndependentNormal.params_size(self.latent_dim), name="params"
+                IndependentNormal.params_size(latent_dim), name="params"
             )
-            self.head = IndependentNormal(self.latent_dim, name="head")
+            self.head = IndependentNormal(latent_dim, name="head")
 
     def build(self, condition_shape=None):
         # `condition_shape` is one condition's shape, without the batch axis.
@@ -69,6 +75,7 @@ class ConditionalGaussian(Prior):
                 "Expected a condition shape to build ConditionalGaussian (it is a prior "
                 "P(z|c) of a conditional model). Received: condition_shape=None"
             )
+        self._make_head()
         self.distribution(keras.ops.zeros((1, *tuple(condition_shape))))
         self.built = True
 

@@ -55,7 +55,7 @@ class MixtureOfGaussians(Prior):
         self.num_components = check_positive_int("num_components", num_components)
 
     def build(self, condition_shape=None):
-        shape = (self.num_components, self.latent_dim)
+        shape = (self.num_components, self.checked_latent_dim())
         self.means = self.add_weight(
             shape=shape, initializer=keras.initializers.RandomNormal(stddev=1.0), name="means"
         )

@@ -70,6 +70,16 @@ class Prior(keras.layers.Layer):
     def build(self, condition_shape=None):
         self.built = True
 
+    def checked_latent_dim(self):
+        """`latent_dim`, once known; a clear error before a model or a number gave it."""
+        if self.latent_dim is None:
+            raise ValueError(
+                f"Expected {type(self).__name__} to know its number of latents: pass "
+                "latent_dim, or give the prior to a model, which sets it. Received: "
+                "latent_dim=None"
+            )
+        return self.latent_dim
+
     def build_from_config(self, config):
         # The model builds its prior once it knows the data and condition
         # shapes (a VampPrior needs the model's encoder first).
@@ -108,7 +118,7 @@ class Prior(keras.layers.Layer):
         else:
             condition = None
             leading = tf.reshape(num_samples, [1])
-        eps = portable_random.normal(tf.concat([leading, [self.latent_dim]], 0), seed)
+        eps = portable_random.normal(tf.concat([leading, [self.checked_latent_dim()]], 0), seed)
         uniform = portable_random.uniform(leading, seed) if self.uses_uniform else None
         return self.sample_from_noise(eps, uniform, temperature, condition)
 

@@ -753,3 +753,31 @@ def test_conditional_gaussian_needs_a_condition_shape():
     prior = ConditionalGaussian(hidden_units=(4,), latent_dim=LATENT_DIM)
     with pytest.raises(ValueError, match=r"Expected a condition shape.*condition_shape=None"):
         prior.build()
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda: StandardNormal().sample(2, seed=0),
+        lambda: MixtureOfGaussians(3).build(),
+        lambda: ConditionalGaussian(hidden_units=(4,)).build((5,)),
+    ],
+    ids=["standard", "mog", "conditional"],
+)
+def test_a_prior_used_before_it_knows_its_latent_dim_says_so(use):
+    with pytest.raises(ValueError, match=r"Expected \w+ to know its number of latents.*"
+                       r"Received: latent_dim=None"):  # fmt: skip
+        use()
+
+
+def test_a_conditional_gaussian_given_its_latent_dim_builds_and_samples_on_its_own():
+    prior = ConditionalGaussian(hidden_units=(4,), latent_dim=LATENT_DIM)
+    prior.build((5,))
+    condition = tf.random.normal([2, 5])
+    draws = prior.sample(3, seed=0, condition=condition)
+    assert draws.shape == (2, 3, LATENT_DIM)
+    # Temperature 0 draws the mean P(z|c) gives.
+    np.testing.assert_allclose(
+        prior.sample(3, seed=0, temperature=0.0, condition=condition),
+        np.broadcast_to(prior.prior(condition).mean()[:, None], (2, 3, LATENT_DIM)),
+    )
