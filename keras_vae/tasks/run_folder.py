@@ -225,7 +225,7 @@ class StopIfDiverged(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         bad = {k: v for k, v in (logs or {}).items() if not np.isfinite(float(v))}
-        weights = (keras.ops.convert_to_numpy(w) for w in self.model.weights)
+        weights = (w.numpy() for w in self.model.weights)
         if not bad and all(np.isfinite(w).all() for w in weights):
             return
         self.model.stop_training = True
