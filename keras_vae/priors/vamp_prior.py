@@ -28,8 +28,9 @@ class VampPrior(Prior):
     networks per step (about 10 of 50 in `benchmarks/iaf_inverse.py`, where
     the inverse stops at a bitwise fixed point), for every z against every
     component. Correct, but far slower to train: with the IWAE paper's MLP,
-    500 pseudo-inputs and batches of 100, a training step took about 3 s
-    on 2 cores, against about 0.3 s with a full-covariance posterior and
+    500 pseudo-inputs and batches of 100, a training step on the ELBO took
+    about 3 s on 2 cores, against about 0.1 s with a full-covariance
+    posterior (without XLA, which `compile`'s "auto" leaves off for it) and
     15 ms with a diagonal one (hand probes, `benchmarks/RESULTS.md`). A
     component at which z has no float32 inverse has density 0
     (`IAFDistribution`), so log p(z) and its gradient come from the other
