@@ -235,7 +235,7 @@ class ELBOModel(keras.Model):
         inside `fit` (compiled steps read it as a variable; setting it to or
         from 0 makes the training step again, see `kl_weight`).
         """
-        return float(self._beta)
+        return float(self._beta.numpy())  # a float() of a MirroredVariable fails
 
     @beta.setter
     def beta(self, value):
