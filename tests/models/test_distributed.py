@@ -89,8 +89,8 @@ def test_a_model_built_by_log_likelihood_trains_under_its_strategy(mirrored):
 
 def test_a_model_built_by_a_call_outside_its_strategy_scope_trains_there(mirrored):
     # Keras builds a model on its first call, wherever that is: the build
-    # enters the model's strategy itself.
-    assert mirrored["fit_after_call_errors"] == [None, None]
+    # enters the model's strategy itself (a CVAE's build runs the VAE's).
+    assert mirrored["fit_after_call_error"] is None
 
 
 def test_a_model_exported_inside_its_strategy_scope_is_verified(mirrored):
