@@ -20,8 +20,29 @@ POSTERIOR_NAMES = ("diagonal", "full", "iaf")
 OBJECTIVE_NAMES = ("elbo", "iwae")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Ends an option's help with its default, unless it has none or the help names it."""
+
+    def _get_help_string(self, action):
+        help_text = action.help
+        default = action.default
+        if (
+            action.option_strings
+            and default is not None
+            and default is not False
+            and default is not argparse.SUPPRESS
+            and "default" not in help_text
+        ):
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
 class _Parser(argparse.ArgumentParser):
-    """Reports a bad argument in one line, without the usage block."""
+    """Reports a bad argument in one line, without the usage block; `--help` shows defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -87,9 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Latents (default: 50 VAE, 8 CVAE).",
     )
-    train.add_argument("--epochs", type=_positive_int("epochs"), default=10)
-    train.add_argument("--batch-size", type=_positive_int("batch_size"), default=128)
-    train.add_argument("--beta", type=_positive_float("beta", allow_zero=True), default=1.0)
+    train.add_argument(
+        "--epochs", type=_positive_int("epochs"), default=10, help="Passes over --train-split."
+    )
+    train.add_argument(
+        "--batch-size", type=_positive_int("batch_size"), default=128, help="Images per step."
+    )
+    train.add_argument(
+        "--beta",
+        type=_positive_float("beta", allow_zero=True),
+        default=1.0,
+        help="Weight of the KL term (a beta-VAE; the elbo metric stays the true ELBO).",
+    )
     train.add_argument(
         "--kl-warmup-epochs",
         type=_positive_int("kl_warmup_epochs", allow_zero=True),
@@ -110,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="Draws of z per image in the objective (default: 1 for elbo, 5 for iwae).",
     )
-    train.add_argument("--learning-rate", type=_positive_float("learning_rate"), default=1e-3)
+    train.add_argument(
+        "--learning-rate",
+        type=_positive_float("learning_rate"),
+        default=1e-3,
+        help="Adam's learning rate.",
+    )
     train.add_argument(
         "--clipnorm",
         type=_positive_float("clipnorm"),
@@ -124,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bernoulli, pixelcnn (autoregressive, VAE only, not exportable) or gaussian "
         "(default: bernoulli for binarized data, gaussian with --binarize none).",
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seeds the weights, the shuffling, the binarization and the samples.",
+    )
     train.add_argument("--model", default="vae", help="vae or cvae.")
     train.add_argument(
         "--condition", default=None, help="CVAE condition: label, center-column or top-half."
@@ -157,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="CVAE: weight in [0, 1) of the reconstruction from prior draws in the loss.",
     )
-    train.add_argument("--train-split", default="train")
-    train.add_argument("--test-split", default="test")
+    train.add_argument("--train-split", default="train", help="TFDS split to train on.")
+    train.add_argument("--test-split", default="test", help="TFDS split of the final test metrics.")
     train.add_argument(
         "--output",
         required=True,
@@ -192,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="ELBO, reconstruction and KL on a split.")
     evaluate.add_argument("model", help="A .keras file.")
     _add_data_args(evaluate)
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--batch-size", type=_positive_int("batch_size"), default=500)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--split", default="test", help="TFDS split to evaluate.")
+    evaluate.add_argument(
+        "--batch-size", type=_positive_int("batch_size"), default=500, help="Images per batch."
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="Seeds the binarization and the importance samples."
+    )
     evaluate.add_argument(
         "--importance-samples",
         type=_positive_int("importance_samples"),
@@ -212,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="Images (per class for a label CVAE).",
     )
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--seed", type=int, default=0, help="The same seed gives the same images in every runtime."
+    )
     sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
     sample.add_argument(
         "--temperature",
@@ -227,8 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(complete)
     complete.add_argument("--split", default="test[:8]", help="Images to complete.")
     complete.add_argument("--input", default=None, help="A .npy [N, H, W, C] in [0, 1] instead.")
-    complete.add_argument("--num-completions", type=_positive_int("num_completions"), default=6)
-    complete.add_argument("--seed", type=int, default=0)
+    complete.add_argument(
+        "--num-completions",
+        type=_positive_int("num_completions"),
+        default=6,
+        help="Completions per image.",
+    )
+    complete.add_argument("--seed", type=int, default=0, help="Seeds the completions.")
     complete.add_argument(
         "--temperature",
         type=float,
@@ -286,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="classes",
         help="samples of a label CVAE: a class row (repeatable; default: all).",
     )
-    plot.add_argument("--seed", type=int, default=0)
+    plot.add_argument("--seed", type=int, default=0, help="Seeds every draw.")
     plot.add_argument("--temperature", type=float, default=1.0, help="samples: the prior's spread.")
     plot.add_argument("--zoom", type=int, default=3, help="Pixels per image pixel.")
     export = sub.add_parser("export", help="Export to a SavedModel (TF Serving), TFLite, ONNX.")

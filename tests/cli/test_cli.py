@@ -971,6 +971,34 @@ def test_the_cli_names_the_registered_priors_posteriors_and_objectives():
     assert OBJECTIVE_NAMES == OBJECTIVES
 
 
+def test_help_shows_every_option_with_its_default(capsys):
+    import argparse
+
+    from keras_vae.cli.main import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    shown = 0
+    for command, parser in commands.items():
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        assert stop.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())  # unwrapped
+        for action in parser._actions:
+            if not action.option_strings or action.default is argparse.SUPPRESS:
+                continue
+            # Every option is described, and its default named: by the help itself
+            # where "default" needs words ("50 VAE, 8 CVAE"), else as argparse prints it.
+            assert action.help, (command, action.option_strings)
+            if action.default is None or action.default is False or "default" in action.help:
+                continue
+            assert f"(default: {action.default})" in text, (command, action.option_strings)
+            shown += 1
+        assert "(default: None)" not in text and "(default: False)" not in text
+    assert shown >= 30  # --epochs 10, --batch-size 128, --seed 0, ...
+
+
 def test_a_successful_command_prints_nothing_to_stderr(vae_run, tmp_path):
     # The executable's `sample`; it loads no dataset, so not tensorflow_datasets.
     argv = ["keras-vae", "sample", str(vae_run / "model.keras"), "--num-samples", "4",
