@@ -762,7 +762,16 @@ def main(argv=None, own_process=False) -> int:
             `_freeze_imported_objects`). Defaults to `False`, for callers
             whose own objects must stay collectable.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        # argparse would say "the following arguments are required: command".
+        commands = next(a for a in parser._actions if a.dest == "command").choices
+        parser.error(
+            f"Expected a command: {', '.join(commands)} (`keras-vae COMMAND --help` lists its "
+            "options). Received: none"
+        )
+    args = parser.parse_args(argv)
     prefix = f"keras-vae {args.command}"
     try:
         lock = _lock_output(args)

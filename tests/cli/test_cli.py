@@ -948,7 +948,7 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
     script = (
         "import sys\n"
         "from keras_vae.cli.main import main\n"
-        "for argv in (['train', '--epochs', '-1', '--output', 'x'], ['--help']):\n"
+        "for argv in (['train', '--epochs', '-1', '--output', 'x'], ['--help'], []):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"
@@ -958,6 +958,11 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Expected epochs to be a positive integer. Received: epochs=-1" in done.stderr
+    # No command: the commands are named (argparse says only "required: command").
+    assert (
+        "keras-vae: error: Expected a command: train, evaluate, sample, complete, plot, export "
+        "(`keras-vae COMMAND --help` lists its options). Received: none\n"
+    ) in done.stderr
 
 
 def test_the_cli_names_the_registered_priors_posteriors_and_objectives():
