@@ -413,7 +413,7 @@ def _train(args):
             train_split=args.train_split,
             test_split=args.test_split,
             data_dir=args.data_dir,
-            verbose=0 if args.quiet else "auto",
+            verbose=0 if args.quiet else _progress_verbosity(),
             jit_compile="auto" if args.jit_compile is None else args.jit_compile,
             dtype_policy=args.dtype_policy,
             clipnorm=args.clipnorm,
@@ -430,6 +430,15 @@ def _train(args):
     )
 
 
+def _progress_verbosity():
+    """Keras's `verbose`: a live progress bar on a terminal, else one plain line per epoch.
+
+    Written to a file or a pipe (a CI log, `nohup`), the bar would be a stream
+    of partial lines and ANSI colour codes.
+    """
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _evaluate(args):
     from keras_vae.evaluation import format_metrics
     from keras_vae.tasks import evaluate_model, json_safe
@@ -442,7 +451,7 @@ def _evaluate(args):
         seed=args.seed,
         data_dir=args.data_dir,
         importance_samples=args.importance_samples,
-        verbose=0 if args.json else 1,
+        verbose=0 if args.json else _progress_verbosity(),
     )
     print(format_metrics(metrics))
     if args.json:

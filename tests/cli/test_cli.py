@@ -194,7 +194,13 @@ def test_train_with_a_kl_warmup(tmp_path, tfds_data_dir):
 
 def test_train_on_the_iwae_bound(tmp_path, tfds_data_dir, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--objective", "iwae", *TINY, "--output", str(out)]) == 0
+    # With its progress shown: captured, stdout is not a terminal.
+    shown = [arg for arg in TINY if arg != "--quiet"]
+    assert main(["train", "--objective", "iwae", *shown, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # Not a terminal: one plain line per epoch, without the bar's partial lines and colours.
+    assert "\x1b[" not in printed and "\r" not in printed
+    assert re.search(r"^(\d+)/\1 - \d+s - .* - elbo: ", printed, re.M), printed
     model = keras.saving.load_model(out / "model.keras")
     # The IWAE paper's k = 5 unless --num-samples says otherwise.
     assert (model.objective, model.num_samples) == ("iwae", 5)
@@ -205,7 +211,7 @@ def test_train_on_the_iwae_bound(tmp_path, tfds_data_dir, capsys):
         elbo_loss = figures["kl"] - figures["reconstruction"]
         assert abs(figures["loss"] - elbo_loss) > 1e-3 * abs(elbo_loss), figures
     # The command's last line reports the bound beside the ELBO.
-    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = printed.strip().splitlines()[-1]
     assert f"IWAE bound (K=5) {-metrics['test']['loss']:.2f} nats;" in printed
 
 
@@ -228,6 +234,34 @@ def test_train_passes_the_objective_and_its_samples(argv, monkeypatch, tmp_path)
     # None: train_model's default for the objective (1 for elbo, 5 for iwae).
     expected = options.get("--num-samples")
     assert given["num_samples"] == (None if expected is None else int(expected))
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_is_a_bar_on_a_terminal_and_a_line_an_epoch_elsewhere(
+    terminal, monkeypatch, tmp_path, capsys
+):
+    import keras_vae.tasks
+
+    given = {}
+
+    def train_model(**kwargs):
+        given["train"] = kwargs["verbose"]
+        return None, {"test": {"elbo": -1.0, "reconstruction": -1.0, "kl": 0.0}}
+
+    def evaluate_model(model, **kwargs):
+        given["evaluate"] = kwargs["verbose"]
+        return {"elbo": -1.0, "reconstruction": -1.0, "kl": 0.0, "loss": 1.0}
+
+    monkeypatch.setattr(keras_vae.tasks, "train_model", train_model)
+    monkeypatch.setattr(keras_vae.tasks, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    assert main(["train", "--output", str(tmp_path / "out")]) == 0
+    assert main(["evaluate", str(tmp_path / "m.keras")]) == 0
+    assert given == {"train": 1 if terminal else 2, "evaluate": 1 if terminal else 2}
+    # --quiet and --json still show nothing.
+    assert main(["train", "--quiet", "--output", str(tmp_path / "out")]) == 0
+    assert main(["evaluate", "--json", str(tmp_path / "m.keras")]) == 0
+    assert given == {"train": 0, "evaluate": 0}
 
 
 @pytest.mark.parametrize(
