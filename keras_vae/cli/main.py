@@ -198,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="CVAE: weight in [0, 1) of the reconstruction from prior draws in the loss.",
     )
     train.add_argument("--train-split", default="train", help="TFDS split to train on.")
-    train.add_argument("--test-split", default="test", help="TFDS split of the final test metrics.")
+    train.add_argument(
+        "--test-split",
+        default="test",
+        help="TFDS split evaluated after every epoch and at the end.",
+    )
     train.add_argument(
         "--output",
         required=True,
