@@ -7,6 +7,9 @@ import tensorflow as tf
 from keras_vae.utils.checks import check_choice, check_positive_int  # noqa: F401 (re-exported)
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The smallest normal float32. TensorFlow's CPU kernels flush smaller magnitudes
+# to zero, so the exported signatures' [0, 1] check takes -1e-40 as a 0 pixel.
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _shape_str(shape):
@@ -61,7 +64,8 @@ def check_values(name, values, unit_interval=False):
         name: str. How the error message calls the values, e.g. `"z"`.
         values: numpy array or eager tensor of numbers.
         unit_interval: bool. Whether values must lie in [0, 1], the range of
-            a Bernoulli likelihood's data.
+            a Bernoulli likelihood's data (negative values above -1.2e-38,
+            float32's smallest normal, count as 0).
 
     Raises:
         ValueError: naming what was expected and what was received.
@@ -83,7 +87,10 @@ def check_values(name, values, unit_interval=False):
             f"Expected {name} to hold values finite in float32 (|value| <= {_FLOAT32_MAX:.3g}). "
             f"Received: {name} values in [{float(low):g}, {float(high):g}]"
         )
-    if unit_interval and not (low >= 0 and high <= 1):
+    # A negative value of smaller magnitude than float32's smallest normal counts as
+    # 0, as in the exported signatures' check (a subnormal, flushed to zero there).
+    # Compared as Python floats: in float16, -_FLOAT32_TINY would round to -0.0.
+    if unit_interval and not (float(low) > -_FLOAT32_TINY and float(high) <= 1):
         raise ValueError(
             f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
             f"Received: {name} values in [{float(low):g}, {float(high):g}]"
