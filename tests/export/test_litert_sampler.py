@@ -359,6 +359,18 @@ def test_complete_rebuilds_images_like_keras(completion_cvae, completion_sampler
         completion_sampler.complete(np.zeros((0, 28, 28, 1)), seed=0)
     with pytest.raises(ValueError, match=r"Received: images with min=0.0, max=7.0$"):
         completion_sampler.complete(7 * binary_images(1), seed=0)
+    # A pixel just below 0 that float32 holds only as a subnormal is a 0, as for
+    # Keras and the SavedModel; any normal negative number is refused.
+    zero, shy = images.copy(), images.copy()
+    zero[0, 3, 4, 0], shy[0, 3, 4, 0] = 0.0, -6.4e-41
+    np.testing.assert_allclose(
+        completion_sampler.complete(shy, seed=5, num_samples=2),
+        completion_sampler.complete(zero, seed=5, num_samples=2),
+        atol=1e-6,
+    )
+    shy[0, 3, 4, 0] = -np.finfo(np.float32).tiny
+    with pytest.raises(ValueError, match=r"Received: images with min=-1.17549"):
+        completion_sampler.complete(shy, seed=0)
 
 
 def test_command_line_refuses_to_sample_a_completion_model(
