@@ -209,8 +209,15 @@ class VAE(ELBOModel):
         return self.likelihood(check_decoder_output(params, self.likelihood))
 
     def prior(self, condition=None):
-        """The prior P(z) (batch `[]`), or P(z|c) (batch `[B]`) for a conditional prior."""
-        return self.prior_layer.prior(self._condition_argument(condition))
+        """The prior P(z) (batch `[]`), or P(z|c) (batch `[B]`) for a conditional prior.
+
+        A first call builds the model, as `encode` and `decode` do: a VampPrior's
+        pseudo-inputs take the data's shape.
+        """
+        condition = self._condition_argument(condition)
+        if not self.built:
+            self._checked_condition_batch(condition)
+        return self.prior_layer.prior(condition)
 
     def sample_latent(self, num_samples, seed, temperature=1.0, condition=None):
         """`num_samples` draws of z from the prior with the portable RNG.
@@ -370,7 +377,7 @@ class VAE(ELBOModel):
             point = self.posterior_layer.point(posterior)
             self.decode(point, condition)
             self.prior_layer.build(self.condition_shape)
-            _, analytic = kl_divergence(posterior, self.prior(condition), point)
+            _, analytic = kl_divergence(posterior, self.prior_layer.prior(condition), point)
         self.kl_estimator = "analytic" if analytic else "monte_carlo"
         self.built = True
 
@@ -393,6 +400,8 @@ class VAE(ELBOModel):
     def _checked_condition_batch(self, condition):
         """`condition` as a float32 tensor, the model built for it; `None` if unconditional."""
         self._condition_argument(condition)
+        if not self.built and self.likelihood is not None:
+            self.build((None, *self.event_shape))  # the likelihood knows x's shape
         return None
 
     def _checked_reconstruct_inputs(self, x, condition):

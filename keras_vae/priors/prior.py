@@ -86,8 +86,17 @@ class Prior(keras.layers.Layer):
         del config
 
     def prior(self, condition=None):
-        """The distribution P(z) (or P(z|c) for a conditional prior)."""
-        return self.distribution(condition if self.conditional else None)
+        """The distribution P(z) (or P(z|c) for a conditional prior).
+
+        A first call builds the prior, as Keras builds a layer on its first call.
+        """
+        condition = condition if self.conditional else None
+        self._build_on_first_use(condition)
+        return self.distribution(condition)
+
+    def _build_on_first_use(self, condition):
+        if not self.built:
+            self.build(None if condition is None else tuple(condition.shape[1:]))
 
     def distribution(self, condition):
         raise NotImplementedError
@@ -118,6 +127,7 @@ class Prior(keras.layers.Layer):
         else:
             condition = None
             leading = tf.reshape(num_samples, [1])
+        self._build_on_first_use(condition)
         eps = portable_random.normal(tf.concat([leading, [self.checked_latent_dim()]], 0), seed)
         uniform = portable_random.uniform(leading, seed) if self.uses_uniform else None
         return self.sample_from_noise(eps, uniform, temperature, condition)

@@ -91,6 +91,12 @@ class VampPrior(Prior):
 
     def build(self, condition_shape=None):
         model = self._bound_model()
+        if model.event_shape is None:
+            raise ValueError(
+                "Expected a model that knows its data's shape, which a VampPrior's "
+                "pseudo-inputs take: give the model its likelihood, or call it on data or "
+                "fit it first. Received: a model without a likelihood yet"
+            )
         data_shape = tuple(model.event_shape)
         self.pseudo_inputs = self.add_weight(
             shape=(self.num_pseudo_inputs, *data_shape),

@@ -805,8 +805,33 @@ def test_sample_refuses_bad_arguments_in_one_line(kind):
         with pytest.raises(ValueError, match=f"^Expected .*{message}$"):
             model.sample(condition=condition, **kwargs)
     if not kind.conditional:  # a CVAE builds itself for the conditions it is given
+        # A VAE without a likelihood does not know its data's shape until it sees data.
         with pytest.raises(ValueError, match=r"^Expected a built model: .* unbuilt VAE$"):
-            kind.make(build=False).sample(2, seed=0)
+            kind.make(build=False, likelihood=None).sample(2, seed=0)
+
+
+def test_an_unbuilt_model_builds_itself_to_sample_and_give_its_prior(kind):
+    # As encode and decode do (Keras builds a layer on its first call): a VAE from
+    # its likelihood's event shape, a CVAE from the conditions it is given. The
+    # build is the explicit one: the same weights give the same draws and density.
+    prior = "mog" if kind.conditional else "vamp"  # a VampPrior's weights need the build
+    condition = kind.data(3)[1]
+    sampled = kind.make(build=False, prior=prior)
+    draws = sampled.sample(3, condition, seed=4)
+    given_prior = kind.make(build=False, prior=prior)
+    density = given_prior.prior(condition)
+    assert sampled.built and given_prior.built
+    for lazy in (sampled, given_prior):
+        built = kind.make(prior=prior)
+        built.set_weights(lazy.get_weights())
+        np.testing.assert_array_equal(
+            built.sample(3, condition, seed=4), lazy.sample(3, condition, seed=4)
+        )
+    z = sampled.sample_latent(3, seed=5, condition=condition)
+    built = kind.make(prior=prior)
+    built.set_weights(given_prior.get_weights())
+    np.testing.assert_allclose(density.log_prob(z), built.prior(condition).log_prob(z), rtol=1e-6)
+    np.testing.assert_array_equal(draws, sampled.sample(3, condition, seed=4))
 
 
 # -- Training on data ----------------------------------------------------------------

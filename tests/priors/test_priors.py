@@ -781,3 +781,43 @@ def test_a_conditional_gaussian_given_its_latent_dim_builds_and_samples_on_its_o
         prior.sample(3, seed=0, temperature=0.0, condition=condition),
         np.broadcast_to(prior.prior(condition).mean()[:, None], (2, 3, LATENT_DIM)),
     )
+
+
+@pytest.mark.parametrize("first", ["prior", "sample"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MixtureOfGaussians(3, latent_dim=LATENT_DIM),
+        lambda: ConditionalGaussian(hidden_units=(4,), latent_dim=LATENT_DIM),
+    ],
+    ids=["mog", "conditional"],
+)
+def test_a_prior_on_its_own_builds_on_its_first_use(make, first):
+    # As Keras builds a layer on its first call; the build is the explicit one.
+    condition = tf.random.normal([2, 5]) if make().conditional else None
+    lazy = make()
+    if first == "prior":
+        lazy.prior(condition)
+    else:
+        lazy.sample(3, seed=0, condition=condition)
+    assert lazy.built
+    built = make()
+    built.build(None if condition is None else (5,))
+    built.set_weights(lazy.get_weights())
+    np.testing.assert_array_equal(
+        lazy.sample(3, seed=1, condition=condition), built.sample(3, seed=1, condition=condition)
+    )
+
+
+def test_a_vamp_prior_of_a_model_that_does_not_know_its_data_shape_says_so():
+    model = VAE(
+        mlp_encoder(DATA_SHAPE, hidden_units=(8,)),
+        mlp_decoder(LATENT_DIM, DATA_SHAPE, hidden_units=(8,)),
+        LATENT_DIM,
+        prior="vamp",
+    )  # no likelihood: the data's shape comes with the first data
+    with pytest.raises(ValueError, match=r"^Expected a model that knows its data's shape.*"
+                       r"Received: a model without a likelihood yet$"):  # fmt: skip
+        model.prior()
+    model(np.zeros((2, *DATA_SHAPE), "float32"))
+    assert model.prior().event_shape == [LATENT_DIM]
