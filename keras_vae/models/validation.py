@@ -269,9 +269,12 @@ def check_data(name, data, event_shape, unit_interval=False):
         if isinstance(data, tf.Tensor):
             numeric = dtype.is_floating or dtype.is_integer or dtype.is_bool
         else:
-            numeric = np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
+            # Real numbers, as for tensors (a complex array's imaginary part would be dropped).
+            numeric = any(
+                np.issubdtype(dtype, kind) for kind in (np.floating, np.integer, np.bool_)
+            )
     if not numeric:
-        raise ValueError(f"Expected {name} to hold numbers. Received: {name}.dtype={dtype}")
+        raise ValueError(f"Expected {name} to hold real numbers. Received: {name}.dtype={dtype}")
     event_shape = tuple(event_shape)
     actual = shape[1:]
     if len(shape) != len(event_shape) + 1 or any(

@@ -508,12 +508,13 @@ def test_predict_takes_a_list_and_refuses_a_bad_shape_in_one_line(kind):
     [
         (np.zeros((4, 3, 1), "float32"), r"shaped \[batch, 3\]\. Received: {name}.shape"),
         (np.zeros((4, 4), "float32"), r"shaped \[batch, 3\]\. Received: {name}.shape"),
-        (np.full((4, 3), "a"), r"to hold numbers\. Received: {name}.dtype="),
+        (np.full((4, 3), "a"), r"to hold real numbers\. Received: {name}.dtype="),
+        (np.zeros((4, 3), "complex64"), r"to hold real numbers\. .*dtype=complex64$"),
         (np.full((4, 3), 255.0, "float32"), r"values in \[0, 1\] .* Received: {name} values"),
         (np.full((4, 3), np.nan, "float32"), r"to hold finite values\. .* with 12 NaN"),
         (np.full((4, 3), -np.inf, "float32"), r"to hold finite .* with 0 NaN and 12 infinite"),
     ],
-    ids=["rank", "size", "strings", "255", "nan", "inf"],
+    ids=["rank", "size", "strings", "complex", "255", "nan", "inf"],
 )
 @pytest.mark.parametrize("built", [True, False])
 def test_bad_data_fails_in_one_line(kind, bad, message, built):
