@@ -8,7 +8,7 @@ import shutil
 import warnings
 
 from keras_vae.export.integer import INT8_FULL, check_int8_full
-from keras_vae.export.onnx import convert_onnx, publish_onnx, write_onnx
+from keras_vae.export.onnx import check_onnx_dir, convert_onnx, publish_onnx, write_onnx
 from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import (
     publish_saved_model,
@@ -20,7 +20,6 @@ from keras_vae.export.validation import (
     check_batch_sizes,
     check_exportable,
     check_min_runtime,
-    check_onnx_dir,
     check_quantize,
     check_representative_conditions,
     check_tflite_path,
@@ -74,7 +73,8 @@ def export_model(
             signatures (`decode.onnx`, `sample.onnx`, `encode.onnx`,
             `reconstruct.onnx`; opset 18, tf2onnx), checked under
             onnxruntime like the other files. An earlier export's folder
-            is replaced. Needs `pip install 'keras-vae[onnx]'`.
+            is replaced; a folder holding any other file is refused. Needs
+            `pip install 'keras-vae[onnx]'`.
         representative_conditions: array `[M, *condition_shape]` or `None`.
             Typical conditions to calibrate the int8 TFLite file of a
             ConditionalVAE with (see `export_tflite`); required for the

@@ -8,6 +8,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_vae.export.serving_module import ServingModule
+from keras_vae.utils.images import file_in_the_way
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
 # counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
@@ -127,16 +128,50 @@ def write_onnx(files: dict, folder: str) -> None:
             os.fsync(f.fileno())
 
 
+def check_onnx_dir(path) -> str:
+    """Returns `path` as a str, if an export may write its ONNX folder there.
+
+    A new path, an empty folder, or one that holds only the files an earlier
+    export wrote (which `publish_onnx` replaces whole). Any other file in it
+    is refused: replacing the folder would delete it.
+    """
+    path = os.fspath(path)
+    blocker = file_in_the_way(os.path.join(path, "decode.onnx"))
+    if not path or blocker is not None:
+        raise ValueError(
+            f"Expected onnx_dir to be a folder or a new path. Received: onnx_dir={path!r}"
+            + (f" ({blocker} is a file)" if blocker else "")
+        )
+    _check_only_onnx_files(path)
+    return path
+
+
+def _check_only_onnx_files(folder):
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return
+    others = [name for name in names if name not in ONNX_FILES.values()]
+    if others:
+        shown = ", ".join(repr(name) for name in others[:3]) + (", ..." if others[3:] else "")
+        raise ValueError(
+            "Expected onnx_dir to be a new or empty folder, or one an earlier export wrote "
+            f"(an export replaces it whole). Received: onnx_dir={folder!r}, which holds {shown}"
+        )
+
+
 def publish_onnx(staged) -> str:
     """Renames a staged ONNX folder into place, replacing an earlier export's folder.
 
-    The earlier folder is renamed away first and removed last, so a stop
-    leaves either folder whole (the earlier one at a hidden name if the stop
-    falls between the two renames).
+    The earlier folder is checked again first (`check_onnx_dir`): a file put
+    there since the export began stops it. It is renamed away, and removed
+    last, so a stop leaves either folder whole (the earlier one at a hidden
+    name if the stop falls between the two renames).
     """
     target = staged.target
     previous = None
     if os.path.isdir(target):
+        _check_only_onnx_files(target)
         parent, name = os.path.split(os.path.abspath(target))
         previous = os.path.join(parent, f".{name}.replaced")
         shutil.rmtree(previous, ignore_errors=True)

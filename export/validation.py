@@ -164,18 +164,6 @@ def check_tflite_path(path) -> str:
     return path
 
 
-def check_onnx_dir(path) -> str:
-    """Returns `path` as a str; raises unless it can be a folder of ONNX files (not a file)."""
-    path = os.fspath(path)
-    blocker = file_in_the_way(os.path.join(path, "decode.onnx"))
-    if not path or blocker is not None:
-        raise ValueError(
-            f"Expected onnx_dir to be a folder or a new path. Received: onnx_dir={path!r}"
-            + (f" ({blocker} is a file)" if blocker else "")
-        )
-    return path
-
-
 def check_representative_conditions(model, quantize, conditions):
     """The conditions to calibrate `model`'s int8 TFLite decoder with, or `None`.
 

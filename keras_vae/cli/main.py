@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tflite", default=None, metavar="FILE", help="A .tflite file.")
     export.add_argument("--onnx", default=None, metavar="DIR",
                         help="A folder for ONNX files of every signature (opset 18; needs "
-                             "pip install 'keras-vae[onnx]').")  # fmt: skip
+                             "pip install 'keras-vae[onnx]'). It replaces an earlier "
+                             "export's folder, never one holding other files.")  # fmt: skip
     export.add_argument("--quantize", default=None,
                         help="TFLite: float16, dynamic, int8 (float32 inputs and outputs) or "
                              "int8-full (int8 in and out, one decode signature with a fixed "

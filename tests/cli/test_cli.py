@@ -491,6 +491,15 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
     assert not (tmp_path / "out" / "model.keras").exists()
 
 
+def test_export_never_replaces_a_folder_of_other_files(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("kept")
+    assert main(["export", "model.keras", "--onnx", "."]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "which holds 'notes.txt'" in err, err
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 def test_warnings_are_one_line_like_errors(tmp_path, monkeypatch, capsys):
     from keras_vae.tasks import training
     from keras_vae.utils import cpu

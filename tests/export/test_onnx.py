@@ -1,5 +1,6 @@
 """ONNX export: every signature converts, runs under onnxruntime and matches Keras."""
 
+import importlib
 import os
 
 import numpy as np
@@ -10,6 +11,8 @@ from export_helpers import LATENT_DIM
 
 from keras_vae.export import export_model
 from keras_vae.export.onnx import ONNX_FILES, ONNX_OPSET, convert_onnx
+
+export_model_module = importlib.import_module("keras_vae.export.export_model")
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +100,46 @@ def test_a_conditional_model_exports_with_its_condition(fixture, request, tmp_pa
     assert report["ok"], report
     sample = onnx.load(str(tmp_path / "onnx" / "sample.onnx"))
     assert sorted(i.name for i in sample.graph.input) == ["condition", "num_samples", "seed"]
+
+
+def test_a_folder_holding_other_files_is_refused_and_kept(vae, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    (folder / "decode.onnx").write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=r"^Expected onnx_dir to be a new or empty folder.*'thesis.txt'"
+    ):
+        export_model(vae, onnx_dir=str(folder))
+    assert sorted(os.listdir(tmp_path)) == ["notes"]
+    assert sorted(os.listdir(folder)) == ["decode.onnx", "thesis.txt"]
+
+
+def test_a_file_added_during_the_export_stops_the_replacement(vae, tmp_path, monkeypatch):
+    onnx_module = importlib.import_module("keras_vae.export.onnx")
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    convert = onnx_module.convert_onnx
+
+    def convert_then_add_a_file(model):
+        (folder / "later.txt").write_text("written while converting")
+        return convert(model)
+
+    monkeypatch.setattr(export_model_module, "convert_onnx", convert_then_add_a_file)
+    with pytest.raises(ValueError, match=r"which holds 'later.txt'"):
+        export_model(vae, onnx_dir=str(folder))
+    assert os.listdir(tmp_path) == ["onnx"] and os.listdir(folder) == ["later.txt"]
+
+
+def test_an_earlier_export_is_replaced_whole(onnx_export, cvae, tmp_path):
+    earlier, _ = onnx_export
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    for name in ("decode.onnx", "sample.onnx"):  # part of an earlier export
+        (folder / name).write_bytes((earlier / name).read_bytes())
+    report = export_model(cvae, onnx_dir=str(folder))
+    assert report["written"]
+    assert sorted(os.listdir(folder)) == sorted(ONNX_FILES.values())
+    assert os.listdir(tmp_path) == ["onnx"]  # nothing hidden left beside it
+    sample = onnx.load(str(folder / "sample.onnx"))
+    assert "condition" in {i.name for i in sample.graph.input}
