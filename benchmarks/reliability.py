@@ -55,7 +55,7 @@ def patch_write_points(kill_at=None, when="after", seen=None):
         when: `"before"` or `"after"` the rename (or the removal).
         seen: list or `None`. Each point's description is appended to it.
     """
-    from keras_vae.tasks import run_folder, training
+    from keras_vae.tasks import run_folder
     from keras_vae.utils import staged_path
 
     counter = itertools.count()
@@ -79,8 +79,7 @@ def patch_write_points(kill_at=None, when="after", seen=None):
         staged_path.StagedPath.publish, lambda self: f"publish {os.path.basename(self.target)}"
     )
     remove = wrap(run_folder.remove_folder, lambda folder: f"remove {os.path.basename(folder)}")
-    run_folder.remove_folder = remove
-    training.remove_folder = remove
+    run_folder.remove_folder = remove  # remove_backup's too
     return seen
 
 

@@ -12,7 +12,7 @@ import shutil
 import keras
 import numpy as np
 
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.staged_path import StagedPath, is_staged_name
 
 STATE_FILE = "state.json"
 _EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
@@ -153,8 +153,8 @@ class RunBackup:
                 os.remove(os.path.join(self.folder, old))
 
     def remove(self):
-        """Removes the backup (see `remove_folder`)."""
-        remove_folder(self.folder)
+        """Removes the backup (see `remove_backup`)."""
+        remove_backup(self.folder)
 
     def _read_state(self):
         path = os.path.join(self.folder, STATE_FILE)
@@ -171,6 +171,36 @@ class RunBackup:
                 f"(or --overwrite to start over). Received: {type(e).__name__}: {e}"
             ) from None
         return state
+
+
+def remove_backup(folder):
+    """Removes a run's backup folder (see `remove_folder`), if it holds only a backup's files.
+
+    Raises:
+        ValueError: if `folder` is a file, or holds anything `RunBackup` does
+            not write (a user's own `backup` folder in the output folder).
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        others = None
+    elif os.path.isdir(folder):
+        others = sorted(
+            name
+            for name in os.listdir(folder)
+            if name != STATE_FILE
+            and not _EPOCH_WEIGHTS.fullmatch(name)
+            and not is_staged_name(name)
+        )
+        if not others:
+            remove_folder(folder)
+            return
+    else:
+        return
+    held = "it is a file" if others is None else "it holds " + ", ".join(map(repr, others[:3]))
+    raise ValueError(
+        f"Expected {folder} to hold only a run's backup (state.json, epoch-*.keras), which "
+        f"train removes when a run starts over or ends. Received: {held}"
+        + (", ..." if others and others[3:] else "")
+    )
 
 
 def remove_folder(folder):

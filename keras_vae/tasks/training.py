@@ -28,7 +28,7 @@ from keras_vae.tasks.run_folder import (
     StopIfDiverged,
     changed_arguments,
     json_safe,
-    remove_folder,
+    remove_backup,
     write_atomically,
     write_json,
 )
@@ -369,7 +369,7 @@ def train_model(
             _check_finished_run(output, json_safe(config), overwrite)
             backup_folder = os.path.join(output, "backup")
             if overwrite:
-                remove_folder(backup_folder)
+                remove_backup(backup_folder)
             backup = RunBackup(backup_folder, json_safe(config))
             initial_epoch = backup.epoch  # its callback restores that epoch's state
             logs = os.path.join(output, "logs")

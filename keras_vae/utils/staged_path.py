@@ -145,6 +145,11 @@ def write_bytes_atomically(path, content: bytes, suffix="") -> str:
         return staged.publish()
 
 
+def is_staged_name(name) -> bool:
+    """Whether `name` is the hidden name of a `StagedPath` (of any process)."""
+    return _STAGED_NAME.fullmatch(name) is not None
+
+
 def process_namespace():
     """12 hex digits naming where this process's id means something.
 

@@ -54,7 +54,6 @@ def uninterrupted(tmp_path_factory, tfds_data_dir):
         for owner, name in (
             (StagedPath, "publish"),
             (run_folder, "remove_folder"),
-            (training, "remove_folder"),
         ):
             patch.setattr(owner, name, getattr(owner, name))  # put back on leaving
         points = reliability.patch_write_points()
@@ -339,6 +338,26 @@ def test_a_backup_that_cannot_be_read_is_one_line(tmp_path, tfds_data_dir, capsy
         "stopped run (or --overwrite to start over). Received: JSONDecodeError"
     )
     assert "\n" not in error
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_backup_folder_of_the_users_own_is_never_removed(
+    tmp_path, tfds_data_dir, capsys, overwrite
+):
+    out = tmp_path / "project"
+    (out / "backup" / "photos").mkdir(parents=True)
+    (out / "backup" / "notes.txt").write_text("kept")
+    (out / "backup" / "epoch-00001.keras").write_text("")  # a backup's name does not make it one
+    argv = ["train", *reliability.TRAIN_ARGV, "--output", str(out)]
+    assert main(argv + ["--overwrite"] * overwrite) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"keras-vae train: error: Expected {out / 'backup'} to hold only a run's backup "
+        "(state.json, epoch-*.keras), which train removes when a run starts over or ends. "
+        "Received: it holds 'notes.txt', 'photos'"
+    )
+    assert sorted(os.listdir(out / "backup")) == ["epoch-00001.keras", "notes.txt", "photos"]
+    assert sorted(os.listdir(out)) == [".keras-vae.lock", "backup"]
 
 
 @pytest.mark.slow
