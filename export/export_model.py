@@ -11,7 +11,9 @@ from keras_vae.export.integer import INT8_FULL, check_int8_full
 from keras_vae.export.onnx import check_onnx_dir, convert_onnx, publish_onnx, write_onnx
 from keras_vae.export.precision import float32_model
 from keras_vae.export.saved_model import (
+    check_saved_model_dir,
     publish_saved_model,
+    publish_saved_model_dir,
     saved_model_target,
     write_saved_model,
 )
@@ -42,6 +44,7 @@ def export_model(
     onnx_dir: str | None = None,
     batch_sizes=(),
     min_runtime: str | None = None,
+    saved_model_dir: str | None = None,
 ) -> dict:
     """Exports a model as a SavedModel and/or a TFLite file, verified before use.
 
@@ -89,6 +92,12 @@ def export_model(
         min_runtime: str or `None`. The oldest TFLite runtime the `.tflite`
             file must run on, such as `"2.14"` (see `export_tflite`).
             Defaults to `None`.
+        saved_model_dir: str or `None`. The SavedModel's own folder, instead
+            of a version folder under `saved_model_base` (what Keras's
+            `Model.export` writes; see `VAE.export`). A new path, an empty
+            folder or an earlier SavedModel, which is replaced whole; a
+            folder holding anything else is refused. Published after the
+            TFLite file.
 
     Returns:
         The `verify_export` report, with `model` (the class name),
@@ -110,9 +119,16 @@ def export_model(
     ... )
     >>> print(format_report(report))  # doctest: +SKIP
     """
-    if saved_model_base is None and tflite_path is None and onnx_dir is None:
+    if all(path is None for path in (saved_model_base, saved_model_dir, tflite_path, onnx_dir)):
         raise ValueError(
-            "Expected saved_model_base, tflite_path or onnx_dir (or several). Received: none"
+            "Expected saved_model_base, saved_model_dir, tflite_path or onnx_dir (or several). "
+            "Received: none"
+        )
+    if saved_model_base is not None and saved_model_dir is not None:
+        raise ValueError(
+            "Expected saved_model_base (a version folder in it) or saved_model_dir, not both. "
+            f"Received: saved_model_base={saved_model_base!r}, "
+            f"saved_model_dir={saved_model_dir!r}"
         )
     check_quantize(quantize)
     if quantize is not None and tflite_path is None:
@@ -126,6 +142,8 @@ def export_model(
             f"Expected saved_model_base with version (it numbers the SavedModel folder). "
             f"Received: version={version!r} and no saved_model_base"
         )
+    if saved_model_dir is not None:
+        saved_model_dir = check_saved_model_dir(saved_model_dir)
     if tflite_path is not None:
         tflite_path = check_tflite_path(tflite_path)
     if onnx_dir is not None:
@@ -152,7 +170,7 @@ def export_model(
     conditions = check_representative_conditions(model, quantize, representative_conditions)
     if quantize == INT8_FULL:
         check_int8_full(model, batch_sizes)
-    target = None
+    target = saved_model_dir
     if saved_model_base is not None:
         _roll_back_unfinished(os.fspath(saved_model_base))
         target = saved_model_target(saved_model_base, version)
@@ -181,7 +199,11 @@ def export_model(
             condition=None if conditions is None else conditions[:4],
         )
         if report["ok"]:
-            _publish(staged)
+            # Version folders and the TFLite file together; folders replaced in place after.
+            replaced = {"onnx"} | ({"saved_model"} if saved_model_dir is not None else set())
+            _publish({key: entry for key, entry in staged.items() if key not in replaced})
+            if saved_model_dir is not None:
+                publish_saved_model_dir(staged["saved_model"])
             if "onnx" in staged:
                 publish_onnx(staged["onnx"])
     finally:
@@ -191,10 +213,65 @@ def export_model(
     for key, entry in staged.items():
         report[key]["path"] = entry.target
     report["model"] = model_name
-    if target is not None:
+    if saved_model_base is not None:
         report["saved_model"]["version"] = int(os.path.basename(target))
     report["written"] = report["ok"]
     return report
+
+
+# `Model.export`'s formats that a model of the family writes, each with the
+# `export_model` argument it fills.
+ARTIFACT_FORMATS = {
+    "tf_saved_model": "saved_model_dir",
+    "litert": "tflite_path",
+    "onnx": "onnx_dir",
+}
+_ARTIFACT_OPTIONS = ("allow_untrained", "seed", "num_samples")
+_LITERT_OPTIONS = ("quantize", "batch_sizes", "min_runtime", "representative_conditions")
+
+
+def export_artifact(
+    model, filepath, format="tf_saved_model", verbose=None, input_signature=None, **options
+):
+    """One artifact of `model`, verified before it is put in place: `VAE.export`.
+
+    Keras's `Model.export` arguments, mapped onto `export_model`: `format`
+    picks the destination (`ARTIFACT_FORMATS`), `options` are `export_model`'s
+    (`allow_untrained`, `seed`, `num_samples`; for `"litert"` also
+    `quantize`, `batch_sizes`, `min_runtime`, `representative_conditions`).
+
+    Raises:
+        ValueError: for a format or option the family does not export with,
+            an `input_signature` (the signatures are the model's), the
+            errors of `export_model`, or files that do not reproduce the
+            model (then nothing was written).
+    """
+    if not isinstance(format, str) or format not in ARTIFACT_FORMATS:
+        raise ValueError(
+            f"Expected format to be one of {tuple(ARTIFACT_FORMATS)} (the formats whose files "
+            f"hold the seeded sampler). Received: format={format!r}"
+        )
+    if input_signature is not None:
+        raise ValueError(
+            "Expected input_signature=None: the exported signatures are the model's own "
+            "(decode, sample, encode, reconstruct; see keras_vae.export.ServingModule). "
+            f"Received: input_signature={input_signature!r}"
+        )
+    allowed = _ARTIFACT_OPTIONS + (_LITERT_OPTIONS if format == "litert" else ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Expected options among {allowed} with format={format!r}. "
+            f"Received: {unknown[0]}={options[unknown[0]]!r}"
+        )
+    report = export_model(model, **{ARTIFACT_FORMATS[format]: filepath}, **options)
+    if verbose is None or verbose:
+        print(format_report(report))
+    if not report["ok"]:
+        raise ValueError(
+            "Expected the exported file to reproduce the Keras model within tolerance; "
+            f"nothing was written. Received: {format_report(report).splitlines()[0]}"
+        )
 
 
 def _staged_path(staged, key):

@@ -2,13 +2,13 @@
 
 import logging
 import os
-import shutil
 import tempfile
 
 import tensorflow as tf
 
 from keras_vae.export.serving_module import ServingModule
 from keras_vae.utils.images import file_in_the_way
+from keras_vae.utils.staged_path import publish_replacing
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
 # counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
@@ -164,27 +164,9 @@ def publish_onnx(staged) -> str:
     """Renames a staged ONNX folder into place, replacing an earlier export's folder.
 
     The earlier folder is checked again first (`check_onnx_dir`): a file put
-    there since the export began stops it. It is renamed away, and removed
-    last, so a stop leaves either folder whole (the earlier one at a hidden
-    name if the stop falls between the two renames).
+    there since the export began stops it. See `publish_replacing`.
     """
-    target = staged.target
-    previous = None
-    if os.path.isdir(target):
-        _check_only_onnx_files(target)
-        parent, name = os.path.split(os.path.abspath(target))
-        previous = os.path.join(parent, f".{name}.replaced")
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(target, previous)
-    try:
-        staged.publish()
-    except BaseException:
-        if previous is not None:
-            os.replace(previous, target)
-        raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
-    return target
+    return publish_replacing(staged, _check_only_onnx_files)
 
 
 def run_onnx(folder: str, signature: str, inputs: dict) -> dict:

@@ -7,7 +7,8 @@ import tensorflow as tf
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
 from keras_vae.export.validation import MAX_VERSION, check_exportable, check_version
-from keras_vae.utils.staged_path import StagedPath
+from keras_vae.utils.images import file_in_the_way
+from keras_vae.utils.staged_path import StagedPath, publish_replacing
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct", "sample_rows")
 
@@ -147,6 +148,53 @@ def saved_model_target(base_dir: str, version: int | None = None) -> str:
     target = os.path.join(base_dir, str(version))
     _check_new(target)
     return target
+
+
+def check_saved_model_dir(path) -> str:
+    """Returns `path` as a str, if a SavedModel may be written at exactly that folder.
+
+    A new path, an empty folder, or an earlier SavedModel (a folder holding
+    `saved_model.pb`), which `publish_saved_model_dir` replaces whole. A
+    folder holding anything else, such as a TF Serving model folder with
+    its versions, is refused.
+
+    Raises:
+        ValueError: for an empty path, a file at or above it, or a folder
+            that is not a SavedModel.
+    """
+    path = os.fspath(path)
+    blocker = file_in_the_way(os.path.join(path, "saved_model.pb"))
+    if not path or blocker is not None:
+        raise ValueError(
+            f"Expected saved_model_dir to be a folder or a new path. Received: "
+            f"saved_model_dir={path!r}" + (f" ({blocker} is a file)" if blocker else "")
+        )
+    _check_replaceable(path)
+    return path
+
+
+def _check_replaceable(path):
+    try:
+        names = sorted(os.listdir(path))
+    except FileNotFoundError:
+        return
+    if names and "saved_model.pb" not in names:
+        shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if names[3:] else "")
+        raise ValueError(
+            "Expected saved_model_dir to be a new or empty folder, or an earlier SavedModel "
+            "(an export replaces it whole; for TF Serving's numbered versions, use "
+            f"saved_model_base). Received: saved_model_dir={path!r}, which holds {shown} and "
+            "no saved_model.pb"
+        )
+
+
+def publish_saved_model_dir(staged: StagedPath) -> str:
+    """Renames a staged SavedModel to its folder, replacing an earlier SavedModel there.
+
+    The folder is checked again first (`check_saved_model_dir`). See
+    `publish_replacing`.
+    """
+    return publish_replacing(staged, _check_replaceable)
 
 
 def write_saved_model(model, path: str) -> None:

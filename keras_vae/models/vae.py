@@ -81,7 +81,9 @@ class VAE(ELBOModel):
     P(x|z[, c]), `prior(condition)` -> P(z[|c]), `sample_latent` and
     `sample` (seeded, portable draws), and `reconstruct(x, condition)`.
     `conditional`, `condition_type`, `event_shape` and `condition_shape` say
-    what the model generates and what it is conditioned on.
+    what the model generates and what it is conditioned on. `export` writes
+    these functions as a SavedModel, a LiteRT or ONNX files, as Keras's
+    `Model.export` does for `call`.
 
     Args:
         encoder: Keras layer or model. Maps x to a feature tensor.
@@ -563,6 +565,52 @@ class VAE(ELBOModel):
         (x,) = lists_as_arrays(x)
         self._check_predict_inputs(x)
         return super().predict(x, **kwargs)
+
+    def export(
+        self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs
+    ):
+        """Exports the model for inference, checked against it before it is put in place.
+
+        Keras's `Model.export`, for the family: where Keras writes one
+        `serve` function, the artifact holds the model's serving functions
+        (`keras_vae.export.ServingModule`): `decode` (also `serving_default`),
+        the seeded `sample` (the same draws as `sample` for the same seed),
+        `encode` and `reconstruct`. It is written as
+        `keras_vae.export.export_model` writes it: each file is compared with
+        this model under its runtime, and a failed export leaves nothing.
+
+        Args:
+            filepath: str or path. For `"tf_saved_model"`, the SavedModel's
+                folder (for TF Serving, a version folder such as
+                `models/vae/1`; `export_model(saved_model_base=...)` numbers
+                them): a new path, an empty folder or an earlier SavedModel,
+                which is replaced. For `"litert"`, a `.tflite` file. For
+                `"onnx"`, a folder for one `.onnx` file per function.
+            format: str. `"tf_saved_model"`, `"litert"` or `"onnx"` (needs
+                `pip install 'keras-vae[onnx]'`). Defaults to
+                `"tf_saved_model"`.
+            verbose: bool or `None`. Print the verification report. Defaults
+                to `None`, which prints it.
+            input_signature: `None`. The signatures are the model's own.
+            **kwargs: `export_model` options: `allow_untrained`, `seed` and
+                `num_samples` (the verification draws); with `"litert"`
+                also `quantize`, `batch_sizes`, `min_runtime` and
+                `representative_conditions`.
+
+        Raises:
+            ValueError: for another format or option, a destination that
+                is not free (a folder holding other files), an untrained
+                model, or files that do not reproduce the model (then
+                nothing was written).
+
+        Example:
+
+        >>> vae.export("saved_models/mnist/1")  # doctest: +SKIP
+        >>> vae.export("mnist.tflite", format="litert", quantize="float16")  # doctest: +SKIP
+        """
+        from keras_vae.export.export_model import export_artifact
+
+        export_artifact(self, filepath, format, verbose, input_signature, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -113,6 +113,44 @@ class StagedPath:
             folder = os.path.dirname(folder)
 
 
+def publish_replacing(staged, check=None) -> str:
+    """Renames a staged folder into place, replacing the folder already there.
+
+    `check(target)` runs first, on the folder to be replaced, and may raise to
+    keep it (a folder that holds more than an earlier export). The earlier
+    folder is renamed away, then the staged one into place, and the earlier
+    one removed last: a stop leaves either folder whole (the earlier one at a
+    hidden name if the stop falls between the two renames, removed by the next
+    replacement).
+
+    Args:
+        staged: a `StagedPath` whose path is a folder.
+        check: callable or `None`. Called with `staged.target` if that is a
+            folder.
+
+    Returns:
+        `staged.target`.
+    """
+    target = staged.target
+    previous = None
+    if os.path.isdir(target):
+        if check is not None:
+            check(target)
+        parent, name = os.path.split(os.path.abspath(target))
+        previous = os.path.join(parent, f".{name}.replaced")
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(target, previous)
+    try:
+        staged.publish()
+    except BaseException:
+        if previous is not None:
+            os.replace(previous, target)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
 def request_stop(code: int) -> None:
     """Makes every later `publish` in this process raise `SystemExit(code)`.
 

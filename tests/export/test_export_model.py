@@ -42,12 +42,17 @@ def test_export_model_from_a_keras_file(vae, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({}, r"^Expected saved_model_base, tflite_path or onnx_dir"),
+        ({}, r"^Expected saved_model_base, saved_model_dir, tflite_path or onnx_dir"),
         ({"tflite_path": "m.tflite", "quantize": "int3"}, r"^Expected quantize to be one of"),
         ({"tflite_path": "m.onnx"}, r"^Expected path to a \.tflite file"),
         ({"saved_model_base": "s", "version": 0}, r"^Expected version to be a positive integer"),
         ({"saved_model_base": "s", "quantize": "int8"}, r"^Expected tflite_path with quantize"),
         ({"tflite_path": "m.tflite", "version": 3}, r"^Expected saved_model_base with version"),
+        ({"saved_model_dir": "d", "version": 3}, r"^Expected saved_model_base with version"),
+        (
+            {"saved_model_base": "s", "saved_model_dir": "d"},
+            r"^Expected saved_model_base \(a version folder in it\) or saved_model_dir, not both",
+        ),
         ({"saved_model_base": "s", "num_samples": 0}, r"^Expected num_samples in \[1, 4096\]"),
         ({"tflite_path": "m.tflite", "seed": 1.5}, r"^Expected seed to be an integer"),
         (
@@ -62,7 +67,7 @@ def test_export_model_from_a_keras_file(vae, tmp_path):
 )
 def test_export_model_checks_arguments_before_writing(vae, tmp_path, kwargs, message):
     kwargs = {
-        key: str(tmp_path / value) if key.endswith(("path", "base")) else value
+        key: str(tmp_path / value) if key.endswith(("path", "base", "dir")) else value
         for key, value in kwargs.items()
     }
     with pytest.raises(ValueError, match=message):
