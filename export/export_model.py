@@ -28,7 +28,12 @@ from keras_vae.export.validation import (
     check_version,
 )
 from keras_vae.export.verify import EXPORT_KINDS, check_draws, verify_export
-from keras_vae.utils.staged_path import StagedPath, is_running, write_bytes_atomically
+from keras_vae.utils.staged_path import (
+    StagedPath,
+    is_running,
+    process_namespace,
+    write_bytes_atomically,
+)
 
 
 def export_model(
@@ -199,6 +204,12 @@ def export_model(
             condition=None if conditions is None else conditions[:4],
         )
         if report["ok"]:
+            # The folders to replace, again: a file put there since the checks above
+            # must stop the export before anything is published.
+            if saved_model_dir is not None:
+                check_saved_model_dir(saved_model_dir)
+            if onnx_dir is not None:
+                check_onnx_dir(onnx_dir)
             # Version folders and the TFLite file together; folders replaced in place after.
             replaced = {"onnx"} | ({"saved_model"} if saved_model_dir is not None else set())
             _publish({key: entry for key, entry in staged.items() if key not in replaced})
@@ -293,15 +304,23 @@ def _publish(staged):
         journal = _journal_path(saved_model.target)
         with open(tflite.path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-        record = {"tflite": os.path.abspath(tflite.target), "sha256": digest, "pid": os.getpid()}
+        record = {
+            "tflite": os.path.abspath(tflite.target),
+            "sha256": digest,
+            "pid": os.getpid(),
+            "namespace": process_namespace(),
+        }
         write_bytes_atomically(journal, json.dumps(record).encode(), ".json")
+    published = False
     try:
         if saved_model is not None:
             publish_saved_model(saved_model)
+            published = True
         if tflite is not None:
             tflite.publish()
     except BaseException:
-        if saved_model is not None and tflite is not None:
+        if published and tflite is not None:
+            # Ours alone: a version another export made first is refused, not removed.
             shutil.rmtree(saved_model.target, ignore_errors=True)
         raise
     finally:
@@ -335,19 +354,27 @@ def _roll_back_unfinished(base_dir):
         try:
             with open(journal) as f:
                 record = json.load(f)
+            if record.get("namespace", process_namespace()) != process_namespace():
+                continue  # another host or container: its process ids are not ours to check
             if is_running(int(record["pid"])):
                 continue  # an export publishing right now
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # gone (its export finished), or not ours to judge
+        try:
             with open(record["tflite"], "rb") as f:
                 done = hashlib.sha256(f.read()).hexdigest() == record["sha256"]
         except FileNotFoundError:
             done = False
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not ours to judge
+        except (OSError, KeyError, TypeError):
+            continue
         version = os.path.join(base_dir, match[1])
         if not done and os.path.isdir(version):
             shutil.rmtree(version)
             removed.append(int(match[1]))
-        os.remove(journal)
+        try:
+            os.remove(journal)
+        except FileNotFoundError:  # another export cleared it meanwhile
+            pass
     if removed:
         warnings.warn(
             f"Removed version(s) {sorted(removed)} of {base_dir}: an export was stopped after "

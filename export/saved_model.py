@@ -150,17 +150,22 @@ def saved_model_target(base_dir: str, version: int | None = None) -> str:
     return target
 
 
+# What `tf.saved_model.save` writes into a SavedModel's folder.
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
+
+
 def check_saved_model_dir(path) -> str:
     """Returns `path` as a str, if a SavedModel may be written at exactly that folder.
 
-    A new path, an empty folder, or an earlier SavedModel (a folder holding
-    `saved_model.pb`), which `publish_saved_model_dir` replaces whole. A
-    folder holding anything else, such as a TF Serving model folder with
-    its versions, is refused.
+    A new path, an empty folder, or an earlier SavedModel with nothing added
+    (only `SAVED_MODEL_ENTRIES`), which `publish_saved_model_dir` replaces
+    whole. A folder holding anything else (a TF Serving model folder with
+    its versions, a version folder with `assets.extra/` warm-up requests) is
+    refused: replacing it would delete what it holds.
 
     Raises:
         ValueError: for an empty path, a file at or above it, or a folder
-            that is not a SavedModel.
+            that is not a bare SavedModel.
     """
     path = os.fspath(path)
     blocker = file_in_the_way(os.path.join(path, "saved_model.pb"))
@@ -178,13 +183,16 @@ def _check_replaceable(path):
         names = sorted(os.listdir(path))
     except FileNotFoundError:
         return
-    if names and "saved_model.pb" not in names:
-        shown = ", ".join(repr(name) for name in names[:3]) + (", ..." if names[3:] else "")
+    others = [name for name in names if name not in SAVED_MODEL_ENTRIES]
+    if names and (others or "saved_model.pb" not in names):
+        shown = others or names
+        shown = ", ".join(repr(name) for name in shown[:3]) + (", ..." if shown[3:] else "")
+        found = "beside a SavedModel" if "saved_model.pb" in names else "and no saved_model.pb"
         raise ValueError(
             "Expected saved_model_dir to be a new or empty folder, or an earlier SavedModel "
-            "(an export replaces it whole; for TF Serving's numbered versions, use "
-            f"saved_model_base). Received: saved_model_dir={path!r}, which holds {shown} and "
-            "no saved_model.pb"
+            "with nothing added (an export replaces it whole; for TF Serving's numbered "
+            f"versions, use saved_model_base). Received: saved_model_dir={path!r}, which "
+            f"holds {shown} {found}"
         )
 
 

@@ -47,6 +47,10 @@ def test_an_earlier_saved_model_is_replaced_whole(vae, cvae, tmp_path):
     [
         ({"1/saved_model.pb": b""}, "holds '1' and no saved_model.pb"),  # TF Serving's base
         ({"notes.txt": b"kept"}, "holds 'notes.txt' and no saved_model.pb"),
+        (  # TF Serving's warm-up requests beside an earlier SavedModel
+            {"saved_model.pb": b"", "variables/v": b"", "assets.extra/tf_serving_warmup": b""},
+            "holds 'assets.extra' beside a SavedModel",
+        ),
     ],
 )
 def test_a_folder_that_is_not_a_saved_model_is_refused_and_kept(vae, tmp_path, contents, held):

@@ -115,10 +115,13 @@ def test_a_folder_holding_other_files_is_refused_and_kept(vae, tmp_path):
     assert sorted(os.listdir(folder)) == ["decode.onnx", "thesis.txt"]
 
 
-def test_a_file_added_during_the_export_stops_the_replacement(vae, tmp_path, monkeypatch):
+def test_a_file_added_during_the_export_stops_it_before_anything_is_published(
+    vae, tmp_path, monkeypatch, reused_vae_tflite
+):
     onnx_module = importlib.import_module("keras_vae.export.onnx")
-    folder = tmp_path / "onnx"
+    folder, tflite = tmp_path / "onnx", tmp_path / "model.tflite"
     folder.mkdir()
+    tflite.write_bytes(b"the previous export's file")
     convert = onnx_module.convert_onnx
 
     def convert_then_add_a_file(model):
@@ -127,8 +130,10 @@ def test_a_file_added_during_the_export_stops_the_replacement(vae, tmp_path, mon
 
     monkeypatch.setattr(export_model_module, "convert_onnx", convert_then_add_a_file)
     with pytest.raises(ValueError, match=r"which holds 'later.txt'"):
-        export_model(vae, onnx_dir=str(folder))
-    assert os.listdir(tmp_path) == ["onnx"] and os.listdir(folder) == ["later.txt"]
+        export_model(vae, onnx_dir=str(folder), tflite_path=str(tflite))
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "onnx"]
+    assert os.listdir(folder) == ["later.txt"]
+    assert tflite.read_bytes() == b"the previous export's file"
 
 
 def test_an_earlier_export_is_replaced_whole(onnx_export, cvae, tmp_path):
