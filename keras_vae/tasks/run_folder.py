@@ -7,12 +7,11 @@ import json
 import math
 import os
 import re
-import shutil
 
 import keras
 import numpy as np
 
-from keras_vae.utils.staged_path import StagedPath, is_staged_name
+from keras_vae.utils.staged_path import StagedPath, is_staged_name, remove_path
 
 STATE_FILE = "state.json"
 _EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
@@ -207,10 +206,10 @@ def remove_folder(folder):
     """Removes `folder`, renamed away first: a stop meanwhile leaves it whole or gone."""
     parent, name = os.path.split(os.path.abspath(folder))
     trash = os.path.join(parent, f".{name}.removed")
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_path(trash)
     if os.path.isdir(folder):
-        os.replace(folder, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+        os.replace(folder, trash)  # a symbolic link is moved, not what it points to
+    remove_path(trash)
 
 
 def finished_epochs(output):

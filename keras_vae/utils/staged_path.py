@@ -99,7 +99,7 @@ class StagedPath:
 
     def discard(self) -> None:
         """Removes the staged path if still there, then the folders made for it if empty."""
-        _remove(self.path)
+        remove_path(self.path)
         if self._created is None:
             return
         folder = self._folder
@@ -120,8 +120,9 @@ def publish_replacing(staged, check=None) -> str:
     keep it (a folder that holds more than an earlier export). The earlier
     folder is renamed away, then the staged one into place, and the earlier
     one removed last: a stop leaves either folder whole (the earlier one at a
-    hidden name if the stop falls between the two renames, removed by the next
-    replacement).
+    hidden name if the stop falls between the two renames, removed by the
+    next publish to `target`). A symbolic link at `target` is replaced, and
+    the folder it points to kept.
 
     Args:
         staged: a `StagedPath` whose path is a folder.
@@ -132,22 +133,21 @@ def publish_replacing(staged, check=None) -> str:
         `staged.target`.
     """
     target = staged.target
-    previous = None
-    if os.path.isdir(target):
+    parent, name = os.path.split(os.path.abspath(target))
+    previous = os.path.join(parent, f".{name}.replaced")
+    replacing = os.path.isdir(target)
+    if replacing:
         if check is not None:
             check(target)
-        parent, name = os.path.split(os.path.abspath(target))
-        previous = os.path.join(parent, f".{name}.replaced")
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(target, previous)
+        remove_path(previous)
+        os.replace(target, previous)  # a symbolic link is moved, not what it points to
     try:
         staged.publish()
     except BaseException:
-        if previous is not None:
+        if replacing:
             os.replace(previous, target)
         raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    remove_path(previous)  # the earlier folder, or one a stop between the renames left
     return target
 
 
@@ -215,13 +215,16 @@ def _remove_orphans(folder, owner):
         if match is None or match["owner"] != owner or is_running(int(match["pid"])):
             continue
         try:
-            _remove(os.path.join(folder, name))
+            remove_path(os.path.join(folder, name))
         except OSError:  # not ours to remove after all (permissions): leave it
             pass
 
 
-def _remove(path):
-    """Removes a staged file or folder, if still there (another sweep may race us)."""
+def remove_path(path):
+    """Removes a file, a folder or a symbolic link (not what it points to), if still there.
+
+    Another sweep may race us: what is already gone is no error.
+    """
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -360,6 +360,18 @@ def test_a_backup_folder_of_the_users_own_is_never_removed(
     assert sorted(os.listdir(out)) == [".keras-vae.lock", "backup"]
 
 
+def test_a_backup_that_is_a_link_loses_the_link_only(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "state.json").write_text("{}")
+    link = tmp_path / "run" / "backup"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere)
+    run_folder.remove_backup(str(link))
+    assert os.listdir(tmp_path / "run") == []  # no link left at a hidden name
+    assert os.listdir(elsewhere) == ["state.json"]
+
+
 @pytest.mark.slow
 def test_fewer_epochs_than_the_stopped_run_finished_are_refused(
     tmp_path, tfds_data_dir, monkeypatch

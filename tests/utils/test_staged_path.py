@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from keras_vae.utils.staged_path import StagedPath, process_namespace
+from keras_vae.utils.staged_path import StagedPath, process_namespace, publish_replacing
 
 
 def _staged_name(target, pid, owner, suffix=""):
@@ -99,3 +99,58 @@ def test_as_a_context_it_publishes_or_leaves_nothing(tmp_path):
         staged.write_bytes(b"unverified")
     assert os.listdir(tmp_path / "new") == ["model.tflite"]
     assert target.read_bytes() == b"whole"
+
+
+def _staged_folder(target, files):
+    staged = StagedPath(target)
+    os.mkdir(staged.path)
+    for name, text in files.items():
+        with open(os.path.join(staged.path, name), "w") as f:
+            f.write(text)
+    return staged
+
+
+def test_a_folder_is_replaced_whole_and_a_refused_one_kept(tmp_path):
+    target = tmp_path / "onnx"
+    publish_replacing(_staged_folder(target, {"a": "first", "b": "first"}))
+    publish_replacing(_staged_folder(target, {"a": "second"}))
+    assert sorted(os.listdir(tmp_path)) == ["onnx"]
+    assert os.listdir(target) == ["a"] and (target / "a").read_text() == "second"
+
+    def refuse(folder):
+        raise ValueError(f"keep {os.path.basename(folder)}")
+
+    staged = _staged_folder(target, {"a": "third"})
+    with pytest.raises(ValueError, match="keep onnx"):
+        publish_replacing(staged, refuse)
+    staged.discard()
+    assert sorted(os.listdir(tmp_path)) == ["onnx"] and (target / "a").read_text() == "second"
+
+
+def test_a_stop_between_the_renames_leaves_the_earlier_folder_until_the_next_publish(tmp_path):
+    target = tmp_path / "onnx"
+    publish_replacing(_staged_folder(target, {"a": "first"}))
+    staged = _staged_folder(target, {"a": "second"})
+    publish = StagedPath.publish
+    try:
+        StagedPath.publish = lambda self: (_ for _ in ()).throw(Stopped())
+        with pytest.raises(Stopped):
+            publish_replacing(staged)
+    finally:
+        StagedPath.publish = publish
+    assert (target / "a").read_text() == "first"  # put back
+    # Killed between the renames instead: only the hidden earlier folder is left.
+    os.replace(target, tmp_path / ".onnx.replaced")
+    publish_replacing(staged)
+    assert sorted(os.listdir(tmp_path)) == ["onnx"] and (target / "a").read_text() == "second"
+
+
+def test_a_symbolic_link_is_replaced_and_what_it_points_to_kept(tmp_path):
+    real, target = tmp_path / "real", tmp_path / "onnx"
+    real.mkdir()
+    (real / "a").write_text("theirs")
+    target.symlink_to(real)
+    for text in ("first", "second"):  # a link left at the hidden name broke the second
+        publish_replacing(_staged_folder(target, {"a": text}))
+    assert sorted(os.listdir(tmp_path)) == ["onnx", "real"] and not target.is_symlink()
+    assert (target / "a").read_text() == "second" and (real / "a").read_text() == "theirs"
