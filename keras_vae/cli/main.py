@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -553,6 +554,15 @@ def _export(args):
         raise ValueError(
             "Expected --tflite-micro FILE with --micro-quantize (it applies to the TFLite Micro "
             f"file). Received: micro_quantize={args.micro_quantize!r} and no --tflite-micro"
+        )
+    if (
+        args.tflite_micro is not None
+        and args.tflite is not None
+        and os.path.realpath(args.tflite_micro) == os.path.realpath(args.tflite)
+    ):
+        raise ValueError(
+            "Expected --tflite-micro FILE to differ from --tflite FILE (the TFLite Micro file "
+            f"would replace the verified one). Received: both {args.tflite!r}"
         )
     if args.tflite_micro is not None:
         from keras_vae.export.tflite_micro import check_micro_arguments

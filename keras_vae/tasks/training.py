@@ -24,6 +24,7 @@ from keras_vae.networks import ARCHITECTURES
 from keras_vae.posteriors import POSTERIORS
 from keras_vae.tasks.generation import complete_images, completion_grid, sample_images
 from keras_vae.tasks.run_folder import (
+    STATE_FILE,
     RunBackup,
     StopIfDiverged,
     changed_arguments,
@@ -426,9 +427,24 @@ def _check_prior(model, prior):
 
 
 def _check_finished_run(output, config, overwrite):
-    """Raises if `output` holds a finished run with other arguments, unless `overwrite`."""
+    """Raises if `output` holds a finished run with other arguments, unless `overwrite`.
+
+    Also if it holds a `model.keras` or `samples.png` that no run there wrote
+    (no `metrics.json`, no backup): `train` would replace them.
+    """
     path = os.path.join(output, "metrics.json")
-    if overwrite or not os.path.exists(path):
+    if overwrite:
+        return
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(output, "backup", STATE_FILE)):
+            return  # a stopped run, perhaps killed after writing model.keras
+        for name in ("model.keras", "samples.png"):
+            if os.path.lexists(os.path.join(output, name)):
+                raise ValueError(
+                    f"Expected {output} to hold a keras-vae run or none: train writes {name} "
+                    f"there (or --overwrite to replace it). Received: a {name} and no run's "
+                    "metrics.json or backup"
+                )
         return
     try:
         with open(path) as f:

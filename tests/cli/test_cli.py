@@ -437,6 +437,9 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
          "Received: quantize='int8' and no --tflite"),
         (["export", "model.keras", "--tflite", "x.tflite", "--version", "3"],
          "Expected --saved-model BASE_DIR with --version"),
+        (["export", "model.keras", "--tflite", "m.tflite", "--tflite-micro", "./m.tflite"],
+         "Expected --tflite-micro FILE to differ from --tflite FILE (the TFLite Micro file "
+         "would replace the verified one). Received: both 'm.tflite'"),
         (["export", "model.keras", "--saved-model", "x", "--min-runtime", "2.14"],
          "Expected --tflite FILE with --min-runtime (it applies to the TFLite file). "
          "Received: min_runtime='2.14' and no --tflite"),

@@ -360,6 +360,21 @@ def test_a_backup_folder_of_the_users_own_is_never_removed(
     assert sorted(os.listdir(out)) == [".keras-vae.lock", "backup"]
 
 
+@pytest.mark.parametrize("name", ["model.keras", "samples.png"])
+def test_a_model_or_picture_of_the_users_own_is_not_replaced(tmp_path, tfds_data_dir, name):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / name).write_text("mine")
+    with pytest.raises(ValueError) as e:
+        training.train_model(output=str(out), **RUN)
+    assert str(e.value) == (
+        f"Expected {out} to hold a keras-vae run or none: train writes {name} there (or "
+        f"--overwrite to replace it). Received: a {name} and no run's metrics.json or backup"
+    )
+    assert (out / name).read_text() == "mine"
+    assert sorted(os.listdir(out)) == sorted([".keras-vae.lock", name])
+
+
 def test_a_backup_that_is_a_link_loses_the_link_only(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
