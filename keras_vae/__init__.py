@@ -4,13 +4,15 @@ The public names below load on first use, so `import keras_vae` (and the
 `keras-vae` command line, which answers `--help` and argument errors before
 TensorFlow is imported) stays instant. Using any of them, or importing a
 submodule, loads TensorFlow and registers keras-vae's Keras classes, which
-`keras.saving.load_model` needs: load a `.keras` file with
+`keras.saving.load_model` needs. Imported after Keras, as in a training
+script, keras_vae registers them at once; otherwise load a `.keras` file with
 `keras_vae.tasks.load_model`, or touch `keras_vae.VAE` first.
 """
 
 import importlib
 import os
 import platform
+import sys
 
 # TensorFlow's C++ start-up chatter (CUDA probes on CPU machines) drowns the
 # progress bar; a user's own setting wins.
@@ -51,3 +53,11 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+# `keras.saving.load_model` finds keras-vae's classes once they are registered,
+# which importing them does. A program that imported Keras first has paid for
+# TensorFlow already: register them now. Otherwise they register on first use
+# (any name above, or `keras_vae.tasks.load_model`).
+if "keras" in sys.modules:
+    importlib.import_module("keras_vae.models")

@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import inspect
+import os
 import types
 
 import keras
@@ -365,6 +366,17 @@ class ELBOModel(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if path is not None and path.lower().endswith((".h5", ".hdf5")):
+            # Keras's legacy saver fails on them with an unrelated numpy error, after
+            # writing part of the file.
+            raise ValueError(
+                "Expected a .keras path: the legacy HDF5 format cannot hold the model's own "
+                f"variables (beta, the sampler's state). Received: filepath={path!r}"
+            )
+        return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("fit", args, kwargs)

@@ -73,7 +73,9 @@ class VAE(ELBOModel):
     that sample (`kl_estimator` says which, once the model is built). `fit`
     and `evaluate` report, per example in nats, `loss` (-ELBO with the KL
     weighted by `beta`), `elbo`, `reconstruction` and `kl`; `predict`
-    returns reconstructions.
+    returns reconstructions. A VAE models x alone: a `y` given to `fit` or
+    `evaluate` is not read, so `fit(x, x)` and a labelled dataset work as
+    they are (for P(y|x), see `ConditionalVAE`).
 
     Every model of the family (`VAE`, `ConditionalVAE`) answers the same
     contract, with `condition=None` for an unconditional model:
@@ -515,8 +517,8 @@ class VAE(ELBOModel):
             if not self.built:
                 raise ValueError(
                     "Expected a built model to read data from an iterator or a generator "
-                    "(call build(input_shape) first), or arrays, a tf.data.Dataset or a "
-                    f"keras.utils.PyDataset. Received: x={type(x).__name__}"
+                    "of (x,) tuples (call build(input_shape) first), or arrays, a "
+                    f"tf.data.Dataset or a keras.utils.PyDataset. Received: x={type(x).__name__}"
                 )
             return
         x = batch
@@ -565,6 +567,28 @@ class VAE(ELBOModel):
         (x,) = lists_as_arrays(x)
         self._check_predict_inputs(x)
         return super().predict(x, **kwargs)
+
+    # The one-batch entrances check their data as `fit`, `evaluate` and `predict` do.
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        x, y = lists_as_arrays(x, y)
+        check_no_class_weight(class_weight)
+        y = self._checked_training_data(x, y, sample_weight)
+        return super().train_on_batch(
+            x, y, sample_weight=_flat_weights(sample_weight), return_dict=return_dict
+        )
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        x, y = lists_as_arrays(x, y)
+        y = self._checked_training_data(x, y, sample_weight)
+        return super().test_on_batch(
+            x, y, sample_weight=_flat_weights(sample_weight), return_dict=return_dict
+        )
+
+    def predict_on_batch(self, x):
+        (x,) = lists_as_arrays(x)
+        self._check_predict_inputs(x)
+        return super().predict_on_batch(x)
 
     def export(
         self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs

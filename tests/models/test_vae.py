@@ -7,7 +7,9 @@ not repeated here: these are the properties of training, of the data checks
 and of the settings that change inside `fit`.
 """
 
+import functools
 import math
+import os
 import re
 import warnings
 
@@ -463,6 +465,20 @@ def test_save_load_keeps_the_auto_compile_arguments_unresolved(kind, tmp_path):
     assert compile_config["steps_per_execution"] == compile_config["jit_compile"] == "auto"
 
 
+@pytest.mark.parametrize("name", ["model.h5", "model.hdf5"])
+def test_the_legacy_h5_format_is_refused_in_one_line_and_writes_nothing(kind, tmp_path, name):
+    # Keras's legacy saver failed on the model's own variables with an unrelated
+    # numpy error ("truth value of an array ... is ambiguous"), after writing part.
+    model = kind.make()
+    with pytest.raises(ValueError) as raised:
+        model.save(tmp_path / name)
+    assert str(raised.value) == (
+        "Expected a .keras path: the legacy HDF5 format cannot hold the model's own variables "
+        f"(beta, the sampler's state). Received: filepath={str(tmp_path / name)!r}"
+    )
+    assert os.listdir(tmp_path) == []
+
+
 # -- Data and arguments that are refused -----------------------------------------------
 
 
@@ -497,10 +513,12 @@ def test_predict_takes_a_list_and_refuses_a_bad_shape_in_one_line(kind):
     )
     name = "condition" if kind.conditional else "x"
     size = data.shape[1]
-    for bad in (data[0], np.zeros((2, size + 1), "float32")):
-        message = rf"^Expected {name} shaped \[batch, {size}\]\. Received"
-        with pytest.raises(ValueError, match=message):
-            model.predict(bad, verbose=0)
+    np.testing.assert_array_equal(model.predict_on_batch(data), model.predict(data, verbose=0))
+    for bad in (data[0], np.zeros((2, size + 1), "float32"), np.full_like(data, np.nan)):
+        message = rf"^Expected {name} (shaped \[batch, {size}\]|to hold finite values)\. Received"
+        for call in (functools.partial(model.predict, verbose=0), model.predict_on_batch):
+            with pytest.raises(ValueError, match=message):
+                call(bad)
 
 
 @pytest.mark.parametrize(
@@ -522,9 +540,15 @@ def test_bad_data_fails_in_one_line(kind, bad, message, built):
     model.compile(optimizer="adam")
     _, condition = kind.data(4)
     pattern = f"^Expected {kind.data_name} " + message.format(name=kind.data_name)
-    for call in (model.fit, model.evaluate):
+    calls = (
+        functools.partial(model.fit, verbose=0),
+        functools.partial(model.evaluate, verbose=0),
+        model.train_on_batch,
+        model.test_on_batch,
+    )
+    for call in calls:
         with pytest.raises(ValueError, match=pattern) as raised:
-            call(*kind.inputs(bad, condition), verbose=0)
+            call(*kind.inputs(bad, condition))
         assert len(str(raised.value).splitlines()) == 1
 
 

@@ -1,5 +1,7 @@
 """`load_model`: a `.keras` file that is missing, damaged or not one is named as such."""
 
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -86,3 +88,22 @@ def test_any_flipped_bit_is_refused_or_harmless(saved, tmp_path, position, bit):
     for loaded, expected in zip(model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(loaded, expected)
     assert isinstance(model, keras.Model)
+
+
+def test_keras_load_model_finds_the_classes_after_import_keras_then_keras_vae(saved, tmp_path):
+    # A fresh process, as a user's script: keras_vae's classes load lazily, and
+    # imported after Keras they register at once, so Keras's own loader finds them.
+    path, _, weights = saved
+    script = (
+        "import sys, numpy as np, keras, keras_vae\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[2], np.concatenate([w.ravel() for w in model.get_weights()]))\n"
+        "print(type(model).__name__)\n"
+    )
+    out = tmp_path / "weights.npy"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["VAE"]
+    np.testing.assert_array_equal(np.load(out), np.concatenate([w.ravel() for w in weights]))
