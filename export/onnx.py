@@ -7,7 +7,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_vae.export.serving_module import ServingModule
-from keras_vae.utils.images import file_in_the_way
+from keras_vae.export.validation import check_folder_path, folder_entries, listed
 from keras_vae.utils.staged_path import publish_replacing
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
@@ -135,28 +135,18 @@ def check_onnx_dir(path) -> str:
     export wrote (which `publish_onnx` replaces whole). Any other file in it
     is refused: replacing the folder would delete it.
     """
-    path = os.fspath(path)
-    blocker = file_in_the_way(os.path.join(path, "decode.onnx"))
-    if not path or blocker is not None:
-        raise ValueError(
-            f"Expected onnx_dir to be a folder or a new path. Received: onnx_dir={path!r}"
-            + (f" ({blocker} is a file)" if blocker else "")
-        )
+    path = check_folder_path("onnx_dir", path, "decode.onnx")
     _check_only_onnx_files(path)
     return path
 
 
 def _check_only_onnx_files(folder):
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return
-    others = [name for name in names if name not in ONNX_FILES.values()]
+    _, others = folder_entries(folder, ONNX_FILES.values())
     if others:
-        shown = ", ".join(repr(name) for name in others[:3]) + (", ..." if others[3:] else "")
         raise ValueError(
             "Expected onnx_dir to be a new or empty folder, or one an earlier export wrote "
-            f"(an export replaces it whole). Received: onnx_dir={folder!r}, which holds {shown}"
+            f"(an export replaces it whole). Received: onnx_dir={folder!r}, which holds "
+            f"{listed(others)}"
         )
 
 

@@ -6,8 +6,14 @@ import tensorflow as tf
 
 from keras_vae.export.precision import float32_model
 from keras_vae.export.serving_module import ServingModule
-from keras_vae.export.validation import MAX_VERSION, check_exportable, check_version
-from keras_vae.utils.images import file_in_the_way
+from keras_vae.export.validation import (
+    MAX_VERSION,
+    check_exportable,
+    check_folder_path,
+    check_version,
+    folder_entries,
+    listed,
+)
 from keras_vae.utils.staged_path import StagedPath, publish_replacing
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct", "sample_rows")
@@ -167,32 +173,20 @@ def check_saved_model_dir(path) -> str:
         ValueError: for an empty path, a file at or above it, or a folder
             that is not a bare SavedModel.
     """
-    path = os.fspath(path)
-    blocker = file_in_the_way(os.path.join(path, "saved_model.pb"))
-    if not path or blocker is not None:
-        raise ValueError(
-            f"Expected saved_model_dir to be a folder or a new path. Received: "
-            f"saved_model_dir={path!r}" + (f" ({blocker} is a file)" if blocker else "")
-        )
+    path = check_folder_path("saved_model_dir", path, "saved_model.pb")
     _check_replaceable(path)
     return path
 
 
 def _check_replaceable(path):
-    try:
-        names = sorted(os.listdir(path))
-    except FileNotFoundError:
-        return
-    others = [name for name in names if name not in SAVED_MODEL_ENTRIES]
+    names, others = folder_entries(path, SAVED_MODEL_ENTRIES)
     if names and (others or "saved_model.pb" not in names):
-        shown = others or names
-        shown = ", ".join(repr(name) for name in shown[:3]) + (", ..." if shown[3:] else "")
         found = "beside a SavedModel" if "saved_model.pb" in names else "and no saved_model.pb"
         raise ValueError(
             "Expected saved_model_dir to be a new or empty folder, or an earlier SavedModel "
             "with nothing added (an export replaces it whole; for TF Serving's numbered "
             f"versions, use saved_model_base). Received: saved_model_dir={path!r}, which "
-            f"holds {shown} {found}"
+            f"holds {listed(others or names)} {found}"
         )
 
 

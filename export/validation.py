@@ -164,6 +164,36 @@ def check_tflite_path(path) -> str:
     return path
 
 
+def check_folder_path(argument, path, inside) -> str:
+    """Returns `path` as a str; raises unless it is a folder or a new path.
+
+    `inside` names a file the export would write in it: a file at `path`, or
+    above it, stands in the way of that file's folders.
+    """
+    path = os.fspath(path)
+    blocker = file_in_the_way(os.path.join(path, inside))
+    if not path or blocker is not None:
+        raise ValueError(
+            f"Expected {argument} to be a folder or a new path. Received: {argument}={path!r}"
+            + (f" ({blocker} is a file)" if blocker else "")
+        )
+    return path
+
+
+def folder_entries(folder, expected) -> tuple[list, list]:
+    """The sorted names in `folder` (none if it is missing), and those not in `expected`."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        names = []
+    return names, [name for name in names if name not in expected]
+
+
+def listed(names) -> str:
+    """The first three `names`, quoted, for an error message."""
+    return ", ".join(repr(name) for name in names[:3]) + (", ..." if names[3:] else "")
+
+
 def check_representative_conditions(model, quantize, conditions):
     """The conditions to calibrate `model`'s int8 TFLite decoder with, or `None`.
 
