@@ -27,6 +27,7 @@ def test_readme_python_examples_run(tfds_data_dir, tmp_path, monkeypatch):
     assert namespace["sevens"].shape == (1, 8, 28, 28, 1)
     assert np.isfinite(namespace["q"].mean().numpy()).all()
     assert (tmp_path / "vae.keras").exists()
+    assert (tmp_path / "saved_models" / "mnist" / "1" / "saved_model.pb").exists()
     metrics = namespace["metrics"]
     assert metrics["num_examples"] == 1000 and metrics["num_samples"] == 20
     assert metrics["nll"] > 0 and metrics["log_likelihood"] >= metrics["elbo"] - 1.0
