@@ -848,10 +848,13 @@ def _run(args, prefix, own_process):
         text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
         print(f"{prefix}: warning: {text}", file=sys.stderr)
 
+    # `train` and `export` turn stops into exits around their writes themselves.
+    stops = contextlib.nullcontext() if args.command in ("train", "export") else _stops_as_exit()
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
-            COMMANDS[args.command](args)
+            with stops:
+                COMMANDS[args.command](args)
         except KeyboardInterrupt:  # Ctrl+C
             print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
             return 128 + signal.SIGINT

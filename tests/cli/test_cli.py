@@ -990,6 +990,36 @@ def test_the_next_export_removes_what_a_killed_one_left(vae_run, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.tflite", "served"]
 
 
+# The executable, with a write that gets SIGTERM halfway (a `kill`, a container stop).
+STOPPED_MID_WRITE = """
+import os, signal, sys
+from keras_vae.utils.staged_path import StagedPath
+
+def write_half_then_stop(self, content):
+    with open(self.path, "xb") as f:
+        f.write(content[: len(content) // 2])
+    os.kill(os.getpid(), signal.SIGTERM)
+
+StagedPath.write_bytes = write_half_then_stop
+from keras_vae.cli.main import console_main
+sys.argv = ["keras-vae", *sys.argv[1:]]
+sys.exit(console_main())
+"""
+
+
+def test_a_sample_stopped_while_writing_is_one_line_and_leaves_nothing(vae_run, tmp_path):
+    output = tmp_path / "out" / "samples.png"
+    argv = ["sample", str(vae_run / "model.keras"), "--num-samples", "4", "--output", str(output)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_MID_WRITE, *argv], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if not reliability.start_up_noise(line)]
+    assert lines == ["keras-vae sample: stopped; nothing was written"]
+    assert os.listdir(tmp_path) == []  # no half-written file at a hidden name, no folder made
+
+
 def test_argument_errors_and_help_come_before_tensorflow_loads():
     script = (
         "import sys\n"
