@@ -24,9 +24,11 @@ import json
 import math
 import numbers
 import os
+import signal
 import struct
 import sys
 import tempfile
+import threading
 import weakref
 
 import numpy as np
@@ -1134,39 +1136,74 @@ def build_parser():
     return parser
 
 
+class _Stopped(Exception):
+    """Ctrl+C or SIGTERM, raised where the program was, so a file in progress is removed."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stops_as_exceptions():
+    """Turns Ctrl+C and SIGTERM into `_Stopped` meanwhile (Python's SIGTERM ends at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if not args.output.endswith((".png", ".npy")):
-            raise ValueError(
-                f"Expected --output to end with .png or .npy. Received: output={args.output!r}"
-            )
-        check_output(args.output)  # before the model runs
-        if args.threads is not None and args.threads < 1:
-            raise ValueError(
-                f"Expected --threads to be a positive integer. Received: threads={args.threads}"
-            )
-        sampler = Sampler(args.model, num_threads=args.threads, runtime=args.runtime)
-        condition = None
-        if args.label is not None:
-            condition = sampler.label_condition(args.label)
-        elif sampler.condition_type == "label":
-            raise ValueError(
-                "Expected --label for a label-conditioned model. Received: condition_type="
-                f"{sampler.condition_type!r} and no --label"
-            )
-        elif sampler.condition_shape is not None:
-            raise ValueError(
-                "Expected a VAE or a label-conditioned model to sample from the command line "
-                "(a completion model completes images: use Sampler.complete; for other "
-                "conditions, pass them to Sampler.sample). Received: "
-                f"condition_type={sampler.condition_type!r}"
-            )
-        images = sampler.sample(args.seed, args.num_samples, condition)
-        path = save(np.clip(images, 0.0, 1.0).astype(np.float32), args.output)
+        with _stops_as_exceptions():
+            return _sample_to_file(args)
+    except _Stopped as stop:
+        print("litert_sampler: stopped; nothing was written", file=sys.stderr)
+        return 128 + stop.signum
     except (ValueError, OSError) as e:
         print(f"litert_sampler: error: {e}", file=sys.stderr)
         return 1
+
+
+def _sample_to_file(args):
+    """The command line's work, once its arguments are parsed; the exit code."""
+    if not args.output.endswith((".png", ".npy")):
+        raise ValueError(
+            f"Expected --output to end with .png or .npy. Received: output={args.output!r}"
+        )
+    check_output(args.output)  # before the model runs
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(
+            f"Expected --threads to be a positive integer. Received: threads={args.threads}"
+        )
+    sampler = Sampler(args.model, num_threads=args.threads, runtime=args.runtime)
+    condition = None
+    if args.label is not None:
+        condition = sampler.label_condition(args.label)
+    elif sampler.condition_type == "label":
+        raise ValueError(
+            "Expected --label for a label-conditioned model. Received: condition_type="
+            f"{sampler.condition_type!r} and no --label"
+        )
+    elif sampler.condition_shape is not None:
+        raise ValueError(
+            "Expected a VAE or a label-conditioned model to sample from the command line "
+            "(a completion model completes images: use Sampler.complete; for other "
+            "conditions, pass them to Sampler.sample). Received: "
+            f"condition_type={sampler.condition_type!r}"
+        )
+    images = sampler.sample(args.seed, args.num_samples, condition)
+    path = save(np.clip(images, 0.0, 1.0).astype(np.float32), args.output)
     print(f"wrote {path}")
     return 0
 

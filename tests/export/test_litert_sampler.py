@@ -4,6 +4,7 @@ import ast
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -238,6 +239,33 @@ def test_command_line_creates_the_output_folder(vae, vae_tflite, tmp_path, capsy
         atol=1e-5,
     )
     capsys.readouterr()
+
+
+# The script, with a write that gets SIGTERM halfway (a device's service stopped).
+STOPPED_MID_WRITE = """
+import os, runpy, signal, sys
+
+def fsync_then_stop(fd):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+os.fsync = fsync_then_stop
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_stop_while_writing_is_one_line_and_leaves_nothing(vae_tflite, tmp_path):
+    output = tmp_path / "samples.png"
+    output.write_bytes(b"the previous picture")
+    argv = [str(SCRIPT), vae_tflite[None], "--num-samples", "4", "--output", str(output)]
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_MID_WRITE, *argv], capture_output=True, text=True
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("INFO: ")]
+    assert errors == ["litert_sampler: stopped; nothing was written"]
+    assert os.listdir(tmp_path) == ["samples.png"]  # no hidden half-written file
+    assert output.read_bytes() == b"the previous picture"
 
 
 @pytest.mark.parametrize("num_threads", [0, -1, 1.5, True])
