@@ -31,6 +31,20 @@ def latent_coordinates(points: np.ndarray) -> tuple:
     return pca_projection(points, 2), ("principal component 1", "principal component 2")
 
 
+def class_colours(labels) -> tuple:
+    """`(classes, colours)`: the distinct labels, sorted, and the colour value of each point.
+
+    Up to 10 classes, a point's colour is its label's rank among the classes
+    (one of tab10's 10 colours each, whatever the labels: 1..10, 20 and 35,
+    strings); above, numeric labels are their own values on a colour scale,
+    and others their rank.
+    """
+    classes, rank = np.unique(labels, return_inverse=True)
+    if len(classes) > 10 and np.issubdtype(classes.dtype, np.number):
+        return classes, labels
+    return classes, rank
+
+
 def plot_latents(
     model, images, labels=None, seed: int = 0, size: tuple = (6.0, 5.0), dpi: int = 100
 ) -> np.ndarray:
@@ -44,7 +58,8 @@ def plot_latents(
     Args:
         model: a model of the family with `latent_dim >= 2`.
         images: array `[N, H, W(, C)]`, N >= 2, uint8 or float in [0, 1].
-        labels: int array `[N]`. The colours.
+        labels: array `[N]` of numbers or strings. The colours: one a class
+            up to 10 classes (`class_colours`), a colour scale above.
         seed: int. Seed of a completion CVAE's binarized observed part.
             Defaults to `0`.
         size: pair of floats. Figure size in inches. Defaults to `(6, 5)`.
@@ -75,14 +90,17 @@ def plot_latents(
     figure = Figure(figsize=size, dpi=dpi)
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    classes = np.unique(labels)
-    cmap = "tab10" if len(classes) <= 10 else "viridis"
-    limits = dict(vmin=-0.5, vmax=9.5) if len(classes) <= 10 else {}
-    scatter = axes.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=4, alpha=0.8, **limits)
-    if len(classes) <= 10:
+    classes, colours = class_colours(labels)
+    few = len(classes) <= 10
+    cmap = "tab10" if few else "viridis"
+    limits = dict(vmin=-0.5, vmax=9.5) if few else {}
+    scatter = axes.scatter(xy[:, 0], xy[:, 1], c=colours, cmap=cmap, s=4, alpha=0.8, **limits)
+    if few:
+        handles, _ = scatter.legend_elements()
         axes.legend(
-            *scatter.legend_elements(), title="label", loc="center left", bbox_to_anchor=(1, 0.5)
-        )
+            handles, [str(name) for name in classes], title="label", loc="center left",
+            bbox_to_anchor=(1, 0.5),
+        )  # fmt: skip
     else:
         figure.colorbar(scatter, ax=axes, label="label")
     axes.set_xlabel(x_name)

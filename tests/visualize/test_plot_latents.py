@@ -11,6 +11,7 @@ from keras_vae.visualize import (
     pca_projection,
     plot_latents,
 )
+from keras_vae.visualize.plot_latents import class_colours
 
 
 def test_pca_projection_matches_numpys_svd():
@@ -42,6 +43,35 @@ def test_the_picture_is_an_rgb_plot(any_model):
     picture = plot_latents(any_model, x, labels, size=(4, 3), dpi=50)
     assert picture.shape == (150, 200, 3) and picture.dtype == np.uint8
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 3  # axes, points, legend
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [20, 35], ["cat", "dog", "ant"], [0.5, -1.0]],
+    ids=["1-10", "20-35", "strings", "floats"],
+)
+def test_each_of_up_to_ten_classes_gets_its_own_colour(labels):
+    # Before, tab10 coloured labels by value between -0.5 and 9.5: 9, 10, 20 and 35 all
+    # came out as 9's colour, and strings failed inside matplotlib.
+    points = np.repeat(np.array(labels, dtype=object if isinstance(labels[0], str) else None), 3)
+    classes, colours = class_colours(points)
+    assert list(classes) == sorted(labels)
+    assert len(set(colours.tolist())) == len(labels) and set(colours.tolist()) <= set(range(10))
+    for name, colour in zip(points, colours, strict=True):
+        assert classes[colour] == name
+
+
+def test_many_numeric_classes_keep_their_values_on_a_colour_scale():
+    labels = np.arange(12) * 10
+    classes, colours = class_colours(labels)
+    np.testing.assert_array_equal(colours, labels)
+
+
+def test_string_labels_are_plotted(vae):
+    x, labels = images(12)
+    words = np.array(["even", "odd"])[np.asarray(labels) % 2]
+    picture = plot_latents(vae, x, words, size=(4, 3), dpi=50)
+    assert picture.shape == (150, 200, 3)
 
 
 def test_latents_without_labels_are_one_line(vae):
