@@ -31,11 +31,14 @@ _SUBMODULES = (
     "callbacks",
     "data",
     "evaluation",
+    "export",
     "layers",
+    "models",
     "networks",
     "ops",
     "posteriors",
     "priors",
+    "tasks",
     "visualize",
 )
 _MODELS = ("VAE", "ConditionalVAE")

@@ -1030,6 +1030,10 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
         "    except SystemExit as e:\n"
         "        assert e.code == (0 if argv == ['--help'] else 2), e.code\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        # Then, as a script that starts with `import keras_vae`: every submodule on first use.
+        "import keras_vae\n"
+        "assert keras_vae.tasks.load_model and keras_vae.export.export_model\n"
+        "assert keras_vae.models.VAE is keras_vae.VAE\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
