@@ -84,7 +84,7 @@ class VAE(ELBOModel):
     `sample` (seeded, portable draws), and `reconstruct(x, condition)`.
     `conditional`, `condition_type`, `event_shape` and `condition_shape` say
     what the model generates and what it is conditioned on. `export` writes
-    these functions as a SavedModel, a LiteRT or ONNX files, as Keras's
+    these functions as a SavedModel, a LiteRT file or ONNX files, as Keras's
     `Model.export` does for `call`.
 
     Args:
