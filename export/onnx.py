@@ -7,8 +7,8 @@ import tempfile
 import tensorflow as tf
 
 from keras_vae.export.serving_module import ServingModule
-from keras_vae.export.validation import check_folder_path, folder_entries, listed
-from keras_vae.utils.staged_path import publish_replacing
+from keras_vae.export.validation import check_folder_path
+from keras_vae.utils.staged_path import folder_entries, listed, publish_replacing
 
 # Opset 18 is the first with BitwiseXor and BitwiseAnd, which the portable
 # counter RNG of the seeded `sample` needs (at 17 tf2onnx leaves a BitwiseXor
@@ -141,7 +141,7 @@ def check_onnx_dir(path) -> str:
 
 
 def _check_only_onnx_files(folder):
-    _, others = folder_entries(folder, ONNX_FILES.values())
+    _, others = folder_entries(folder, lambda name: name in ONNX_FILES.values())
     if others:
         raise ValueError(
             "Expected onnx_dir to be a new or empty folder, or one an earlier export wrote "

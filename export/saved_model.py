@@ -11,10 +11,8 @@ from keras_vae.export.validation import (
     check_exportable,
     check_folder_path,
     check_version,
-    folder_entries,
-    listed,
 )
-from keras_vae.utils.staged_path import StagedPath, publish_replacing
+from keras_vae.utils.staged_path import StagedPath, folder_entries, listed, publish_replacing
 
 SIGNATURES = ("serving_default", "sample", "encode", "reconstruct", "sample_rows")
 
@@ -179,7 +177,7 @@ def check_saved_model_dir(path) -> str:
 
 
 def _check_replaceable(path):
-    names, others = folder_entries(path, SAVED_MODEL_ENTRIES)
+    names, others = folder_entries(path, lambda name: name in SAVED_MODEL_ENTRIES)
     if names and (others or "saved_model.pb" not in names):
         found = "beside a SavedModel" if "saved_model.pb" in names else "and no saved_model.pb"
         raise ValueError(

@@ -180,20 +180,6 @@ def check_folder_path(argument, path, inside) -> str:
     return path
 
 
-def folder_entries(folder, expected) -> tuple[list, list]:
-    """The sorted names in `folder` (none if it is missing), and those not in `expected`."""
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        names = []
-    return names, [name for name in names if name not in expected]
-
-
-def listed(names) -> str:
-    """The first three `names`, quoted, for an error message."""
-    return ", ".join(repr(name) for name in names[:3]) + (", ..." if names[3:] else "")
-
-
 def check_representative_conditions(model, quantize, conditions):
     """The conditions to calibrate `model`'s int8 TFLite decoder with, or `None`.
 

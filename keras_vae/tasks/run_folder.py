@@ -11,7 +11,13 @@ import re
 import keras
 import numpy as np
 
-from keras_vae.utils.staged_path import StagedPath, is_staged_name, remove_path
+from keras_vae.utils.staged_path import (
+    StagedPath,
+    folder_entries,
+    is_staged_name,
+    listed,
+    remove_path,
+)
 
 STATE_FILE = "state.json"
 _EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
@@ -180,26 +186,21 @@ def remove_backup(folder):
             not write (a user's own `backup` folder in the output folder).
     """
     if os.path.exists(folder) and not os.path.isdir(folder):
-        others = None
-    elif os.path.isdir(folder):
-        others = sorted(
-            name
-            for name in os.listdir(folder)
-            if name != STATE_FILE
-            and not _EPOCH_WEIGHTS.fullmatch(name)
-            and not is_staged_name(name)
-        )
+        held = "it is a file"
+    else:
+        _, others = folder_entries(folder, _is_backup_file)
         if not others:
             remove_folder(folder)
             return
-    else:
-        return
-    held = "it is a file" if others is None else "it holds " + ", ".join(map(repr, others[:3]))
+        held = f"it holds {listed(others)}"
     raise ValueError(
         f"Expected {folder} to hold only a run's backup (state.json, epoch-*.keras), which "
         f"train removes when a run starts over or ends. Received: {held}"
-        + (", ..." if others and others[3:] else "")
     )
+
+
+def _is_backup_file(name):
+    return name == STATE_FILE or bool(_EPOCH_WEIGHTS.fullmatch(name)) or is_staged_name(name)
 
 
 def remove_folder(folder):

@@ -113,6 +113,24 @@ class StagedPath:
             folder = os.path.dirname(folder)
 
 
+def folder_entries(folder, ours) -> tuple[list, list]:
+    """The sorted names in `folder` (none if it is missing), and those `ours(name)` disowns.
+
+    What a folder holds besides what keras-vae wrote there: a replacement or
+    removal of the folder must leave those alone (see `listed`).
+    """
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        names = []
+    return names, [name for name in names if not ours(name)]
+
+
+def listed(names) -> str:
+    """The first three `names`, quoted, for an error message."""
+    return ", ".join(repr(name) for name in names[:3]) + (", ..." if names[3:] else "")
+
+
 def publish_replacing(staged, check=None) -> str:
     """Renames a staged folder into place, replacing the folder already there.
 
