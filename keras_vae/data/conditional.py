@@ -215,8 +215,8 @@ def make_conditional_dataset(
             `make_dataset`. Defaults to `"dynamic"`.
         batch_size: int. Pairs per batch. Defaults to `128`.
         shuffle: bool. Reshuffle the pairs every epoch. Defaults to `True`.
-        seed: int or `None`. Seed of the shuffle and the draws. Defaults to
-            `None`.
+        seed: int or `None`. Seed of the shuffle and the draws, below
+            2**31 - 1 (below 2**63 with `epoch`). Defaults to `None`.
         cache: bool. Cache the in-memory pairs ahead of the shuffle.
             Defaults to `True`.
         drop_remainder: bool. Drop the last, smaller batch. Defaults to

@@ -231,7 +231,8 @@ def make_dataset(
         shuffle: bool. Reshuffle the whole dataset every epoch. Defaults to
             `True`.
         seed: int or `None`. Seed of the shuffle and of the binarization
-            draws. Defaults to `None` (not reproducible).
+            draws, below 2**31 - 1 (below 2**63 with `epoch`). Defaults to
+            `None` (not reproducible).
         cache: bool. Cache the in-memory elements ahead of the shuffle.
             Defaults to `True`.
         drop_remainder: bool. Drop the last, smaller batch. Defaults to
@@ -430,6 +431,15 @@ def _check_pipeline_args(binarize, batch_size, seed, epoch):
         )
     _check_positive_int("batch_size", batch_size)
     _check_seed(seed)
+    # TensorFlow takes an op seed modulo 2**31 - 1, so a larger seed would
+    # repeat a smaller one's shuffle and draws; the stateless draws keyed by
+    # `epoch` take the seed as an int64.
+    bound, bound_text = (2**63, "2**63") if epoch is not None else (2**31 - 1, "2**31 - 1")
+    if seed is not None and seed >= bound:
+        raise ValueError(
+            f"Expected seed below {bound_text} (TensorFlow's seeds wrap there). "
+            f"Received: seed={seed!r}"
+        )
     if epoch is not None and not (
         isinstance(epoch, tf.Variable) and epoch.dtype.is_integer and epoch.shape.rank == 0
     ):

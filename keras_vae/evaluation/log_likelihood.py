@@ -107,9 +107,8 @@ def log_likelihood(
             (or a dataset's element spec) not shaped like the model's inputs,
             no examples, non-positive `num_samples`, `batch_size` or
             `chunk_size`, NaN or infinite values, values outside [0, 1] for
-            a Bernoulli likelihood,
-            or `bins` that is not an integer of at least 2, or is given for a
-            binary likelihood.
+            a Bernoulli likelihood or with `bins`, or `bins` that is not an
+            integer of at least 2, or is given for a binary likelihood.
 
     Example:
 
@@ -158,7 +157,13 @@ def log_likelihood(
     chunk_size = min(chunk_size, num_samples)
     estimate = _batch_estimator(model, conditional, num_samples, chunk_size, batch_size)
     names = ("targets", "conditions") if conditional else ("data", None)
-    results = _run(estimate, batches, seed, num_batches, verbose, names, model.likelihood.binary)
+    binary = model.likelihood.binary
+    # Dequantized data, (k + u) / bins, lie in [0, 1) as a Bernoulli's do in [0, 1].
+    in_unit_interval = binary or bins is not None
+    why = "for a Bernoulli likelihood" if binary else f"for dequantized data (bins={bins})"
+    results = _run(
+        estimate, batches, seed, num_batches, verbose, names, binary, in_unit_interval, why
+    )
     per_example, reconstruction, kl, posterior_means = (
         np.concatenate(parts) for parts in zip(*results, strict=True)
     )
@@ -174,12 +179,15 @@ def log_likelihood(
     return metrics
 
 
-def _run(estimate, batches, seed, num_batches, verbose, names, binary_likelihood):
+def _run(
+    estimate, batches, seed, num_batches, verbose, names, binary_likelihood, unit_interval, why
+):
     """Runs `estimate` on every batch, with a progress bar; returns its numpy outputs.
 
-    Every batch is checked first (`check_values`): finite, and in [0, 1] for
-    a binary likelihood, whose targets are then also checked to be 0 or 1
-    (a warning otherwise). A dataset's values are only seen here.
+    Every batch is checked first (`check_values`): finite, and in [0, 1]
+    when `unit_interval` (`why` says why, in the message). A binary
+    likelihood's targets are then also checked to be 0 or 1 (a warning
+    otherwise). A dataset's values are only seen here.
     """
     progbar = None
     if verbose:
@@ -190,7 +198,7 @@ def _run(estimate, batches, seed, num_batches, verbose, names, binary_likelihood
     for index, (target, condition) in enumerate(batches):
         # Checked as given, then cast: a float64 -1e-118 is out of [0, 1],
         # though float32 makes it -0.
-        check_values(names[0], target, unit_interval=binary_likelihood)
+        check_values(names[0], target, unit_interval=unit_interval, why=why)
         target = tf.cast(target, "float32")
         if condition is not None:
             check_values(names[1], condition)

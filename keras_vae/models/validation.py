@@ -53,7 +53,7 @@ def is_eager_tensor(value):
     return isinstance(value, tf.Tensor) and hasattr(value, "numpy") and tf.executing_eagerly()
 
 
-def check_values(name, values, unit_interval=False):
+def check_values(name, values, unit_interval=False, why="for a Bernoulli likelihood"):
     """Raises unless the numbers of `values` are finite (and, when `unit_interval`, in [0, 1]).
 
     One pass each for the minimum and the maximum, which are NaN if any value
@@ -66,6 +66,7 @@ def check_values(name, values, unit_interval=False):
         unit_interval: bool. Whether values must lie in [0, 1], the range of
             a Bernoulli likelihood's data (negative values above -1.2e-38,
             float32's smallest normal, count as 0).
+        why: str. Why values must lie in [0, 1], for the error message.
 
     Raises:
         ValueError: naming what was expected and what was received.
@@ -92,7 +93,7 @@ def check_values(name, values, unit_interval=False):
     # Compared as Python floats: in float16, -_FLOAT32_TINY would round to -0.0.
     if unit_interval and not (float(low) > -_FLOAT32_TINY and float(high) <= 1):
         raise ValueError(
-            f"Expected {name} values in [0, 1] for a Bernoulli likelihood. "
+            f"Expected {name} values in [0, 1] {why}. "
             f"Received: {name} values in [{float(low):g}, {float(high):g}]"
         )
 

@@ -409,6 +409,10 @@ def test_epoch_keyed_pass_without_shuffle_keeps_order_and_batches(drop_remainder
         ({"seed": "0"}, ["seed='0'"]),
         ({"seed": -1}, ["non-negative", "seed=-1"]),
         ({"seed": -1, "binarize": "static"}, ["non-negative", "seed=-1"]),
+        # TensorFlow's seeds wrap at 2**31 - 1: seed 2**31 - 1 would replay seed 0.
+        ({"seed": 2**31 - 1}, ["below 2**31 - 1", f"seed={2**31 - 1}"]),
+        ({"seed": 2**31 - 1, "binarize": "static"}, ["below 2**31 - 1"]),
+        ({"seed": 2**63, "epoch": tf.Variable(0)}, ["below 2**63", f"seed={2**63}"]),
         ({"labels": np.zeros(10, np.int64)}, ["labels=None", "make_conditional_pairs"]),
         ({"epoch": 3}, ["scalar integer tf.Variable", "epoch=3"]),
         ({"epoch": tf.Variable(0.0)}, ["epoch=tf.Variable(dtype=float32, shape=())"]),
@@ -419,6 +423,16 @@ def test_dataset_bad_arguments(kwargs, parts):
     with pytest.raises(ValueError) as error:
         make_dataset(np.zeros((10, 4, 4), np.uint8), **kwargs)
     _assert_one_line_error(error, *parts)
+
+
+def test_dataset_seeds_up_to_the_bound_give_their_own_passes():
+    images = _id_images(100)
+    first = _ids(_epoch(make_dataset(images, binarize=None, batch_size=10, seed=0)))
+    largest = _ids(_epoch(make_dataset(images, binarize=None, batch_size=10, seed=2**31 - 2)))
+    assert not np.array_equal(largest, first)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    keyed = make_dataset(images, binarize=None, batch_size=10, seed=2**63 - 1, epoch=epoch)
+    np.testing.assert_array_equal(np.sort(_ids(_epoch(keyed))), np.arange(100))
 
 
 def test_make_dataset_refuses_one_image_without_its_batch_axis():

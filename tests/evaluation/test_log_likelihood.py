@@ -637,6 +637,21 @@ def test_bins_are_for_continuous_likelihoods():
         log_likelihood(vae, np.zeros((2, DATA_DIM), "float32"), 2, bins=256, verbose=0)
 
 
+def test_bins_refuse_data_that_are_not_dequantized():
+    # 8-bit levels given as they are would score a density at 0..255, less D ln 256.
+    vae, _ = exact_vae()
+    levels = np.array([[0.0, 128.0, 255.0]], "float32")
+    with pytest.raises(ValueError) as error:
+        log_likelihood(vae, levels, 2, bins=256, verbose=0)
+    assert str(error.value) == (
+        "Expected data values in [0, 1] for dequantized data (bins=256). "
+        "Received: data values in [0, 255]"
+    )
+    # Without bins the data are any real vectors of the density.
+    assert np.isfinite(log_likelihood(vae, levels, 2, verbose=0)["log_likelihood"])
+    assert np.isfinite(log_likelihood(vae, levels / 256, 2, bins=256, verbose=0)["nll"])
+
+
 def test_model_without_encoder():
     model = keras.Sequential([keras.Input((DATA_DIM,)), keras.layers.Dense(DATA_DIM)])
     with pytest.raises(ValueError, match="Expected model to be a keras_vae VAE"):
