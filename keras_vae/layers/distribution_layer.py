@@ -72,10 +72,18 @@ class DistributionLayer(keras.layers.Layer):
 
     @property
     def params_shapes(self):
-        """Shapes of one example's parameters that `call` takes: flat, then stacked."""
+        """Shapes of one example's parameters that `call` takes: flat, then stacked.
+
+        Stacked parameters with a last axis of 1 are also taken without it: a
+        decoder built for grey `[H, W]` images then serves data `[H, W, 1]`,
+        as `keras_vae.data.make_dataset` gives.
+        """
         size = self.params_size(self.event_shape)
         stacked = self.event_shape[:-1] + (size // self.event_size * self.event_shape[-1],)
-        return tuple(dict.fromkeys([(size,), stacked]))
+        shapes = [(size,), stacked]
+        if len(stacked) > 1 and stacked[-1] == 1:
+            shapes.append(stacked[:-1])
+        return tuple(dict.fromkeys(shapes))
 
     def expected_value(self, distribution, x):
         """The per-element expected value that reconstructions and samples show.
@@ -113,10 +121,15 @@ class DistributionLayer(keras.layers.Layer):
         elif static[-num_event:] == stacked:
             batch_shape = tf.shape(params)[:-num_event]
             parts = tf.split(params, num, axis=-1) if num > 1 else [params]
+        elif num_event > 1 and stacked[-1] == 1 and static[1 - num_event :] == stacked[:-1]:
+            batch_shape = tf.shape(params)[: 1 - num_event]  # grey [H, W] for [H, W, 1]
+            parts = [params]
         else:
+            shapes = " or ".join(
+                f"[..., {', '.join(map(str, shape))}]" for shape in self.params_shapes
+            )
             raise ValueError(
-                f"Expected {type(self).__name__} parameters shaped [..., {size}] "
-                f"or [..., {', '.join(map(str, stacked))}]. "
+                f"Expected {type(self).__name__} parameters shaped {shapes}. "
                 f"Received: params.shape={static}"
             )
         full_shape = tf.concat([batch_shape, self.event_shape], axis=0)

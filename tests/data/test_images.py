@@ -435,6 +435,22 @@ def test_dataset_seeds_up_to_the_bound_give_their_own_passes():
     np.testing.assert_array_equal(np.sort(_ids(_epoch(keyed))), np.arange(100))
 
 
+def test_a_model_for_grey_images_trains_on_make_dataset_batches():
+    # make_dataset gives [B, H, W, 1]; a decoder built for grey [H, W] images serves them.
+    import keras
+
+    from keras_vae import VAE
+    from keras_vae.networks import mlp_decoder, mlp_encoder
+
+    keras.utils.set_random_seed(0)
+    vae = VAE(mlp_encoder((6, 5), hidden_units=(8,)), mlp_decoder(2, (6, 5), (8,)), 2)
+    vae.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
+    images = np.random.default_rng(0).integers(0, 256, (40, 6, 5), dtype=np.uint8)
+    history = vae.fit(make_dataset(images, batch_size=20, seed=0), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert vae.sample(3, seed=0).shape == (3, 6, 5, 1)
+
+
 def test_make_dataset_refuses_one_image_without_its_batch_axis():
     image = np.zeros((28, 28, 1), np.uint8)
     with pytest.raises(ValueError) as error:

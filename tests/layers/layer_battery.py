@@ -292,6 +292,23 @@ class DistributionLayerBattery:
         assert layer.event_shape == expected
         assert all(type(d) is int for d in layer.get_config()["event_shape"])
 
+    def test_grey_params_without_their_channel_axis(self, variant):
+        # A decoder for grey [2, 3] images serves data [2, 3, 1] when it has one
+        # parameter per pixel; with more, [2, 3] cannot be the event's parameters.
+        k = self.params_per_element
+        layer = self.make_layer((2, 3, 1), variant)
+        params = np.random.default_rng(0).normal(size=(4, 2, 3 * k)).astype("float32")
+        if k > 1:
+            with pytest.raises(ValueError, match=r"Received: params.shape=\(4, 2, 3\)"):
+                layer(params[..., :3])
+            return
+        assert (2, 3) in layer.params_shapes
+        grey, channel = layer(params), layer(params[..., None])
+        y = self.random_data(np.random.default_rng(1), (4, 2, 3, 1))
+        assert grey.event_shape == (2, 3, 1)
+        np.testing.assert_array_equal(grey.log_prob(y), channel.log_prob(y))
+        np.testing.assert_array_equal(grey.mean(), channel.mean())
+
     @pytest.mark.parametrize(
         "params_shape",
         [
