@@ -50,9 +50,11 @@ def plot_interpolations(
             f"Received: {num_images} image{'' if num_images == 1 else 's'}"
         )
     num_pairs = num_images // 2
-    images = scale_images(images)[: 2 * num_pairs]
-    labels = None if labels is None else np.asarray(labels)[: 2 * num_pairs]
+    # All images, so that the labels are checked against them; an odd last one is left out.
     data, condition = model_inputs(model, images, labels, seed)
+    images = scale_images(images)[: 2 * num_pairs]
+    data = data[: 2 * num_pairs]
+    condition = None if condition is None else condition[: 2 * num_pairs]
     z = encoded_points(model, data, condition)
     t = np.linspace(0.0, 1.0, steps, dtype="float32")
 

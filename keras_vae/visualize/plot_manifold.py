@@ -77,10 +77,13 @@ def plot_manifold(
     num = check_positive_int("num", num)
     extent = check_positive_float("extent", extent)
     if model.conditional:
-        if condition is None or len(condition) != 1:
+        expected = (1, *model.condition_shape)
+        shape = None if condition is None else np.shape(condition)
+        if shape != expected:
             raise ValueError(
-                "Expected one condition [1, ...] for a conditional model's manifold. Received: "
-                + ("condition=None" if condition is None else f"{len(condition)} conditions")
+                f"Expected one condition shaped {list(expected)} for a conditional model's "
+                "manifold. Received: "
+                + ("condition=None" if condition is None else f"condition.shape={shape}")
             )
         condition = np.asarray(condition, "float32")
     mean, variance = prior_moments(model, condition, seed)

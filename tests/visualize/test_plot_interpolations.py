@@ -50,6 +50,15 @@ def test_fewer_than_two_images_are_refused(vae, n):
     assert_one_line_error(excinfo)
 
 
+@pytest.mark.parametrize("num_labels", [2, 4])
+def test_labels_not_one_per_image_are_refused(label_cvae, num_labels):
+    # Three images make one pair; the labels must still be one per image given.
+    x, _ = images(3)
+    with pytest.raises(ValueError, match="Expected labels to be 3 integers") as excinfo:
+        plot_interpolations(label_cvae, x, np.zeros(num_labels, int))
+    assert_one_line_error(excinfo)
+
+
 def test_fewer_than_two_steps_are_refused(vae):
     with pytest.raises(ValueError) as excinfo:
         plot_interpolations(vae, images(2)[0], steps=1)

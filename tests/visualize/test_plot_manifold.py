@@ -42,9 +42,15 @@ def test_a_label_cvae_decodes_the_grid_with_its_condition():
     z = keras_io_grid(3, 2.0).astype("float32")
     expected = cvae.decode(z, np.repeat(condition, 9, axis=0)).mean().numpy()
     assert_tiles_equal(tiles, expected)
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ValueError, match="Received: condition=None") as excinfo:
         plot_manifold(cvae, num=3)
     assert_one_line_error(excinfo)
+    # One condition without its batch axis, and two, are not one [1, 3] condition.
+    for wrong in (condition[0], np.eye(3, dtype="float32")[:2]):
+        with pytest.raises(ValueError, match=r"shaped \[1, 3\]") as excinfo:
+            plot_manifold(cvae, num=3, condition=wrong)
+        assert_one_line_error(excinfo)
+        assert f"condition.shape={wrong.shape}" in str(excinfo.value)
 
 
 def test_a_latent_space_that_is_not_2d_is_one_line(vae):
