@@ -345,9 +345,10 @@ def _noise(shape, seed, counter_offset):
 _compiled_noise = tf.function(_noise, jit_compile=True, autograph=False)
 
 
-# One traced estimator per model, (num_samples, chunk_size) and draw, so calls with other
-# seeds or data do not retrace. Keys are weak and the estimators hold the model
-# weakly, so a deleted model frees its entry.
+# One traced estimator per model and kind of draw, so that calls with other seeds,
+# data, sample counts or chunk sizes do not retrace (a sweep over K traced once per K,
+# and TensorFlow warned of "excessive retracing"). Keys are weak and the estimators
+# hold the model weakly, so a deleted model frees its entry.
 _ESTIMATORS = weakref.WeakKeyDictionary()
 
 
@@ -359,25 +360,25 @@ def _batch_estimator(model, conditional, num_samples, chunk_size, batch_size):
     """
     cache = _ESTIMATORS.setdefault(model, {})
     compiled = num_samples * batch_size * model.latent_dim >= _XLA_MIN_DRAWS
-    key = (num_samples, chunk_size, compiled)
-    if key not in cache:
+    if compiled not in cache:
         specs = (
             tf.TensorSpec((None,) + tuple(model.likelihood.event_shape), tf.float32),
             tf.TensorSpec((None,) + tuple(model.condition_shape), tf.float32)
             if conditional
             else None,
         )
-        cache[key] = _make_batch_estimator(weakref.ref(model), specs, *key)
-    return cache[key]
+        cache[compiled] = _make_batch_estimator(weakref.ref(model), specs, compiled)
+    estimate = cache[compiled]
+    counts = (tf.constant(num_samples, tf.int32), tf.constant(chunk_size, tf.int32))
+    return lambda target, condition, seed: estimate(target, condition, seed, *counts)
 
 
-def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
+def _make_batch_estimator(model_ref, specs, compiled):
     target_spec, condition_spec = specs
     noise = _compiled_noise if compiled else _noise
     conditional = condition_spec is not None
-    num_full, remainder = divmod(num_samples, chunk_size)
 
-    def estimate(target, condition, seed):
+    def estimate(target, condition, seed, num_samples, chunk_size):
         model = model_ref()
         posterior = model.encode(target, condition)
         prior = model.prior(condition)
@@ -393,7 +394,9 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
             z = model.posterior_layer.reparameterize(posterior, eps)
             tiled = None
             if conditional:
-                tiled = tf.tile(condition, [num] + [1] * (condition.shape.rank - 1))
+                tiled = tf.tile(
+                    condition, tf.concat([[num], tf.ones_like(tf.shape(condition)[1:])], 0)
+                )
             decode = lambda z: model.decode(z, tiled)  # noqa: E731
             log_likelihood, log_weights = importance_terms(posterior, decode, prior, target, z)
             return (
@@ -414,38 +417,43 @@ def _make_batch_estimator(model_ref, specs, num_samples, chunk_size, compiled):
             tf.zeros(batch, tf.float64),
             tf.zeros(batch, tf.float64),
         )
+
+        def next_chunk(start, *sums):
+            num = tf.minimum(chunk_size, num_samples - start)  # the last may be smaller
+            return (start + num, *add_chunk(start, num, *sums))
+
         # One chunk in memory at a time.
-        _, *sums = tf.while_loop(
-            lambda i, *sums: i < num_full,
-            lambda i, *sums: (i + 1, *add_chunk(i * chunk_size, chunk_size, *sums)),
+        _, log_sum, total, log_ratio = tf.while_loop(
+            lambda start, *sums: start < num_samples,
+            next_chunk,
             (tf.constant(0), *sums),
             parallel_iterations=1,
         )
-        if remainder:
-            sums = add_chunk(num_full * chunk_size, remainder, *sums)
-        log_sum, total, log_ratio = sums
-        log_num = tf.constant(math.log(num_samples), tf.float64)
+        num = tf.cast(num_samples, tf.float64)
         if analytic:
             kl = tf.cast(kl_divergence(posterior, prior)[0], tf.float64)
         else:
-            kl = log_ratio / num_samples
-        return log_sum - log_num, total / num_samples, kl, point
+            kl = log_ratio / num
+        return log_sum - tf.math.log(num), total / num, kl, point
 
-    # Input signatures give one trace for every batch size, the last partial one included.
-    seed_spec = tf.TensorSpec((), tf.int32)
+    # Input signatures give one trace for every batch size, the last partial one
+    # included, and for every sample count and chunk size.
+    scalar = tf.TensorSpec((), tf.int32)
     if conditional:
 
-        @tf.function(input_signature=[target_spec, condition_spec, seed_spec], autograph=False)
-        def estimate_pair(target, condition, seed):
-            return estimate(target, condition, seed)
+        @tf.function(
+            input_signature=[target_spec, condition_spec, scalar, scalar, scalar], autograph=False
+        )
+        def estimate_pair(target, condition, seed, num_samples, chunk_size):
+            return estimate(target, condition, seed, num_samples, chunk_size)
 
         return estimate_pair
 
-    @tf.function(input_signature=[target_spec, seed_spec], autograph=False)
-    def estimate_single(target, seed):
-        return estimate(target, None, seed)
+    @tf.function(input_signature=[target_spec, scalar, scalar, scalar], autograph=False)
+    def estimate_single(target, seed, num_samples, chunk_size):
+        return estimate(target, None, seed, num_samples, chunk_size)
 
-    return lambda target, condition, seed: estimate_single(target, seed)
+    return lambda target, condition, *args: estimate_single(target, *args)
 
 
 def _summarize(per_example, reconstruction, kl, posterior_means, num_samples, size, discrete):

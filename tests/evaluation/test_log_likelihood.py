@@ -8,6 +8,7 @@ set to the exact one.
 """
 
 import functools
+import logging
 import math
 import re
 import warnings
@@ -635,6 +636,34 @@ def test_bins_are_for_continuous_likelihoods():
     )
     with pytest.raises(ValueError, match=r"Expected bins=None for a binary likelihood"):
         log_likelihood(vae, np.zeros((2, DATA_DIM), "float32"), 2, bins=256, verbose=0)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_a_sweep_over_sample_counts_does_not_warn_of_retracing():
+    # One trace serves every K and chunk size; TensorFlow warns after 5 traces in 10 calls.
+    vae, _ = approximate_vae()
+    x = sample_data(6)
+    records = _Records()
+    tf.get_logger().addHandler(records)
+    try:
+        estimates = [
+            log_likelihood(vae, x, k, batch_size=4, chunk_size=chunk, verbose=0)["per_example"]
+            for k, chunk in [(1, None), (2, None), (3, 2), (5, 2), (8, 3), (13, 5), (21, None)]
+        ]
+    finally:
+        tf.get_logger().removeHandler(records)
+    assert not [m for m in records.messages if "retracing" in m]
+    # The chunks still cover exactly the K samples: the same figures as in one chunk.
+    one_chunk = log_likelihood(vae, x, 8, batch_size=4, verbose=0)["per_example"]
+    np.testing.assert_allclose(estimates[4], one_chunk, rtol=1e-6)
 
 
 def test_bins_refuse_data_that_are_not_dequantized():
