@@ -360,8 +360,18 @@ def _int32_scalar(value, name):
 
 
 def _split(x):
-    """The two's-complement bit pattern of an int32 tensor as (hi, lo) limbs."""
-    return tf.math.floormod(tf.bitwise.right_shift(x, 16), _LIMB), tf.math.floormod(x, _LIMB)
+    """The two's-complement bit pattern of an int32 tensor as (hi, lo) limbs.
+
+    Only non-negative numbers are shifted and reduced: tf2onnx lowers a right
+    shift to a logical one and `floor_mod` through a division that truncates,
+    which differ from TensorFlow's for negative numbers. A negative `x` is
+    lifted by 2**31 (its low 31 bits unchanged) and its sign bit put back in
+    `hi`.
+    """
+    negative = tf.cast(x < 0, tf.int32)
+    lifted = x - negative * tf.constant(-(2**31), tf.int32)  # in [0, 2**31)
+    hi = tf.bitwise.right_shift(lifted, 16) + negative * (1 << 15)
+    return hi, tf.math.floormod(lifted, _LIMB)
 
 
 def _const(value):
