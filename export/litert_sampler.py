@@ -376,8 +376,9 @@ class Sampler:
         """Generates examples from the prior, reproducibly by seed.
 
         Args:
-            seed: int. Any integer; its low 32 bits are used, as in
-                `model.sample`.
+            seed: int in `[-2**31, 2**32)`: a signed or unsigned 32-bit
+                seed, the same bits either way (`-1` draws what
+                `model.sample(..., seed=2**32 - 1)` draws).
             num_samples: int in `[1, max_num_samples]`. Draws (per condition).
             condition: array `[B, *condition_shape]` for a conditional model,
                 else `None`. `B * num_samples` must not exceed
@@ -635,10 +636,17 @@ def _check_finite_output(images, inputs):
 
 
 def _int32_seed(seed):
-    """The low 32 bits of an integer seed as a signed int32, as `model.sample` uses it."""
+    """A signed or unsigned 32-bit seed as the signed int32 of the same bits."""
     is_integer_array = isinstance(seed, np.ndarray) and seed.ndim == 0 and seed.dtype.kind in "iu"
-    if isinstance(seed, bool) or not (isinstance(seed, numbers.Integral) or is_integer_array):
-        raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
+    if (
+        isinstance(seed, bool)
+        or not (isinstance(seed, numbers.Integral) or is_integer_array)
+        or not -(2**31) <= int(seed) < 2**32
+    ):
+        raise ValueError(
+            "Expected seed to be an integer in [-2**31, 2**32) (a signed or unsigned 32-bit "
+            f"seed). Received: seed={seed!r}"
+        )
     low = int(seed) & 0xFFFFFFFF
     return low - 2**32 if low >= 2**31 else low
 

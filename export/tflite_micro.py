@@ -60,7 +60,7 @@ ARENA_MARGIN = 0.1
 # made when `tflite_micro` is not installed.
 _ESTIMATE_PER_TENSOR = 64
 _ESTIMATE_BASE = 16 * 1024
-_MAX_ARENA = 1 << 30
+MAX_ARENA = 1 << 30
 
 
 def export_tflite_micro(
@@ -180,7 +180,7 @@ def check_micro_arguments(
     num_samples = _check_count("num_samples", num_samples)
     batch_size = num_samples if batch_size is None else _check_count("batch_size", batch_size)
     if arena_limit is not None:
-        arena_limit = _check_count("arena_limit", arena_limit, _MAX_ARENA)
+        arena_limit = _check_count("arena_limit", arena_limit, MAX_ARENA)
     if function not in MICRO_FUNCTIONS:
         raise ValueError(
             f"Expected function to be one of {MICRO_FUNCTIONS}. Received: function={function!r}"
@@ -387,7 +387,7 @@ def _smallest_arena(model_path, start):
     low, high, confirmed = 0, start, False
     while True:
         result = subprocess.run(
-            [sys.executable, "-c", _PROBE, model_path, str(low), str(high), str(_MAX_ARENA)],
+            [sys.executable, "-c", _PROBE, model_path, str(low), str(high), str(MAX_ARENA)],
             capture_output=True,
             text=True,
             check=False,
@@ -403,7 +403,7 @@ def _smallest_arena(model_path, start):
                 low, trying = int(value), None
                 high = max(high, 2 * low) if not confirmed else high
             elif word == "done":
-                if not confirmed or high > _MAX_ARENA:
+                if not confirmed or high > MAX_ARENA:
                     break
                 return high
         if result.returncode == 0 or trying is None:
@@ -414,7 +414,7 @@ def _smallest_arena(model_path, start):
             high = 2 * trying
     raise ValueError(
         "Expected a model that TensorFlow Lite Micro allocates. Received: a model that "
-        f"fails to allocate in up to {_MAX_ARENA} bytes of arena"
+        f"fails to allocate in up to {MAX_ARENA} bytes of arena"
     )
 
 

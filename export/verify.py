@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_vae.export.litert_sampler import Sampler
 from keras_vae.export.onnx import run_onnx
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES
+from keras_vae.utils.checks import check_seed
 
 EXPORT_KINDS = ("saved_model", "tflite", "onnx")
 # Largest accepted difference from the Keras model, on the likelihood mean
@@ -44,7 +45,8 @@ def verify_export(
         model: the `VAE` or `ConditionalVAE` that was exported.
         saved_model_dir: str or `None`. A version folder (`base/<version>`).
         tflite_path: str or `None`. A `.tflite` file.
-        seed: int. Seed of the compared draws. Defaults to `0`.
+        seed: int in [0, 2**32). Seed of the compared draws (the exports
+            take its 32 bits as an int32). Defaults to `0`.
         num_samples: int. Draws (per condition) compared. Defaults to `4`.
         condition: array `[B, *condition_shape]` or `None`. Conditions for a
             ConditionalVAE; defaults to the first (up to 4) one-hot labels for
@@ -85,9 +87,9 @@ def verify_export(
 
 
 def check_draws(seed, num_samples) -> None:
-    """Raises unless `seed` is an integer and `num_samples` one in `[1, MAX_NUM_SAMPLES]`."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"Expected seed to be an integer. Received: seed={seed!r}")
+    """Raises unless `seed` is an integer in [0, 2**32) and `num_samples` one in
+    `[1, MAX_NUM_SAMPLES]`."""
+    check_seed("seed", seed)
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
         raise ValueError(
             f"Expected num_samples to be an integer. Received: num_samples={num_samples!r}"
@@ -180,7 +182,7 @@ def _check_saved_model(model, path, reference):
     _check_decode_inputs(signatures["serving_default"], inputs, path)
     decoded = signatures["serving_default"](**inputs)["image"].numpy()
     sample_inputs = {
-        "seed": tf.constant(reference["seed"], tf.int32),
+        "seed": tf.constant(_int32(reference["seed"]), tf.int32),
         "num_samples": tf.constant(reference["num_samples"], tf.int32),
     }
     if reference["condition"] is not None:
@@ -202,7 +204,7 @@ def _check_onnx(folder, reference):
     folder = os.fspath(folder)
     decoded = run_onnx(folder, "serving_default", reference["decode_inputs"])["image"]
     sample_inputs = {
-        "seed": np.array(reference["seed"], np.int32),
+        "seed": np.array(_int32(reference["seed"]), np.int32),
         "num_samples": np.array(reference["num_samples"], np.int32),
     }
     if reference["condition"] is not None:
@@ -216,6 +218,11 @@ def _check_onnx(folder, reference):
     result["tolerance"] = TOLERANCES[None]
     result["ok"] = worst <= TOLERANCES[None]
     return result
+
+
+def _int32(seed):
+    """The signed int32 that the exported signatures take for a seed in [0, 2**32)."""
+    return seed - 2**32 if seed >= 2**31 else seed
 
 
 def _check_decode_inputs(signature, inputs, path):

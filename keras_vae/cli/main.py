@@ -11,7 +11,7 @@ import threading
 import warnings
 
 from keras_vae.cli.quiet import import_tensorflow_quietly
-from keras_vae.utils.checks import check_positive_float, check_positive_int
+from keras_vae.utils.checks import check_positive_float, check_positive_int, check_seed
 
 # The names `keras_vae.priors.PRIORS` and `keras_vae.posteriors.POSTERIORS`
 # register, and `keras_vae.models.vae.OBJECTIVES`, written out so that parsing
@@ -19,6 +19,12 @@ from keras_vae.utils.checks import check_positive_float, check_positive_int
 PRIOR_NAMES = ("standard", "mog", "vamp", "learned")
 POSTERIOR_NAMES = ("diagonal", "full", "iaf")
 OBJECTIVE_NAMES = ("elbo", "iwae")
+# The export's bounds, written out for the same reason (the same test keeps them
+# equal): `export.validation.MAX_VERSION`, `export.tflite_micro`'s largest
+# batch and arena.
+MAX_VERSION = 2**63 - 1
+MICRO_MAX_SAMPLES = 4096
+MICRO_MAX_ARENA = 1 << 30
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -87,6 +93,25 @@ def _positive_int(name, allow_zero=False):
 
 def _positive_float(name, allow_zero=False):
     return _number(check_positive_float, float, name, allow_zero)
+
+
+def _int_up_to(name, largest, largest_text):
+    """An argparse type for an integer in `[1, largest]`."""
+
+    def check(name, value, allow_zero=False):
+        del allow_zero
+        if not 1 <= value <= largest:
+            raise ValueError(
+                f"Expected {name} to be an integer in [1, {largest_text}]. Received: {name}={value}"
+            )
+        return value
+
+    return _number(check, int, name)
+
+
+def _seed():
+    """An argparse type for a seed, an integer in [0, 2**32) as the library's."""
+    return _number(lambda name, value, allow_zero=False: check_seed(name, value), int, "seed")
 
 
 def _add_data_args(parser):
@@ -162,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--seed",
-        type=int,
+        type=_seed(),
         default=0,
         help="Seeds the weights, the shuffling, the binarization and the samples.",
     )
@@ -242,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int("batch_size"), default=500, help="Images per batch."
     )
     evaluate.add_argument(
-        "--seed", type=int, default=0, help="Seeds the binarization and the importance samples."
+        "--seed", type=_seed(), default=0, help="Seeds the binarization and the importance samples."
     )
     evaluate.add_argument(
         "--importance-samples",
@@ -262,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Images (per class for a label CVAE).",
     )
     sample.add_argument(
-        "--seed", type=int, default=0, help="The same seed gives the same images in every runtime."
+        "--seed",
+        type=_seed(),
+        default=0,
+        help="The same seed gives the same images in every runtime.",
     )
     sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
     sample.add_argument(
@@ -284,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=6,
         help="Completions per image.",
     )
-    complete.add_argument("--seed", type=int, default=0, help="Seeds the completions.")
+    complete.add_argument("--seed", type=_seed(), default=0, help="Seeds the completions.")
     complete.add_argument(
         "--temperature",
         type=float,
@@ -342,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="classes",
         help="samples of a label CVAE: a class row (repeatable; default: all).",
     )
-    plot.add_argument("--seed", type=int, default=0, help="Seeds every draw.")
+    plot.add_argument("--seed", type=_seed(), default=0, help="Seeds every draw.")
     plot.add_argument("--temperature", type=float, default=1.0, help="samples: the prior's spread.")
     plot.add_argument("--zoom", type=int, default=3, help="Pixels per image pixel.")
     export = sub.add_parser("export", help="Export to a SavedModel (TF Serving), TFLite, ONNX.")
@@ -363,11 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="A static-shape .tflite file for TensorFlow Lite Micro: the "
                              "seeded sampler (or, with --micro-function decode, the decoder), "
                              "its arena size in the metadata.")  # fmt: skip
-    export.add_argument("--micro-num-samples", type=int, default=16, metavar="N",
+    export.add_argument("--micro-num-samples", default=16,
+                        type=_int_up_to("micro_num_samples", MICRO_MAX_SAMPLES, MICRO_MAX_SAMPLES),
+                        metavar="N",
                         help="--tflite-micro: draws per sample call (or decode rows).")  # fmt: skip
     export.add_argument("--micro-function", default="sample", choices=("sample", "decode"),
                         help="--tflite-micro: the function the file holds.")  # fmt: skip
-    export.add_argument("--micro-arena-limit", type=int, default=None, metavar="BYTES",
+    export.add_argument("--micro-arena-limit", default=None,
+                        type=_int_up_to("micro_arena_limit", MICRO_MAX_ARENA, "2**30"),
+                        metavar="BYTES",
                         help="--tflite-micro: refuse a model needing a larger arena.")  # fmt: skip
     export.add_argument("--micro-quantize", default=None, choices=("int8-full",),
                         help="--tflite-micro: the full-integer decoder instead of float32 (with "
@@ -380,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--tflite: the oldest TFLite runtime the file must run on, e.g. "
                              "2.14 (dynamic quantization then quantizes dense weights per "
                              "tensor); refused if the file would need a newer one.")  # fmt: skip
-    export.add_argument("--version", type=int, default=None, help="SavedModel version.")
+    export.add_argument("--version", type=_int_up_to("version", MAX_VERSION, "2**63 - 1"),
+                        default=None, help="SavedModel version.")  # fmt: skip
     export.add_argument("--allow-untrained", action="store_true",
                         help="Export a model whose optimizer never stepped.")  # fmt: skip
     export.add_argument("--calibration-split", default="train[:1000]",

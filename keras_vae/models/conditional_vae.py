@@ -103,7 +103,7 @@ class ConditionalVAE(VAE):
             `"elbo"`.
         num_samples: int. Latent samples per example in the objective, as
             for `VAE`. Defaults to `1`.
-        seed: int or `None`. Seed for the training samples.
+        seed: int in [0, 2**32) or `None`. Seed for the training samples.
         **kwargs: Base `keras.Model` keyword arguments.
 
     Example:
@@ -340,7 +340,8 @@ class ConditionalVAE(VAE):
         Args:
             condition: array `[B, *condition_shape]`.
             num_samples: int. Draws per condition. Defaults to `1`.
-            seed: int or `None`. Same seed, same latents (also in exports).
+            seed: int in [0, 2**32) or `None`. Same seed, same latents (also
+                in exports).
             use_mean: bool. Return the likelihood's mean rather than a draw
                 from it. Defaults to `True`.
             temperature: float. Scales the spread of P(z|X): below 1, fewer

@@ -14,6 +14,7 @@ from keras_vae.data.images import array_batches
 from keras_vae.layers.distribution_layer import check_positive_float
 from keras_vae.models.validation import call_network, check_network_output, check_positive_int
 from keras_vae.ops import random as portable_random
+from keras_vae.utils.checks import check_seed
 
 # Layers whose XLA-compiled training step was slower on CPU (benchmarks/RESULTS.md).
 CONVOLUTIONS = (
@@ -179,8 +180,8 @@ class ELBOModel(keras.Model):
     Args:
         beta: float. Weight of the KL term in the loss, held in a weight
             that the `beta` property reads and sets. Defaults to `1.0`.
-        seed: int or `None`. Seed of the generator that draws the latent
-            samples during training. Defaults to `None`.
+        seed: int in [0, 2**32) or `None`. Seed of the generator that
+            draws the latent samples during training. Defaults to `None`.
         **kwargs: Base `keras.Model` keyword arguments.
     """
 
@@ -197,17 +198,18 @@ class ELBOModel(keras.Model):
 
     def __init__(self, beta=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"Expected seed to be an integer or None. Received: seed={seed!r}")
+        self.seed = None if seed is None else check_seed("seed", seed)
         beta = check_positive_float("beta", beta, allow_zero=True)
-        self.seed = None if seed is None else int(seed)
         # The sampler's state is a weight, so `.keras` files keep it and a
         # reloaded model continues with the same noise it would have drawn.
-        initial = np.random.randint(0, 2**31 - 1) if seed is None else seed
+        # It holds the seed's 32 bits as an int32: every seed keys its own draws.
+        initial = np.random.randint(0, 2**31 - 1) if seed is None else self.seed
         self.sampler_state = self.add_weight(
             shape=(2,),
             dtype="int32",
-            initializer=keras.initializers.Constant([int(initial) % 2**31, 0]),
+            initializer=keras.initializers.Constant(
+                [initial - 2**32 if initial >= 2**31 else initial, 0]
+            ),
             trainable=False,
             # Under a tf.distribute strategy the replicas share one counter,
             # advanced once per step (see `next_seed`).

@@ -26,7 +26,9 @@ from keras_vae.models.validation import (
 )
 from keras_vae.ops import elbo as elbo_ops
 from keras_vae.ops.math import kl_divergence
+from keras_vae.priors.prior import check_sample_arguments
 from keras_vae.utils import cpu
+from keras_vae.utils.checks import check_seed
 
 OBJECTIVES = ("elbo", "iwae")
 _MAX_LATENT_VALUES = 2**31
@@ -110,7 +112,8 @@ class VAE(ELBOModel):
             to `1`. The `objective` and `num_samples` attributes can be
             changed later, also during `fit` from a callback (e.g. to
             fine-tune with a larger K).
-        seed: int or `None`. Seed for the training samples. Defaults to `None`.
+        seed: int in [0, 2**32) or `None`. Seed for the training samples.
+            Defaults to `None`.
         **kwargs: Base `keras.Model` keyword arguments.
 
     Example:
@@ -230,10 +233,12 @@ class VAE(ELBOModel):
         a TFLite model.
 
         Args:
-            num_samples: int or int scalar tensor. Draws (per condition).
-            seed: int or int scalar tensor.
-            temperature: float. Scales the prior's spread; `0` gives the
-                mean of the (chosen component's) Gaussian. Defaults to `1.0`.
+            num_samples: positive int or int scalar tensor. Draws (per
+                condition).
+            seed: int in [0, 2**32) or int scalar tensor.
+            temperature: non-negative float. Scales the prior's spread; `0`
+                gives the mean of the (chosen component's) Gaussian. Defaults
+                to `1.0`.
             condition: tensor `[B, ...]` or `None`.
 
         Returns:
@@ -241,6 +246,7 @@ class VAE(ELBOModel):
             latent_dim]` given `B` conditions (row-major, so draw `k` for
             condition `b` uses the counters of row `b * num_samples + k`).
         """
+        check_sample_arguments(num_samples, seed, temperature)
         condition = self._condition_argument(condition)
         if condition is None or self.prior_layer.conditional:
             return self.prior_layer.sample(num_samples, seed, temperature, condition)
@@ -264,9 +270,9 @@ class VAE(ELBOModel):
             num_samples: int. How many examples (per condition).
             condition: array `[B, *condition_shape]` or `None`. Required by
                 a conditional model, refused by an unconditional one.
-            seed: int or `None`. The same seed gives the same latents here, in
-                an exported SavedModel and in a TFLite model. Defaults to a
-                random seed.
+            seed: int in [0, 2**32) or `None`. The same seed gives the same
+                latents here, in an exported SavedModel and in a TFLite model.
+                Defaults to a random seed.
             temperature: float in [0, 1] (or above). Draws z with the prior's
                 spread multiplied by it: lower values trade variety for
                 typical-looking samples; `0` decodes the prior mean. Exported
@@ -291,6 +297,12 @@ class VAE(ELBOModel):
         """
         num_samples = check_positive_int("num_samples", num_samples)
         temperature = check_positive_float("temperature", temperature, allow_zero=True)
+        if seed is not None:
+            seed = check_seed("seed", seed)
+        if not isinstance(use_mean, (bool, np.bool_)):
+            raise ValueError(
+                f"Expected use_mean to be True or False. Received: use_mean={use_mean!r}"
+            )
         condition = self._checked_condition_batch(condition)
         conditions = 1 if condition is None else int(condition.shape[0])
         if conditions * num_samples * self.latent_dim >= _MAX_LATENT_VALUES:

@@ -5,6 +5,20 @@ import tensorflow as tf
 
 from keras_vae.networks.validation import check_positive_int
 from keras_vae.ops import random as portable_random
+from keras_vae.utils.checks import check_positive_float, check_seed
+
+
+def check_sample_arguments(num_samples, seed, temperature):
+    """Raises for a Python (or numpy) `num_samples`, `seed` or `temperature` out of range.
+
+    Tensors pass unchecked: the exported samplers trace with them.
+    """
+    if not tf.is_tensor(num_samples):
+        check_positive_int("num_samples", num_samples)
+    if not tf.is_tensor(seed):
+        check_seed("seed", seed)
+    if not tf.is_tensor(temperature):
+        check_positive_float("temperature", temperature, allow_zero=True)
 
 
 class Prior(keras.layers.Layer):
@@ -105,10 +119,10 @@ class Prior(keras.layers.Layer):
         """`num_samples` seeded, portable draws of z.
 
         Args:
-            num_samples: int or int32 scalar tensor.
-            seed: int or int32 scalar tensor.
-            temperature: float or float scalar tensor. Scales the spread.
-                Defaults to `1.0`.
+            num_samples: positive int or int32 scalar tensor.
+            seed: int in [0, 2**32) or int32 scalar tensor.
+            temperature: non-negative float or float scalar tensor. Scales
+                the spread. Defaults to `1.0`.
             condition: tensor `[B, ...]` or `None`. Read by a conditional
                 prior only.
 
@@ -116,6 +130,7 @@ class Prior(keras.layers.Layer):
             float32 tensor `[num_samples, latent_dim]`, or `[B, num_samples,
             latent_dim]` for a conditional prior given `B` conditions.
         """
+        check_sample_arguments(num_samples, seed, temperature)
         num_samples = tf.cast(num_samples, tf.int32)
         if self.conditional:
             if condition is None:

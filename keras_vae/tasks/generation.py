@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_vae.data import merge_image, split_image
 from keras_vae.models.validation import check_data, check_positive_int
+from keras_vae.utils.checks import check_seed
 
 
 def _describe(model) -> str:
@@ -34,7 +35,8 @@ def sample_images(
     Args:
         model: a trained `VAE` or `ConditionalVAE`.
         num_samples: int. Images (per class, for a CVAE without `label`).
-        seed: int. Same seed, same images (also in exported models).
+        seed: int in [0, 2**32). Same seed, same images (also in exported
+            models).
         label: int or `None`. Class to generate, for a label CVAE.
         temperature: float. Scale of the prior's spread (see `VAE.sample`).
 
@@ -98,7 +100,7 @@ def complete_images(
         model: a `ConditionalVAE` trained with a completion condition.
         images: array `[N, H, W, C]` in [0, 1] (the missing part is ignored).
         num_completions: int. Completions per image.
-        seed: int. Same seed, same completions.
+        seed: int in [0, 2**32). Same seed, same completions.
         temperature: float. Scale of the spread of P(z|observed): below 1,
             completions closer to the most typical one; `0`, one completion
             repeated. Defaults to `1.0`.
@@ -113,12 +115,12 @@ def complete_images(
             f"'center-column' or 'top-half'). Received: {_describe(model)}"
         )
     num_completions = check_positive_int("num_completions", num_completions)
+    seed = check_seed("seed", seed)
     image_shape = tuple(model.image_shape)
     images = np.asarray(images, dtype="float32")
     check_data("images", images, image_shape, unit_interval=True)
     if model.likelihood.binary:
-        # Only the seed's low 32 bits count, as in `generate`.
-        rng = np.random.default_rng(int(seed) & 0xFFFFFFFF)
+        rng = np.random.default_rng(seed)
         images = (rng.random(images.shape) < images).astype("float32")
     observed, _ = split_image(images, kind)
     missing = model.generate(observed, num_completions, seed=seed, temperature=temperature)

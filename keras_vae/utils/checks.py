@@ -25,6 +25,21 @@ def check_positive_float(name, value, allow_zero=False):
     return float(value)
 
 
+def check_seed(name, value):
+    """Returns `value` as an int, or raises unless it is an integer in [0, 2**32).
+
+    The portable generator (`keras_vae.ops.random`) and the exported samplers
+    key their draws by 32 bits: a larger or negative seed would repeat
+    another's draws.
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or not 0 <= value < 2**32:
+        raise ValueError(
+            f"Expected {name} to be an integer in [0, 2**32). Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_choice(name, value, choices):
     """Raises unless `value` is one of `choices`, listing them."""
     if value not in choices:

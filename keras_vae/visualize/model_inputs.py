@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_vae.data import merge_image, scale_images, split_image
 from keras_vae.models.validation import check_data
+from keras_vae.utils.checks import check_seed
 
 # The conditions whose (data, condition) pairs are parts of an image or the image
 # and its class: the pictures can show them as images.
@@ -53,7 +54,8 @@ def model_inputs(model, images, labels=None, seed: int = 0) -> tuple:
         model: a model of the family.
         images: array `[N, H, W]` or `[N, H, W, C]`, uint8 or float in [0, 1].
         labels: int array `[N]` or `None`. Classes, needed by a label CVAE.
-        seed: int. Seed of the binarization of observed parts. Defaults to `0`.
+        seed: int in [0, 2**32). Seed of the binarization of observed parts.
+            Defaults to `0`.
 
     Returns:
         A tuple `(data, condition)` of float32 arrays (`condition` is `None`
@@ -90,8 +92,8 @@ def model_inputs(model, images, labels=None, seed: int = 0) -> tuple:
             )
         return images.reshape((-1, *event)), np.eye(num_classes, dtype="float32")[labels]
     if model.likelihood.binary:
-        # Only the seed's low 32 bits count, as in `complete_images`.
-        rng = np.random.default_rng(int(seed) & 0xFFFFFFFF)
+        # As in `complete_images`.
+        rng = np.random.default_rng(check_seed("seed", seed))
         images = (rng.random(images.shape) < images).astype("float32")
     observed, missing = split_image(images, kind)
     return missing, observed

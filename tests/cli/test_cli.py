@@ -755,19 +755,29 @@ def test_models_that_are_not_keras_vae_models_are_refused(vae_run, tmp_path, cap
     assert len(err.splitlines()) == 1 and "Expected a readable .keras" in err
 
 
-def test_seeds_below_zero(vae_run, cvae_runs, tmp_path, capsys):
+def test_seeds_are_32_bits_on_every_command(vae_run, cvae_runs, tmp_path, capsys):
+    # Refused while parsing, not wrapped onto another seed's draws.
     model = str(vae_run / "model.keras")
-    assert main(["evaluate", model, "--split", "test[:10]", "--seed", "-1"]) != 0
-    assert "Expected seed to be a non-negative integer" in capsys.readouterr().err
-    # Completions, like samples, use the seed's low 32 bits.
+    for argv in (
+        ["evaluate", model, "--seed", "-1"],
+        ["sample", model, "--seed", str(2**32), "--output", "x.png"],
+        ["complete", model, "--seed", "-1", "--output", "x.png"],
+        ["plot", "samples", model, "--seed", "-1", "--output", "x.png"],
+        ["train", "--seed", str(2**32), "--output", "x"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "Expected seed to be an integer in [0, 2**32)" in capsys.readouterr().err
+    # The largest seed draws completions of its own.
     completer = str(cvae_runs["top-half"] / "model.keras")
     outputs = []
-    for seed in ("-1", str(2**32 - 1)):
+    for seed in ("0", str(2**32 - 1)):
         path = tmp_path / f"c{seed}.npy"
         assert main(["complete", completer, "--split", "test[:2]", "--num-completions", "2",
                      "--seed", seed, "--output", str(path)]) == 0  # fmt: skip
         outputs.append(np.load(path))
-    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert not np.array_equal(outputs[0], outputs[1])
 
 
 @pytest.mark.slow
@@ -1024,7 +1034,11 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
     script = (
         "import sys\n"
         "from keras_vae.cli.main import main\n"
-        "for argv in (['train', '--epochs', '-1', '--output', 'x'], ['--help'], []):\n"
+        "for argv in (['train', '--epochs', '-1', '--output', 'x'], ['--help'], [],\n"
+        "             ['sample', 'm.keras', '--seed', '4294967296', '--output', 'x.png'],\n"
+        "             ['export', 'm.keras', '--saved-model', 'x', '--version', '0'],\n"
+        "             ['export', 'm.keras', '--tflite-micro', 'x', '--micro-num-samples', '0'],\n"
+        "             ['export', 'm.keras', '--tflite-micro', 'x', '--micro-arena-limit', '-5']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"
@@ -1038,6 +1052,16 @@ def test_argument_errors_and_help_come_before_tensorflow_loads():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Expected epochs to be a positive integer. Received: epochs=-1" in done.stderr
+    for line in (
+        "argument --seed: Expected seed to be an integer in [0, 2**32). Received: seed=4294967296",
+        "argument --version: Expected version to be an integer in [1, 2**63 - 1]. Received: "
+        "version=0",
+        "argument --micro-num-samples: Expected micro_num_samples to be an integer in "
+        "[1, 4096]. Received: micro_num_samples=0",
+        "argument --micro-arena-limit: Expected micro_arena_limit to be an integer in "
+        "[1, 2**30]. Received: micro_arena_limit=-5",
+    ):
+        assert line in done.stderr
     # No command: the commands are named (argparse says only "required: command").
     assert (
         "keras-vae: error: Expected a command: train, evaluate, sample, complete, plot, export "
@@ -1054,6 +1078,15 @@ def test_the_cli_names_the_registered_priors_posteriors_and_objectives():
     assert sorted(PRIOR_NAMES) == sorted(PRIORS)
     assert sorted(POSTERIOR_NAMES) == sorted(POSTERIORS)
     assert OBJECTIVE_NAMES == OBJECTIVES
+
+
+def test_the_cli_bounds_are_the_exports():
+    from export import tflite_micro, validation
+    from keras_vae.cli import main as cli
+
+    assert cli.MAX_VERSION == validation.MAX_VERSION
+    assert cli.MICRO_MAX_SAMPLES == validation.MAX_BATCH_SIZE
+    assert cli.MICRO_MAX_ARENA == tflite_micro.MAX_ARENA
 
 
 def test_help_shows_every_option_with_its_default(capsys):

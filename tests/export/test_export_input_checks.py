@@ -168,7 +168,11 @@ def test_sampler_decode(vae, sampler, z, batch_size):
     num_samples=st.one_of(
         st.integers(-(2**40), 2**40), st.integers(-2, 6), st.sampled_from([2.0, "3", True, None])
     ),
-    seed=st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([1.5, None, "0"])),
+    seed=st.one_of(
+        st.integers(-(2**70), 2**70),
+        st.integers(-(2**31) - 2, 2**32 + 1),
+        st.sampled_from([1.5, None, "0"]),
+    ),
 )
 def test_sampler_sample(vae, sampler, num_samples, seed):
     valid_count = (
@@ -176,14 +180,17 @@ def test_sampler_sample(vae, sampler, num_samples, seed):
         and not isinstance(num_samples, bool)
         and 1 <= num_samples <= MAX_NUM_SAMPLES
     )
-    if not (valid_count and isinstance(seed, int)):
+    # A signed or unsigned 32-bit seed.
+    valid_seed = isinstance(seed, int) and -(2**31) <= seed < 2**32
+    if not (valid_count and valid_seed):
         with pytest.raises(ValueError, match=r"^Expected (num_samples|seed) .* Received: "):
             sampler.sample(seed, num_samples)
         return
     images = sampler.sample(seed, num_samples)
     assert images.shape == (num_samples, *IMAGE)
     if num_samples <= 8:
-        np.testing.assert_allclose(images, vae.sample(num_samples, seed=seed), atol=1e-5)
+        keras_seed = seed % 2**32  # the same 32 bits
+        np.testing.assert_allclose(images, vae.sample(num_samples, seed=keras_seed), atol=1e-5)
 
 
 def test_sampler_decodes_in_chunks_the_same_images(sampler):

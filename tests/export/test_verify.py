@@ -27,6 +27,15 @@ def test_verify_reports_small_differences_and_sizes(vae, vae_saved_model, vae_tf
     assert lite["quantize"] is None and lite["tolerance"] == TOLERANCES[None]
 
 
+def test_verify_seeds_past_2_to_the_31_as_the_exports_int32(vae, vae_saved_model, vae_tflite):
+    # The signatures take the seed's 32 bits as a negative int32 there.
+    report = verify_export(vae, vae_saved_model, vae_tflite[None], seed=2**32 - 5, num_samples=3)
+    assert report["ok"] and report["seed"] == 2**32 - 5
+    for seed in (-1, 2**32):
+        with pytest.raises(ValueError, match=rf"^Expected seed .* Received: seed={seed}$"):
+            verify_export(vae, tflite_path=vae_tflite[None], seed=seed)
+
+
 def test_verify_quantized_and_conditional(cvae, cvae_saved_model, cvae_tflite):
     report = verify_export(cvae, cvae_saved_model, cvae_tflite["int8"])
     assert report["ok"]

@@ -447,14 +447,15 @@ class ModelBattery:
         if model.likelihood.binary:
             assert set(np.unique(drawn)) <= {0.0, 1.0}
             assert a.min() >= 0 and a.max() <= 1
-        # Only the seed's low 32 bits count, for z as for the data draws.
-        np.testing.assert_array_equal(
-            model.sample(4, condition, seed=7 + 2**32, use_mean=False), drawn
-        )
-        np.testing.assert_array_equal(
-            model.sample(4, condition, seed=2**31 + 1, use_mean=False),
-            model.sample(4, condition, seed=1 - 2**31, use_mean=False),
-        )
+        # Seeds are the exports' 32 bits: one outside them is refused, not wrapped
+        # onto another's draws; the largest draws its own.
+        for seed in (7 + 2**32, -1):
+            with pytest.raises(ValueError, match=rf"\[0, 2\*\*32\)\. Received: seed={seed}$"):
+                model.sample(4, condition, seed=seed)
+            with pytest.raises(ValueError, match=rf"Received: seed={seed}$"):
+                model.sample_latent(4, seed, condition=condition)
+        largest = model.sample_latent(4, 2**32 - 1, condition=condition)
+        assert not np.allclose(largest, model.sample_latent(4, 0, condition=condition))
         if condition is not None:
             # The k-th draw for a condition does not depend on the conditions beside it.
             alone = model.sample(4, condition[:1], seed=7)

@@ -185,7 +185,7 @@ def test_vae_sample(models, num_samples, seed, temperature):
         isinstance(num_samples, int)
         and not isinstance(num_samples, bool)
         and 0 < num_samples * LATENT_DIM < 2**31  # the portable RNG's int32 counters
-        and (seed is None or isinstance(seed, int))
+        and (seed is None or (isinstance(seed, int) and 0 <= seed < 2**32))
         and isinstance(temperature, float)
         and np.isfinite(temperature)
         and temperature >= 0

@@ -229,6 +229,18 @@ def test_the_seed_alone_fixes_the_training_draws(kind):
     assert not np.allclose(draws[1, 7][0], draws[1, 8][0])
 
 
+def test_every_seed_below_2_to_the_32_keys_its_own_training_draws(kind):
+    # The sampler's state holds the seed's 32 bits; it once kept them modulo 2**31.
+    posterior = standard_normal_posterior(4)
+    draws = [
+        kind.make(seed=seed).sample_posterior(posterior).numpy() for seed in (0, 2**31, 2**32 - 1)
+    ]
+    assert not np.allclose(draws[0], draws[1]) and not np.allclose(draws[1], draws[2])
+    for seed in (2**32, -1):
+        with pytest.raises(ValueError, match=rf"Received: seed={seed}$"):
+            kind.make(seed=seed)
+
+
 def test_neighbouring_seeds_draw_streams_that_do_not_overlap(kind):
     # Runs with seeds 7 and 8 (replicates of an experiment) must not see the
     # same noise shifted by a step, as a seed added to the step counter would give.
@@ -804,8 +816,8 @@ def test_conv_model_on_an_empty_batch_gives_empty_outputs(kind):
         ({"objective": "vimco"}, r"objective to be one of .* Received: objective='vimco'"),
         ({"num_samples": 0}, r"num_samples to be a positive integer\. Received: num_samples=0"),
         ({"objective": "iwae", "beta": 0.5}, r"beta=1\.0 with objective='iwae' .*beta=0\.5"),
-        ({"seed": 1.5}, r"seed to be an integer or None\. Received: seed=1.5"),
-        ({"seed": True}, r"seed to be an integer or None\. Received: seed=True"),
+        ({"seed": 1.5}, r"seed to be an integer in \[0, 2\*\*32\)\. Received: seed=1.5"),
+        ({"seed": True}, r"seed to be an integer in \[0, 2\*\*32\)\. Received: seed=True"),
     ],
     ids=lambda value: value if isinstance(value, str) and "\\" not in value else None,
 )
