@@ -345,6 +345,16 @@ class ELBOModel(keras.Model):
         }
         if isinstance(steps_per_execution, str) and steps_per_execution == "auto":
             steps_per_execution = 1 if self.distribute_strategy.num_replicas_in_sync > 1 else 8
+        elif (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, (int, np.integer))
+            or steps_per_execution < 1
+        ):
+            # Keras takes any value here, and a negative one trains nothing, silently.
+            raise ValueError(
+                "Expected steps_per_execution to be 'auto' or a positive integer. "
+                f"Received: steps_per_execution={steps_per_execution!r}"
+            )
         resolved = resolve_jit_compile(self, jit_compile)
         if kwargs.get("run_eagerly") and jit_compile == "auto":
             # Nothing is compiled: Keras would warn that it turns XLA off.

@@ -131,6 +131,20 @@ def test_compile_refuses_losses_and_metrics_it_would_ignore(kwargs):
         vae.compile(optimizer="sgd", **kwargs)
 
 
+@pytest.mark.parametrize("value", [0, -2, 2.0, "x", True, None])
+def test_compile_refuses_steps_per_execution_that_is_not_a_positive_integer(value):
+    # Keras took them: -2 then trained nothing, silently; 0 and "x" failed inside fit.
+    vae = deterministic_vae()
+    with pytest.raises(ValueError) as error:
+        vae.compile(optimizer="sgd", steps_per_execution=value)
+    assert str(error.value) == (
+        "Expected steps_per_execution to be 'auto' or a positive integer. "
+        f"Received: steps_per_execution={value!r}"
+    )
+    vae.compile(optimizer="sgd", steps_per_execution=np.int64(3))
+    assert vae.steps_per_execution == 3
+
+
 def test_fit_evaluate_and_predict_take_keras_positional_arguments(kind):
     # keras.Model.fit(x, y, batch_size, epochs, verbose, ...): these raised TypeError.
     x, condition = kind.data(20)
