@@ -305,18 +305,18 @@ class ConditionalVAE(VAE):
         if self.gsnn_weight > 0:
             target, condition = self.split_batch(x, y)
             condition = tf.cast(condition, self.compute_dtype)
-            prior_z = self._training_prior_draw(condition)
+            prior_z = self._training_prior_draw(condition, training)
             reconstruction = self.decode(prior_z, condition, training=training).log_prob(
                 tf.cast(target, self.likelihood.compute_dtype)
             )
             terms["loss"] = elbo_ops.hybrid_loss(terms["loss"], reconstruction, self.gsnn_weight)
         return terms
 
-    def _training_prior_draw(self, condition):
+    def _training_prior_draw(self, condition, training):
         """One reparameterized draw of P(z|X) per condition `[B, latent_dim]`, Philox noise."""
         batch = tf.shape(condition)[0]
         leading = tf.stack([batch, 1]) if self.prior_layer.conditional else tf.reshape(batch, [1])
-        seed = self.next_seed()
+        seed = self.next_seed(training)
         eps = tf.random.stateless_normal(
             tf.concat([leading, [self.latent_dim]], 0), seed, alg="philox"
         )

@@ -216,6 +216,17 @@ class ELBOModel(keras.Model):
             aggregation="only_first_replica",
             name="sampler_state",
         )
+        # Evaluation draws from a stream of its own, restarted by every
+        # `evaluate` (and so every validation pass of `fit`): evaluating
+        # never moves the training noise, and the same data evaluate to the
+        # same figures. A plain variable, not a weight: nothing to save.
+        self._evaluation_draws = tf.Variable(
+            0,
+            dtype=tf.int32,
+            trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            name="evaluation_draws",
+        )
         # A weight, not a Python float: a compiled step reads its value at
         # every call, so setting `beta` during `fit` (a KL warm-up, see
         # `keras_vae.callbacks.BetaScheduler`) takes effect at the next step.
@@ -422,6 +433,7 @@ class ELBOModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("evaluate", args, kwargs)
+        self._evaluation_draws.assign(0)
         with self._executions_dividing(kwargs.get("steps")):
             return super().evaluate(x, y, **with_capped_progbar(kwargs))
 
@@ -467,15 +479,26 @@ class ELBOModel(keras.Model):
         """Per-example objective terms for a batch (`x`, `y` as Keras unpacks them)."""
         raise NotImplementedError
 
-    def next_seed(self):
+    def next_seed(self, training=True):
         """A fresh stateless seed (int32 `[2]`), advancing `sampler_state`.
+
+        With `training=False` (the test step's draws) the seed comes from a
+        stream of its own, `[seed, -1 - k]` for the k-th draw since the last
+        `evaluate` began, and `sampler_state` stays as it is: the training
+        draws `[seed, step]` are the same whether or not the model was
+        evaluated between steps.
 
         Inside a step of a `tf.distribute` strategy with several replicas,
         each replica folds its id into the seed, so that replicas draw
         independent noise for their shards of the batch.
         """
-        state = tf.identity(self.sampler_state.value)
-        self.sampler_state.assign_add(tf.constant([0, 1], tf.int32))
+        if training:
+            state = tf.identity(self.sampler_state.value)
+            self.sampler_state.assign_add(tf.constant([0, 1], tf.int32))
+        else:
+            count = tf.identity(self._evaluation_draws.value())
+            self._evaluation_draws.assign_add(1)
+            state = tf.stack([self.sampler_state.value[0], -1 - count])
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             replica = tf.cast(context.replica_id_in_sync_group, tf.int32)

@@ -477,10 +477,10 @@ class VAE(ELBOModel):
         posterior = self.encode(data, condition, training=training)
         prior = self.prior(condition)
         if self.objective == "elbo" and self.num_samples == 1:
-            z = self.sample_posterior(posterior)
+            z = self.sample_posterior(posterior, training=training)
             decode = lambda z: self.decode(z, condition, training=training)  # noqa: E731
             return elbo_ops.elbo(posterior, decode, prior, data, z, beta=self.kl_weight())
-        z = self.sample_posterior(posterior, self.num_samples)
+        z = self.sample_posterior(posterior, self.num_samples, training=training)
         tiled = (
             None
             if condition is None
@@ -491,7 +491,7 @@ class VAE(ELBOModel):
             posterior, decode, prior, data, z, objective=self.objective, beta=self.kl_weight()
         )
 
-    def sample_posterior(self, posterior, num_samples=None):
+    def sample_posterior(self, posterior, num_samples=None, training=True):
         """Reparameterized training draws of Q(z|x): the posterior layer's map of Philox noise.
 
         The noise is `tf.random.stateless_normal` with the Philox algorithm
@@ -506,11 +506,13 @@ class VAE(ELBOModel):
             posterior: `tfd.Distribution` of batch shape `[B]`.
             num_samples: int or `None`. `None` draws `[B, d]`; an int draws
                 `[num_samples, B, d]`.
+            training: bool. Whether the draws are the training step's or
+                the test step's (see `next_seed`). Defaults to `True`.
         """
         shape = tf.concat([posterior.batch_shape_tensor(), [self.latent_dim]], 0)
         if num_samples is not None:
             shape = tf.concat([[num_samples], shape], 0)
-        eps = tf.random.stateless_normal(shape, self.next_seed(), alg="philox")
+        eps = tf.random.stateless_normal(shape, self.next_seed(training), alg="philox")
         return self.posterior_layer.reparameterize(posterior, eps)
 
     # -- Data checks and Keras's entry points ----------------------------------

@@ -390,7 +390,7 @@ class ModelBattery:
         settings = model.beta, model.objective, model.num_samples
         model.beta, model.objective, model.num_samples = beta, objective, num_samples
         try:
-            terms = model.compute_terms(*keras_data(x, condition))
+            terms = model.compute_terms(*keras_data(x, condition), training=True)
         finally:
             model.objective, model.num_samples = settings[1:]
             model.beta = settings[0]
@@ -409,7 +409,9 @@ class ModelBattery:
         logs = model.evaluate(
             *keras_data(x, condition), batch_size=len(x), verbose=0, return_dict=True
         )
-        expected = reference_terms(model, x, condition, state, beta=model.beta)
+        # The first draw of the evaluation stream, which leaves the training one alone.
+        np.testing.assert_array_equal(model.sampler_state.numpy(), state)
+        expected = reference_terms(model, x, condition, [state[0], -1], beta=model.beta)
         for name in TERMS:
             np.testing.assert_allclose(logs[name], expected[name].mean(), rtol=1e-4, atol=2e-4)
 

@@ -241,6 +241,32 @@ def test_every_seed_below_2_to_the_32_keys_its_own_training_draws(kind):
             kind.make(seed=seed)
 
 
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_evaluating_leaves_the_training_noise_alone(kind, objective):
+    # Evaluations draw a stream of their own, restarted by each evaluate: before, they
+    # advanced the training stream, so evaluating (or validating) changed what a seeded
+    # model learned, and two evaluations of the same data differed.
+    x, condition = kind.data(32)
+    data = kind.inputs(x, condition)
+    extra = {"gsnn_weight": 0.5} if kind.conditional else {}
+    weights = []
+    for evaluate in (False, True):
+        keras.utils.set_random_seed(0)
+        model = kind.make(seed=3, objective=objective, num_samples=3, **extra)
+        model.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=False)
+        model.fit(*data, batch_size=8, epochs=1, verbose=0)
+        if evaluate:
+            first = model.evaluate(*data, batch_size=8, verbose=0, return_dict=True)
+            second = model.evaluate(*data, batch_size=8, verbose=0, return_dict=True)
+            assert first == second
+            model.fit(*data, batch_size=8, epochs=1, verbose=0, validation_data=data)
+        else:
+            model.fit(*data, batch_size=8, epochs=1, verbose=0)
+        weights.append([w.numpy() for w in model.weights])
+    for trained, evaluated in zip(*weights, strict=True):
+        np.testing.assert_array_equal(trained, evaluated)
+
+
 def test_neighbouring_seeds_draw_streams_that_do_not_overlap(kind):
     # Runs with seeds 7 and 8 (replicates of an experiment) must not see the
     # same noise shifted by a step, as a seed added to the step counter would give.
