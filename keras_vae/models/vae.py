@@ -19,6 +19,7 @@ from keras_vae.models.validation import (
     check_network_output,
     check_no_class_weight,
     check_positive_int,
+    check_same_batch,
     check_sample_weight,
     checked_array,
     first_batch,
@@ -198,6 +199,8 @@ class VAE(ELBOModel):
         binary = getattr(self.likelihood, "binary", False)
         x = checked_array(self.data_name, x, self.event_shape, unit_interval=binary)
         condition = self._condition_argument(condition)
+        if self.event_shape is not None:
+            check_same_batch(self.data_name, x, condition, len(self.event_shape))
         features = self.encoder_features(x, condition, training)
         check_network_output("encoder", features, self.data_name, x)
         return self.posterior_layer(features)
@@ -211,6 +214,7 @@ class VAE(ELBOModel):
         """
         z = checked_array("z", z, (self.latent_dim,))
         condition = self._condition_argument(condition)
+        check_same_batch("z", z, condition, 1)
         params = call_network(self.decoder, self.decoder_inputs(z, condition), training)
         check_network_output("decoder", params, "z", z)
         return self.likelihood(check_decoder_output(params, self.likelihood))

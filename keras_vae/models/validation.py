@@ -30,8 +30,9 @@ def checked_array(name, value, event_shape, unit_interval=False):
     A numpy array (or list) is checked for dtype, shape `[batch, *event_shape]`
     (when `event_shape` is known) and values (`check_values`), so a missing
     batch axis or a NaN fails in one line instead of deep inside the network
-    or in a silent NaN. An eager tensor gets the value check only: its
-    leading axes may be the model's own (`[K, B, d]` draws of z). Symbolic
+    or in a silent NaN. An eager tensor gets the value check and a check of
+    its trailing axes: its leading ones may be the model's own (`[K, B, d]`
+    draws of z). Symbolic
     tensors pass as they are: the model itself calls these methods in its
     compiled steps, where a check would cost every step (and XLA compiles no
     host check).
@@ -44,8 +45,33 @@ def checked_array(name, value, event_shape, unit_interval=False):
         else:
             check_values(name, value, unit_interval)
     elif is_eager_tensor(value):
+        if event_shape is not None:
+            event_shape, shape = tuple(event_shape), tuple(value.shape)
+            if len(shape) <= len(event_shape) or shape[len(shape) - len(event_shape) :] != (
+                event_shape
+            ):
+                raise ValueError(
+                    f"Expected {name} shaped {_shape_str(event_shape)} (or with more leading "
+                    f"axes). Received: {name}.shape={shape}"
+                )
         check_values(name, value, unit_interval)
     return value
+
+
+def check_same_batch(name, value, condition, event_rank):
+    """Raises unless `value` `[B, ...]` and `condition` have the same known batch size.
+
+    Only when `value` has the single batch axis of `event_rank`-dimensional
+    examples: draws `[K, B, d]` pair with conditions tiled to `[K * B, ...]`.
+    """
+    if condition is None or len(value.shape) != event_rank + 1:
+        return
+    shape, condition_shape = tuple(value.shape), tuple(condition.shape)
+    if shape[0] is not None and condition_shape[:1] != (None,) and shape[0] != condition_shape[0]:
+        raise ValueError(
+            f"Expected {name} and condition with the same batch size. Received: "
+            f"{name}.shape={shape}, condition.shape={condition_shape}"
+        )
 
 
 def is_eager_tensor(value):

@@ -19,7 +19,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tiny_models import LATENT_DIM
+from tiny_models import LATENT_DIM, PIXELS
 
 from keras_vae.data import split_image
 from keras_vae.data.images import array_batches
@@ -265,6 +265,30 @@ def test_evaluating_leaves_the_training_noise_alone(kind, objective):
         weights.append([w.numpy() for w in model.weights])
     for trained, evaluated in zip(*weights, strict=True):
         np.testing.assert_array_equal(trained, evaluated)
+
+
+def test_eager_tensors_of_the_wrong_shape_or_batch_are_refused_in_one_line(kind):
+    # Numpy arrays were checked; eager tensors reached the networks, which failed in 6 to
+    # 16 lines, and a CVAE's target and condition of different batches failed in Concatenate.
+    model = kind.make()
+    x, condition = kind.data(3)
+    c = None if condition is None else tf.constant(condition)
+    name = kind.data_name
+    cases = [
+        (lambda: model.decode(tf.zeros((3, LATENT_DIM + 1)), c), "z shaped [batch, 2]"),
+        (lambda: model.encode(tf.zeros((3, PIXELS + 1)), c), f"{name} shaped [batch, 3]"),
+    ]
+    if kind.conditional:
+        cases += [
+            (lambda: model.encode(tf.constant(x[:2]), c), "target and condition with the same"),
+            (lambda: model.decode(np.zeros((2, LATENT_DIM), "float32"), c), "z and condition"),
+        ]
+    for call, expected in cases:
+        with pytest.raises(ValueError) as error:
+            call()
+        assert len(str(error.value).splitlines()) == 1 and expected in str(error.value)
+    # Matching batches encode.
+    assert model.encode(tf.constant(x), c).batch_shape == (3,)
 
 
 def test_neighbouring_seeds_draw_streams_that_do_not_overlap(kind):
