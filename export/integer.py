@@ -118,7 +118,8 @@ def check_int8_full(model, batch_sizes) -> int:
         raise ValueError(
             "Expected a model with the StandardNormal prior for quantize='int8-full' (the host "
             "draws z with the portable normal; this prior needs its network or weights in "
-            f"float to draw z; export it with quantize='int8'). Received: "
+            "float to draw z; export it with quantize='int8' for LiteRT, or in float32 for "
+            "TFLite Micro). Received: "
             f"prior={type(model.prior_layer).__name__}"
         )
     if len(batch_sizes) > 1:

@@ -53,10 +53,12 @@ def convert_onnx(model, opset: int = ONNX_OPSET) -> dict:
         )
     tf2onnx, tf_loader = _tf2onnx()
     # tf2onnx logs each node it cannot convert (many lines) and goes on;
-    # `_check_runs` turns the outcome into one error instead.
-    log = logging.getLogger("tf2onnx")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
+    # `_check_runs` turns the outcome into one error instead. The TensorFlow
+    # functions it calls log their deprecation (about 8 lines on stderr).
+    quieted = {"tf2onnx": logging.CRITICAL, "tensorflow": logging.ERROR}
+    levels = {name: logging.getLogger(name).level for name in quieted}
+    for name, level in quieted.items():
+        logging.getLogger(name).setLevel(level)
     try:
         with tempfile.TemporaryDirectory() as folder:
             saved_model = os.path.join(folder, "saved_model")
@@ -69,7 +71,8 @@ def convert_onnx(model, opset: int = ONNX_OPSET) -> dict:
                 for signature, name in ONNX_FILES.items()
             }
     finally:
-        log.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _convert_signature(tf2onnx, tf_loader, saved_model, signature, opset):

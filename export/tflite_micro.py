@@ -144,6 +144,35 @@ def export_tflite_micro(
     >>> export_tflite_micro(vae, "runs/mlp/micro.tflite", num_samples=4)  # doctest: +SKIP
     'runs/mlp/micro.tflite'
     """
+    path, content = tflite_micro_file(
+        model, path, num_samples, function, batch_size, allow_untrained, arena_limit, quantize,
+        representative_conditions,
+    )  # fmt: skip
+    write_bytes_atomically(path, content)
+    return path
+
+
+def tflite_micro_file(
+    model,
+    path: str,
+    num_samples: int = 16,
+    function: str = "sample",
+    batch_size: int | None = None,
+    allow_untrained: bool = False,
+    arena_limit: int | None = None,
+    quantize: str | None = None,
+    representative_conditions=None,
+) -> tuple:
+    """`export_tflite_micro`'s checks and conversion, without writing the file.
+
+    Takes `export_tflite_micro`'s arguments. An export that writes other
+    files too (`keras-vae export --tflite-micro`) converts first, so that a
+    refusal (an arena past `arena_limit`, a model TFLite Micro cannot run)
+    comes before anything is written.
+
+    Returns:
+        A tuple `(path, content)`: the checked path and the file's bytes.
+    """
     path, num_samples, batch_size, arena_limit = check_micro_arguments(
         path, num_samples, function, batch_size, arena_limit, quantize
     )
@@ -161,8 +190,7 @@ def export_tflite_micro(
             f"Expected a model that fits in arena_limit={arena_limit} bytes. Received: a model "
             f"needing {record['arena_bytes']} bytes of arena ({record['arena_source']})"
         )
-    write_bytes_atomically(path, content)
-    return path
+    return path, content
 
 
 def check_micro_arguments(

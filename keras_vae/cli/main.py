@@ -607,7 +607,8 @@ def _export(args):
         )  # fmt: skip
     if args.saved_model is None and args.tflite is None and args.onnx is None:
         if args.tflite_micro is not None:
-            return _export_tflite_micro(args, *_calibration(args, args.micro_quantize))
+            model, conditions = _calibration(args, args.micro_quantize)
+            return _write_tflite_micro(args, _tflite_micro_file(args, model, conditions))
         raise ValueError(
             "Expected --saved-model BASE_DIR, --tflite FILE or --onnx DIR (or several), or "
             "--tflite-micro FILE. Received: none"
@@ -634,6 +635,14 @@ def _export(args):
         )
     int8_tflite = args.quantize in ("int8", "int8-full") and args.tflite is not None
     model, conditions = _calibration(args, int8_tflite or args.micro_quantize is not None)
+    micro = None
+    if args.tflite_micro is not None:
+        # Converted first: a model it refuses (arena, ops) then leaves nothing written.
+        if isinstance(model, str):
+            from keras_vae.tasks import load_model
+
+            model = load_model(model)
+        micro = _tflite_micro_file(args, model, conditions if args.micro_quantize else None)
     with _stops_as_exit():
         report = export_model(
             model,
@@ -653,8 +662,8 @@ def _export(args):
             "Expected the exported files to reproduce the Keras model within tolerance. "
             "Received: differences above tolerance (see the report above)"
         )
-    if args.tflite_micro is not None:
-        _export_tflite_micro(args, model, conditions if args.micro_quantize else None)
+    if micro is not None:
+        _write_tflite_micro(args, micro)
 
 
 def _calibration(args, needed):
@@ -662,23 +671,34 @@ def _calibration(args, needed):
     return _completion_calibration(args) if needed else (args.model, None)
 
 
-def _export_tflite_micro(args, model, conditions=None):
-    from keras_vae.export.tflite_micro import export_tflite_micro, read_micro_record
+def _tflite_micro_file(args, model, conditions=None):
+    """`(path, content)` of the `--tflite-micro` file, checked and converted, not written."""
+    from keras_vae.export.tflite_micro import tflite_micro_file
 
     if isinstance(model, str):
         from keras_vae.tasks import load_model
 
         model = load_model(model)
-    path = export_tflite_micro(
-        model,
-        args.tflite_micro,
-        num_samples=args.micro_num_samples,
-        function=args.micro_function,
-        allow_untrained=args.allow_untrained,
-        arena_limit=args.micro_arena_limit,
-        quantize=args.micro_quantize,
-        representative_conditions=conditions,
-    )
+    with _stops_as_exit():
+        return tflite_micro_file(
+            model,
+            args.tflite_micro,
+            num_samples=args.micro_num_samples,
+            function=args.micro_function,
+            allow_untrained=args.allow_untrained,
+            arena_limit=args.micro_arena_limit,
+            quantize=args.micro_quantize,
+            representative_conditions=conditions,
+        )
+
+
+def _write_tflite_micro(args, micro):
+    from keras_vae.export.tflite_micro import read_micro_record
+    from keras_vae.utils.staged_path import write_bytes_atomically
+
+    path, content = micro
+    with _stops_as_exit():
+        write_bytes_atomically(path, content)
     record = read_micro_record(path)
     parity = record["parity_max_abs_diff"]
     print(

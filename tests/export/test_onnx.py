@@ -2,6 +2,8 @@
 
 import importlib
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -20,6 +22,18 @@ def onnx_export(vae, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx") / "model"
     report = export_model(vae, onnx_dir=str(folder))
     return folder, report
+
+
+def test_the_cli_export_prints_nothing_to_stderr(vae, tmp_path):
+    # The TensorFlow functions tf2onnx calls logged about 8 deprecation lines.
+    vae.save(tmp_path / "model.keras")
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_vae.cli.main", "export", str(tmp_path / "model.keras"),
+         "--onnx", str(tmp_path / "onnx")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "" and "ok" in done.stdout
 
 
 def test_every_signature_is_written_at_opset_18_with_its_names(onnx_export):

@@ -165,6 +165,22 @@ def test_a_model_too_large_for_the_arena_limit_is_refused(vae, tmp_path):
     assert not path.exists()
 
 
+def test_cli_refuses_a_micro_file_before_writing_the_other_exports(vae, tmp_path, capsys):
+    # The SavedModel and .tflite file were published before the arena check failed.
+    model = str(tmp_path / "model.keras")
+    vae.save(model)
+    out = tmp_path / "out"
+    argv = [
+        "export", model, "--saved-model", str(out / "sm"), "--tflite", str(out / "m.tflite"),
+        "--tflite-micro", str(out / "micro.tflite"), "--micro-function", "decode",
+        "--micro-num-samples", "1", "--micro-arena-limit", "4096",
+    ]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Expected a model that fits in arena_limit=4096 bytes" in err[0]
+    assert not out.exists()
+
+
 def test_cli_export_and_bad_count(vae, tmp_path, capsys):
     # decode converts in about a second; the sampler's RNG takes ten.
     model = str(tmp_path / "model.keras")
