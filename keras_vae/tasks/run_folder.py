@@ -213,6 +213,22 @@ def remove_folder(folder):
     remove_path(trash)
 
 
+def resumable(folder, config):
+    """Whether the backup `folder` holds a stopped run that `config` resumes.
+
+    That is, a readable `state.json` whose arguments are `config`'s (the
+    number of epochs aside, which may be raised).
+    """
+    try:
+        with open(os.path.join(folder, STATE_FILE)) as f:
+            state = json.load(f)
+        return not changed_arguments(
+            state["config"], config, ignore=("epochs",)
+        ) and config["epochs"] >= int(state["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def finished_epochs(output):
     """The epochs that the backup in `output` holds (0 if none): where a resumed run starts."""
     try:

@@ -30,6 +30,7 @@ from keras_vae.tasks.run_folder import (
     changed_arguments,
     json_safe,
     remove_backup,
+    resumable,
     write_atomically,
     write_json,
 )
@@ -369,7 +370,8 @@ def train_model(
         if output is not None:
             _check_finished_run(output, json_safe(config), overwrite)
             backup_folder = os.path.join(output, "backup")
-            if overwrite:
+            if overwrite and not resumable(backup_folder, json_safe(config)):
+                # A stopped run of this command resumes, as the stop line says.
                 remove_backup(backup_folder)
             backup = RunBackup(backup_folder, json_safe(config))
             initial_epoch = backup.epoch  # its callback restores that epoch's state

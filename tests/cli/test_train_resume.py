@@ -327,6 +327,33 @@ def test_a_run_with_another_prior_or_posterior_is_refused(tmp_path, tfds_data_di
     assert not (out / "backup").exists()
 
 
+def test_a_stopped_overwrite_resumes_when_the_same_command_runs_again(
+    tmp_path, tfds_data_dir, monkeypatch
+):
+    # The stop line says "run the same command to resume"; with --overwrite the
+    # backup was removed, and the run started over.
+    run = {**RUN, "train_split": "train[:200]", "test_split": "test[:100]"}
+    out = tmp_path / "run"
+    training.train_model(output=str(out), **run)  # a finished run
+    changed = {**run, "beta": 0.5}
+    with monkeypatch.context() as patch:
+        _stop_after_commit(patch, 0)
+        with pytest.raises(Stopped):
+            training.train_model(output=str(out), overwrite=True, **changed)
+    committed = []
+    original = RunBackup.commit
+
+    def commit(self, model, epoch, logs):
+        committed.append(epoch)
+        original(self, model, epoch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunBackup, "commit", commit)
+        _, metrics = training.train_model(output=str(out), overwrite=True, **changed)
+    assert committed == [1] and metrics["config"]["beta"] == 0.5
+    assert len(metrics["history"]["elbo"]) == 2 and not (out / "backup").exists()
+
+
 def test_a_backup_that_cannot_be_read_is_one_line(tmp_path, tfds_data_dir, capsys):
     out = tmp_path / "run"
     (out / "backup").mkdir(parents=True)
