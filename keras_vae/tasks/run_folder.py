@@ -222,9 +222,9 @@ def resumable(folder, config):
     try:
         with open(os.path.join(folder, STATE_FILE)) as f:
             state = json.load(f)
-        return not changed_arguments(
-            state["config"], config, ignore=("epochs",)
-        ) and config["epochs"] >= int(state["epoch"])
+        return not changed_arguments(state["config"], config, ignore=("epochs",)) and config[
+            "epochs"
+        ] >= int(state["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
