@@ -109,6 +109,29 @@ def _int_up_to(name, largest, largest_text):
     return _number(check, int, name)
 
 
+def _gsnn_weight():
+    """An argparse type for `--gsnn-weight`, a float in [0, 1)."""
+
+    def check(name, value, allow_zero=False):
+        del allow_zero
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"Expected {name} to be a float in [0, 1). Received: {name}={value}")
+        return value
+
+    return _number(check, float, "gsnn_weight")
+
+
+def _batch_sizes(text):
+    """An argparse type for `--batch-sizes`: comma-separated integers in [1, 4096]."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(p.isdigit() and 1 <= int(p) <= MICRO_MAX_SAMPLES for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"Expected batch_sizes to be integers in [1, {MICRO_MAX_SAMPLES}], comma-separated "
+            f"(e.g. 1,64). Received: batch_sizes={text!r}"
+        )
+    return text
+
+
 def _seed():
     """An argparse type for a seed, an integer in [0, 2**32) as the library's."""
     return _number(lambda name, value, allow_zero=False: check_seed(name, value), int, "seed")
@@ -219,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--gsnn-weight",
-        type=float,
+        type=_gsnn_weight(),
         default=0.0,
         help="CVAE: weight in [0, 1) of the reconstruction from prior draws in the loss.",
     )
@@ -292,10 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="The same seed gives the same images in every runtime.",
     )
-    sample.add_argument("--label", type=int, default=None, help="Class, for a label CVAE.")
+    sample.add_argument(
+        "--label",
+        type=_positive_int("label", allow_zero=True),
+        default=None,
+        help="Class, for a label CVAE.",
+    )
     sample.add_argument(
         "--temperature",
-        type=float,
+        type=_positive_float("temperature", allow_zero=True),
         default=1.0,
         help="Scale of the prior's spread: below 1, more typical images; 0, the mean.",
     )
@@ -315,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--seed", type=_seed(), default=0, help="Seeds the completions.")
     complete.add_argument(
         "--temperature",
-        type=float,
+        type=_positive_float("temperature", allow_zero=True),
         default=1.0,
         help="Scale of the prior's spread: below 1, more typical completions; 0, the mean.",
     )
@@ -340,17 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--input", default=None, help="A .npy [N, H, W, C] of images instead.")
     plot.add_argument(
         "--num",
-        type=int,
+        type=_positive_int("num"),
         default=None,
         help="Images (reconstructions 16, latents 2000), pairs (interpolate 4), latents "
         "(traverse 8), tiles per side (manifold 15), samples (64; 8 per class; 6 completions).",
     )
     plot.add_argument(
-        "--steps", type=int, default=None, help="Tiles per row (interpolate 8, traverse 9)."
+        "--steps",
+        type=_positive_int("steps"),
+        default=None,
+        help="Tiles per row (interpolate 8, traverse 9).",
     )
     plot.add_argument(
         "--latent",
-        type=int,
+        type=_positive_int("latent", allow_zero=True),
         action="append",
         default=None,
         dest="latents",
@@ -358,21 +389,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.add_argument(
         "--extent",
-        type=float,
+        type=_positive_float("extent"),
         default=None,
         help="Prior standard deviations either side (traverse 3, manifold 2).",
     )
     plot.add_argument(
         "--label",
-        type=int,
+        type=_positive_int("label", allow_zero=True),
         action="append",
         default=None,
         dest="classes",
         help="samples of a label CVAE: a class row (repeatable; default: all).",
     )
     plot.add_argument("--seed", type=_seed(), default=0, help="Seeds every draw.")
-    plot.add_argument("--temperature", type=float, default=1.0, help="samples: the prior's spread.")
-    plot.add_argument("--zoom", type=int, default=3, help="Pixels per image pixel.")
+    plot.add_argument(
+        "--temperature",
+        type=_positive_float("temperature", allow_zero=True),
+        default=1.0,
+        help="samples: the prior's spread.",
+    )
+    plot.add_argument(
+        "--zoom", type=_positive_int("zoom"), default=3, help="Pixels per image pixel."
+    )
     export = sub.add_parser("export", help="Export to a SavedModel (TF Serving), TFLite, ONNX.")
     export.add_argument("model", help="A .keras file.")
     export.add_argument("--saved-model", default=None, metavar="BASE_DIR",
@@ -404,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--micro-quantize", default=None, choices=("int8-full",),
                         help="--tflite-micro: the full-integer decoder instead of float32 (with "
                              "--micro-function decode; z drawn on the host).")  # fmt: skip
-    export.add_argument("--batch-sizes", default=None, metavar="B1,B2",
+    export.add_argument("--batch-sizes", default=None, metavar="B1,B2", type=_batch_sizes,
                         help="--tflite: fixed batches for static-shape signatures (decode_bB, "
                              "sample_bB), e.g. 1,64: ~2-3x faster convolutional decoders in "
                              "LiteRT, and runnable by its CompiledModel.")  # fmt: skip
