@@ -918,13 +918,17 @@ def _lock_output(args):
 def _run(args, prefix, own_process):
     """`main` once the arguments are parsed (and a `train` holds its output folder)."""
     try:
-        if own_process:
-            start_up_as_the_executable()
-        else:
-            import_tensorflow_quietly()
+        with _start_up_stops():
+            if own_process:
+                start_up_as_the_executable()
+            else:
+                import_tensorflow_quietly()
     except KeyboardInterrupt:
-        print(f"{prefix}: {_stopped(args)}", file=sys.stderr)
+        print(f"{prefix}: {_stopped(args, started=False)}", file=sys.stderr)
         return 128 + signal.SIGINT
+    except _StartUpStop as stop:
+        print(f"{prefix}: {_stopped(args, started=False)}", file=sys.stderr)
+        return stop.code
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         from keras_vae.utils.staged_path import stop_requested
@@ -967,15 +971,51 @@ def _run(args, prefix, own_process):
     return 0
 
 
-def _stopped(args):
-    """The line printed when a command is stopped by Ctrl+C or SIGTERM."""
+class _StartUpStop(BaseException):
+    """A SIGTERM while the command starts up (see `_start_up_stops`)."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _start_up_stops():
+    """Turns SIGTERM into `_StartUpStop` meanwhile, as Ctrl+C is `KeyboardInterrupt`.
+
+    The seconds of TensorFlow's import come before a command sets its own
+    handlers (`_stops_as_exit`): Python's default SIGTERM ended the process
+    there without a word, and `train` left the output folder its lock made.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _StartUpStop(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(args, started=True):
+    """The line printed when a command is stopped by Ctrl+C or SIGTERM.
+
+    Reads nothing that imports TensorFlow: a stop during its import would
+    import it again.
+    """
     if args.command == "train":
-        from keras_vae.tasks.run_folder import finished_epochs
+        from keras_vae.utils.output_folder import finished_epochs
 
         done = finished_epochs(args.output)
-        if done == 0:
-            return "stopped in the first epoch; run the same command to start again"
-        return f"stopped after epoch {done}; run the same command to resume"
+        if done:
+            return f"stopped after epoch {done}; run the same command to resume"
+        if not started:
+            return "stopped before training began; run the same command to start again"
+        return "stopped in the first epoch; run the same command to start again"
     if args.command == "export":
         return "stopped; nothing was published"
     return "stopped; nothing was written"

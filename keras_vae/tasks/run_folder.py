@@ -11,6 +11,7 @@ import re
 import keras
 import numpy as np
 
+from keras_vae.utils.output_folder import STATE_FILE, finished_epochs  # noqa: F401 (re-exported)
 from keras_vae.utils.staged_path import (
     StagedPath,
     folder_entries,
@@ -19,7 +20,6 @@ from keras_vae.utils.staged_path import (
     remove_path,
 )
 
-STATE_FILE = "state.json"
 _EPOCH_WEIGHTS = re.compile(r"epoch-\d+\.keras")
 
 
@@ -227,15 +227,6 @@ def resumable(folder, config):
         ] >= int(state["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-def finished_epochs(output):
-    """The epochs that the backup in `output` holds (0 if none): where a resumed run starts."""
-    try:
-        with open(os.path.join(output, "backup", STATE_FILE)) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 class _CommitEpoch(keras.callbacks.Callback):

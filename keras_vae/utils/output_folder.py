@@ -1,5 +1,6 @@
 """An output folder's checks and lock, without TensorFlow: the CLI takes them before it loads."""
 
+import json
 import os
 
 from keras_vae.utils.images import file_in_the_way
@@ -151,3 +152,16 @@ def _missing_folders(folder):
         missing.append(folder)
         folder = os.path.dirname(folder)
     return missing
+
+
+# The file of `<output>/backup` that commits a stopped run's epochs (`tasks.run_folder`).
+STATE_FILE = "state.json"
+
+
+def finished_epochs(output):
+    """The epochs that the backup in `output` holds (0 if none): where a resumed run starts."""
+    try:
+        with open(os.path.join(output, "backup", STATE_FILE)) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

@@ -479,6 +479,29 @@ def test_a_signal_stops_train_with_one_line(tmp_path, tfds_data_dir, signum):
     assert lines == [f"keras-vae train: stopped after epoch {done}; run the same command to resume"]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_tensorflow_loads_is_one_line_and_leaves_no_folder(tmp_path, signum):
+    # SIGTERM killed the process without a word, leaving the folder its lock made;
+    # Ctrl+C imported TensorFlow again to word its line, printing its start-up log.
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "keras_vae.cli.main", "train", *reliability.TRAIN_ARGV,
+            "--output", str(out)]  # fmt: skip
+    run = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, preexec_fn=reliability.default_sigint
+    )
+    deadline = time.monotonic() + 60
+    while not (out / ".keras-vae.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signum)
+    signalled = time.monotonic()
+    code, stderr = run.wait(timeout=60), run.stderr.read()
+    assert code == 128 + signum and time.monotonic() - signalled < 5
+    assert stderr.splitlines() == [
+        "keras-vae train: stopped before training began; run the same command to start again"
+    ]
+    assert not out.exists()
+
+
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tfds_data_dir):
     with reliability.tmpfs("2m") as folder:
         if folder is None:
