@@ -6,9 +6,10 @@ import numbers
 def format_metrics(metrics: dict) -> str:
     """Summarises the dict of `log_likelihood` (or any dict of scalar metrics).
 
-    Known keys get one line each, in the order log-likelihood, NLL (with bits
-    per dimension), ELBO (with its reconstruction and KL terms) and active
-    units; any other scalar is listed after them as `name: value`. Arrays and
+    Known keys get one line each, in the order log-likelihood (with its K,
+    `num_samples` or `importance_samples`), NLL (with bits per dimension),
+    ELBO (with its reconstruction and KL terms), the training loss and
+    active units; any other scalar is listed after them as `name: value`. Arrays and
     lists (`per_example`) are not printed.
 
     Args:
@@ -38,8 +39,9 @@ def format_metrics(metrics: dict) -> str:
 
     if take("log_likelihood"):
         details = []
-        if take("num_samples"):
-            details.append(f"K={metrics['num_samples']}")
+        for key in ("num_samples", "importance_samples"):
+            if take(key):
+                details.append(f"K={metrics[key]}")
         if take("num_examples"):
             details.append(f"{metrics['num_examples']} examples")
         suffix = f" (importance-weighted, {', '.join(details)})" if details else ""
@@ -56,6 +58,8 @@ def format_metrics(metrics: dict) -> str:
         )
         suffix = f" (reconstruction {terms[0]:.2f}, {kind}KL {terms[1]:.2f})" if terms else ""
         lines.append(f"ELBO: {metrics['elbo']:.2f} nats{suffix}")
+    if take("loss"):
+        lines.append(f"Loss: {metrics['loss']:.2f} nats (the objective training minimises)")
     if take("active_units"):
         total = take("latent_dim")
         suffix = f" of {total[0]}" if total else ""

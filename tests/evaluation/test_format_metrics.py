@@ -31,9 +31,18 @@ def test_log_likelihood_metrics(estimator, name):
 
 
 def test_evaluate_metrics_and_other_scalars():
-    metrics = {"loss": 95.5, "elbo": -95.5, "reconstruction": -70.25, "kl": 25.25}
+    metrics = {"loss": 95.5, "elbo": -95.5, "reconstruction": -70.25, "kl": 25.25, "lr": 1e-3}
     assert format_metrics(metrics) == (
-        "ELBO: -95.50 nats (reconstruction -70.25, KL 25.25)\nloss: 95.5"
+        "ELBO: -95.50 nats (reconstruction -70.25, KL 25.25)\n"
+        "Loss: 95.50 nats (the objective training minimises)\nlr: 0.001"
+    )
+
+
+def test_evaluate_model_metrics_name_their_k():
+    # keras-vae evaluate reports K as importance_samples: the K was not shown.
+    metrics = {"log_likelihood": -90.0, "nll": 90.0, "importance_samples": 5}
+    assert format_metrics(metrics) == (
+        "Log-likelihood: -90.00 nats (importance-weighted, K=5)\nNLL: 90.00 nats"
     )
     assert format_metrics({"kl": 3.0, "active_units": 0}) == "Active units: 0\nkl: 3"
 
