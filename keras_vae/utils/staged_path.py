@@ -194,11 +194,15 @@ def write_bytes_atomically(path, content: bytes, suffix="") -> str:
     """Writes `content` at a hidden name beside `path`, flushed, then renames it to `path`.
 
     A stop, a crash or a full disk leaves the previous file (or none), never
-    a cut one. Returns `path` as a str.
+    a cut one; an `OSError` names `path`, not the hidden name. Returns `path`
+    as a str.
     """
-    with StagedPath(path, suffix) as staged:
-        staged.write_bytes(content)
-        return staged.publish()
+    try:
+        with StagedPath(path, suffix) as staged:
+            staged.write_bytes(content)
+            return staged.publish()
+    except OSError as e:  # name the file meant, not the hidden one
+        raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
 
 
 def is_staged_name(name) -> bool:

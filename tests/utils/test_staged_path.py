@@ -7,7 +7,12 @@ import uuid
 
 import pytest
 
-from keras_vae.utils.staged_path import StagedPath, process_namespace, publish_replacing
+from keras_vae.utils.staged_path import (
+    StagedPath,
+    process_namespace,
+    publish_replacing,
+    write_bytes_atomically,
+)
 
 
 def _staged_name(target, pid, owner, suffix=""):
@@ -154,3 +159,19 @@ def test_a_symbolic_link_is_replaced_and_what_it_points_to_kept(tmp_path):
         publish_replacing(_staged_folder(target, {"a": text}))
     assert sorted(os.listdir(tmp_path)) == ["onnx", "real"] and not target.is_symlink()
     assert (target / "a").read_text() == "second" and (real / "a").read_text() == "theirs"
+
+
+def test_a_failed_write_names_the_file_meant_not_the_hidden_one(tmp_path, monkeypatch):
+    # A full disk (or a folder without write permission) was reported at the hidden
+    # name: "[Errno 28] No space left on device: '.../.s.png.tmp-f432...'".
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "samples.png"
+    with pytest.raises(OSError) as error:
+        write_bytes_atomically(target, b"png")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)
+    assert os.listdir(tmp_path) == []
