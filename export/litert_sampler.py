@@ -765,6 +765,19 @@ def quiet_stderr():
         os.close(null)
 
 
+def written_by_keras_vae(path) -> bool:
+    """Whether the file at `path` is a `.tflite` file that keras-vae exported.
+
+    That is, whether it holds the `keras_vae` metadata record that every
+    export writes (a file of another exporter, or none, does not).
+    """
+    try:
+        with open(path, "rb") as f:
+            return bool(_read_metadata(f.read()))
+    except OSError:
+        return False
+
+
 def _read_metadata(content):
     """The `keras_vae` JSON record of a model's metadata, or `{}` without one."""
     try:

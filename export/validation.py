@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from keras_vae.export.litert_sampler import written_by_keras_vae
 from keras_vae.models.validation import follows_model_contract
 from keras_vae.utils.images import file_in_the_way
 
@@ -151,10 +152,19 @@ def check_version(version):
 
 
 def check_tflite_path(path) -> str:
-    """Returns `path` as a str; raises unless it names a `.tflite` file, not a folder."""
+    """Returns `path` as a str; raises unless it names a `.tflite` file, not a folder.
+
+    An existing file there is replaced only if keras-vae exported it: another
+    exporter's file (or any other) is the user's, and is refused.
+    """
     path = os.fspath(path)
     if not path.endswith(".tflite") or os.path.isdir(path):
         raise ValueError(f"Expected path to a .tflite file. Received: path={path!r}")
+    if os.path.lexists(path) and not written_by_keras_vae(path):
+        raise ValueError(
+            "Expected path to a new .tflite file or to one keras-vae exported, which is "
+            f"replaced. Received: path={path!r}, a file keras-vae did not write"
+        )
     blocker = file_in_the_way(path)
     if blocker is not None:
         raise ValueError(

@@ -41,3 +41,10 @@ def reference_normal(shape, seed):
     angle = (np.float32(2.0 * np.pi) * _unit(seed, counter, 2)).astype(float)
     z = np.sqrt(-2.0 * np.log(_unit(seed, counter, 1).astype(float))) * np.cos(angle)
     return z.reshape(shape)
+
+
+def earlier_export(vae_tflite):
+    """The bytes of an earlier keras-vae `.tflite` file (the float16 one), which an export of
+    the float32 file replaces: other bytes than the export writes."""
+    with open(vae_tflite["float16"], "rb") as f:
+        return f.read()

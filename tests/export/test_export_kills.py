@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from export_helpers import earlier_export
 
 from benchmarks import reliability
 from keras_vae.export import export_model
@@ -24,10 +25,11 @@ def model_file(vae, tmp_path_factory):
 
 
 def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(
-    vae, model_file, tmp_path, reused_vae_saved_model, reused_vae_tflite
+    vae, model_file, tmp_path, reused_vae_saved_model, reused_vae_tflite, vae_tflite
 ):
     base, tflite = tmp_path / "served", tmp_path / "model.tflite"
-    tflite.write_bytes(b"the previous export's file")
+    previous = earlier_export(vae_tflite)
+    tflite.write_bytes(previous)
     # Killed (no clean-up) between the SavedModel's rename and the TFLite file's.
     code, _ = reliability.run_child(
         "export", base, "publish 1", "after", model=model_file, tflite=tflite
@@ -36,7 +38,7 @@ def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(
     assert sorted(os.listdir(base)) == [".1.publishing.json", "1"]
     journal = json.loads((base / ".1.publishing.json").read_text())
     assert journal["tflite"] == str(tflite)
-    assert tflite.read_bytes() == b"the previous export's file"
+    assert tflite.read_bytes() == previous
 
     # The next export, of the same model in this process: what is checked is
     # the roll-back and the publishing around the writes, so its SavedModel and
@@ -46,7 +48,7 @@ def test_a_version_published_without_its_tflite_is_removed_by_the_next_export(
     assert report["ok"] and report["saved_model"]["version"] == 1
     assert reliability.export_state(str(base), str(tflite)) == []
     assert os.listdir(base) == ["1"]
-    assert tflite.read_bytes() != b"the previous export's file"
+    assert tflite.read_bytes() != previous
 
 
 @pytest.mark.slow
@@ -64,10 +66,11 @@ def test_a_finished_publish_is_kept_by_the_next_export(model_file, tmp_path):
 
 
 def test_a_version_another_export_made_first_is_refused_not_removed(
-    vae, tmp_path, monkeypatch, reused_vae_saved_model, reused_vae_tflite
+    vae, tmp_path, monkeypatch, reused_vae_saved_model, reused_vae_tflite, vae_tflite
 ):
     base, tflite = tmp_path / "served", tmp_path / "model.tflite"
-    tflite.write_bytes(b"the previous export's file")
+    previous = earlier_export(vae_tflite)
+    tflite.write_bytes(previous)
     verify = export_model_module.verify_export
 
     def verify_while_another_export_publishes(*args, **kwargs):
@@ -80,7 +83,7 @@ def test_a_version_another_export_made_first_is_refused_not_removed(
         export_model(vae, saved_model_base=str(base), tflite_path=str(tflite))
     assert os.listdir(base) == ["1"]
     assert (base / "1" / "saved_model.pb").read_bytes() == b"the other export's"
-    assert tflite.read_bytes() == b"the previous export's file"
+    assert tflite.read_bytes() == previous
 
 
 def _ended_pid():

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import LATENT_DIM, binary_images
+from export_helpers import LATENT_DIM, binary_images, earlier_export
 
 from keras_vae.cli.main import main
 from keras_vae.data import make_conditional_pairs
@@ -169,14 +169,17 @@ def test_int8_completion_cvae_with_conditions(completion_cvae, tmp_path):
 
 
 @pytest.fixture
-def previous_tflite(tmp_path):
+def previous_tflite(tmp_path, vae_tflite):
+    """An earlier export's file, which a finished export would replace."""
     path = tmp_path / "m.tflite"
-    path.write_bytes(b"previous model")
+    path.write_bytes(earlier_export(vae_tflite))
     return path
 
 
 @pytest.mark.usefixtures("reused_vae_saved_model")
-def test_failed_conversion_removes_the_saved_model(vae, tmp_path, previous_tflite, monkeypatch):
+def test_failed_conversion_removes_the_saved_model(
+    vae, vae_tflite, tmp_path, previous_tflite, monkeypatch
+):
     def fail(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
@@ -185,7 +188,7 @@ def test_failed_conversion_removes_the_saved_model(vae, tmp_path, previous_tflit
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_model(vae, saved_model_base=str(tmp_path / "sm"), tflite_path=str(previous_tflite))
     assert os.listdir(tmp_path) == ["m.tflite"]
-    assert previous_tflite.read_bytes() == b"previous model"
+    assert previous_tflite.read_bytes() == earlier_export(vae_tflite)
 
 
 @pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
@@ -255,7 +258,7 @@ def test_failed_publish_removes_the_published_version(vae, tmp_path, monkeypatch
 
 
 @pytest.mark.usefixtures("reused_vae_saved_model", "reused_vae_tflite")
-def test_mismatch_writes_nothing(vae, tmp_path, previous_tflite, monkeypatch):
+def test_mismatch_writes_nothing(vae, vae_tflite, tmp_path, previous_tflite, monkeypatch):
     monkeypatch.setitem(TOLERANCES, None, -1.0)  # every float32 file now "mismatches"
     (tmp_path / "sm" / "1").mkdir(parents=True)
     report = export_model(
@@ -269,7 +272,7 @@ def test_mismatch_writes_nothing(vae, tmp_path, previous_tflite, monkeypatch):
     # No version for TF Serving to pick up, and the old .tflite file as it was.
     assert os.listdir(tmp_path / "sm") == ["1"]
     assert sorted(os.listdir(tmp_path)) == ["m.tflite", "sm"]
-    assert previous_tflite.read_bytes() == b"previous model"
+    assert previous_tflite.read_bytes() == earlier_export(vae_tflite)
     last = format_report(report).splitlines()[-1]
     assert last.endswith("an export does not match; nothing was written")
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from export_helpers import LATENT_DIM
+from export_helpers import LATENT_DIM, earlier_export
 
 from keras_vae.export import export_model
 from keras_vae.export.onnx import ONNX_FILES, ONNX_OPSET, convert_onnx
@@ -133,12 +133,13 @@ def test_a_folder_holding_other_files_is_refused_and_kept(vae, tmp_path):
 
 
 def test_a_file_added_during_the_export_stops_it_before_anything_is_published(
-    vae, tmp_path, monkeypatch, reused_vae_tflite
+    vae, tmp_path, monkeypatch, reused_vae_tflite, vae_tflite
 ):
     onnx_module = importlib.import_module("keras_vae.export.onnx")
     folder, tflite = tmp_path / "onnx", tmp_path / "model.tflite"
     folder.mkdir()
-    tflite.write_bytes(b"the previous export's file")
+    previous = earlier_export(vae_tflite)
+    tflite.write_bytes(previous)
     convert = onnx_module.convert_onnx
 
     def convert_then_add_a_file(model):
@@ -150,7 +151,7 @@ def test_a_file_added_during_the_export_stops_it_before_anything_is_published(
         export_model(vae, onnx_dir=str(folder), tflite_path=str(tflite))
     assert sorted(os.listdir(tmp_path)) == ["model.tflite", "onnx"]
     assert os.listdir(folder) == ["later.txt"]
-    assert tflite.read_bytes() == b"the previous export's file"
+    assert tflite.read_bytes() == previous
 
 
 def test_an_earlier_export_is_replaced_whole(onnx_export, cvae, tmp_path):

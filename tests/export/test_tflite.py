@@ -246,9 +246,10 @@ def test_int8_cvae_needs_conditions_unless_labels(cvae, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_failed_conversion_keeps_the_old_file(vae, tmp_path, monkeypatch):
+def test_failed_conversion_keeps_the_old_file(vae, vae_tflite, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
-    path.write_bytes(b"previous model")
+    previous = open(vae_tflite[None], "rb").read()  # an earlier export, which is replaced
+    path.write_bytes(previous)
 
     def fail(*args, **kwargs):
         raise RuntimeError("converter crashed")
@@ -256,14 +257,15 @@ def test_failed_conversion_keeps_the_old_file(vae, tmp_path, monkeypatch):
     monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", fail)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_tflite(vae, path)
-    assert path.read_bytes() == b"previous model"
+    assert path.read_bytes() == previous
     assert os.listdir(tmp_path) == ["model.tflite"]
 
 
 @pytest.mark.usefixtures("reused_vae_tflite")
-def test_failed_write_leaves_no_partial_file(vae, tmp_path, monkeypatch):
+def test_failed_write_leaves_no_partial_file(vae, vae_tflite, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
-    path.write_bytes(b"previous model")
+    previous = open(vae_tflite[None], "rb").read()
+    path.write_bytes(previous)
 
     def fail(*args, **kwargs):
         raise OSError("rename failed")
@@ -272,12 +274,25 @@ def test_failed_write_leaves_no_partial_file(vae, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="rename failed"):
         export_tflite(vae, path)
-    assert path.read_bytes() == b"previous model"
+    assert path.read_bytes() == previous
     assert os.listdir(tmp_path) == ["model.tflite"]
     # Nor the folders made for a new file.
     with pytest.raises(OSError, match="rename failed"):
         export_tflite(vae, tmp_path / "new" / "deeper" / "m.tflite")
     assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_a_file_keras_vae_did_not_write_is_never_replaced(vae, tmp_path):
+    # It was replaced silently; an earlier export is (the tests above).
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"the user's own model")
+    with pytest.raises(ValueError) as error:
+        export_tflite(vae, path)
+    assert str(error.value) == (
+        "Expected path to a new .tflite file or to one keras-vae exported, which is replaced. "
+        f"Received: path={str(path)!r}, a file keras-vae did not write"
+    )
+    assert path.read_bytes() == b"the user's own model" and os.listdir(tmp_path) == [path.name]
 
 
 def test_path_that_is_a_folder(vae, tmp_path):

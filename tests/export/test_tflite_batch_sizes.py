@@ -180,9 +180,11 @@ def test_bad_batch_sizes_are_refused_in_one_line(vae, tmp_path, batch_sizes):
 def test_cli_refuses_bad_batch_sizes_in_one_line(tmp_path, capsys, value):
     path = tmp_path / "model.tflite"
     argv = ["export", str(tmp_path / "none.keras"), "--tflite", str(path)]
-    assert main([*argv, "--batch-sizes", value]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing
+        main([*argv, "--batch-sizes", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("keras-vae export: error: argument --batch-sizes: Expected")
     assert f"Received: batch_sizes={value!r}" in err
     assert "Traceback" not in err and not path.exists()
 
