@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete = sub.add_parser("complete", help="Complete partly observed images (CVAE).")
     complete.add_argument("model", help="A .keras file of a completion CVAE.")
     _add_data_args(complete)
-    complete.add_argument("--split", default="test[:8]", help="Images to complete.")
+    complete.add_argument("--split", default=None, help="Images to complete (default: test[:8]).")
     complete.add_argument("--input", default=None, help="A .npy [N, H, W, C] in [0, 1] instead.")
     complete.add_argument(
         "--num-completions",
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("model", help="A .keras file.")
     plot.add_argument("--output", required=True, help="A .png file.")
     _add_data_args(plot)
-    plot.add_argument("--split", default="test", help="TFDS split of the images.")
+    plot.add_argument("--split", default=None, help="TFDS split of the images (default: test).")
     plot.add_argument("--input", default=None, help="A .npy [N, H, W, C] of images instead.")
     plot.add_argument(
         "--num",
@@ -405,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--temperature",
         type=_positive_float("temperature", allow_zero=True),
-        default=1.0,
-        help="samples: the prior's spread.",
+        default=None,
+        help="samples: the prior's spread (default: 1.0).",
     )
     plot.add_argument(
         "--zoom", type=_positive_int("zoom"), default=3, help="Pixels per image pixel."
@@ -451,14 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "2.14 (dynamic quantization then quantizes dense weights per "
                              "tensor); refused if the file would need a newer one.")  # fmt: skip
     export.add_argument("--version", type=_int_up_to("version", MAX_VERSION, "2**63 - 1"),
-                        default=None, help="SavedModel version.")  # fmt: skip
+                        default=None,
+                        help="SavedModel version (default: the next one).")  # fmt: skip
     export.add_argument("--allow-untrained", action="store_true",
                         help="Export a model whose optimizer never stepped.")  # fmt: skip
     export.add_argument("--calibration-split", default="train[:1000]",
                         help="For --quantize int8 of a completion CVAE: the TFDS split whose "
                              "observed parts calibrate the quantization.")  # fmt: skip
     export.add_argument("--dataset", default="mnist", help="TFDS dataset of --calibration-split.")
-    export.add_argument("--data-dir", default=None, help="TFDS data folder.")
+    export.add_argument(
+        "--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)."
+    )
     return parser
 
 
@@ -556,13 +559,15 @@ def _complete(args):
     from keras_vae.utils import check_image_path, save_images
 
     check_image_path(args.output)
+    _check_split_or_input(args)
     # --input first: a bad path fails before the model loads.
     images = None if args.input is None else _load_npy(args.input)
     model = load_model(args.model)
     if images is not None:
         images = data.scale_images(images)
     else:
-        images = data.scale_images(data.load_images(args.dataset, args.split, args.data_dir)[0])
+        split = args.split or "test[:8]"
+        images = data.scale_images(data.load_images(args.dataset, split, args.data_dir)[0])
     completions = complete_images(
         model, images, args.num_completions, args.seed, temperature=args.temperature
     )
@@ -574,19 +579,29 @@ def _complete(args):
     print(f"wrote {args.output}")
 
 
+def _check_split_or_input(args):
+    """Raises if both `--split` and `--input` name the images (one would be ignored)."""
+    if args.split is not None and args.input is not None:
+        raise ValueError(
+            "Expected --split or --input, not both: they name the same images. Received: "
+            f"split={args.split!r}, input={args.input!r}"
+        )
+
+
 def _plot(args):
-    from keras_vae.tasks import load_model, plot_model
+    from keras_vae.tasks import plot_model
     from keras_vae.visualize import check_png_path
 
     check_png_path(args.output)
+    _check_split_or_input(args)
     images = None if args.input is None else _load_npy(args.input)
     path = plot_model(
         args.kind,
-        load_model(args.model),
+        args.model,  # loaded once the options are checked
         args.output,
         images=images,
         dataset=args.dataset,
-        split=args.split,
+        split=args.split or "test",
         data_dir=args.data_dir,
         num=args.num,
         steps=args.steps,

@@ -26,6 +26,7 @@ _OPTION_KINDS = {
     "latents": ("traverse",),
     "extent": ("traverse", "manifold"),
     "classes": ("samples",),
+    "temperature": ("samples",),
 }
 
 
@@ -44,7 +45,7 @@ def plot_model(
     extent: float | None = None,
     classes: list | None = None,
     seed: int = 0,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     zoom: int = 3,
 ) -> str:
     """Draws one picture of `keras_vae.visualize` of a model and saves it as a PNG.
@@ -77,7 +78,8 @@ def plot_model(
             the mean: `"traverse"` (3) and `"manifold"` (2).
         classes: list of int or `None`. Rows of `"samples"` of a label CVAE.
         seed: int. Seed of every draw. Defaults to `0`.
-        temperature: float. Prior spread of `"samples"`. Defaults to `1.0`.
+        temperature: float or `None`. Prior spread of `"samples"`; `None`
+            is `1.0`. Defaults to `None`.
         zoom: int. Pixels per image pixel. Defaults to `3`.
 
     Returns:
@@ -90,7 +92,13 @@ def plot_model(
     """
     check_choice("kind", kind, PLOT_KINDS)
     output = check_png_path(output)
-    given = {"steps": steps, "latents": latents, "extent": extent, "classes": classes}
+    given = {
+        "steps": steps,
+        "latents": latents,
+        "extent": extent,
+        "classes": classes,
+        "temperature": temperature,
+    }
     for name, kinds in _OPTION_KINDS.items():
         if given[name] is not None and kind not in kinds:
             raise ValueError(
@@ -144,7 +152,7 @@ def plot_model(
             seed,
             classes=classes,
             images=images if completion else None,
-            temperature=temperature,
+            temperature=1.0 if temperature is None else temperature,
             zoom=zoom,
         )
     return save_png(picture, output)

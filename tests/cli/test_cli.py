@@ -477,6 +477,15 @@ def test_sample_temperature(vae_run, tmp_path, capsys):
          "Received: num_samples=0"),
         (["sample", "model.keras", "--num-samples", "0", "--output", "x.png"],
          "Received: num_samples=0"),
+        # Either would be ignored.
+        (["complete", "model.keras", "--input", "in.npy", "--split", "test[:3]", "--output",
+          "x.png"], "Expected --split or --input, not both: they name the same images. "
+         "Received: split='test[:3]', input='in.npy'"),
+        (["plot", "latents", "model.keras", "--input", "in.npy", "--split", "test",
+          "--output", "x.png"], "Expected --split or --input, not both"),
+        (["plot", "reconstructions", "model.keras", "--temperature", "0.3", "--output", "x.png"],
+         "Expected temperature only for kind in ('samples',). Received: temperature=0.3 with "
+         "kind='reconstructions'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, tfds_data_dir):
