@@ -5,11 +5,13 @@ import zipfile
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_vae import data
 from keras_vae.evaluation import log_likelihood
 from keras_vae.models.validation import check_positive_int, follows_model_contract
 from keras_vae.tasks.training import make_datasets
+from keras_vae.utils.checks import check_seed
 
 # What every `.keras` archive holds, whatever its weights format.
 _KERAS_MEMBERS = ("metadata.json", "config.json")
@@ -94,7 +96,8 @@ def evaluate_model(
         dataset: str. TFDS image dataset name. Defaults to `"mnist"`.
         split: str. TFDS split. Defaults to `"test"`.
         batch_size: int. Defaults to `500`.
-        seed: int. Seed of the binarization. Defaults to `0`.
+        seed: int in [0, 2**32). Seed of the binarization (and of the
+            importance samples). Defaults to `0`.
         data_dir: str or `None`. TFDS data folder.
         importance_samples: int or `None`. When given, also the
             importance-weighted estimate of log p(x) with this many samples
@@ -116,6 +119,7 @@ def evaluate_model(
     """
     if importance_samples is not None:
         check_positive_int("importance_samples", importance_samples)
+    seed = check_seed("seed", seed)
     if isinstance(model, str):
         model = load_model(model)
     images, labels = data.load_images(dataset, split, data_dir=data_dir)
@@ -128,8 +132,11 @@ def evaluate_model(
         )
     num_classes = model.condition_shape[0] if condition == "label" else 10
     binarize = default_binarization(model)
+    # Keyed by an epoch, the draws take the seed as an int64: every 32-bit seed
+    # the command line takes is its own (TensorFlow's seeds wrap at 2**31 - 1).
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     ds = make_datasets(
-        kind, condition, images, labels, binarize, batch_size, seed, False, num_classes
+        kind, condition, images, labels, binarize, batch_size, seed, False, num_classes, epoch
     )
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     metrics["kl_estimator"] = model.kl_estimator

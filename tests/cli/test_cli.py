@@ -775,6 +775,12 @@ def test_seeds_are_32_bits_on_every_command(vae_run, cvae_runs, tmp_path, capsys
             main(argv)
         assert exit_info.value.code == 2
         assert "Expected seed to be an integer in [0, 2**32)" in capsys.readouterr().err
+    # The largest seed evaluates (TensorFlow's seeds wrap at 2**31 - 1: it was refused).
+    elbos = []
+    for seed in ("0", str(2**32 - 1)):
+        assert main(["evaluate", model, "--split", "test[:50]", "--seed", seed, "--json"]) == 0
+        elbos.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["elbo"])
+    assert elbos[0] != elbos[1]
     # The largest seed draws completions of its own.
     completer = str(cvae_runs["top-half"] / "model.keras")
     outputs = []
