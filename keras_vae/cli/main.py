@@ -909,7 +909,7 @@ def main(argv=None, own_process=False) -> int:
         print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
         return 1
     try:
-        return _run(args, prefix, own_process)
+        return _run(args, prefix, own_process, lock)
     finally:
         if lock is not None:
             lock.release()
@@ -930,20 +930,13 @@ def _lock_output(args):
     return RunLock(args.output).acquire()
 
 
-def _run(args, prefix, own_process):
-    """`main` once the arguments are parsed (and a `train` holds its output folder)."""
-    try:
-        with _start_up_stops():
-            if own_process:
-                start_up_as_the_executable()
-            else:
-                import_tensorflow_quietly()
-    except KeyboardInterrupt:
-        print(f"{prefix}: {_stopped(args, started=False)}", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except _StartUpStop as stop:
-        print(f"{prefix}: {_stopped(args, started=False)}", file=sys.stderr)
-        return stop.code
+def _run(args, prefix, own_process, lock=None):
+    """`main` once the arguments are parsed (and a `train` holds its output folder, `lock`)."""
+    with _start_up_stops(f"{prefix}: {_stopped(args, started=False)}\n", lock):
+        if own_process:
+            start_up_as_the_executable()
+        else:
+            import_tensorflow_quietly()
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         from keras_vae.utils.staged_path import stop_requested
@@ -986,34 +979,37 @@ def _run(args, prefix, own_process):
     return 0
 
 
-class _StartUpStop(BaseException):
-    """A SIGTERM while the command starts up (see `_start_up_stops`)."""
-
-    def __init__(self, code):
-        super().__init__(code)
-        self.code = code
-
-
 @contextlib.contextmanager
-def _start_up_stops():
-    """Turns SIGTERM into `_StartUpStop` meanwhile, as Ctrl+C is `KeyboardInterrupt`.
+def _start_up_stops(line, lock=None):
+    """Ends the process at Ctrl+C or SIGTERM meanwhile: `line` on stderr, `lock` released.
 
     The seconds of TensorFlow's import come before a command sets its own
-    handlers (`_stops_as_exit`): Python's default SIGTERM ended the process
-    there without a word, and `train` left the output folder its lock made.
+    handlers (`_stops_as_exit`). Python's default SIGTERM ended the process
+    there without a word, leaving the output folder that `train`'s lock
+    made. An exception raised in the import does not do: pybind11 turns it
+    into an `ImportError` with a long traceback, or the import machinery
+    swallows it and the command runs on. Nothing is written yet, so the
+    handler writes its line to the real stderr (the import silences
+    descriptor 2), releases the lock and exits at once.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stderr = os.dup(2)
 
     def stop(signum, frame):
-        raise _StartUpStop(128 + signum)
+        os.write(stderr, line.encode())
+        if lock is not None:
+            lock.release()  # and the folder it made goes
+        os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(stderr)
 
 
 def _stopped(args, started=True):

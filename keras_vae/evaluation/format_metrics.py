@@ -39,9 +39,10 @@ def format_metrics(metrics: dict) -> str:
 
     if take("log_likelihood"):
         details = []
-        for key in ("num_samples", "importance_samples"):
-            if take(key):
-                details.append(f"K={metrics[key]}")
+        counts = [take(key) for key in ("num_samples", "importance_samples")]
+        k = next((count[0] for count in counts if count), None)
+        if k is not None:
+            details.append(f"K={k}")
         if take("num_examples"):
             details.append(f"{metrics['num_examples']} examples")
         suffix = f" (importance-weighted, {', '.join(details)})" if details else ""

@@ -480,7 +480,7 @@ class ELBOModel(keras.Model):
         raise NotImplementedError
 
     def next_seed(self, training=True):
-        """A fresh stateless seed (int32 `[2]`), advancing `sampler_state`.
+        """A fresh stateless seed (int32 `[2]`) of the training or the evaluation stream.
 
         With `training=False` (the test step's draws) the seed comes from a
         stream of its own, `[seed, -1 - k]` for the k-th draw since the last
@@ -582,6 +582,10 @@ class ELBOModel(keras.Model):
     def from_config(cls, config):
         # Deserialization consumes nested dicts: work on a copy.
         config = copy.deepcopy(config)
+        seed = config.get("seed")
+        if isinstance(seed, int) and not 0 <= seed < 2**32:
+            # Saved before seeds were checked: the loaded sampler state draws, not the seed.
+            config["seed"] = seed % 2**32
         for key in cls.nested_keys:
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])

@@ -222,6 +222,8 @@ def resumable(folder, config):
     try:
         with open(os.path.join(folder, STATE_FILE)) as f:
             state = json.load(f)
+        if not os.path.exists(os.path.join(folder, state["weights"])) or "history" not in state:
+            return False  # unreadable: --overwrite starts over
         return not changed_arguments(state["config"], config, ignore=("epochs",)) and config[
             "epochs"
         ] >= int(state["epoch"])

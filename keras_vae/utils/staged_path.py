@@ -202,6 +202,8 @@ def write_bytes_atomically(path, content: bytes, suffix="") -> str:
             staged.write_bytes(content)
             return staged.publish()
     except OSError as e:  # name the file meant, not the hidden one
+        if e.errno is None:
+            raise OSError(f"{e} (writing {os.fspath(path)!r})") from None
         raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
 
 

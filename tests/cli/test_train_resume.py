@@ -352,6 +352,17 @@ def test_a_stopped_overwrite_resumes_when_the_same_command_runs_again(
         _, metrics = training.train_model(output=str(out), overwrite=True, **changed)
     assert committed == [1] and metrics["config"]["beta"] == 0.5
     assert len(metrics["history"]["elbo"]) == 2 and not (out / "backup").exists()
+    # A stopped run whose backup cannot be read starts over, as --overwrite's refusal says.
+    with monkeypatch.context() as patch:
+        _stop_after_commit(patch, 0)
+        with pytest.raises(Stopped):
+            training.train_model(output=str(out), overwrite=True, **run)
+    (out / "backup" / "epoch-00001.keras").unlink()
+    committed.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(RunBackup, "commit", commit)
+        training.train_model(output=str(out), overwrite=True, **run)
+    assert committed == [0, 1]
 
 
 def test_a_backup_that_cannot_be_read_is_one_line(tmp_path, tfds_data_dir, capsys):
@@ -479,10 +490,48 @@ def test_a_signal_stops_train_with_one_line(tmp_path, tfds_data_dir, signum):
     assert lines == [f"keras-vae train: stopped after epoch {done}; run the same command to resume"]
 
 
+# A start-up whose code swallows every exception, as native import code may (pybind11
+# turned one into an ImportError; another time the stop was lost and training ran).
+SWALLOWING_START_UP = (
+    "import sys, time\n"
+    "from keras_vae.cli import main as cli\n"
+    "def import_tensorflow_quietly():\n"
+    "    print('importing', flush=True)\n"
+    "    end = time.monotonic() + 20\n"
+    "    while time.monotonic() < end:\n"
+    "        try:\n"
+    "            time.sleep(0.01)\n"
+    "        except BaseException:\n"
+    "            pass\n"
+    "cli.import_tensorflow_quietly = import_tensorflow_quietly\n"
+    "sys.exit(cli.main(sys.argv[1:]))\n"
+)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_while_tensorflow_loads_is_one_line_and_leaves_no_folder(tmp_path, signum):
+def test_a_stop_during_start_up_ends_the_process_whatever_the_code_catches(tmp_path, signum):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-c", SWALLOWING_START_UP, "train", "--output", str(out)]
+    run = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=reliability.default_sigint,
+    )  # fmt: skip
+    assert run.stdout.readline() == "importing\n"
+    run.send_signal(signum)
+    code, stderr = run.wait(timeout=10), run.stderr.read()
+    assert code == 128 + signum
+    assert stderr.splitlines() == [
+        "keras-vae train: stopped before training began; run the same command to start again"
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.8])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_tensorflow_loads_is_one_line_and_leaves_no_folder(tmp_path, signum, delay):
     # SIGTERM killed the process without a word, leaving the folder its lock made;
-    # Ctrl+C imported TensorFlow again to word its line, printing its start-up log.
+    # Ctrl+C imported TensorFlow again to word its line, printing its start-up log. An
+    # exception raised inside the import came out as an ImportError, or was swallowed.
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "keras_vae.cli.main", "train", *reliability.TRAIN_ARGV,
             "--output", str(out)]  # fmt: skip
@@ -492,6 +541,7 @@ def test_a_stop_while_tensorflow_loads_is_one_line_and_leaves_no_folder(tmp_path
     deadline = time.monotonic() + 60
     while not (out / ".keras-vae.lock").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(delay)  # into TensorFlow's import, which takes seconds
     run.send_signal(signum)
     signalled = time.monotonic()
     code, stderr = run.wait(timeout=60), run.stderr.read()

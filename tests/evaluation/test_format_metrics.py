@@ -44,6 +44,8 @@ def test_evaluate_model_metrics_name_their_k():
     assert format_metrics(metrics) == (
         "Log-likelihood: -90.00 nats (importance-weighted, K=5)\nNLL: 90.00 nats"
     )
+    both = format_metrics({**metrics, "num_samples": 5})
+    assert both.count("K=5") == 1 and "importance_samples" not in both
     assert format_metrics({"kl": 3.0, "active_units": 0}) == "Active units: 0\nkl: 3"
 
 

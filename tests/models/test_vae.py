@@ -239,6 +239,10 @@ def test_every_seed_below_2_to_the_32_keys_its_own_training_draws(kind):
     for seed in (2**32, -1):
         with pytest.raises(ValueError, match=rf"Received: seed={seed}$"):
             kind.make(seed=seed)
+    # A file saved before seeds were checked loads (its sampler state draws, not its seed).
+    model = kind.make(seed=0)
+    loaded = type(model).from_config({**model.get_config(), "seed": -1})
+    assert loaded.seed == 2**32 - 1
 
 
 @pytest.mark.parametrize("objective", ["elbo", "iwae"])
