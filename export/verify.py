@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_vae.export.litert_sampler import Sampler
 from keras_vae.export.onnx import run_onnx
 from keras_vae.export.serving_module import MAX_NUM_SAMPLES
+from keras_vae.ops.random import int32_bits
 from keras_vae.utils.checks import check_seed
 
 EXPORT_KINDS = ("saved_model", "tflite", "onnx")
@@ -182,7 +183,7 @@ def _check_saved_model(model, path, reference):
     _check_decode_inputs(signatures["serving_default"], inputs, path)
     decoded = signatures["serving_default"](**inputs)["image"].numpy()
     sample_inputs = {
-        "seed": tf.constant(_int32(reference["seed"]), tf.int32),
+        "seed": tf.constant(int32_bits(reference["seed"]), tf.int32),
         "num_samples": tf.constant(reference["num_samples"], tf.int32),
     }
     if reference["condition"] is not None:
@@ -204,7 +205,7 @@ def _check_onnx(folder, reference):
     folder = os.fspath(folder)
     decoded = run_onnx(folder, "serving_default", reference["decode_inputs"])["image"]
     sample_inputs = {
-        "seed": np.array(_int32(reference["seed"]), np.int32),
+        "seed": np.array(int32_bits(reference["seed"]), np.int32),
         "num_samples": np.array(reference["num_samples"], np.int32),
     }
     if reference["condition"] is not None:
@@ -218,11 +219,6 @@ def _check_onnx(folder, reference):
     result["tolerance"] = TOLERANCES[None]
     result["ok"] = worst <= TOLERANCES[None]
     return result
-
-
-def _int32(seed):
-    """The signed int32 that the exported signatures take for a seed in [0, 2**32)."""
-    return seed - 2**32 if seed >= 2**31 else seed
 
 
 def _check_decode_inputs(signature, inputs, path):

@@ -207,9 +207,7 @@ class ELBOModel(keras.Model):
         self.sampler_state = self.add_weight(
             shape=(2,),
             dtype="int32",
-            initializer=keras.initializers.Constant(
-                [initial - 2**32 if initial >= 2**31 else initial, 0]
-            ),
+            initializer=keras.initializers.Constant([portable_random.int32_bits(initial), 0]),
             trainable=False,
             # Under a tf.distribute strategy the replicas share one counter,
             # advanced once per step (see `next_seed`).

@@ -346,11 +346,20 @@ def _is_integer_scalar_tensor(value):
     return tf.as_dtype(value.dtype).is_integer and rank in (None, 0)
 
 
+def int32_bits(value: int) -> int:
+    """The signed int32 holding an integer's low 32 bits (`2**32 - 1` gives `-1`).
+
+    How a Python seed in [0, 2**32) reaches int32 tensors: the exported
+    signatures' `seed` input and a model's sampler state.
+    """
+    low = int(value) & 0xFFFFFFFF
+    return low - 2**32 if low >= 2**31 else low
+
+
 def _int32_scalar(value, name):
     """Converts an integer or integer scalar tensor to an int32 scalar (low 32 bits)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        low = int(value) & 0xFFFFFFFF
-        return tf.constant(low - 2**32 if low >= 2**31 else low, tf.int32)
+        return tf.constant(int32_bits(value), tf.int32)
     if _is_integer_scalar_tensor(value):
         return tf.cast(value, tf.int32)
     raise ValueError(f"Expected {name} to be an integer. Received: {name}={value!r}")

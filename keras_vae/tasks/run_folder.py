@@ -95,21 +95,13 @@ class RunBackup:
         self.config = config
         self.history = {}
         self.epoch = 0  # epochs committed
-        state = self._read_state()
+        state = _read_state(folder)
         if state is None:
             self.remove()  # nothing to resume: clear what a stopped first epoch left
             return
-        changed = changed_arguments(state["config"], config, ignore=("epochs",))
-        if changed:
-            raise ValueError(
-                f"Expected the arguments of the stopped run in {os.path.dirname(folder)} "
-                f"to resume it (or --overwrite to start over). Received: {changed}"
-            )
-        if config["epochs"] < state["epoch"]:
-            raise ValueError(
-                f"Expected epochs to be at least {state['epoch']}, the epochs the stopped run "
-                f"in {os.path.dirname(folder)} finished. Received: epochs={config['epochs']}"
-            )
+        refusal = _refusal(state, config, os.path.dirname(folder))
+        if refusal:
+            raise ValueError(refusal)
         self.epoch = state["epoch"]
         self.history = state["history"]
         self._weights = os.path.join(folder, state["weights"])
@@ -161,21 +153,42 @@ class RunBackup:
         """Removes the backup (see `remove_backup`)."""
         remove_backup(self.folder)
 
-    def _read_state(self):
-        path = os.path.join(self.folder, STATE_FILE)
-        if not os.path.exists(path):
-            return None
-        try:
-            with open(path) as f:
-                state = json.load(f)
-            if not os.path.exists(os.path.join(self.folder, state["weights"])):
-                raise FileNotFoundError(state["weights"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(
-                f"Expected a readable backup in {self.folder} to resume the stopped run "
-                f"(or --overwrite to start over). Received: {type(e).__name__}: {e}"
-            ) from None
-        return state
+
+def _read_state(folder):
+    """The backup's `state.json`, or `None` without one; raises if it cannot be read."""
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        missing = {"config", "epoch", "history", "weights"} - set(state)
+        if missing:
+            raise KeyError(sorted(missing)[0])
+        if not os.path.exists(os.path.join(folder, state["weights"])):
+            raise FileNotFoundError(state["weights"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"Expected a readable backup in {folder} to resume the stopped run "
+            f"(or --overwrite to start over). Received: {type(e).__name__}: {e}"
+        ) from None
+    return state
+
+
+def _refusal(state, config, output):
+    """Why a run of `config` cannot resume the stopped run `state` in `output`, or `None`."""
+    changed = changed_arguments(state["config"], config, ignore=("epochs",))
+    if changed:
+        return (
+            f"Expected the arguments of the stopped run in {output} to resume it "
+            f"(or --overwrite to start over). Received: {changed}"
+        )
+    if config["epochs"] < state["epoch"]:
+        return (
+            f"Expected epochs to be at least {state['epoch']}, the epochs the stopped run "
+            f"in {output} finished. Received: epochs={config['epochs']}"
+        )
+    return None
 
 
 def remove_backup(folder):
@@ -220,15 +233,10 @@ def resumable(folder, config):
     number of epochs aside, which may be raised).
     """
     try:
-        with open(os.path.join(folder, STATE_FILE)) as f:
-            state = json.load(f)
-        if not os.path.exists(os.path.join(folder, state["weights"])) or "history" not in state:
-            return False  # unreadable: --overwrite starts over
-        return not changed_arguments(state["config"], config, ignore=("epochs",)) and config[
-            "epochs"
-        ] >= int(state["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        state = _read_state(folder)
+    except ValueError:
+        return False  # unreadable: --overwrite starts over
+    return state is not None and _refusal(state, config, os.path.dirname(folder)) is None
 
 
 class _CommitEpoch(keras.callbacks.Callback):
