@@ -124,48 +124,18 @@ def export_model(
     ... )
     >>> print(format_report(report))  # doctest: +SKIP
     """
-    if all(path is None for path in (saved_model_base, saved_model_dir, tflite_path, onnx_dir)):
-        raise ValueError(
-            "Expected saved_model_base, saved_model_dir, tflite_path or onnx_dir (or several). "
-            "Received: none"
-        )
-    if saved_model_base is not None and saved_model_dir is not None:
-        raise ValueError(
-            "Expected saved_model_base (a version folder in it) or saved_model_dir, not both. "
-            f"Received: saved_model_base={saved_model_base!r}, "
-            f"saved_model_dir={saved_model_dir!r}"
-        )
-    check_quantize(quantize)
-    if quantize is not None and tflite_path is None:
-        raise ValueError(
-            f"Expected tflite_path with quantize (it applies to the TFLite file). "
-            f"Received: quantize={quantize!r} and no tflite_path"
-        )
-    check_version(version)
-    if version is not None and saved_model_base is None:
-        raise ValueError(
-            f"Expected saved_model_base with version (it numbers the SavedModel folder). "
-            f"Received: version={version!r} and no saved_model_base"
-        )
-    if saved_model_dir is not None:
-        saved_model_dir = check_saved_model_dir(saved_model_dir)
-    if tflite_path is not None:
-        tflite_path = check_tflite_path(tflite_path)
-    if onnx_dir is not None:
-        onnx_dir = check_onnx_dir(onnx_dir)
-    check_draws(seed, num_samples)
-    batch_sizes = check_batch_sizes(batch_sizes)
-    check_min_runtime(min_runtime)
-    if min_runtime is not None and tflite_path is None:
-        raise ValueError(
-            "Expected tflite_path with min_runtime (it applies to the TFLite file). "
-            f"Received: min_runtime={min_runtime!r} and no tflite_path"
-        )
-    if batch_sizes and tflite_path is None:
-        raise ValueError(
-            "Expected tflite_path with batch_sizes (they shape the TFLite file's static "
-            f"signatures). Received: batch_sizes={batch_sizes!r} and no tflite_path"
-        )
+    saved_model_dir, tflite_path, onnx_dir, batch_sizes = check_export_arguments(
+        saved_model_base=saved_model_base,
+        saved_model_dir=saved_model_dir,
+        tflite_path=tflite_path,
+        onnx_dir=onnx_dir,
+        quantize=quantize,
+        version=version,
+        seed=seed,
+        num_samples=num_samples,
+        batch_sizes=batch_sizes,
+        min_runtime=min_runtime,
+    )
     model = model_or_path
     if isinstance(model_or_path, (str, os.PathLike)):
         from keras_vae.tasks import load_model
@@ -228,6 +198,80 @@ def export_model(
         report["saved_model"]["version"] = int(os.path.basename(target))
     report["written"] = report["ok"]
     return report
+
+
+def check_export_arguments(
+    saved_model_base=None,
+    saved_model_dir=None,
+    tflite_path=None,
+    onnx_dir=None,
+    quantize=None,
+    version=None,
+    seed=0,
+    num_samples=4,
+    batch_sizes=(),
+    min_runtime=None,
+):
+    """`export_model`'s checks of its arguments, which need no model and write nothing.
+
+    Takes `export_model`'s arguments of the same names; `keras-vae export`
+    calls it before loading the model, so that a bad path or option is
+    refused at once. An explicit `version` is checked against the folder's
+    versions only by `export_model`, after it rolls back an unfinished
+    export.
+
+    Returns:
+        `(saved_model_dir, tflite_path, onnx_dir, batch_sizes)`, the paths as
+        str (or `None`) and the batch sizes as a tuple of ints.
+
+    Raises:
+        ValueError: naming the first argument that is refused.
+    """
+    if all(path is None for path in (saved_model_base, saved_model_dir, tflite_path, onnx_dir)):
+        raise ValueError(
+            "Expected saved_model_base, saved_model_dir, tflite_path or onnx_dir (or several). "
+            "Received: none"
+        )
+    if saved_model_base is not None and saved_model_dir is not None:
+        raise ValueError(
+            "Expected saved_model_base (a version folder in it) or saved_model_dir, not both. "
+            f"Received: saved_model_base={saved_model_base!r}, "
+            f"saved_model_dir={saved_model_dir!r}"
+        )
+    check_quantize(quantize)
+    if quantize is not None and tflite_path is None:
+        raise ValueError(
+            f"Expected tflite_path with quantize (it applies to the TFLite file). "
+            f"Received: quantize={quantize!r} and no tflite_path"
+        )
+    check_version(version)
+    if version is not None and saved_model_base is None:
+        raise ValueError(
+            f"Expected saved_model_base with version (it numbers the SavedModel folder). "
+            f"Received: version={version!r} and no saved_model_base"
+        )
+    if saved_model_base is not None:
+        saved_model_target(saved_model_base)  # a usable folder; its next version is free
+    if saved_model_dir is not None:
+        saved_model_dir = check_saved_model_dir(saved_model_dir)
+    if tflite_path is not None:
+        tflite_path = check_tflite_path(tflite_path)
+    if onnx_dir is not None:
+        onnx_dir = check_onnx_dir(onnx_dir)
+    check_draws(seed, num_samples)
+    batch_sizes = check_batch_sizes(batch_sizes)
+    check_min_runtime(min_runtime)
+    if min_runtime is not None and tflite_path is None:
+        raise ValueError(
+            "Expected tflite_path with min_runtime (it applies to the TFLite file). "
+            f"Received: min_runtime={min_runtime!r} and no tflite_path"
+        )
+    if batch_sizes and tflite_path is None:
+        raise ValueError(
+            "Expected tflite_path with batch_sizes (they shape the TFLite file's static "
+            f"signatures). Received: batch_sizes={batch_sizes!r} and no tflite_path"
+        )
+    return saved_model_dir, tflite_path, onnx_dir, batch_sizes
 
 
 # `Model.export`'s formats that a model of the family writes, each with the

@@ -635,6 +635,7 @@ def _load_npy(path):
 
 def _export(args):
     from keras_vae.export import export_model, format_report
+    from keras_vae.export.export_model import check_export_arguments
 
     if args.micro_quantize is not None and args.tflite_micro is None:
         raise ValueError(
@@ -686,6 +687,16 @@ def _export(args):
             "Expected --saved-model BASE_DIR with --version (it numbers the SavedModel folder). "
             f"Received: version={args.version!r} and no --saved-model"
         )
+    # Paths and options checked before the model loads and the TFLite Micro file converts.
+    check_export_arguments(
+        saved_model_base=args.saved_model,
+        tflite_path=args.tflite,
+        onnx_dir=args.onnx,
+        quantize=args.quantize,
+        version=args.version,
+        batch_sizes=() if args.batch_sizes is None else args.batch_sizes,
+        min_runtime=args.min_runtime,
+    )
     int8_tflite = args.quantize in ("int8", "int8-full") and args.tflite is not None
     model, conditions = _calibration(args, int8_tflite or args.micro_quantize is not None)
     micro = None

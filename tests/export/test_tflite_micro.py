@@ -328,3 +328,18 @@ def test_cli_refuses_bad_micro_arguments_before_writing_anything(tmp_path, capsy
     assert main([*argv, "--tflite-micro", str(tmp_path / "micro.onnx")]) != 0
     assert "tflite" in capsys.readouterr().err.strip().splitlines()[0]
     assert not tflite.exists() and not (tmp_path / "micro.tflite").exists()
+
+
+@pytest.mark.parametrize("option", ["--saved-model", "--tflite"])
+def test_cli_checks_the_export_paths_before_converting_the_micro_file(option, tmp_path, capsys):
+    # A path the export refuses is named before the model loads (it does not exist
+    # here) and before the TFLite Micro file converts, which takes about 10 s.
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not an export")
+    micro = tmp_path / "micro.tflite"
+    argv = ["export", str(tmp_path / "missing.keras"), option, str(taken),
+            "--tflite-micro", str(micro)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Received: " in err[0] and "notes.txt" in err[0], err
+    assert taken.read_text() == "not an export" and not micro.exists()
