@@ -215,9 +215,9 @@ class ELBOModel(keras.Model):
             name="sampler_state",
         )
         # Evaluation draws from a stream of its own, restarted by every
-        # `evaluate` (and so every validation pass of `fit`): evaluating
-        # never moves the training noise, and the same data evaluate to the
-        # same figures. A plain variable, not a weight: nothing to save.
+        # `evaluate` (and so every validation pass of `fit`) and every
+        # `test_on_batch`: evaluating never moves the training noise, and the
+        # same data evaluate to the same figures. A plain variable, not a weight: nothing to save.
         self._evaluation_draws = tf.Variable(
             0,
             dtype=tf.int32,
@@ -435,6 +435,10 @@ class ELBOModel(keras.Model):
         with self._executions_dividing(kwargs.get("steps")):
             return super().evaluate(x, y, **with_capped_progbar(kwargs))
 
+    def test_on_batch(self, *args, **kwargs):
+        self._evaluation_draws.assign(0)
+        return super().test_on_batch(*args, **kwargs)
+
     def predict(self, x, *args, **kwargs):
         kwargs = keras_keywords("predict", args, kwargs)
         with self._executions_dividing(kwargs.get("steps")):
@@ -482,9 +486,9 @@ class ELBOModel(keras.Model):
 
         With `training=False` (the test step's draws) the seed comes from a
         stream of its own, `[seed, -1 - k]` for the k-th draw since the last
-        `evaluate` began, and `sampler_state` stays as it is: the training
-        draws `[seed, step]` are the same whether or not the model was
-        evaluated between steps.
+        `evaluate` or `test_on_batch` began, and `sampler_state` stays as it
+        is: the training draws `[seed, step]` are the same whether or not the
+        model was evaluated between steps.
 
         Inside a step of a `tf.distribute` strategy with several replicas,
         each replica folds its id into the seed, so that replicas draw

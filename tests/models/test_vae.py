@@ -263,6 +263,11 @@ def test_evaluating_leaves_the_training_noise_alone(kind, objective):
             first = model.evaluate(*data, batch_size=8, verbose=0, return_dict=True)
             second = model.evaluate(*data, batch_size=8, verbose=0, return_dict=True)
             assert first == second
+            # test_on_batch restarts the stream too: the same batch gives the same figures.
+            batch = kind.inputs(x[:8], None if condition is None else condition[:8])
+            one = model.test_on_batch(*batch, return_dict=True)
+            assert model.test_on_batch(*batch, return_dict=True) == one
+            assert model.evaluate(*batch, batch_size=8, verbose=0, return_dict=True) == one
             model.fit(*data, batch_size=8, epochs=1, verbose=0, validation_data=data)
         else:
             model.fit(*data, batch_size=8, epochs=1, verbose=0)
