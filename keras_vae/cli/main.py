@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Latents (default: 50 VAE, 8 CVAE).",
     )
     train.add_argument(
-        "--epochs", type=_positive_int("epochs"), default=10, help="Passes over --train-split."
+        "--epochs",
+        type=_positive_int("epochs"),
+        default=10,
+        help="Passes over --train-split (a higher number trains a finished run further).",
     )
     train.add_argument(
         "--batch-size", type=_positive_int("batch_size"), default=128, help="Images per step."
@@ -506,7 +509,7 @@ def _train(args):
         bound = f", IWAE bound (K={config['num_samples']}) {-test['loss']:.2f} nats"
     print(
         f"test elbo {test['elbo']:.2f} nats (reconstruction {test['reconstruction']:.2f}, "
-        f"kl {test['kl']:.2f}){bound}; wrote {args.output}"
+        f"kl {test['kl']:.2f}){bound}; files in {args.output}"
     )
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -152,6 +153,32 @@ class RunBackup:
     def remove(self):
         """Removes the backup (see `remove_backup`)."""
         remove_backup(self.folder)
+
+
+def seed_backup(folder, config, output, finished):
+    """Makes `folder` the backup of the finished run in `output`, to train it on.
+
+    A backup that `RunBackup` resumes from the run's last epoch: its weights
+    and optimizer state are the run's `model.keras` (saved by the same
+    `Model.save` as a backup's epochs), its history that of `finished` (the
+    run's `metrics.json`). The run then ends as one trained for all the
+    epochs without a stop.
+
+    Args:
+        folder: str. The backup folder (`<output>/backup`), empty or absent.
+        config: dict. The arguments of the run that trains on, JSON-safe.
+        output: str. The finished run's folder.
+        finished: dict. Its `metrics.json`.
+    """
+    remove_backup(folder)  # what a stop before the first commit left
+    epoch = finished["config"]["epochs"]
+    name = f"epoch-{epoch:05d}.keras"
+    source = os.path.join(output, "model.keras")
+    write_atomically(os.path.join(folder, name), lambda tmp: shutil.copyfile(source, tmp))
+    write_json(
+        os.path.join(folder, STATE_FILE),
+        {"config": config, "epoch": epoch, "weights": name, "history": finished["history"]},
+    )
 
 
 def _read_state(folder):

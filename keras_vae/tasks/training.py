@@ -28,9 +28,11 @@ from keras_vae.tasks.run_folder import (
     RunBackup,
     StopIfDiverged,
     changed_arguments,
+    finished_epochs,
     json_safe,
     remove_backup,
     resumable,
+    seed_backup,
     write_atomically,
     write_json,
 )
@@ -134,7 +136,10 @@ def train_model(
     (`RunBackup`). A run that was stopped (Ctrl+C, a killed job) resumes
     from there when it is started again with the same arguments (`epochs`
     may be raised); other arguments are refused with one line, as they are
-    for a folder that holds a finished run, unless `overwrite`. Each
+    for a folder that holds a finished run, unless `overwrite`. A finished
+    run started again with more `epochs` trains on from its `model.keras`
+    (weights and optimizer state) and history; with as many, it is loaded
+    and returned, with nothing trained. Each
     epoch's shuffle and binarization draws are keyed by `seed` and the
     epoch, so the resumed run ends with the weights and figures of an
     uninterrupted one. The folder goes once the run's files are written.
@@ -368,11 +373,23 @@ def train_model(
         if kl_warmup_epochs:
             callbacks.append(BetaScheduler(linear_kl_warmup(kl_warmup_epochs, beta)))
         if output is not None:
-            _check_finished_run(output, json_safe(config), overwrite)
+            finished = _finished_run(output, json_safe(config), overwrite)
+            if finished is not None and finished["config"]["epochs"] == epochs:
+                if verbose:
+                    print(
+                        f"The run in {output} finished its {epochs} epochs: nothing to train "
+                        "(a higher --epochs trains on, --overwrite starts over)"
+                    )
+                from keras_vae.tasks.evaluation import load_model  # it imports this module
+
+                return load_model(os.path.join(output, "model.keras")), finished
             backup_folder = os.path.join(output, "backup")
             if overwrite and not resumable(backup_folder, json_safe(config)):
                 # A stopped run of this command resumes, as the stop line says.
                 remove_backup(backup_folder)
+            if finished is not None and not finished_epochs(output):
+                # Trained on from the finished run's weights, optimizer and history.
+                seed_backup(backup_folder, json_safe(config), output, finished)
             backup = RunBackup(backup_folder, json_safe(config))
             initial_epoch = backup.epoch  # its callback restores that epoch's state
             logs = os.path.join(output, "logs")
@@ -388,7 +405,8 @@ def train_model(
             )
             callbacks.append(backup.callback())  # last: it commits what the others logged
             if backup.resumed and verbose:
-                print(f"Resuming the stopped run in {output} after epoch {initial_epoch}")
+                stopped = "finished" if finished is not None else "stopped"
+                print(f"Resuming the {stopped} run in {output} after epoch {initial_epoch}")
         history = vae.fit(
             train_ds,
             epochs=epochs,
@@ -428,18 +446,22 @@ def _check_prior(model, prior):
     check_choice("prior", prior, MODEL_PRIORS[model])
 
 
-def _check_finished_run(output, config, overwrite):
-    """Raises if `output` holds a finished run with other arguments, unless `overwrite`.
+def _finished_run(output, config, overwrite):
+    """The `metrics.json` of the finished run in `output` that `config` trains on, or `None`.
 
-    Also if it holds a `model.keras` or `samples.png` that no run there wrote
+    `None` with `overwrite`, or when `output` holds no finished run. The
+    finished run is returned when `config` has its arguments, `epochs` aside,
+    and at least its epochs: as many leave nothing to train, more train on
+    from its end. Raises for other arguments or fewer epochs, and if
+    `output` holds a `model.keras` or `samples.png` that no run there wrote
     (no `metrics.json`, no backup): `train` would replace them.
     """
     path = os.path.join(output, "metrics.json")
     if overwrite:
-        return
+        return None
     if not os.path.exists(path):
         if os.path.exists(os.path.join(output, "backup", STATE_FILE)):
-            return  # a stopped run, perhaps killed after writing model.keras
+            return None  # a stopped run, perhaps killed after writing model.keras
         for name in ("model.keras", "samples.png"):
             if os.path.lexists(os.path.join(output, name)):
                 raise ValueError(
@@ -447,21 +469,31 @@ def _check_finished_run(output, config, overwrite):
                     f"there (or --overwrite to replace it). Received: a {name} and no run's "
                     "metrics.json or backup"
                 )
-        return
+        return None
     try:
         with open(path) as f:
-            saved = json.load(f)["config"]
+            finished = json.load(f)
+        saved = finished["config"]
+        if not isinstance(saved["epochs"], int) or not isinstance(finished["history"], dict):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
-        saved = None
-    if saved is None:
+        finished = None
+    if finished is None:
         changed = f"{path} is not a keras-vae metrics file"
     else:
-        changed = changed_arguments(saved, config)
+        changed = changed_arguments(saved, config, ignore=("epochs",))
     if changed:
         raise ValueError(
-            f"Expected the arguments of the finished run in {output} to run it again, or "
-            f"--overwrite to replace it. Received: {changed}"
+            f"Expected the arguments of the finished run in {output} (epochs may be raised "
+            f"to train it on), or --overwrite to replace it. Received: {changed}"
         )
+    if config["epochs"] < saved["epochs"]:
+        raise ValueError(
+            f"Expected epochs to be at least {saved['epochs']}, the epochs the finished run "
+            f"in {output} trained (or --overwrite to replace it). Received: "
+            f"epochs={config['epochs']}"
+        )
+    return finished
 
 
 def _evaluate(model, dataset):

@@ -270,8 +270,9 @@ def test_a_finished_run_is_kept_from_other_arguments_and_from_divergence(
     assert main(argv) == 1
     error = capsys.readouterr().err.strip()
     assert error == (
-        f"keras-vae train: error: Expected the arguments of the finished run in {out} to run it "
-        "again, or --overwrite to replace it. Received: learning_rate=1e+30 (the run had 0.001)"
+        f"keras-vae train: error: Expected the arguments of the finished run in {out} (epochs "
+        "may be raised to train it on), or --overwrite to replace it. Received: "
+        "learning_rate=1e+30 (the run had 0.001)"
     )
     # With --overwrite the run goes ahead, diverges, and stops before writing anything.
     assert main([*argv, "--overwrite"]) == 1
@@ -280,6 +281,56 @@ def test_a_finished_run_is_kept_from_other_arguments_and_from_divergence(
     assert "in epoch 1; try a lower --learning-rate (this run had 1e+30) or --clipnorm" in error
     assert {name: (out / name).read_bytes() for name in files} == files
     assert not (out / "backup").exists()  # epoch 1 diverged: nothing was committed
+
+
+def test_a_finished_run_trains_on_to_the_uninterrupted_result(uninterrupted, tmp_path, capsys):
+    # A run of 1 epoch, then the same command with --epochs 2: it used to be refused
+    # (fewer epochs in its config), and the same command again retrained it from scratch.
+    _, _, reference = uninterrupted
+    out = tmp_path / "run"
+    argv = ["train", *reliability.TRAIN_ARGV, "--output", str(out)]
+    epochs = argv.index("--epochs") + 1
+    assert argv[epochs] == str(RUN["epochs"]) == "2"
+    argv[epochs] = "1"
+    assert main(argv) == 0
+    argv[epochs] = "2"
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    assert f"Resuming the finished run in {out} after epoch 1" in capsys.readouterr().out
+    assert reliability.same_train_outcome(reliability.train_outcome(out), reference)
+    assert not (out / "backup").exists() and reliability.hidden_files(out) == []
+    # The same command again has nothing to train: the files stay as they are.
+    files = {name: (out / name).read_bytes() for name in ("model.keras", "metrics.json")}
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    assert "finished its 2 epochs: nothing to train" in capsys.readouterr().out
+    assert {name: (out / name).read_bytes() for name in files} == files
+    argv[epochs] = "1"
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        "keras-vae train: error: Expected epochs to be at least 2, the epochs the finished run "
+        f"in {out} trained (or --overwrite to replace it). Received: epochs=1"
+    )
+
+
+def test_a_finished_run_stopped_while_training_on_resumes(tmp_path, tfds_data_dir, monkeypatch):
+    # Stopped in its third epoch, the run resumes from the backup, not from the
+    # finished run's model; the finished run's files stay until the new ones replace them.
+    run = {**RUN, "train_split": "train[:200]", "test_split": "test[:100]", "epochs": 1}
+    out = tmp_path / "run"
+    training.train_model(output=str(out), **run)
+    finished = (out / "metrics.json").read_bytes()
+    with monkeypatch.context() as patch:
+        _stop_after_commit(patch, 1)
+        with pytest.raises(Stopped):
+            training.train_model(output=str(out), **{**run, "epochs": 3})
+    assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 2
+    assert (out / "metrics.json").read_bytes() == finished
+    _, metrics = training.train_model(output=str(out), **{**run, "epochs": 3})
+    assert len(metrics["history"]["loss"]) == 3 and metrics["config"]["epochs"] == 3
+    reference = tmp_path / "reference"
+    training.train_model(output=str(reference), **{**run, "epochs": 3})
+    assert reliability.same_train_outcome(
+        reliability.train_outcome(out), reliability.train_outcome(reference)
+    )
 
 
 def test_divergence_keeps_the_last_finite_epoch(tmp_path, tfds_data_dir, monkeypatch):
