@@ -328,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=_positive_float("temperature", allow_zero=True),
         default=1.0,
-        help="Scale of the prior's spread: below 1, more typical images; 0, the mean.",
+        help="Scale of the prior's spread: below 1, more typical images; 0, the mean (of the "
+        "mixture component drawn, for --prior mog or vamp).",
     )
     sample.add_argument("--output", required=True, help="A .png grid or a .npy array.")
 
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=_positive_float("temperature", allow_zero=True),
         default=1.0,
-        help="Scale of the prior's spread: below 1, more typical completions; 0, the mean.",
+        help="Scale of the prior's spread: below 1, more typical completions; 0, the prior's mean.",
     )
     complete.add_argument(
         "--output",

@@ -279,7 +279,10 @@ class VAE(ELBOModel):
                 Defaults to a random seed.
             temperature: float in [0, 1] (or above). Draws z with the prior's
                 spread multiplied by it: lower values trade variety for
-                typical-looking samples; `0` decodes the prior mean. Exported
+                typical-looking samples; `0` draws no noise and decodes the
+                prior's mean or, for a mixture prior, the mean of the
+                component drawn (an IAF component's base mean sent through
+                its flow). Exported
                 models sample at `1.0`. Defaults to `1.0`.
             use_mean: bool. Return the likelihood's mean (e.g. pixel
                 probabilities) rather than a draw from it. A likelihood
