@@ -5,6 +5,7 @@ import copy
 import inspect
 import os
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -289,6 +290,19 @@ class ELBOModel(keras.Model):
             return 0.0
         return tf.convert_to_tensor(self._beta)
 
+    def _sync_kl_free(self):
+        """Reads again whether `beta` is 0, for a `beta` assigned without its setter.
+
+        `set_weights` (also `EarlyStopping(restore_best_weights=True)`'s) and
+        loading assign the variable itself: the steps would go on with the
+        KL weight of before.
+        """
+        self._set_step_constant("kl_free", self.beta == 0)
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._sync_kl_free()
+
     def load_own_variables(self, store):
         # Files saved before `beta` became a weight hold `sampler_state` only:
         # their `beta` comes from the config.
@@ -296,7 +310,7 @@ class ELBOModel(keras.Model):
             self.sampler_state.assign(store["0"])
             return
         super().load_own_variables(store)
-        self._set_step_constant("kl_free", self.beta == 0)
+        self._sync_kl_free()
 
     def compile(self, optimizer="adam", steps_per_execution="auto", jit_compile="auto", **kwargs):
         """Configures training; see `keras.Model.compile`.
@@ -401,6 +415,7 @@ class ELBOModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("fit", args, kwargs)
+        self._sync_kl_free()  # `beta` may have been assigned as a weight
         if _plain_arrays(x, y, kwargs):
             # Keras's own array pipeline is autotuned: it stalls every epoch.
             data = keras.utils.pack_x_y_sample_weight(x, y, kwargs.pop("sample_weight", None))
@@ -431,11 +446,17 @@ class ELBOModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("evaluate", args, kwargs)
+        self._sync_kl_free()
         self._evaluation_draws.assign(0)
         with self._executions_dividing(kwargs.get("steps")):
             return super().evaluate(x, y, **with_capped_progbar(kwargs))
 
+    def train_on_batch(self, *args, **kwargs):
+        self._sync_kl_free()
+        return super().train_on_batch(*args, **kwargs)
+
     def test_on_batch(self, *args, **kwargs):
+        self._sync_kl_free()
         self._evaluation_draws.assign(0)
         return super().test_on_batch(*args, **kwargs)
 
@@ -559,6 +580,10 @@ class ELBOModel(keras.Model):
         # While beta is 0 the prior's weights (pseudo-inputs, a mixture's
         # means) have no path to the loss: their gradient is 0, as the KL's
         # zero weight gave before, and Keras does not warn of it.
+        if not self.trainable_variables:
+            # Frozen (`trainable = False`): Keras's own step warns and steps nothing.
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+            return self._update_metrics(terms, sample_weight)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         if self._kl_free:
             gradients = [

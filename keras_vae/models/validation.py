@@ -269,7 +269,8 @@ def check_data(name, data, event_shape, unit_interval=False):
     `[batch, *event_shape]`, finite values and, when `unit_interval`, values
     in [0, 1] (`check_values`).
     Symbolic inputs (a dataset's element spec) are checked for dtype and
-    shape only.
+    shape only: their values are not seen, so integers are refused where
+    values must lie in [0, 1] (8-bit images would pass as 0..255).
 
     Args:
         name: str. How the error messages call the data, e.g. `"x"`.
@@ -302,6 +303,13 @@ def check_data(name, data, event_shape, unit_interval=False):
             )
     if not numeric:
         raise ValueError(f"Expected {name} to hold real numbers. Received: {name}.dtype={dtype}")
+    if isinstance(data, tf.TensorSpec) and unit_interval and dtype.is_integer:
+        # A dataset's values are not seen: 8-bit images (0..255) would train without a word.
+        raise ValueError(
+            f"Expected a dataset's {name} of floats or booleans in [0, 1] for a Bernoulli "
+            f"likelihood (map 8-bit images with tf.cast(images, 'float32') / 255, as "
+            f"keras_vae.data.make_dataset does). Received: {name}.dtype={dtype.name}"
+        )
     event_shape = tuple(event_shape)
     actual = shape[1:]
     if len(shape) != len(event_shape) + 1 or any(

@@ -347,6 +347,40 @@ def test_setting_beta_takes_effect_in_already_compiled_steps(kind, compiled_with
     assert type(model).from_config(model.get_config()).beta == 2.5
 
 
+def test_beta_set_as_a_weight_takes_effect(kind):
+    # `set_weights` (EarlyStopping's restore among others) assigns `beta`'s variable
+    # itself: the steps went on with a KL weight of 0 where beta read 1.0, or the
+    # other way round.
+    inputs = kind.inputs(*kind.data(8, seed=6))
+    for before, after in ((0.0, 1.0), (1.0, 0.0)):
+        model = kind.make(beta=before, seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+        model.fit(*inputs, batch_size=8, verbose=0)  # traces the steps with `before`
+        model.set_weights(kind.make(beta=after, seed=0).get_weights())
+        assert model.beta == after
+        for logs in (
+            model.train_on_batch(*inputs, return_dict=True),
+            model.evaluate(*inputs, batch_size=8, verbose=0, return_dict=True),
+            {k: v[0] for k, v in model.fit(*inputs, batch_size=8, verbose=0).history.items()},
+        ):
+            assert logs["kl"] > 0.1
+            assert logs["loss"] == pytest.approx(after * logs["kl"] - logs["reconstruction"])
+
+
+def test_a_frozen_model_fits_without_stepping_as_keras_models_do(kind):
+    # It failed in the optimizer with "not enough values to unpack".
+    model = kind.make(seed=0)
+    model.trainable = False
+    model.compile(optimizer="adam", jit_compile=False)
+    weights = [w.numpy() for w in model.weights if w.name != "sampler_state"]
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        history = model.fit(*kind.inputs(*kind.data(8)), batch_size=4, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    after = [w.numpy() for w in model.weights if w.name != "sampler_state"]
+    for a, b in zip(weights, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("compiled_with_xla", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_setting_objective_and_num_samples_during_fit_takes_effect(kind, compiled_with_xla):
     # The compiled steps hold `objective` and `num_samples` as constants:
@@ -788,6 +822,24 @@ def test_fit_and_evaluate_accept_py_datasets_and_check_their_first_batch(kind, a
     if kind.conditional:
         with pytest.raises(ValueError, match=r"^Expected a dataset of \(condition, target\) pa"):
             kind.make(build=False).fit(Batches(condition, as_tuple=as_tuple), verbose=0)
+
+
+def test_a_dataset_of_integers_is_refused_for_a_bernoulli_likelihood(kind):
+    # Its values are not seen: 8-bit images (0..255) trained without a word, the
+    # loss running to -1e5. Booleans, and floats, fit.
+    x, condition = kind.data(8)
+    for dtype, refused in (("uint8", True), ("int32", True), ("bool", False)):
+        parts = kind.inputs((x * 255 if dtype == "uint8" else x).astype(dtype), condition)
+        dataset = tf.data.Dataset.from_tensor_slices(tuple(p for p in parts if p is not None))
+        model = kind.make()
+        compile_eagerly(model)
+        if not refused:
+            assert np.isfinite(model.fit(dataset.batch(4), verbose=0).history["loss"][0])
+            continue
+        with pytest.raises(ValueError) as error:
+            model.fit(dataset.batch(4), verbose=0)
+        assert str(error.value).endswith(f"Received: {kind.data_name}.dtype={dtype}")
+        assert len(str(error.value).splitlines()) == 1
 
 
 def test_fit_accepts_a_dataset_without_a_shuffle_warning(kind):
