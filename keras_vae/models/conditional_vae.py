@@ -381,6 +381,11 @@ class ConditionalVAE(VAE):
             )
         return x, condition
 
+    def _build_on_first_call(self, x, condition):
+        del x  # the condition gives the shapes
+        if not (self.built or self._building):
+            self._check_condition_batch(condition)
+
     def _check_condition_batch(self, batch):
         """Builds the model for a batch of conditions (or its `TensorSpec`) if needed, then
         checks the batch against it."""

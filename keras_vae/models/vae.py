@@ -175,6 +175,7 @@ class VAE(ELBOModel):
         self.likelihood = likelihood
         self.condition_shape = None
         self.kl_estimator = None
+        self._building = False  # `build` calls `encode` and `decode`
         self.flatten = keras.layers.Flatten(name="flatten_features")
         self.posterior_layer = posterior_registry.get(posterior)
         self.posterior_layer.bind(self.latent_dim)
@@ -199,6 +200,7 @@ class VAE(ELBOModel):
         binary = getattr(self.likelihood, "binary", False)
         x = checked_array(self.data_name, x, self.event_shape, unit_interval=binary)
         condition = self._condition_argument(condition)
+        self._build_on_first_call(x, condition)
         if self.event_shape is not None:
             check_same_batch(self.data_name, x, condition, len(self.event_shape))
         features = self.encoder_features(x, condition, training)
@@ -214,6 +216,7 @@ class VAE(ELBOModel):
         """
         z = checked_array("z", z, (self.latent_dim,))
         condition = self._condition_argument(condition)
+        self._build_on_first_call(None, condition)
         check_same_batch("z", z, condition, 1)
         params = call_network(self.decoder, self.decoder_inputs(z, condition), training)
         check_network_output("decoder", params, "z", z)
@@ -395,14 +398,38 @@ class VAE(ELBOModel):
         condition = None if self.condition_shape is None else tf.zeros((1,) + self.condition_shape)
         # Keras builds on a first call wherever it happens: the variables go
         # to the model's strategy, not to the one (if any) of the caller.
-        with self.distribute_strategy.scope():
-            posterior = self.posterior_layer(self.encoder_features(x, condition))
-            point = self.posterior_layer.point(posterior)
-            self.decode(point, condition)
-            self.prior_layer.build(self.condition_shape)
-            _, analytic = kl_divergence(posterior, self.prior_layer.prior(condition), point)
+        self._building = True
+        try:
+            with self.distribute_strategy.scope():
+                posterior = self.posterior_layer(self.encoder_features(x, condition))
+                point = self.posterior_layer.point(posterior)
+                self.decode(point, condition)
+                self.prior_layer.build(self.condition_shape)
+                _, analytic = kl_divergence(posterior, self.prior_layer.prior(condition), point)
+        finally:
+            self._building = False
         self.kl_estimator = "analytic" if analytic else "monte_carlo"
         self.built = True
+
+    def _build_on_first_call(self, x, condition):
+        """Builds an unbuilt model for `encode(x)` or `decode` (`x=None`), as `prior` does.
+
+        The likelihood gives the data's shape, or else `x`: a `decode` before
+        either is refused in one line.
+        """
+        if self.built or self._building:
+            return
+        if self.likelihood is not None:
+            self.build((None, *self.event_shape))
+        elif x is not None:
+            self.build((None, *x.shape[1:]))
+        else:
+            raise ValueError(
+                f"Expected a likelihood, or a built {type(self).__name__}, to decode (the "
+                "likelihood takes the data's shape: encode data, call the model on it, or "
+                f"build(input_shape) first). Received: an unbuilt {type(self).__name__} "
+                "without a likelihood"
+            )
 
     def _condition_argument(self, condition):
         """`condition` for a conditional model (required), `None` otherwise (refused)."""

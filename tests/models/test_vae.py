@@ -982,6 +982,29 @@ def test_an_unbuilt_model_builds_itself_to_sample_and_give_its_prior(kind):
     np.testing.assert_array_equal(draws, sampled.sample(3, condition, seed=4))
 
 
+def test_an_unbuilt_model_builds_itself_to_encode_and_decode(kind):
+    # They left the model unbuilt, its KL estimator unknown, and a VAE without a
+    # likelihood failed to decode with an AttributeError.
+    x, condition = kind.data(3)
+    z = np.zeros((3, LATENT_DIM), "float32")
+    for call in (lambda m: m.encode(x, condition), lambda m: m.decode(z, condition)):
+        model = kind.make(build=False, posterior="full")
+        call(model)
+        assert model.built and model.kl_estimator == "analytic"
+        built = kind.make(posterior="full")
+        built.set_weights(model.get_weights())
+        np.testing.assert_array_equal(
+            built.reconstruct(x, condition), model.reconstruct(x, condition)
+        )
+    if not kind.conditional:  # a VAE without a likelihood takes x's shape
+        model = kind.make(build=False, likelihood=None)
+        with pytest.raises(ValueError, match=r"^Expected a likelihood, or a built VAE, to decode"):
+            model.decode(z)
+        assert not model.built
+        model.encode(x)
+        assert model.built and model.event_shape == (PIXELS,)
+
+
 # -- Training on data ----------------------------------------------------------------
 
 
