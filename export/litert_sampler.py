@@ -1142,10 +1142,12 @@ def build_parser():
         description="Generate images with a keras-vae .tflite model (numpy and LiteRT only).",
     )
     parser.add_argument("model", help="A .tflite file written by keras-vae.")
-    parser.add_argument("--seed", type=int, default=0, help="Same seed, same images.")
-    parser.add_argument("--num-samples", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="Same seed, same images (default: 0).")
+    parser.add_argument("--num-samples", type=int, default=16, help="Images to draw (default: 16).")
     parser.add_argument("--output", required=True, help="A .png grid or a .npy array.")
-    parser.add_argument("--label", type=int, default=None, help="Class for a label CVAE.")
+    parser.add_argument(
+        "--label", type=int, default=None, help="The class to draw, required by a label CVAE."
+    )
     parser.add_argument("--threads", type=int, default=None, help="Interpreter threads.")
     parser.add_argument(
         "--runtime",
