@@ -37,7 +37,9 @@ them):
   weight to nearest; the weights of every `Dense` layer after the first
   are instead rounded one input at a time, each rounding error compensated
   on the inputs not yet rounded, for the layer's float inputs over typical
-  draws (GPTQ, `rounded_weights`), with the converter's scales.
+  draws (GPTQ, `rounded_weights`), with the converter's scales. A
+  subclassed decoder, whose layers' inputs cannot be read, keeps the
+  converter's rounding.
 
 Only priors whose draw is the portable normal itself (`Prior.noise_is_draw`:
 `StandardNormal`) are exported this way: a mixture, a VampPrior or a learned
@@ -45,6 +47,7 @@ conditional prior needs its network or its weights in float to turn the noise
 into z.
 """
 
+import inspect
 import math
 import os
 import shutil
@@ -399,6 +402,36 @@ def convert_int8_full(model, batch_size, conditions=None):
     return rounded_weights(content, model, typical_inputs, skip=skip), module
 
 
+def _dense_inputs(decoder, layers, decoder_inputs):
+    """What each of `layers` (`Dense` layers of `decoder`) reads for `decoder_inputs`.
+
+    From the functional graph of a functional decoder, or layer by layer for
+    a `keras.Sequential` one (whose graph Keras does not keep when it was
+    built by a call). `None` for a subclassed decoder, whose layers' inputs
+    cannot be read.
+
+    Returns:
+        A list of float64 arrays, one per layer, or `None`.
+    """
+    if isinstance(decoder, keras.Sequential):
+        wanted, inputs, x = {id(layer) for layer in layers}, {}, decoder_inputs
+        for layer in decoder.layers:
+            if id(layer) in wanted:
+                inputs[id(layer)] = x
+            x = layer(x, training=False) if _takes_training(layer) else layer(x)
+        return [np.asarray(inputs[id(layer)], np.float64) for layer in layers]
+    try:
+        probe = keras.Model(decoder.input, [layer.input for layer in layers])
+    except (AttributeError, ValueError):  # not a graph of layers
+        return None
+    outputs = probe(decoder_inputs)
+    return [np.asarray(x, np.float64) for x in (outputs if len(layers) > 1 else [outputs])]
+
+
+def _takes_training(layer):
+    return "training" in inspect.signature(layer.call).parameters
+
+
 def rounded_weights(content, model, decoder_inputs, skip=None) -> bytes:
     """`content` with the int8 weights of the decoder's `Dense` layers rounded by GPTQ.
 
@@ -424,11 +457,9 @@ def rounded_weights(content, model, decoder_inputs, skip=None) -> bytes:
         for layer in decoder.layers
         if isinstance(layer, keras.layers.Dense) and layer is not skip
     ]
-    if not layers:
-        return content
-    probe = keras.Model(decoder.input, [layer.input for layer in layers])
-    inputs = probe(decoder_inputs)
-    inputs = [np.asarray(x, np.float64) for x in (inputs if len(layers) > 1 else [inputs])]
+    inputs = _dense_inputs(decoder, layers, decoder_inputs) if layers else None
+    if inputs is None:
+        return content  # rounded to nearest, as converted
     kernels = [np.asarray(layer.kernel, np.float64) for layer in layers]
     flat = flatbuffer_utils.convert_bytearray_to_object(content)
     done = set()

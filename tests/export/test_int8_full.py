@@ -26,7 +26,14 @@ from rng_reference import ref_word
 
 from keras_vae import VAE, ConditionalVAE
 from keras_vae.data import make_conditional_pairs
-from keras_vae.export import Sampler, export_model, export_tflite, litert_sampler, tflite_ops
+from keras_vae.export import (
+    Sampler,
+    export_model,
+    export_tflite,
+    integer,
+    litert_sampler,
+    tflite_ops,
+)
 from keras_vae.export import tflite as tflite_module
 from keras_vae.export.integer import NORMAL_BOUND, Z_STEP, extreme_latents, gptq_rounding
 from keras_vae.layers import IndependentBernoulli
@@ -239,6 +246,49 @@ def test_decoder_without_a_leading_relu_dense_takes_z_alone(tmp_path):
     assert set(_metadata(path)["quantization"]) == {"z", "image"}
     images = Sampler(path).sample(1, 10)
     assert np.abs(images - np.asarray(model.sample(10, seed=1))).max() <= INT8_TOLERANCE
+
+
+class SubclassedDecoder(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(32, activation="tanh")
+        self.out = keras.layers.Dense(28 * 28)
+        self.image = keras.layers.Reshape((28, 28, 1))
+
+    def call(self, z):
+        return self.image(self.out(self.hidden(z)))
+
+
+def test_sequential_and_subclassed_decoders_export_int8_full(tmp_path):
+    # GPTQ read the Dense layers' inputs from the decoder's functional graph, which a
+    # Sequential decoder built by a call does not keep: the export failed with an
+    # AttributeError. It reads them layer by layer now; a subclassed decoder keeps
+    # the converter's rounding to nearest.
+    layers = [
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(32, activation="tanh"),
+        keras.layers.Dense(28 * 28),
+        keras.layers.Reshape((28, 28, 1)),
+    ]
+    z = np.random.default_rng(0).standard_normal((16, LATENT_DIM)).astype("float32")
+    inputs = keras.Input((LATENT_DIM,))
+    outputs = inputs
+    for layer in layers:
+        outputs = layer(outputs)
+    dense = layers[1:3]
+    # Read before the Sequential calls the layers again (a layer of two graphs has no
+    # single input).
+    expected = integer._dense_inputs(keras.Model(inputs, outputs), dense, z)
+    sequential = keras.Sequential(layers)
+    sequential(z)
+    for got, want in zip(integer._dense_inputs(sequential, dense, z), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    for name, decoder in (("sequential", sequential), ("subclassed", SubclassedDecoder())):
+        keras.utils.set_random_seed(2)
+        model = VAE(mlp_encoder((28, 28, 1), hidden_units=(32,)), decoder, LATENT_DIM, seed=0)
+        path = untrained_int8_full_file(model, tmp_path / f"{name}.tflite", BATCH)
+        images = Sampler(path).sample(1, 10)
+        assert np.abs(images - np.asarray(model.sample(10, seed=1))).max() <= INT8_TOLERANCE
 
 
 def test_integer_inputs_carry_z_to_the_residual_step():
