@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=_positive_float("temperature", allow_zero=True),
         default=1.0,
-        help="Scale of the prior's spread: below 1, more typical completions; 0, the prior's mean.",
+        help="Scale of the prior's spread: below 1, more typical completions; 0, the mean (of "
+        "the mixture component drawn, for --prior mog).",
     )
     complete.add_argument(
         "--output",

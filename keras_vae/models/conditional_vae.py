@@ -16,6 +16,7 @@ from keras_vae.models.validation import (
     check_positive_int,
     check_sample_weight,
     first_batch,
+    shape_of,
 )
 from keras_vae.networks.validation import check_units
 from keras_vae.ops import elbo as elbo_ops
@@ -382,9 +383,9 @@ class ConditionalVAE(VAE):
         return x, condition
 
     def _build_on_first_call(self, x, condition):
-        del x  # the condition gives the shapes
+        del x  # the condition gives the shapes; it is checked already
         if not (self.built or self._building):
-            self._check_condition_batch(condition)
+            self.build((None, *shape_of(condition)[1:]))
 
     def _check_condition_batch(self, batch):
         """Builds the model for a batch of conditions (or its `TensorSpec`) if needed, then

@@ -24,6 +24,7 @@ from keras_vae.models.validation import (
     checked_array,
     first_batch,
     lists_as_arrays,
+    shape_of,
 )
 from keras_vae.ops import elbo as elbo_ops
 from keras_vae.ops.math import kl_divergence
@@ -197,10 +198,10 @@ class VAE(ELBOModel):
         came, where uint8 images or a NaN would give a silently wrong
         posterior.
         """
+        condition = self._condition_argument(condition)
+        self._build_on_first_call(x, condition)  # first: a VAE's likelihood may come with it
         binary = getattr(self.likelihood, "binary", False)
         x = checked_array(self.data_name, x, self.event_shape, unit_interval=binary)
-        condition = self._condition_argument(condition)
-        self._build_on_first_call(x, condition)
         if self.event_shape is not None:
             check_same_batch(self.data_name, x, condition, len(self.event_shape))
         features = self.encoder_features(x, condition, training)
@@ -422,7 +423,7 @@ class VAE(ELBOModel):
         if self.likelihood is not None:
             self.build((None, *self.event_shape))
         elif x is not None:
-            self.build((None, *x.shape[1:]))
+            self.build((None, *shape_of(x)[1:]))
         else:
             raise ValueError(
                 f"Expected a likelihood, or a built {type(self).__name__}, to decode (the "

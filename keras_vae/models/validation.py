@@ -16,6 +16,11 @@ def _shape_str(shape):
     return "[batch, " + ", ".join(str(d) for d in shape) + "]"
 
 
+def shape_of(value):
+    """The shape of an array, a tensor, a `KerasTensor` or nested lists, as a tuple."""
+    return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+
+
 def lists_as_arrays(*values):
     """`values` with every Python list turned into a numpy array (one example per row).
 

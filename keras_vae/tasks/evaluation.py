@@ -1,8 +1,5 @@
 """Evaluating a trained model on an image dataset: `keras-vae evaluate`."""
 
-import os
-import zipfile
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -11,10 +8,7 @@ from keras_vae import data
 from keras_vae.evaluation import log_likelihood
 from keras_vae.models.validation import check_positive_int, follows_model_contract
 from keras_vae.tasks.training import make_datasets
-from keras_vae.utils.checks import check_seed
-
-# What every `.keras` archive holds, whatever its weights format.
-_KERAS_MEMBERS = ("metadata.json", "config.json")
+from keras_vae.utils.checks import check_seed, keras_archive_problem
 
 
 def load_model(path: str):
@@ -27,7 +21,7 @@ def load_model(path: str):
     """
     if not str(path).endswith(".keras"):
         raise ValueError(f"Expected a path to a .keras model file. Received: model={path!r}")
-    reason = _invalid_archive_reason(path)
+    reason = keras_archive_problem(path)
     if reason is not None:
         raise ValueError(f"Expected a readable .keras model saved by keras-vae. Received: {reason}")
     try:
@@ -43,30 +37,6 @@ def load_model(path: str):
             f"Received: model={path!r} holding a {type(model).__name__}"
         )
     return model
-
-
-def _invalid_archive_reason(path):
-    """Why `path` is not a readable `.keras` archive, or `None` if it looks like one."""
-    if not os.path.exists(path):
-        return f"model={path!r} (file not found)"
-    if os.path.isdir(path):
-        return f"model={path!r} (a folder)"
-    try:
-        if not zipfile.is_zipfile(path):
-            return (
-                f"model={path!r}, not a valid .keras file (not a zip archive: truncated, or "
-                "another format)"
-            )
-        with zipfile.ZipFile(path) as archive:
-            missing = [name for name in _KERAS_MEMBERS if name not in archive.namelist()]
-            if missing:
-                return f"model={path!r}, not a valid .keras file (no {', '.join(missing)})"
-            damaged = archive.testzip()  # reads every member and checks its CRC
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        return f"model={path!r}, not a valid .keras file ({str(e) or type(e).__name__})"
-    if damaged is not None:
-        return f"model={path!r}, not a valid .keras file ({damaged} is damaged: checksum fails)"
-    return None
 
 
 def default_binarization(model) -> str | None:

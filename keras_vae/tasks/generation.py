@@ -103,7 +103,8 @@ def complete_images(
         seed: int in [0, 2**32). Same seed, same completions.
         temperature: float. Scale of the spread of P(z|observed): below 1,
             completions closer to the most typical one; `0`, one completion
-            repeated. Defaults to `1.0`.
+            repeated (for a mixture prior, one per component drawn).
+            Defaults to `1.0`.
 
     Returns:
         float32 array `[N, num_completions, H, W, C]` in [0, 1].

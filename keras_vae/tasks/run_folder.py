@@ -12,6 +12,7 @@ import shutil
 import keras
 import numpy as np
 
+from keras_vae.utils.checks import keras_archive_problem
 from keras_vae.utils.output_folder import STATE_FILE, finished_epochs  # noqa: F401 (re-exported)
 from keras_vae.utils.staged_path import (
     StagedPath,
@@ -170,10 +171,16 @@ def seed_backup(folder, config, output, finished):
         output: str. The finished run's folder.
         finished: dict. Its `metrics.json`.
     """
+    source = os.path.join(output, "model.keras")
+    problem = keras_archive_problem(source)
+    if problem is not None:
+        raise ValueError(
+            f"Expected a readable model.keras in the finished run in {output} to train it "
+            f"on (or --overwrite to start over). Received: {problem}"
+        )
     remove_backup(folder)  # what a stop before the first commit left
     epoch = finished["config"]["epochs"]
     name = f"epoch-{epoch:05d}.keras"
-    source = os.path.join(output, "model.keras")
     write_atomically(os.path.join(folder, name), lambda tmp: shutil.copyfile(source, tmp))
     write_json(
         os.path.join(folder, STATE_FILE),
@@ -192,8 +199,9 @@ def _read_state(folder):
         missing = {"config", "epoch", "history", "weights"} - set(state)
         if missing:
             raise KeyError(sorted(missing)[0])
-        if not os.path.exists(os.path.join(folder, state["weights"])):
-            raise FileNotFoundError(state["weights"])
+        problem = keras_archive_problem(os.path.join(folder, state["weights"]))
+        if problem is not None:
+            raise ValueError(problem)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"Expected a readable backup in {folder} to resume the stopped run "

@@ -2,6 +2,8 @@
 
 import math
 import numbers
+import os
+import zipfile
 
 import numpy as np
 
@@ -45,3 +47,36 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"Expected {name} to be one of {choices}. Received: {name}={value!r}")
     return value
+
+
+# What every `.keras` archive holds, whatever its weights format.
+KERAS_MEMBERS = ("metadata.json", "config.json")
+
+
+def keras_archive_problem(path):
+    """Why `path` is not a readable `.keras` archive (`"model=..."` and the reason), or `None`.
+
+    `None` for a whole zip archive with the members every `.keras` file holds,
+    each passing its checksum: Keras reports most of these problems as
+    "File not found", or fails later in many ways.
+    """
+    if not os.path.exists(path):
+        return f"model={path!r} (file not found)"
+    if os.path.isdir(path):
+        return f"model={path!r} (a folder)"
+    try:
+        if not zipfile.is_zipfile(path):
+            return (
+                f"model={path!r}, not a valid .keras file (not a zip archive: truncated, or "
+                "another format)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            missing = [name for name in KERAS_MEMBERS if name not in archive.namelist()]
+            if missing:
+                return f"model={path!r}, not a valid .keras file (no {', '.join(missing)})"
+            damaged = archive.testzip()  # reads every member and checks its CRC
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        return f"model={path!r}, not a valid .keras file ({str(e) or type(e).__name__})"
+    if damaged is not None:
+        return f"model={path!r}, not a valid .keras file ({damaged} is damaged: checksum fails)"
+    return None

@@ -311,6 +311,39 @@ def test_a_finished_run_trains_on_to_the_uninterrupted_result(uninterrupted, tmp
     )
 
 
+def test_a_finished_run_with_a_damaged_model_is_not_trained_on(uninterrupted, tmp_path, capsys):
+    # Its model.keras was copied into the backup unread: the run then failed with a
+    # BadZipFile traceback, also with --overwrite, until the backup was removed by hand.
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], out)
+    model = out / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    argv = ["train", *reliability.TRAIN_ARGV, "--output", str(out)]
+    argv[argv.index("--epochs") + 1] = "3"
+    assert main(argv) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"keras-vae train: error: Expected a readable model.keras in the finished run in {out} "
+        f"to train it on (or --overwrite to start over). Received: model={str(model)!r}, not a "
+        "valid .keras file (not a zip archive: truncated, or another format)"
+    )
+    assert not (out / "backup").exists()
+    # A backup whose weights are damaged is refused in one line too (--overwrite starts over).
+    shutil.copytree(uninterrupted[0], out, dirs_exist_ok=True)
+    (out / "backup").mkdir()
+    (out / "backup" / "epoch-00002.keras").write_bytes(b"PK")
+    state = {"config": {}, "epoch": 2, "weights": "epoch-00002.keras", "history": {}}
+    (out / "backup" / "state.json").write_text(json.dumps(state))
+    assert main(argv) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(
+        f"keras-vae train: error: Expected a readable backup in {out / 'backup'}"
+    )
+    assert error.endswith(
+        "not a valid .keras file (not a zip archive: truncated, or another format)"
+    )
+
+
 def test_a_finished_run_stopped_while_training_on_resumes(tmp_path, tfds_data_dir, monkeypatch):
     # Stopped in its third epoch, the run resumes from the backup, not from the
     # finished run's model; the finished run's files stay until the new ones replace them.

@@ -996,11 +996,18 @@ def test_an_unbuilt_model_builds_itself_to_encode_and_decode(kind):
         np.testing.assert_array_equal(
             built.reconstruct(x, condition), model.reconstruct(x, condition)
         )
+    # Symbolic inputs too (the model inside a functional model).
+    model = kind.make(build=False)
+    symbolic = None if condition is None else keras.Input(condition.shape[1:])
+    assert model.decode(keras.Input((LATENT_DIM,)), symbolic).shape == (None, PIXELS)
+    assert model.built
     if not kind.conditional:  # a VAE without a likelihood takes x's shape
         model = kind.make(build=False, likelihood=None)
         with pytest.raises(ValueError, match=r"^Expected a likelihood, or a built VAE, to decode"):
             model.decode(z)
         assert not model.built
+        with pytest.raises(ValueError, match=r"^Expected x values in \[0, 1\]"):
+            model.encode(255 * x)  # checked against the likelihood the build gives it
         model.encode(x)
         assert model.built and model.event_shape == (PIXELS,)
 
