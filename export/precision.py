@@ -1,5 +1,6 @@
 """Float32 copies of models trained under a mixed-precision dtype policy."""
 
+from keras_vae.utils.checks import keras_error_cause
 from keras_vae.utils.dtype_policy import global_dtype_policy
 
 FLOAT32 = "float32"
@@ -16,11 +17,22 @@ def _float32_policies(config):
     ):
         return dict(config, config=dict(config["config"], name=FLOAT32))
     return {
-        key: FLOAT32
-        if key == "dtype" and isinstance(value, str) and value.startswith("mixed_")
-        else _float32_policies(value)
+        key: FLOAT32 if key == "dtype" and _sixteen_bit(value) else _float32_policies(value)
         for key, value in config.items()
     }
+
+
+def _sixteen_bit(dtype):
+    """Whether a config's `dtype` string is a mixed policy or a 16-bit float.
+
+    An `InputLayer` that Keras made for a network built by its first call
+    under a mixed policy holds `"bfloat16"` or `"float16"`: left so, the
+    float32 copy would round its inputs (z, x) to 16 bits.
+    """
+    return isinstance(dtype, str) and (dtype.startswith("mixed_") or dtype in SIXTEEN_BIT)
+
+
+SIXTEEN_BIT = ("float16", "bfloat16")
 
 
 def computes_in_float32(model) -> bool:
@@ -39,8 +51,16 @@ def float32_model(model):
     """
     if computes_in_float32(model):
         return model
-    with global_dtype_policy(FLOAT32):  # for layers the model creates itself
-        copy = type(model).from_config(_float32_policies(model.get_config()))
-        copy.build_from_config(model.get_build_config())
+    try:
+        with global_dtype_policy(FLOAT32):  # for layers the model creates itself
+            copy = type(model).from_config(_float32_policies(model.get_config()))
+            copy.build_from_config(model.get_build_config())
+    except Exception as e:  # Keras's many ways to fail a rebuild
+        raise ValueError(
+            "Expected networks that rebuild from their configs (a model of a mixed dtype "
+            "policy exports a float32 copy made by from_config: register custom layers with "
+            "keras.saving.register_keras_serializable and give them get_config). Received: "
+            f"{keras_error_cause(e)}"
+        ) from None
     copy.set_weights(model.get_weights())
     return copy

@@ -8,16 +8,23 @@ from keras_vae import data
 from keras_vae.evaluation import log_likelihood
 from keras_vae.models.validation import check_positive_int, follows_model_contract
 from keras_vae.tasks.training import make_datasets
-from keras_vae.utils.checks import check_seed, keras_archive_problem
+from keras_vae.utils.checks import check_seed, keras_archive_problem, keras_error_cause
 
 
-def load_model(path: str):
+def load_model(path: str, safe_mode: bool = True):
     """Loads a `.keras` file, with one clear error if it is not one.
 
     A missing file is reported as not found; a file that is not a whole
     `.keras` archive (truncated, another format, a member whose checksum
     fails, a member missing) as "not a valid .keras file" with the reason,
-    before Keras reads it (Keras reports most of these as "File not found").
+    before Keras reads it (Keras reports most of these as "File not found");
+    a network Keras cannot rebuild with the cause Keras gives (a custom layer
+    not registered with `keras.saving.register_keras_serializable`, say).
+
+    Args:
+        path: str. The `.keras` file.
+        safe_mode: bool. Keras's `safe_mode`: `False` loads `Lambda` layers
+            of Python lambdas, for files you trust. Defaults to `True`.
     """
     if not str(path).endswith(".keras"):
         raise ValueError(f"Expected a path to a .keras model file. Received: model={path!r}")
@@ -25,11 +32,11 @@ def load_model(path: str):
     if reason is not None:
         raise ValueError(f"Expected a readable .keras model saved by keras-vae. Received: {reason}")
     try:
-        model = keras.saving.load_model(path)
+        model = keras.saving.load_model(path, safe_mode=safe_mode)
     except Exception as e:  # a bad archive fails in many ways (KeyError, TypeError, ...)
         raise ValueError(
             f"Expected a readable .keras model saved by keras-vae. Received: model={path!r} "
-            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            f"({keras_error_cause(e)})"
         ) from None
     if not follows_model_contract(model):
         raise ValueError(

@@ -80,3 +80,18 @@ def keras_archive_problem(path):
     if damaged is not None:
         return f"model={path!r}, not a valid .keras file ({damaged} is damaged: checksum fails)"
     return None
+
+
+def keras_error_cause(error):
+    """The line of a Keras saving error that names its cause, for a one-line message.
+
+    Keras wraps a nested layer's failure in "could not be deserialized"
+    messages with the configs between them; the innermost "Exception
+    encountered:" line holds the cause (an unregistered class, say), without
+    the layer's config that follows it.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    prefix = "Exception encountered:"
+    causes = [line[len(prefix) :].strip() for line in lines if line.startswith(prefix)]
+    cause = (causes or lines or [type(error).__name__])[-1 if causes else 0]
+    return cause.split(" Full object config:")[0]  # the config of the layer, at length

@@ -5,8 +5,10 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import LATENT_DIM, binary_images, one_hot
 
+from keras_vae import VAE
 from keras_vae.export import export_model
 from keras_vae.export.precision import computes_in_float32, float32_model
+from keras_vae.layers import IndependentBernoulli
 from keras_vae.models.presets import build_cvae, build_vae
 
 
@@ -56,3 +58,39 @@ def test_mixed_precision_model_exports_to_builtin_tflite_and_saved_model(mixed_v
     image = next(iter(runner(z=z).values()))
     expected = float32_model(mixed_vae).decode(z).mean().numpy()
     np.testing.assert_allclose(image, expected, atol=1e-5)
+
+
+def test_the_float32_copy_of_a_network_built_by_its_first_call_reads_float32(mixed_bfloat16):
+    # Keras gives such a network an InputLayer of dtype "bfloat16": the copy kept it,
+    # rounding z to 8 bits of mantissa, and its exports matched that rounded copy.
+    keras.utils.set_random_seed(0)
+    decoder = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    encoder = keras.Sequential([keras.layers.Dense(2 * LATENT_DIM)])
+    model = VAE(encoder, decoder, LATENT_DIM, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    keras.mixed_precision.set_global_policy("float32")
+    copy = float32_model(model)
+    z = np.random.default_rng(0).normal(size=(5, LATENT_DIM)) * 1.2345678
+    kernel, bias, out_kernel, out_bias = (w.numpy().astype("float64") for w in decoder.weights)
+    logits = np.maximum(z @ kernel + bias, 0.0) @ out_kernel + out_bias
+    np.testing.assert_allclose(
+        copy.decode(z.astype("float32")).mean(), 1 / (1 + np.exp(-logits)), rtol=0, atol=1e-6
+    )
+
+
+class Unregistered(keras.layers.Layer):
+    def call(self, inputs):
+        return inputs
+
+
+def test_a_network_that_cannot_rebuild_is_named_in_one_line(mixed_bfloat16):
+    # The float32 copy is made from the config: Keras's error came in 5 to 21 lines.
+    encoder = keras.Sequential([keras.Input((3,)), Unregistered(), keras.layers.Dense(4)])
+    decoder = keras.Sequential([keras.Input((LATENT_DIM,)), keras.layers.Dense(3)])
+    model = VAE(encoder, decoder, LATENT_DIM, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    with pytest.raises(ValueError) as error:
+        float32_model(model)
+    assert len(str(error.value).splitlines()) == 1
+    assert str(error.value).startswith("Expected networks that rebuild from their configs")
+    assert "Received: Could not locate class 'Unregistered'" in str(error.value)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keras_vae import VAE
 from keras_vae.models.presets import build_vae
 from keras_vae.tasks import load_model
 
@@ -107,3 +108,30 @@ def test_keras_load_model_finds_the_classes_after_import_keras_then_keras_vae(sa
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["VAE"]
     np.testing.assert_array_equal(np.load(out), np.concatenate([w.ravel() for w in weights]))
+
+
+class Unregistered(keras.layers.Layer):
+    """A custom layer not registered with Keras: a saved network holding it cannot load."""
+
+    def call(self, inputs):
+        return inputs * 2.0
+
+
+def test_a_network_keras_cannot_rebuild_is_named_with_its_cause(tmp_path):
+    # The message kept Keras's first line ("<class VAE> could not be deserialized
+    # properly ..."), which blamed the file; the cause was on its last line.
+    def saved_with(encoder_layer, decoder_layer, name):
+        encoder = keras.Sequential([keras.Input((3,)), encoder_layer, keras.layers.Dense(4)])
+        decoder = keras.Sequential([keras.Input((2,)), decoder_layer, keras.layers.Dense(3)])
+        model = VAE(encoder, decoder, latent_dim=2)
+        model.build((None, 3))
+        model.save(tmp_path / name)
+        return model, tmp_path / name
+
+    _, path = saved_with(Unregistered(), keras.layers.Identity(), "unregistered.keras")
+    refused(path, r" \(Could not locate class 'Unregistered'\. Make sure [^{}]*\)$")
+    model, path = saved_with(keras.layers.Identity(), keras.layers.Lambda(lambda z: z), "l.keras")
+    refused(path, r" \(Requested the deserialization of a `Lambda` layer")
+    loaded = load_model(str(path), safe_mode=False)  # a file one trusts
+    z = np.ones((1, 2), "float32")
+    np.testing.assert_array_equal(loaded.decode(z).mean(), model.decode(z).mean())
