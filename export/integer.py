@@ -62,6 +62,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_vae.export.litert_sampler import dequantized, quantized
 from keras_vae.export.serving_module import saving_traces
+from keras_vae.export.validation import converted
 from keras_vae.ops import random as portable_random
 
 INT8_FULL = "int8-full"
@@ -389,7 +390,7 @@ def convert_int8_full(model, batch_size, conditions=None):
         with warnings.catch_warnings():
             # The calibrator runs TF's own (deprecated) interpreter internally.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-            content = converter.convert()
+            content = converted(converter)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     non_integer = sorted(tensor_types(content) - set(INTEGER_TYPES))

@@ -115,8 +115,8 @@ def _check_runs(signature, content):
         onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types
         raise ValueError(
-            f"Expected a model whose {signature!r} signature converts to ONNX (models with "
-            "transposed convolutions do not yet). Received: onnxruntime cannot load it "
+            f"Expected a model whose {signature!r} signature converts to ONNX (tf2onnx leaves "
+            "out the ops it cannot convert). Received: onnxruntime cannot load it "
             f"({str(error).splitlines()[0][:160]})"
         ) from None
 

@@ -32,6 +32,7 @@ from keras_vae.export.validation import (
     check_quantize,
     check_representative_conditions,
     check_tflite_path,
+    converted,
 )
 from keras_vae.utils.staged_path import write_bytes_atomically
 
@@ -372,7 +373,7 @@ def _convert(module, quantize, calibration, per_tensor_dense=False):
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantize != "int8":
-            return converter.convert()
+            return converted(converter)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
@@ -386,7 +387,7 @@ def _convert(module, quantize, calibration, per_tensor_dense=False):
         with warnings.catch_warnings():
             # The calibrator runs TF's own (deprecated) interpreter internally.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-            calibrated = converter.convert()
+            calibrated = converted(converter)
         return _quantize_int8(_with_decode_latent_range(calibrated))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -22,6 +22,7 @@ from keras_vae.export.validation import (
     check_exportable,
     check_representative_conditions,
     check_tflite_path,
+    converted,
 )
 from keras_vae.ops import random as portable_random
 from keras_vae.utils.staged_path import write_bytes_atomically
@@ -596,7 +597,7 @@ def _convert(module):
         concrete = module.function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    content = converter.convert()
+    content = converted(converter)
     # The converter names a lone function's signature `serving_default`.
     model = flatbuffer_utils.convert_bytearray_to_object(content)
     for signature in model.signatureDefs or []:

@@ -246,3 +246,31 @@ def check_representative_conditions(model, quantize, conditions):
             f"Received: representative_conditions.shape={conditions.shape}"
         )
     return conditions
+
+
+def converted(converter) -> bytes:
+    """`converter.convert()` of a `tf.lite.TFLiteConverter`, its refusals in one line.
+
+    A network with an op that TFLite's builtins lack (a matrix inverse, say)
+    fails in the converter with a report of up to hundreds of lines (the
+    whole MLIR function); the line that names the ops is kept.
+
+    Raises:
+        ValueError: naming the signature and the ops, when the converter
+            refuses the model.
+    """
+    try:
+        return converter.convert()
+    except Exception as error:  # tf.lite's ConverterError, not exported by tf.lite
+        if type(error).__name__ != "ConverterError":
+            raise
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        named = [line for line in lines if line.startswith(("TF Select ops:", "Custom ops:"))]
+        where = [line for line in lines if "failed while converting:" in line]
+        reason = ", ".join(named or lines[:1])
+        if where:
+            reason = f"{where[0].split('failed while converting:')[1].strip(' :')}: {reason}"
+        raise ValueError(
+            "Expected networks of ops that TFLite's builtins hold (a SavedModel export "
+            f"takes any TensorFlow op). Received: the converter refused {reason}"
+        ) from None

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +17,9 @@ from export_helpers import (
     reference_normal,
 )
 
+from keras_vae import VAE
 from keras_vae.export import Sampler, export_tflite, tflite_ops
+from keras_vae.layers import IndependentBernoulli
 from keras_vae.models.presets import build_vae
 
 
@@ -299,3 +302,26 @@ def test_path_that_is_a_folder(vae, tmp_path):
     (tmp_path / "d.tflite").mkdir()
     with pytest.raises(ValueError, match=r"^Expected path to a \.tflite file"):
         export_tflite(vae, tmp_path / "d.tflite")
+
+
+class MatrixInverse(keras.layers.Layer):
+    """An op TFLite's builtins lack (TF Select's MatrixInverse)."""
+
+    def call(self, z):
+        return tf.reduce_sum(tf.linalg.inv(tf.eye(2) + 0.1 * z[:, :, None] * z[:, None, :]), -1)
+
+
+def test_a_network_of_ops_tflite_lacks_is_refused_in_one_line(tmp_path):
+    # The converter's report ran to 57 lines (the whole MLIR function) or more.
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    decoder = keras.Sequential([keras.Input((2,)), MatrixInverse(), keras.layers.Dense(3)])
+    model = VAE(encoder, decoder, 2, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError) as error:
+        export_tflite(model, path, allow_untrained=True)
+    assert str(error.value) == (
+        "Expected networks of ops that TFLite's builtins hold (a SavedModel export takes any "
+        "TensorFlow op). Received: the converter refused 'decode': TF Select ops: MatrixInverse"
+    )
+    assert not path.exists()
