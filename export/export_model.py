@@ -164,15 +164,21 @@ def export_model(
             files = convert_onnx(model)
             staged["onnx"] = StagedPath(onnx_dir)
             write_onnx(files, staged["onnx"].path)
-        report = verify_export(
-            model,
-            saved_model_dir=_staged_path(staged, "saved_model"),
-            tflite_path=_staged_path(staged, "tflite"),
-            onnx_dir=_staged_path(staged, "onnx"),
-            seed=seed,
-            num_samples=num_samples,
-            condition=None if conditions is None else conditions[:4],
-        )
+        try:
+            report = verify_export(
+                model,
+                saved_model_dir=_staged_path(staged, "saved_model"),
+                tflite_path=_staged_path(staged, "tflite"),
+                onnx_dir=_staged_path(staged, "onnx"),
+                seed=seed,
+                num_samples=num_samples,
+                condition=None if conditions is None else conditions[:4],
+            )
+        except ValueError as error:  # a file that does not load or run: name it as meant
+            message = str(error)
+            for entry in staged.values():
+                message = message.replace(entry.path, entry.target)
+            raise ValueError(message) from None
         if report["ok"]:
             # The folders to replace, again: a file put there since the checks above
             # must stop the export before anything is published.

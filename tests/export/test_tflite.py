@@ -18,7 +18,7 @@ from export_helpers import (
 )
 
 from keras_vae import VAE
-from keras_vae.export import Sampler, export_tflite, tflite_ops
+from keras_vae.export import Sampler, export_model, export_tflite, tflite_ops
 from keras_vae.layers import IndependentBernoulli
 from keras_vae.models.presets import build_vae
 
@@ -325,3 +325,25 @@ def test_a_network_of_ops_tflite_lacks_is_refused_in_one_line(tmp_path):
         "TensorFlow op). Received: the converter refused 'decode': TF Select ops: MatrixInverse"
     )
     assert not path.exists()
+
+
+class RealFFT(keras.layers.Layer):
+    """Converts to TFLite builtins that then fail to run (RESHAPE fails to prepare)."""
+
+    def call(self, h):
+        return tf.concat([h, tf.math.real(tf.signal.fft(tf.cast(h, tf.complex64)))], -1)
+
+
+def test_a_converted_file_that_does_not_run_is_named_as_meant(tmp_path):
+    # The refusal named the hidden staging file (".m.tflite.tmp-..."), not the export's.
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    decoder = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(8), RealFFT(), keras.layers.Dense(3)]
+    )
+    model = VAE(encoder, decoder, 2, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ValueError) as error:
+        export_model(model, tflite_path=path, allow_untrained=True)
+    assert f"model={str(path)!r}" in str(error.value) and ".tmp" not in str(error.value)
+    assert len(str(error.value).splitlines()) == 1 and os.listdir(tmp_path) == []
