@@ -395,9 +395,10 @@ def convert_int8_full(model, batch_size, conditions=None):
         shutil.rmtree(folder, ignore_errors=True)
     non_integer = sorted(tensor_types(content) - set(INTEGER_TYPES))
     if non_integer:
-        raise RuntimeError(
-            f"Expected only {INTEGER_TYPES} tensors in the int8-full model. Received: "
-            f"tensor types {non_integer}"
+        raise ValueError(
+            f"Expected only {INTEGER_TYPES} tensors in the int8-full model (the converter "
+            "left an op of the decoder or of its likelihood's mean in float; quantize='int8' "
+            f"keeps such ops in float). Received: tensor types {non_integer}"
         )
     skip = None if split is None else split.dense
     return rounded_weights(content, model, typical_inputs, skip=skip), module
