@@ -1,5 +1,7 @@
 """Float32 copies of models trained under a mixed-precision dtype policy."""
 
+from keras.src.saving.serialization_lib import SafeModeScope
+
 from keras_vae.utils.checks import keras_error_cause
 from keras_vae.utils.dtype_policy import global_dtype_policy
 
@@ -52,7 +54,8 @@ def float32_model(model):
     if computes_in_float32(model):
         return model
     try:
-        with global_dtype_policy(FLOAT32):  # for layers the model creates itself
+        # Unsafe mode: the config is the model's own, in memory (its Lambda layers too).
+        with global_dtype_policy(FLOAT32), SafeModeScope(False):
             copy = type(model).from_config(_float32_policies(model.get_config()))
             copy.build_from_config(model.get_build_config())
     except Exception as e:  # Keras's many ways to fail a rebuild

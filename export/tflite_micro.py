@@ -597,7 +597,7 @@ def _convert(module):
         concrete = module.function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    content = converted(converter)
+    content = converted(converter, module.function_name)
     # The converter names a lone function's signature `serving_default`.
     model = flatbuffer_utils.convert_bytearray_to_object(content)
     for signature in model.signatureDefs or []:

@@ -248,12 +248,17 @@ def check_representative_conditions(model, quantize, conditions):
     return conditions
 
 
-def converted(converter) -> bytes:
+def converted(converter, name=None) -> bytes:
     """`converter.convert()` of a `tf.lite.TFLiteConverter`, its refusals in one line.
 
     A network with an op that TFLite's builtins lack (a matrix inverse, say)
     fails in the converter with a report of up to hundreds of lines (the
     whole MLIR function); the line that names the ops is kept.
+
+    Args:
+        converter: a `tf.lite.TFLiteConverter`.
+        name: str or `None`. The function converted, for a converter of one
+            concrete function (which the converter calls `'main'`).
 
     Raises:
         ValueError: naming the signature and the ops, when the converter
@@ -268,7 +273,9 @@ def converted(converter) -> bytes:
         named = [line for line in lines if line.startswith(("TF Select ops:", "Custom ops:"))]
         where = [line for line in lines if "failed while converting:" in line]
         reason = ", ".join(named or lines[:1])
-        if where:
+        if name is not None:
+            reason = f"{name!r}: {reason}"
+        elif where:
             reason = f"{where[0].split('failed while converting:')[1].strip(' :')}: {reason}"
         raise ValueError(
             "Expected networks of ops that TFLite's builtins hold (a SavedModel export "

@@ -16,6 +16,7 @@ from keras_vae.models.validation import (
     check_positive_int,
     check_sample_weight,
     first_batch,
+    is_eager_tensor,
     shape_of,
 )
 from keras_vae.networks.validation import check_units
@@ -383,8 +384,12 @@ class ConditionalVAE(VAE):
         return x, condition
 
     def _build_on_first_call(self, x, condition):
-        del x  # the condition gives the shapes; it is checked already
-        if not (self.built or self._building):
+        del x  # the condition gives the shapes
+        if self.built or self._building:
+            return
+        if isinstance(condition, np.ndarray) or is_eager_tensor(condition):
+            self._check_condition_batch(condition)  # builds, then checks its dtype and rank
+        else:  # symbolic (a KerasTensor, a traced tensor): its shape alone
             self.build((None, *shape_of(condition)[1:]))
 
     def _check_condition_batch(self, batch):

@@ -93,5 +93,6 @@ def keras_error_cause(error):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     prefix = "Exception encountered:"
     causes = [line[len(prefix) :].strip() for line in lines if line.startswith(prefix)]
+    causes = [cause for cause in causes if cause]  # an exception without a message
     cause = (causes or lines or [type(error).__name__])[-1 if causes else 0]
     return cause.split(" Full object config:")[0]  # the config of the layer, at length

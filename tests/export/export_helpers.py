@@ -1,6 +1,8 @@
 """Constants, data and an independent RNG reference shared by the export tests."""
 
+import keras
 import numpy as np
+import tensorflow as tf
 from ai_edge_litert import schema_py_generated as litert_schema
 from rng_reference import ref_to_unit, ref_word
 
@@ -48,3 +50,10 @@ def earlier_export(vae_tflite):
     the float32 file replaces: other bytes than the export writes."""
     with open(vae_tflite["float16"], "rb") as f:
         return f.read()
+
+
+class MatrixInverse(keras.layers.Layer):
+    """A layer of an op TFLite's builtins lack (TF Select's MatrixInverse), for 2 inputs."""
+
+    def call(self, z):
+        return tf.reduce_sum(tf.linalg.inv(tf.eye(2) + 0.1 * z[:, :, None] * z[:, None, :]), -1)

@@ -94,3 +94,18 @@ def test_a_network_that_cannot_rebuild_is_named_in_one_line(mixed_bfloat16):
     assert len(str(error.value).splitlines()) == 1
     assert str(error.value).startswith("Expected networks that rebuild from their configs")
     assert "Received: Could not locate class 'Unregistered'" in str(error.value)
+
+
+def test_a_network_with_a_lambda_has_a_float32_copy(mixed_bfloat16):
+    # The copy's rebuild ran in Keras's safe mode, which refuses Lambda layers: the
+    # model is the caller's own, in memory, so its config is rebuilt without it.
+    decoder = keras.Sequential([keras.Input((LATENT_DIM,)), keras.layers.Lambda(lambda z: 2 * z),
+                                keras.layers.Dense(3)])  # fmt: skip
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2 * LATENT_DIM)])
+    model = VAE(encoder, decoder, LATENT_DIM, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    keras.mixed_precision.set_global_policy("float32")
+    copy = float32_model(model)
+    assert computes_in_float32(copy)
+    z = np.ones((2, LATENT_DIM), "float32")
+    np.testing.assert_allclose(copy.decode(z).mean(), model.decode(z).mean(), atol=1e-2)

@@ -13,6 +13,7 @@ from export_helpers import (
     NUM_CLASSES,
     QUANTIZE,
     QUANTIZE_IDS,
+    MatrixInverse,
     one_hot,
     reference_normal,
 )
@@ -302,13 +303,6 @@ def test_path_that_is_a_folder(vae, tmp_path):
     (tmp_path / "d.tflite").mkdir()
     with pytest.raises(ValueError, match=r"^Expected path to a \.tflite file"):
         export_tflite(vae, tmp_path / "d.tflite")
-
-
-class MatrixInverse(keras.layers.Layer):
-    """An op TFLite's builtins lack (TF Select's MatrixInverse)."""
-
-    def call(self, z):
-        return tf.reduce_sum(tf.linalg.inv(tf.eye(2) + 0.1 * z[:, :, None] * z[:, None, :]), -1)
 
 
 def test_a_network_of_ops_tflite_lacks_is_refused_in_one_line(tmp_path):

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import LATENT_DIM, one_hot
+from export_helpers import LATENT_DIM, MatrixInverse, one_hot
 from tensorflow.lite.tools import flatbuffer_utils
 
+from keras_vae import VAE
 from keras_vae.cli.main import main
 from keras_vae.export.tflite import tflite_ops
 from keras_vae.export.tflite_micro import (
@@ -16,6 +17,7 @@ from keras_vae.export.tflite_micro import (
     micro_io,
     read_micro_record,
 )
+from keras_vae.layers import IndependentBernoulli
 from keras_vae.models.presets import build_vae
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
@@ -343,3 +345,14 @@ def test_cli_checks_the_export_paths_before_converting_the_micro_file(option, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Received: " in err[0] and "notes.txt" in err[0], err
     assert taken.read_text() == "not an export" and not micro.exists()
+
+
+def test_a_network_of_ops_tflite_lacks_is_named_with_its_function(tmp_path):
+    # The converter calls a lone function 'main': the refusal named that.
+    encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    decoder = keras.Sequential([keras.Input((2,)), MatrixInverse(), keras.layers.Dense(3)])
+    model = VAE(encoder, decoder, 2, likelihood=IndependentBernoulli(3))
+    model.build((None, 3))
+    with pytest.raises(ValueError, match=r"refused 'decode': TF Select ops: MatrixInverse$"):
+        export_tflite_micro(model, tmp_path / "m.tflite", function="decode", batch_size=1,
+                            allow_untrained=True)  # fmt: skip

@@ -996,6 +996,9 @@ def test_an_unbuilt_model_builds_itself_to_encode_and_decode(kind):
         np.testing.assert_array_equal(
             built.reconstruct(x, condition), model.reconstruct(x, condition)
         )
+    if kind.conditional:  # the first condition is checked as before the build
+        with pytest.raises(ValueError, match=r"^Expected condition to hold real numbers"):
+            kind.make(build=False).decode(z, np.full(condition.shape, "a"))
     # Symbolic inputs too (the model inside a functional model).
     model = kind.make(build=False)
     symbolic = None if condition is None else keras.Input(condition.shape[1:])

@@ -135,3 +135,11 @@ def test_a_network_keras_cannot_rebuild_is_named_with_its_cause(tmp_path):
     loaded = load_model(str(path), safe_mode=False)  # a file one trusts
     z = np.ones((1, 2), "float32")
     np.testing.assert_array_equal(loaded.decode(z).mean(), model.decode(z).mean())
+
+
+def test_a_cause_without_a_message_is_named_by_its_type():
+    from keras_vae.utils.checks import keras_error_cause
+
+    error = TypeError("<class 'VAE'> could not be deserialized.\n\nException encountered: ")
+    assert keras_error_cause(error) == "<class 'VAE'> could not be deserialized."
+    assert keras_error_cause(TypeError()) == "TypeError"
