@@ -158,7 +158,8 @@ def export_tflite(
 
     Raises:
         ValueError: for an unknown `quantize`, a bad `path`, an unbuilt or
-            untrained model, or missing or misshapen calibration conditions.
+            untrained model, missing or misshapen calibration conditions, or
+            networks with ops that TFLite's builtins lack.
 
     Example:
 
