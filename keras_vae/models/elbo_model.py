@@ -218,7 +218,8 @@ class ELBOModel(keras.Model):
         # Evaluation draws from a stream of its own, restarted by every
         # `evaluate` (and so every validation pass of `fit`) and every
         # `test_on_batch`: evaluating never moves the training noise, and the
-        # same data evaluate to the same figures. A plain variable, not a weight: nothing to save.
+        # same data evaluate to the same figures. A plain variable, not a
+        # weight: nothing to save.
         self._evaluation_draws = tf.Variable(
             0,
             dtype=tf.int32,

@@ -286,8 +286,8 @@ class VAE(ELBOModel):
                 typical-looking samples; `0` draws no noise and decodes the
                 prior's mean or, for a mixture prior, the mean of the
                 component drawn (an IAF component's base mean sent through
-                its flow). Exported
-                models sample at `1.0`. Defaults to `1.0`.
+                its flow). Exported models sample at `1.0`. Defaults to
+                `1.0`.
             use_mean: bool. Return the likelihood's mean (e.g. pixel
                 probabilities) rather than a draw from it. A likelihood
                 without a closed-form mean (autoregressive) returns its
