@@ -395,7 +395,7 @@ class ConditionalVAE(VAE):
     def _check_condition_batch(self, batch):
         """Builds the model for a batch of conditions (or its `TensorSpec`) if needed, then
         checks the batch against it."""
-        shape = tuple(batch.shape) if isinstance(batch, tf.TensorSpec) else tuple(np.shape(batch))
+        shape = shape_of(batch)
         if not self.built:
             self.build((None,) + shape[1:])
         check_data("condition", batch, self.condition_shape)

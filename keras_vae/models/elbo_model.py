@@ -416,7 +416,6 @@ class ELBOModel(keras.Model):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("fit", args, kwargs)
-        self._sync_kl_free()  # `beta` may have been assigned as a weight
         if _plain_arrays(x, y, kwargs):
             # Keras's own array pipeline is autotuned: it stalls every epoch.
             data = keras.utils.pack_x_y_sample_weight(x, y, kwargs.pop("sample_weight", None))
@@ -447,17 +446,11 @@ class ELBOModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         kwargs = keras_keywords("evaluate", args, kwargs)
-        self._sync_kl_free()
         self._evaluation_draws.assign(0)
         with self._executions_dividing(kwargs.get("steps")):
             return super().evaluate(x, y, **with_capped_progbar(kwargs))
 
-    def train_on_batch(self, *args, **kwargs):
-        self._sync_kl_free()
-        return super().train_on_batch(*args, **kwargs)
-
     def test_on_batch(self, *args, **kwargs):
-        self._sync_kl_free()
         self._evaluation_draws.assign(0)
         return super().test_on_batch(*args, **kwargs)
 

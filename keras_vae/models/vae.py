@@ -451,8 +451,8 @@ class VAE(ELBOModel):
     def _checked_condition_batch(self, condition):
         """`condition` as a float32 tensor, the model built for it; `None` if unconditional."""
         self._condition_argument(condition)
-        if not self.built and self.likelihood is not None:
-            self.build((None, *self.event_shape))  # the likelihood knows x's shape
+        if self.likelihood is not None:  # it knows x's shape
+            self._build_on_first_call(None, None)
         return None
 
     def _checked_reconstruct_inputs(self, x, condition):
@@ -572,7 +572,7 @@ class VAE(ELBOModel):
             return
         x = batch
         if not self.built:
-            shape = tuple(x.shape) if isinstance(x, tf.TensorSpec) else tuple(np.shape(x))
+            shape = shape_of(x)
             if self.likelihood is not None:
                 check_data("x", tf.TensorSpec((None,) + shape[1:]), self.event_shape)
             self.build((None,) + shape[1:])
